@@ -1,0 +1,538 @@
+"""The three custom resources of Switchyard, as pydantic v2 models.
+
+These models are the single source of truth for the resources' shape: the CRDs in
+``crds/`` are generated from them (``switchyard.api.crd``), the standalone loader
+validates manifests with them, and the compiler (``switchyard.compiler``) reads them.
+Field names follow the Kubernetes convention (camelCase on the wire); every field
+carries a description that ends up in the CRD and in ``docs/resources.md``.
+
+Group ``switchyard.dev``, version ``v1alpha1``, all kinds namespaced.
+
+What lives here and not in the compiler: shape, defaults, enums and ranges, i.e.
+everything the API server can enforce by itself. What needs a lookup (does the
+referenced source exist, is the secret key present) lives in the compiler.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "switchyard.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class _Spec(BaseModel):
+    """Base of every spec model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class Provider(str, Enum):
+    """Which kind of upstream a ModelSource is; decides defaults and wire protocol."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
+    OPENROUTER = "openrouter"
+    OPENAI_COMPATIBLE = "openai-compatible"
+
+
+class WireProtocol(str, Enum):
+    """An API shape spoken on the wire (to clients or to upstreams)."""
+
+    OPENAI_CHAT = "openai-chat"
+    ANTHROPIC_MESSAGES = "anthropic-messages"
+    GEMINI = "gemini"
+
+
+class Action(str, Enum):
+    """What to do with a request feature that a destination cannot honour."""
+
+    STRIP = "strip"  # drop it, say so
+    MAP = "map"  # closest equivalent, say so
+    REJECT = "reject"  # clear 4xx to the client
+    SKIP_TIER = "skip-tier"  # this tier is not feature-equivalent; try the next
+
+
+class ReasoningSupport(str, Enum):
+    """How a destination takes reasoning/thinking controls."""
+
+    NONE = "none"
+    EFFORT = "effort"  # OpenAI reasoning_effort: minimal/low/medium/high
+    BUDGET = "budget"  # Anthropic thinking.budget_tokens / Gemini thinkingConfig.thinkingBudget
+
+
+PROVIDER_PROTOCOL: dict[Provider, WireProtocol] = {
+    Provider.OPENAI: WireProtocol.OPENAI_CHAT,
+    Provider.OPENROUTER: WireProtocol.OPENAI_CHAT,
+    Provider.OPENAI_COMPATIBLE: WireProtocol.OPENAI_CHAT,
+    Provider.ANTHROPIC: WireProtocol.ANTHROPIC_MESSAGES,
+    Provider.GEMINI: WireProtocol.GEMINI,
+}
+
+# Each default follows the provider's official SDK convention for "base URL", so a
+# value copied from an SDK's documentation works unchanged: OpenAI-style URLs end in
+# /v1, Anthropic's and Gemini's are the server root (the adapters add /v1/messages and
+# /v1beta/models/...).
+DEFAULT_BASE_URL: dict[Provider, str | None] = {
+    Provider.OPENAI: "https://api.openai.com/v1",
+    Provider.ANTHROPIC: "https://api.anthropic.com",
+    Provider.GEMINI: "https://generativelanguage.googleapis.com",
+    Provider.OPENROUTER: "https://openrouter.ai/api/v1",
+    Provider.OPENAI_COMPATIBLE: None,  # vLLM, Ollama, LM Studio, llama.cpp: no sane default
+}
+
+# Header names that carry credentials. They may never appear in `spec.headers`
+# (promise 6: secrets live in Secrets), and are never forwarded from clients.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
+)
+
+FAILURE_REASONS = ("429", "5xx", "timeout", "connect-error", "empty-response")
+"""The failure kinds `fallbackOn` may list (see docs/breaker.md)."""
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN.pattern),
+]
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes' ObjectMeta that Switchyard reads."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+
+    name: Name
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+class LocalRef(_Spec):
+    """A reference to another object in the same namespace, by name."""
+
+    name: Name = Field(description="Name of the referenced object in the same namespace.")
+
+
+class CredentialRef(_Spec):
+    """Where a ModelSource's API key comes from.
+
+    Either a key of a Secret in the same namespace (`name` + `key`), or, in standalone
+    mode only, an environment variable (`env`). Omit the whole ref for upstreams that
+    need no key (a local Ollama, say).
+    """
+
+    name: Name | None = Field(default=None, description="Name of a Secret in the same namespace.")
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Key inside the Secret's data that holds the API key.",
+    )
+    env: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Standalone mode only: name of an environment variable holding the API key.",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CredentialRef:
+        secret = self.name is not None or self.key is not None
+        if secret and self.env is not None:
+            raise ValueError("set either {name, key} (a Secret) or {env}, not both")
+        if secret and (self.name is None or self.key is None):
+            raise ValueError("a Secret reference needs both `name` and `key`")
+        if not secret and self.env is None:
+            raise ValueError("set {name, key} (a Secret) or {env} (standalone only)")
+        return self
+
+
+class Timeouts(_Spec):
+    """Per-attempt time limits for one upstream, in seconds."""
+
+    connect_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Time to open the TCP/TLS connection. Default 5."
+    )
+    first_byte_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Time from sending the request to the first byte of the response body. For a "
+            "non-streaming request that is the whole answer, so raise it for long "
+            "non-streaming generations. Default 60."
+        ),
+    )
+    total_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="Time for the whole attempt, streaming included. Default 600.",
+    )
+
+
+class ModelProfile(_Spec):
+    """A per-model CapabilityProfile override."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Model id this override applies to; a trailing `*` matches a prefix.",
+    )
+    capability_profile_ref: LocalRef = Field(description="The CapabilityProfile for this model.")
+
+
+# ------------------------------------------------------------------ ModelSource
+
+
+class ModelSourceSpec(_Spec):
+    """One concrete upstream: a provider endpoint with its credential."""
+
+    provider: Provider = Field(description="Kind of upstream; decides the wire protocol and defaults.")
+    base_url: str | None = Field(
+        default=None,
+        alias="baseURL",
+        max_length=2048,
+        description=(
+            "Upstream base URL. Defaults per provider: openai https://api.openai.com/v1, "
+            "anthropic https://api.anthropic.com, gemini https://generativelanguage.googleapis.com, "
+            "openrouter https://openrouter.ai/api/v1; required for openai-compatible."
+        ),
+    )
+    credential_ref: CredentialRef | None = Field(
+        default=None, description="Where the API key comes from; omit for keyless local runtimes."
+    )
+    default_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Model used by a binding tier that names no model.",
+    )
+    models: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Optional allow-list of model ids this source may serve.",
+    )
+    capability_profile_ref: LocalRef | None = Field(
+        default=None,
+        description="CapabilityProfile for this source's models; default: the built-in profile of the provider.",
+    )
+    model_profiles: list[ModelProfile] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Per-model CapabilityProfile overrides; the first match wins.",
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Per-attempt time limits.")
+    headers: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict,
+        description="Extra non-secret request headers sent to this upstream.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_shape(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an absolute http(s) URL, e.g. https://api.openai.com/v1")
+        return v.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credential_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(h for h in v if h.lower() in CREDENTIAL_HEADERS)
+        if bad:
+            raise ValueError(
+                f"header(s) {', '.join(bad)} carry credentials; use credentialRef (a Secret) instead"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _base_url_needed(self) -> ModelSourceSpec:
+        if self.base_url is None and DEFAULT_BASE_URL[self.provider] is None:
+            raise ValueError(f"baseURL is required for provider {self.provider.value}")
+        return self
+
+    @property
+    def effective_base_url(self) -> str:
+        url = self.base_url or DEFAULT_BASE_URL[self.provider]
+        assert url is not None  # guaranteed by _base_url_needed
+        return url
+
+
+# ------------------------------------------------------------ CapabilityProfile
+
+
+class Features(_Spec):
+    """What a destination really supports. Absent = the built-in default for the protocol."""
+
+    streaming: bool = Field(default=True, description="Server-sent-event streaming.")
+    tools: bool = Field(default=True, description="Function/tool definitions and tool calls.")
+    parallel_tool_calls: bool = Field(default=True, description="Several tool calls in one turn.")
+    vision: bool = Field(default=True, description="Image inputs.")
+    documents: bool = Field(default=False, description="Document (PDF) inputs.")
+    audio: bool = Field(default=False, description="Audio inputs.")
+    reasoning: ReasoningSupport = Field(
+        default=ReasoningSupport.NONE, description="Reasoning/thinking controls: none, effort or budget."
+    )
+    json_mode: bool = Field(default=True, description="JSON mode (any JSON object).")
+    structured_output: bool = Field(default=True, description="JSON-schema constrained output.")
+    system_prompt: bool = Field(default=True, description="A system (or developer) prompt.")
+    stop_sequences: int = Field(
+        default=4, ge=0, le=1000, description="Maximum number of stop sequences; 0 = unsupported."
+    )
+    logprobs: bool = Field(default=False, description="Token log-probabilities.")
+    multiple_choices: bool = Field(default=False, description="More than one choice per request (`n` > 1).")
+    seed: bool = Field(default=False, description="Deterministic sampling seed.")
+    top_k: bool = Field(default=False, description="top_k sampling.")
+    max_context_tokens: int | None = Field(
+        default=None, ge=1, description="Context window in tokens; unset = unknown."
+    )
+    max_output_tokens: int | None = Field(
+        default=None, ge=1, description="Largest output a request may ask for; unset = unknown."
+    )
+
+
+FeatureName = Literal[
+    "streaming",
+    "tools",
+    "parallelToolCalls",
+    "vision",
+    "documents",
+    "audio",
+    "reasoning",
+    "jsonMode",
+    "structuredOutput",
+    "systemPrompt",
+    "stopSequences",
+    "logprobs",
+    "multipleChoices",
+    "seed",
+    "topK",
+    "maxContextTokens",
+    "maxOutputTokens",
+    "unknownFields",
+]
+FEATURE_NAMES: tuple[str, ...] = FeatureName.__args__  # type: ignore[attr-defined]
+
+
+class CapabilityProfileSpec(_Spec):
+    """What a destination supports, and what to do with each feature it does not."""
+
+    protocol: WireProtocol = Field(description="Wire protocol the destination speaks.")
+    features: Features = Field(default_factory=Features, description="Supported features.")
+    on_unsupported: dict[FeatureName, Action] = Field(
+        default_factory=dict,
+        description=(
+            "Per feature, the action when a request uses it and the destination does not "
+            "support it: strip, map, reject or skip-tier. Unlisted features use the "
+            "documented defaults (docs/capabilities.md)."
+        ),
+    )
+
+
+# ------------------------------------------------------------- AssistantBinding
+
+
+class TierRef(_Spec):
+    """One tier of a binding's chain: a ModelSource and the model to ask it for."""
+
+    source_ref: LocalRef = Field(description="The ModelSource serving this tier.")
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Model id to request; default: the source's defaultModel.",
+    )
+
+    def key(self) -> tuple[str, str | None]:
+        return (self.source_ref.name, self.model)
+
+
+class Breaker(_Spec):
+    """Circuit-breaker settings, applied to each tier separately."""
+
+    consecutive_failures: int = Field(
+        default=3, ge=1, le=100, description="Consecutive failures that open the breaker. Default 3."
+    )
+    cooldown_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How long an open breaker keeps the tier out before probing it. Default 30.",
+    )
+    half_open_requests: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Requests let through while half-open; all must succeed to close. Default 1.",
+    )
+
+
+class LabelSelectorRequirement(_Spec):
+    """One matchExpressions entry of a Kubernetes label selector."""
+
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(_Spec):
+    """A Kubernetes label selector (matchLabels AND matchExpressions)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "In" and not (present and labels[req.key] in req.values):
+                return False
+            if req.operator == "NotIn" and present and labels[req.key] in req.values:
+                return False
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+class AssistantBindingSpec(_Spec):
+    """An assistant's routing identity: its explicit chain of model sources."""
+
+    selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Pods whose sidecar serves this binding. Empty selects no pods (standalone ignores it).",
+    )
+    aliases: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None,
+        max_length=50,
+        description=(
+            "Model names clients use to reach this binding; a trailing `*` matches a prefix. "
+            "Default: the binding's name."
+        ),
+    )
+    primary: TierRef | None = Field(
+        default=None,
+        description="The primary tier. Explicit null means the binding is deliberately unbound.",
+    )
+    fallbacks: list[TierRef] = Field(
+        default_factory=list, max_length=3, description="Up to three fallback tiers, tried in order."
+    )
+    fallback_on: list[Literal["429", "5xx", "timeout", "connect-error", "empty-response"]] = Field(
+        default_factory=lambda: list(FAILURE_REASONS),
+        description="Failures that move a request to the next tier.",
+    )
+    breaker: Breaker = Field(default_factory=Breaker, description="Per-tier circuit breaker.")
+    bound_credential: TierRef | str | None = Field(
+        default=None,
+        description=(
+            "Deprecated: the primary of older manifests (a ModelSource name, or {sourceRef, model}). "
+            "Read as `primary` only while `primary` was never set."
+        ),
+        json_schema_extra={"deprecated": True},
+    )
+
+    @model_validator(mode="after")
+    def _no_duplicate_tiers(self) -> AssistantBindingSpec:
+        seen: set[tuple[str, str | None]] = set()
+        for tier in ([self.primary] if self.primary else []) + list(self.fallbacks):
+            if tier.key() in seen:
+                model = f" model {tier.model}" if tier.model else ""
+                raise ValueError(f"duplicate tier: source {tier.source_ref.name}{model} appears twice")
+            seen.add(tier.key())
+        return self
+
+    @property
+    def primary_set(self) -> bool:
+        """True when the manifest states `primary` (a tier or an explicit null)."""
+        return "primary" in self.model_fields_set
+
+
+# --------------------------------------------------------------- whole objects
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["switchyard.dev/v1alpha1"] = Field(alias="apiVersion")
+    metadata: ObjectMeta
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+
+class ModelSource(_Resource):
+    kind: Literal["ModelSource"]
+    spec: ModelSourceSpec
+
+
+class CapabilityProfile(_Resource):
+    kind: Literal["CapabilityProfile"]
+    spec: CapabilityProfileSpec
+
+
+class AssistantBinding(_Resource):
+    kind: Literal["AssistantBinding"]
+    spec: AssistantBindingSpec
+
+
+class Secret(BaseModel):
+    """A core/v1 Secret, as far as Switchyard reads one."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["v1"] = Field(alias="apiVersion")
+    kind: Literal["Secret"]
+    metadata: ObjectMeta
+    data: dict[str, str] = Field(default_factory=dict)  # base64
+    string_data: dict[str, str] = Field(default_factory=dict, alias="stringData")
+
+    def value(self, key: str) -> str | None:
+        import base64
+
+        if key in self.string_data:
+            return self.string_data[key]
+        if key in self.data:
+            return base64.b64decode(self.data[key]).decode()
+        return None
+
+
+KINDS: dict[str, type[_Resource]] = {
+    "ModelSource": ModelSource,
+    "CapabilityProfile": CapabilityProfile,
+    "AssistantBinding": AssistantBinding,
+}

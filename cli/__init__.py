@@ -1,0 +1,3 @@
+"""Switchyard: a Kubernetes-native LLM gateway."""
+
+__version__ = "0.1.0"

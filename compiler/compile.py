@@ -1,0 +1,367 @@
+"""The compiler: resources + secret values -> the sidecar's compiled config, plus a report.
+
+Pure: no I/O, no clock, no Kubernetes client. The operator and standalone mode call it
+with what they read (the API server's objects, or YAML files) and get back
+
+- a ``CompiledConfig`` (``switchyard.sidecar.config``) ready to push, with its version
+  hash, holding only what the request path needs, and
+- a ``BindingReport`` per binding: each tier resolvable or the exact reason it is not,
+  which the operator turns into status and conditions and ``switchyard check`` prints.
+
+An unresolvable tier stays in the compiled chain with its ``problem`` set, so the
+sidecar can say "tier1=unresolvable(secret openai-key has no key api-key)" instead of
+pretending the chain is shorter than the user wrote.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from switchyard.api.capabilities import BUILTIN_PROFILE_FOR, DEFAULT_ACTIONS, builtin_profiles
+from switchyard.api.manifests import ResourceSet
+from switchyard.api.models import (
+    PROVIDER_PROTOCOL,
+    AssistantBinding,
+    CapabilityProfile,
+    ModelSource,
+    Provider,
+    Secret,
+    TierRef,
+    WireProtocol,
+)
+from switchyard.sidecar.config import (
+    CompiledBinding,
+    CompiledBreaker,
+    CompiledConfig,
+    CompiledProfile,
+    CompiledTier,
+    CompiledTimeouts,
+)
+
+# Reasons are CamelCase, as Kubernetes condition reasons are.
+SOURCE_NOT_FOUND = "SourceNotFound"
+SECRET_NOT_FOUND = "SecretNotFound"
+SECRET_KEY_MISSING = "SecretKeyMissing"
+SECRET_UNREADABLE = "SecretUnreadable"
+ENV_NOT_SET = "EnvNotSet"
+ENV_NOT_ALLOWED = "EnvCredentialNotAllowed"
+MODEL_NOT_SET = "ModelNotSet"
+MODEL_NOT_ALLOWED = "ModelNotAllowed"
+MODEL_NOT_IN_CATALOG = "ModelNotInCatalog"
+PROFILE_NOT_FOUND = "ProfileNotFound"
+PROTOCOL_MISMATCH = "ProtocolMismatch"
+
+AUTH_FOR_PROTOCOL = {
+    WireProtocol.OPENAI_CHAT: "bearer",
+    WireProtocol.ANTHROPIC_MESSAGES: "x-api-key",
+    WireProtocol.GEMINI: "x-goog-api-key",
+}
+
+
+@dataclass(frozen=True)
+class TierReport:
+    index: int
+    source: str
+    model: str | None
+    protocol: str | None
+    resolvable: bool
+    reason: str | None = None  # CamelCase, None when resolvable
+    message: str | None = None
+
+    def as_status(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "tier": self.index,
+            "source": self.source,
+            "model": self.model,
+            "protocol": self.protocol,
+            "resolvable": self.resolvable,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True)
+class BindingReport:
+    namespace: str
+    name: str
+    aliases: list[str]
+    unbound: bool
+    unbound_reason: str | None
+    legacy_primary: bool  # the primary came from the deprecated boundCredential
+    tiers: list[TierReport]
+    alias_conflicts: list[str] = field(default_factory=list)  # "alias (taken by ns/other)"
+
+    @property
+    def resolved(self) -> bool:
+        """Every tier of the chain is resolvable (an unbound binding is not resolved)."""
+        return not self.unbound and bool(self.tiers) and all(t.resolvable for t in self.tiers)
+
+    @property
+    def servable(self) -> bool:
+        """At least one tier can take traffic."""
+        return not self.unbound and any(t.resolvable for t in self.tiers)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    config: CompiledConfig
+    reports: dict[tuple[str, str], BindingReport]
+
+
+CredentialLookup = Callable[[str, str, str], str | None]
+"""(namespace, secret name, key) -> value, or None when missing. Raises KeyError when the
+Secret itself does not exist."""
+
+
+def secrets_lookup(secrets: Iterable[Secret]) -> CredentialLookup:
+    by_key = {(s.metadata.namespace, s.metadata.name): s for s in secrets}
+
+    def lookup(namespace: str, name: str, key: str) -> str | None:
+        secret = by_key.get((namespace, name))
+        if secret is None:
+            raise KeyError(name)
+        return secret.value(key)
+
+    return lookup
+
+
+@dataclass
+class _Ctx:
+    sources: dict[tuple[str, str], ModelSource]
+    profiles: dict[tuple[str, str], CapabilityProfile]
+    credentials: CredentialLookup
+    environ: Mapping[str, str] | None  # None = not standalone: env credentials refused
+    catalogs: Mapping[tuple[str, str], frozenset[str]]
+
+
+def compile_config(
+    resources: ResourceSet,
+    *,
+    credentials: CredentialLookup | None = None,
+    standalone: bool = False,
+    environ: Mapping[str, str] | None = None,
+    primary_was_set: Callable[[AssistantBinding], bool] = lambda _b: False,
+    only: Iterable[tuple[str, str]] | None = None,
+    catalogs: Mapping[tuple[str, str], Iterable[str]] | None = None,
+) -> CompileResult:
+    """Compile every binding (or those in `only`, as (namespace, name)) into one config.
+
+    `primary_was_set` tells whether a binding's `primary` was ever set (the operator
+    remembers it in status), so a cleared primary stays cleared (promise 5).
+    `catalogs` holds each source's live model list, keyed by (namespace, name), where known.
+    """
+    ctx = _Ctx(
+        sources={(s.namespace, s.name): s for s in resources.sources},
+        profiles={(p.namespace, p.name): p for p in resources.profiles},
+        credentials=credentials or secrets_lookup(resources.secrets),
+        environ=(environ if environ is not None else os.environ) if standalone else None,
+        catalogs={k: frozenset(v) for k, v in (catalogs or {}).items()},
+    )
+    wanted = set(only) if only is not None else None
+    bindings = sorted(resources.bindings, key=lambda b: (b.namespace, b.name))
+    compiled: list[CompiledBinding] = []
+    reports: dict[tuple[str, str], BindingReport] = {}
+    alias_owner: dict[str, str] = {}
+    for binding in bindings:
+        if wanted is not None and (binding.namespace, binding.name) not in wanted:
+            continue
+        cb, report = _compile_binding(binding, ctx, primary_was_set(binding), alias_owner)
+        compiled.append(cb)
+        reports[(binding.namespace, binding.name)] = report
+    config = CompiledConfig(bindings=compiled).with_version()
+    return CompileResult(config=config, reports=reports)
+
+
+def _chain(binding: AssistantBinding, was_set: bool) -> tuple[list[TierRef], str | None, bool]:
+    """The tiers a binding asks for: (tiers, unbound reason, legacy primary used)."""
+    spec = binding.spec
+    if spec.primary_set or was_set:
+        if spec.primary is None:
+            why = "PrimaryNull" if spec.primary_set else "PrimaryCleared"
+            return [], why, False
+        return [spec.primary, *spec.fallbacks], None, False
+    legacy = spec.bound_credential
+    if legacy is not None:
+        primary = TierRef(sourceRef={"name": legacy}) if isinstance(legacy, str) else legacy
+        return [primary, *spec.fallbacks], None, True
+    return [], "PrimaryNotSet", False
+
+
+def _compile_binding(
+    binding: AssistantBinding, ctx: _Ctx, was_set: bool, alias_owner: dict[str, str]
+) -> tuple[CompiledBinding, BindingReport]:
+    spec = binding.spec
+    refs, unbound_reason, legacy = _chain(binding, was_set)
+    tiers: list[CompiledTier] = []
+    reports: list[TierReport] = []
+    for index, ref in enumerate(refs):
+        tier, report = _compile_tier(index, ref, binding.namespace, ctx)
+        tiers.append(tier)
+        reports.append(report)
+
+    owner = f"{binding.namespace}/{binding.name}"
+    aliases: list[str] = []
+    conflicts: list[str] = []
+    for alias in spec.aliases or [binding.name]:
+        taken = alias_owner.setdefault(alias, owner)
+        if taken == owner:
+            aliases.append(alias)
+        else:
+            conflicts.append(f"{alias} (taken by {taken})")
+
+    compiled = CompiledBinding(
+        name=binding.name,
+        namespace=binding.namespace,
+        aliases=aliases,
+        unbound=unbound_reason is not None,
+        tiers=tiers,
+        fallback_on=list(spec.fallback_on),
+        breaker=CompiledBreaker(
+            consecutive_failures=spec.breaker.consecutive_failures,
+            cooldown_seconds=spec.breaker.cooldown_seconds,
+            half_open_requests=spec.breaker.half_open_requests,
+        ),
+    )
+    report = BindingReport(
+        namespace=binding.namespace,
+        name=binding.name,
+        aliases=aliases,
+        unbound=unbound_reason is not None,
+        unbound_reason=unbound_reason,
+        legacy_primary=legacy,
+        tiers=reports,
+        alias_conflicts=conflicts,
+    )
+    return compiled, report
+
+
+def _problem_tier(index: int, ref: TierRef, reason: str, message: str, source: ModelSource | None) -> tuple[CompiledTier, TierReport]:
+    provider = source.spec.provider if source else Provider.OPENAI_COMPATIBLE
+    protocol = PROVIDER_PROTOCOL[provider].value
+    tier = CompiledTier(
+        index=index,
+        source=ref.source_ref.name,
+        provider=provider.value,
+        protocol=protocol,
+        base_url=(source.spec.effective_base_url if source else ""),
+        model=ref.model or (source.spec.default_model if source else None) or "",
+        profile=CompiledProfile(name="", protocol=protocol, features={}, on_unsupported={}),
+        problem=f"{reason}: {message}",
+    )
+    report = TierReport(index, ref.source_ref.name, tier.model or None, protocol, False, reason, message)
+    return tier, report
+
+
+def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[CompiledTier, TierReport]:
+    name = ref.source_ref.name
+    source = ctx.sources.get((namespace, name))
+    if source is None:
+        return _problem_tier(index, ref, SOURCE_NOT_FOUND, f"ModelSource {name} not found", None)
+    spec = source.spec
+
+    model = ref.model or spec.default_model
+    if not model:
+        return _problem_tier(
+            index, ref, MODEL_NOT_SET, f"tier names no model and ModelSource {name} has no defaultModel", source
+        )
+    if spec.models is not None and model not in spec.models:
+        return _problem_tier(
+            index, ref, MODEL_NOT_ALLOWED, f"model {model} is not in ModelSource {name}'s models allow-list", source
+        )
+    catalog = ctx.catalogs.get((namespace, name))
+    if catalog is not None and model not in catalog:
+        return _problem_tier(
+            index, ref, MODEL_NOT_IN_CATALOG, f"model {model} is not in the live catalog of ModelSource {name}", source
+        )
+
+    profile, why = _profile_for(spec, model, namespace, ctx)
+    if profile is None:
+        return _problem_tier(index, ref, PROFILE_NOT_FOUND, why, source)
+    expected = PROVIDER_PROTOCOL[spec.provider]
+    protocol = profile.spec.protocol
+    if protocol != expected and spec.provider != Provider.OPENAI_COMPATIBLE:
+        return _problem_tier(
+            index,
+            ref,
+            PROTOCOL_MISMATCH,
+            f"CapabilityProfile {profile.name} speaks {protocol.value} but provider {spec.provider.value} speaks {expected.value}",
+            source,
+        )
+
+    credential: str | None = None
+    cref = spec.credential_ref
+    if cref is not None:
+        if cref.env is not None:
+            if ctx.environ is None:
+                return _problem_tier(
+                    index, ref, ENV_NOT_ALLOWED, "credentialRef.env is for standalone mode only; use a Secret", source
+                )
+            credential = ctx.environ.get(cref.env) or None
+            if credential is None:
+                return _problem_tier(index, ref, ENV_NOT_SET, f"environment variable {cref.env} is not set", source)
+        else:
+            assert cref.name is not None and cref.key is not None
+            try:
+                credential = ctx.credentials(namespace, cref.name, cref.key)
+            except KeyError:
+                return _problem_tier(index, ref, SECRET_NOT_FOUND, f"Secret {cref.name} not found", source)
+            except ValueError:
+                return _problem_tier(
+                    index, ref, SECRET_UNREADABLE, f"Secret {cref.name} key {cref.key} is not valid base64", source
+                )
+            if not credential:
+                return _problem_tier(
+                    index, ref, SECRET_KEY_MISSING, f"Secret {cref.name} has no key {cref.key}", source
+                )
+
+    tier = CompiledTier(
+        index=index,
+        source=name,
+        provider=spec.provider.value,
+        protocol=protocol.value,
+        base_url=spec.effective_base_url,
+        model=model,
+        auth=AUTH_FOR_PROTOCOL[protocol] if credential else "none",
+        credential=credential,
+        headers=dict(spec.headers),
+        timeouts=CompiledTimeouts(
+            connect_seconds=spec.timeouts.connect_seconds,
+            first_byte_seconds=spec.timeouts.first_byte_seconds,
+            total_seconds=spec.timeouts.total_seconds,
+        ),
+        profile=_flatten(profile),
+    )
+    return tier, TierReport(index, name, model, protocol.value, True)
+
+
+def _profile_for(spec, model: str, namespace: str, ctx: _Ctx) -> tuple[CapabilityProfile | None, str]:
+    ref_name: str | None = None
+    for mp in spec.model_profiles:
+        pattern = mp.model
+        if pattern == model or (pattern.endswith("*") and model.startswith(pattern[:-1])):
+            ref_name = mp.capability_profile_ref.name
+            break
+    if ref_name is None and spec.capability_profile_ref is not None:
+        ref_name = spec.capability_profile_ref.name
+    if ref_name is None:
+        ref_name = BUILTIN_PROFILE_FOR[spec.provider]
+    profile = ctx.profiles.get((namespace, ref_name)) or builtin_profiles().get(ref_name)
+    if profile is None:
+        return None, f"CapabilityProfile {ref_name} not found"
+    return profile, ""
+
+
+def _flatten(profile: CapabilityProfile) -> CompiledProfile:
+    features = profile.spec.features.model_dump(by_alias=True, mode="json")
+    actions = {name: action.value for name, action in DEFAULT_ACTIONS.items()}
+    actions.update({name: action.value for name, action in profile.spec.on_unsupported.items()})
+    return CompiledProfile(
+        name=profile.name,
+        protocol=profile.spec.protocol.value,
+        features=features,
+        on_unsupported=actions,  # type: ignore[arg-type]
+    )

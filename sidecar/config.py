@@ -1,0 +1,125 @@
+"""The compiled-config contract between the compiler and the sidecar.
+
+The sidecar owns this contract; the compiler (``switchyard.compiler``) produces it, the
+operator pushes it to ``PUT /admin/config`` and standalone mode hands it over directly.
+It does not depend on Kubernetes types: everything a request needs is resolved here
+(URLs, credentials, models, the capability profile of each tier), so the request path
+does no lookups.
+
+``schema_version`` says which shape this is. A sidecar refuses a config whose
+schema_version it does not know and keeps serving the previous one (the operator sees
+the 409 and reports it). ``version`` is a content hash computed by the compiler; pushing
+the same version twice is a no-op.
+
+Credentials are ``SecretStr``: they never appear in ``repr``, logs or the admin status
+view. They are serialised in clear only when the compiler renders the config for the
+push (``to_wire``), which is the one place they must travel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
+
+SCHEMA_VERSION = 1
+
+WireProtocol = Literal["openai-chat", "anthropic-messages", "gemini"]
+Action = Literal["strip", "map", "reject", "skip-tier"]
+AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "none"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CompiledTimeouts(_Frozen):
+    connect_seconds: float = 5.0
+    first_byte_seconds: float = 60.0
+    total_seconds: float = 600.0
+
+
+class CompiledProfile(_Frozen):
+    """A capability profile, flattened: what the tier supports and what to do otherwise."""
+
+    name: str
+    protocol: WireProtocol
+    # Feature name (camelCase, as in the CRD) -> supported value: bool for on/off
+    # features, int for counts/limits (None = unknown), str for reasoning support.
+    features: dict[str, bool | int | str | None]
+    # Feature name -> action for requests that use it while it is unsupported.
+    on_unsupported: dict[str, Action]
+
+
+class CompiledBreaker(_Frozen):
+    consecutive_failures: int = 3
+    cooldown_seconds: float = 30.0
+    half_open_requests: int = 1
+
+
+class CompiledTier(_Frozen):
+    """One resolved tier of a chain. ``problem`` set = not resolvable; never sent to."""
+
+    index: int  # 0 = primary
+    source: str  # ModelSource name (namespace implied by the binding)
+    provider: str
+    protocol: WireProtocol
+    base_url: str
+    model: str
+    auth: AuthStyle = "bearer"
+    credential: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: CompiledTimeouts = Field(default_factory=CompiledTimeouts)
+    profile: CompiledProfile
+    problem: str | None = None
+
+    @field_serializer("credential", when_used="always")
+    def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
+        if v is None:
+            return None
+        ctx = info.context or {}
+        return v.get_secret_value() if ctx.get("reveal_secrets") else "***"
+
+    @property
+    def key(self) -> str:
+        """Identity of this tier for breaker state: survives config swaps that keep it."""
+        return f"{self.source}|{self.base_url}|{self.model}"
+
+
+class CompiledBinding(_Frozen):
+    name: str
+    namespace: str = "default"
+    aliases: list[str]
+    unbound: bool = False  # spec.primary explicitly null (or cleared): answer a clear error
+    tiers: list[CompiledTier] = Field(default_factory=list)
+    fallback_on: list[str] = Field(
+        default_factory=lambda: ["429", "5xx", "timeout", "connect-error", "empty-response"]
+    )
+    breaker: CompiledBreaker = Field(default_factory=CompiledBreaker)
+
+
+class CompiledConfig(_Frozen):
+    schema_version: int = SCHEMA_VERSION
+    version: str = ""
+    bindings: list[CompiledBinding] = Field(default_factory=list)
+
+    def to_wire(self) -> bytes:
+        """The push body: credentials in clear. Only for PUT /admin/config."""
+        return orjson.dumps(self.model_dump(mode="json", context={"reveal_secrets": True}))
+
+    def redacted(self) -> dict[str, Any]:
+        """A view safe to show anywhere: credentials replaced by ``***``."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_wire(cls, body: bytes | str | dict[str, Any]) -> CompiledConfig:
+        data = body if isinstance(body, dict) else orjson.loads(body)
+        return cls.model_validate(data)
+
+    def with_version(self) -> CompiledConfig:
+        """Return a copy whose ``version`` is the hash of its content (secrets included)."""
+        content = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"version"})
+        digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return self.model_copy(update={"version": digest[:16]})
