@@ -162,10 +162,14 @@ class Request:
     reasoning: Reasoning | None = None
     response_format: ResponseFormat | None = None
     stream: bool = False
+    stream_usage: bool = False  # the client asked for usage in the stream (OpenAI include_usage)
     user: str | None = None
     metadata: dict[str, Any] | None = None
     # Ingress fields with no neutral meaning, by name -> value (see module docstring).
+    # An egress adapter of the same protocol as ``origin`` puts them back; any other
+    # reports them as the ``unknownFields`` feature.
     extras: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # the protocol that parsed this request
 
 
 # ----------------------------------------------------------------------- response

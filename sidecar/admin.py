@@ -1,0 +1,214 @@
+"""The admin listener: config push, status, prompt-free tests, health and metrics.
+
+Separate from the API listener so it can be bound elsewhere (the operator reaches it
+on the pod IP) while the API stays on 127.0.0.1 for the app next to it.
+
+Access: every ``/admin/*`` route requires ``Authorization: Bearer <token>`` when a
+token is configured, compared in constant time. Without a token the listener must be
+bound to a loopback address (``app.build`` refuses anything else). ``/healthz``,
+``/readyz`` and ``/metrics`` are open: they carry no config and no secret.
+
+Routes:
+    PUT  /admin/config                 replace the compiled config (idempotent by version)
+    GET  /admin/status                 config version, each binding's chain and breakers
+    POST /admin/bindings/{name}/test   does every tier resolve? (sends no prompt)
+    GET  /healthz  /readyz  /metrics
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from switchyard.sidecar.config import SCHEMA_VERSION, CompiledConfig
+from switchyard.sidecar.pipeline import RUNTIME
+from switchyard.sidecar.state import Runtime, binding_key
+
+ADMIN_TOKEN: web.AppKey[str | None] = web.AppKey("admin_token", str)  # type: ignore[arg-type]
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _problem(status: int, message: str) -> web.Response:
+    return _json({"error": {"message": message}}, status)
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith("/admin/"):
+        token = request.app[ADMIN_TOKEN]
+        if token:
+            got = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(got.encode(), expected.encode()):
+                return _problem(401, "admin token required (Authorization: Bearer ...)")
+    return await handler(request)
+
+
+async def put_config(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    raw = await request.content.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        rt.metrics.config_updates.labels("rejected").inc()
+        return _problem(413, f"config larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        rt.metrics.config_updates.labels("rejected").inc()
+        return _problem(400, f"config is not valid JSON: {exc.msg}")
+    if not isinstance(data, dict):
+        rt.metrics.config_updates.labels("rejected").inc()
+        return _problem(400, "config must be a JSON object")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        # Keep serving the previous config; the operator reports the mismatch.
+        rt.metrics.config_updates.labels("rejected").inc()
+        return _problem(
+            409,
+            f"config schema_version {data.get('schema_version')!r} is not one this sidecar understands ({SCHEMA_VERSION})",
+        )
+    try:
+        config = CompiledConfig.from_wire(data)
+    except ValidationError as exc:
+        rt.metrics.config_updates.labels("rejected").inc()
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return _problem(400, f"config is invalid at {where}: {first['msg']}")
+    if not config.version:
+        config = config.with_version()
+    applied = rt.install(config)
+    rt.metrics.config_updates.labels("applied" if applied else "unchanged").inc()
+    return _json({"applied": applied, "version": config.version})
+
+
+def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> dict[str, Any]:
+    h = rt.health(b, t)
+    view: dict[str, Any] = {
+        "state": h.state.value,
+        "consecutive_failures": h.consecutive_failures,
+        "last_failure": h.last_failure,
+        "last_failure_at": h.last_failure_at,
+        "last_success_at": h.last_success_at,
+        "transitions": [
+            {"at": tr.at, "from": tr.from_state, "to": tr.to_state, "reason": tr.reason} for tr in h.transitions[-5:]
+        ],
+    }
+    if h.state.value == "open":
+        view["retry_in_seconds"] = max(0.0, round(h.open_until - now, 3))
+    if h.rate_limited_until > now:
+        view["rate_limited_for_seconds"] = round(h.rate_limited_until - now, 3)
+    return view
+
+
+async def get_status(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    snap = rt.snapshot
+    now = time.monotonic()
+    out: dict[str, Any] = {
+        "configured": snap is not None,
+        "version": snap.config.version if snap else None,
+        "schema_version": SCHEMA_VERSION,
+        "loaded_at": rt.loaded_at,
+        "draining": rt.draining,
+        "bindings": [],
+    }
+    if snap is None:
+        return _json(out)
+    for b in snap.config.bindings:
+        last = rt.last_used.get(binding_key(b))
+        out["bindings"].append(
+            {
+                "name": b.name,
+                "namespace": b.namespace,
+                "aliases": b.aliases,
+                "unbound": b.unbound,
+                "last_used": (
+                    {"tier": last.tier, "source": last.source, "model": last.model, "at": last.at} if last else None
+                ),
+                "tiers": [
+                    {
+                        "tier": t.index,
+                        "source": t.source,
+                        "provider": t.provider,
+                        "protocol": t.protocol,
+                        "model": t.model,
+                        "resolvable": t.problem is None,
+                        "problem": t.problem,
+                        "breaker": tier_health_view(rt, b, t, now),
+                    }
+                    for t in b.tiers
+                ],
+            }
+        )
+    return _json(out)
+
+
+async def test_binding(request: web.Request) -> web.Response:
+    """Check that each tier of a binding resolves, without sending a prompt anywhere."""
+    rt = request.app[RUNTIME]
+    snap = rt.snapshot
+    if snap is None:
+        return _problem(503, "no config loaded yet")
+    name = request.match_info["name"]
+    b = snap.by_name.get(name)
+    if b is None:
+        return _problem(404, f"no binding named {name!r}")
+    now = time.monotonic()
+    tiers = []
+    for t in b.tiers:
+        h = rt.health(b, t)
+        checks = {
+            "source_resolved": t.problem is None,
+            "credential_present": t.problem is None and (t.auth == "none" or t.credential is not None),
+            "model_allowed": t.problem is None or not t.problem.startswith(("ModelNotAllowed", "ModelNotInCatalog")),
+            "breaker_allows": h.state.value != "open" or h.open_until <= now,
+        }
+        tiers.append(
+            {
+                "tier": t.index,
+                "source": t.source,
+                "model": t.model,
+                "ok": all(checks.values()),
+                "checks": checks,
+                "problem": t.problem,
+                "breaker": h.state.value,
+            }
+        )
+    ok = not b.unbound and any(t["ok"] for t in tiers)
+    return _json({"binding": b.name, "unbound": b.unbound, "ok": ok, "prompt_sent": False, "tiers": tiers})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    if rt.draining:
+        return web.Response(status=503, text="draining")
+    if rt.snapshot is None:
+        return web.Response(status=503, text="no config yet")
+    return web.Response(text="ok")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    return web.Response(body=rt.metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.put("/admin/config", put_config),
+        web.get("/admin/status", get_status),
+        web.post("/admin/bindings/{name}/test", test_binding),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics),
+    ]

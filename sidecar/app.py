@@ -1,0 +1,118 @@
+"""The sidecar process: two aiohttp applications over one ``Runtime``, and their lifecycle.
+
+- the **API** app speaks the client protocols (routes in ``routes.py``) and is bound to
+  127.0.0.1 by default: in a pod the app reaches it over loopback, and nothing else can
+  spend the credentials it holds;
+- the **admin** app (``admin.py``) takes config pushes and answers status, health and
+  metrics.
+
+``Sidecar.stop()`` drains: new API requests get a retryable 503 at once, requests and
+streams in flight get up to ``drain_seconds`` to finish, then connections close.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from switchyard.sidecar import admin, routes
+from switchyard.sidecar.config import CompiledConfig
+from switchyard.sidecar.pipeline import RUNTIME
+from switchyard.sidecar.state import Runtime
+
+log = logging.getLogger("switchyard.sidecar")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_api_app(rt: Runtime) -> web.Application:
+    app = web.Application(middlewares=[routes.protocol_errors])
+    app[RUNTIME] = rt
+    app.add_routes(routes.api_routes())
+    return app
+
+
+def build_admin_app(rt: Runtime, token: str | None) -> web.Application:
+    app = web.Application(middlewares=[admin.require_token])
+    app[RUNTIME] = rt
+    app[admin.ADMIN_TOKEN] = token
+    app.add_routes(admin.routes())
+    return app
+
+
+@dataclass
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = 4000
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 4001
+
+
+class Sidecar:
+    """Both listeners of one sidecar. Ports may be 0 (the OS picks; see ``ports``)."""
+
+    def __init__(
+        self,
+        runtime: Runtime | None = None,
+        *,
+        listen: Listen | None = None,
+        admin_token: str | None = None,
+        drain_seconds: float = 20.0,
+    ) -> None:
+        self.runtime = runtime or Runtime()
+        self.listen = listen or Listen()
+        self.drain_seconds = drain_seconds
+        if not admin_token and not is_loopback(self.listen.admin_host):
+            raise ValueError(
+                f"the admin listener on {self.listen.admin_host} needs a token: "
+                "set SWITCHYARD_ADMIN_TOKEN or --admin-token-file, or bind it to 127.0.0.1"
+            )
+        self._api = build_api_app(self.runtime)
+        self._admin = build_admin_app(self.runtime, admin_token)
+        self._runners: list[web.AppRunner] = []
+        self.ports: tuple[int, int] = (0, 0)
+
+    def load(self, config: CompiledConfig) -> None:
+        self.runtime.install(config)
+
+    async def start(self) -> tuple[int, int]:
+        ports = []
+        for app, host, port in (
+            (self._api, self.listen.host, self.listen.port),
+            (self._admin, self.listen.admin_host, self.listen.admin_port),
+        ):
+            runner = web.AppRunner(
+                app,
+                handler_cancellation=True,  # a client that goes away cancels its upstream call
+                access_log=None,
+                shutdown_timeout=self.drain_seconds,
+            )
+            await runner.setup()
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+            self._runners.append(runner)
+            sock = site._server.sockets[0]  # type: ignore[union-attr]
+            ports.append(sock.getsockname()[1])
+        self.ports = (ports[0], ports[1])
+        return self.ports
+
+    async def stop(self) -> None:
+        """Drain and close: refuse new requests, let in-flight ones finish (bounded)."""
+        rt = self.runtime
+        rt.draining = True
+        await rt.wait_idle(self.drain_seconds)
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await rt.upstreams.close()
+

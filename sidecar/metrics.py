@@ -1,0 +1,117 @@
+"""Every Prometheus metric the sidecar exports, in one place.
+
+Label values are bounded by configuration (binding names, tier numbers, source names,
+feature names, fixed outcome/reason words): never a prompt, a model name sent by a
+client, a header value or a key. The Grafana dashboard and the alert rules in the Helm
+chart use exactly these names (a test checks them against ``/metrics``).
+
+Each sidecar has its own ``CollectorRegistry`` so tests can run several in one process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.exposition import generate_latest
+
+disable_created_metrics()  # `_created` series double the exposition and no query here uses them
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+BREAKER_STATES = ("closed", "open", "half-open")
+
+OUTCOMES = (
+    "success",  # answered with content
+    "upstream-error",  # an upstream error passed to the client (not a fallback reason)
+    "all-tiers-failed",  # every tier skipped or failed
+    "broken-stream",  # failed after content started: error event sent
+    "rejected",  # refused by the capability step or bad input
+    "client-gone",  # the client disconnected first
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "switchyard_requests",
+            "Requests answered, by the tier that served them (tier -1: none did) and outcome.",
+            ["binding", "tier", "source", "outcome", "ingress"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "switchyard_upstream_attempts",
+            "Upstream attempts by tier and result (ok or a fallbackOn reason).",
+            ["binding", "tier", "source", "result"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "switchyard_fallbacks",
+            "Times a request passed over a tier, by the tier passed over and why.",
+            ["binding", "from_tier", "reason"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "switchyard_breaker_state",
+            "1 for the breaker state each tier is in, 0 for the others.",
+            ["binding", "tier", "source", "state"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "switchyard_breaker_transitions",
+            "Breaker state changes, by the state entered.",
+            ["binding", "tier", "source", "to_state"],
+            registry=r,
+        )
+        self.active_tier = Gauge(
+            "switchyard_active_tier",
+            "The tier that served the binding's last successful request (0 = primary).",
+            ["binding"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "switchyard_upstream_latency_seconds",
+            "Duration of each upstream attempt, to the end of the answer.",
+            ["binding", "tier", "source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "switchyard_time_to_first_token_seconds",
+            "From receiving the request to the first content sent to the client.",
+            ["binding", "tier", "source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "switchyard_tokens",
+            "Tokens reported by upstreams, by kind (input, output, cached_input, reasoning).",
+            ["binding", "tier", "source", "kind"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "switchyard_degraded_fields",
+            "Request features a tier could not honour, by the action taken.",
+            ["binding", "tier", "field", "action"],
+            registry=r,
+        )
+        self.config_info = Info(
+            "switchyard_config", "The config the sidecar serves (version hash, schema).", registry=r
+        )
+        self.config_loaded = Gauge(
+            "switchyard_config_loaded", "1 when the sidecar has a config to serve, 0 before.", registry=r
+        )
+        self.config_updates = Counter(
+            "switchyard_config_updates",
+            "Config pushes received, by result (applied, unchanged, rejected).",
+            ["result"],
+            registry=r,
+        )
+        self.config_last_update = Gauge(
+            "switchyard_config_last_update_timestamp_seconds",
+            "Unix time of the last applied config.",
+            registry=r,
+        )
+        self.in_flight = Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

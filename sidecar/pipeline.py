@@ -1,0 +1,803 @@
+"""The flow of one request, top to bottom.
+
+    read body -> parse JSON (ingress protocol) -> resolve binding (alias or header)
+    -> for each tier of the binding's chain:
+         resolvable? breaker admits? capability step (reject / skip / strip / map)
+         -> build the call (same protocol: edit the client's JSON; else via neutral form)
+         -> send with the tier's credential and time limits
+         -> success with content: answer (or stream) in the client's protocol, done
+         -> failure before the first content byte: record it; next tier if the reason is
+            in fallbackOn, else answer the upstream's error in the client's protocol
+    -> every tier out: a protocol-shaped error listing each tier and why
+    -> metrics, response headers, one log line with the decision trail
+
+Promise 2 lives in ``_stream``: nothing is sent to the client before the first content
+event, so a tier that fails before that can still be replaced; after it, a failure ends
+the stream with the client protocol's error event and never with its clean end marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from switchyard.sidecar import errors
+from switchyard.sidecar.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
+from switchyard.sidecar.routing import breaker, classify
+from switchyard.sidecar.routing.classify import Failure
+from switchyard.sidecar.routing.profile import Decision, apply_to_request, decide, degraded_header
+from switchyard.sidecar.state import LastUsed, Runtime, Snapshot, binding_key
+from switchyard.sidecar.translate import neutral as n
+from switchyard.sidecar.translate.base import (
+    Adapter,
+    DecodedEvent,
+    RequestError,
+    UpstreamCall,
+    UpstreamFormatError,
+    adapter_for,
+)
+from switchyard.sidecar.upstream import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamReset,
+    UpstreamTimeout,
+    header_map,
+    read_body,
+    read_chunk,
+)
+
+log = logging.getLogger("switchyard.request")
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+
+H_BINDING = "x-switchyard-binding"
+H_TIER = "x-switchyard-tier"
+H_SOURCE = "x-switchyard-source"
+H_MODEL = "x-switchyard-model"
+H_REASON = "x-switchyard-fallback-reason"
+H_DEGRADED = "x-switchyard-degraded"
+
+
+@dataclass
+class Exchange:
+    """What one request did, for headers, metrics and the log line."""
+
+    ingress: Adapter
+    started: float
+    binding: CompiledBinding | None = None
+    stream: bool = False
+    trail: list[TierTrail] = field(default_factory=list)
+    served_by: CompiledTier | None = None
+    degraded: list[tuple[str, str]] = field(default_factory=list)
+    outcome: str = "rejected"
+    status: int = 0
+    ttft: float | None = None
+    usage: n.Usage | None = None
+    error: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        h: dict[str, str] = {}
+        if self.binding is not None:
+            h[H_BINDING] = self.binding.name
+        if self.served_by is not None:
+            t = self.served_by
+            h[H_TIER] = str(t.index)
+            h[H_SOURCE] = t.source
+            h[H_MODEL] = t.model
+        if self.trail:
+            h[H_REASON] = ", ".join(t.short() for t in self.trail)
+        if self.degraded:
+            h[H_DEGRADED] = degraded_header(self.degraded)
+        return h
+
+
+@dataclass
+class _Outcome:
+    """How one attempt ended when it did not serve the request."""
+
+    failure: Failure
+    error: GatewayError | None = None  # set when the failure is passed to the client as is
+
+
+class _Served(Exception):
+    """Internal: the attempt answered the client; carries the response."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+
+
+# =========================================================================== entry
+
+
+async def handle(
+    request: web.Request,
+    ingress: Adapter,
+    *,
+    path_model: str | None = None,
+    stream: bool | None = None,
+) -> web.StreamResponse:
+    """Serve one API request spoken in the ``ingress`` protocol."""
+    rt = request.app[RUNTIME]
+    ex = Exchange(ingress=ingress, started=time.monotonic())
+    rt.begin()
+    try:
+        return await _serve(request, rt, ex, path_model, stream)
+    except GatewayError as err:
+        ex.status = err.status
+        ex.error = err.full_message()
+        if ex.outcome not in ("all-tiers-failed", "upstream-error"):
+            ex.outcome = "rejected"
+        return _error_response(ex, err)
+    except asyncio.CancelledError:
+        ex.outcome = "client-gone"
+        raise
+    finally:
+        rt.end()
+        _account(rt, ex)
+
+
+async def _serve(
+    request: web.Request, rt: Runtime, ex: Exchange, path_model: str | None, stream: bool | None
+) -> web.StreamResponse:
+    if rt.draining:
+        raise GatewayError(ErrorKind.UNAVAILABLE, "the gateway is shutting down; retry", code="draining", retry_after=1)
+    snap = rt.snapshot
+    if snap is None:
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE,
+            "this sidecar has not received its configuration yet; no request is routed until it has",
+            code="not_configured",
+            retry_after=5,
+        )
+    body = await read_json(request, rt.max_body_bytes)
+    ingress = ex.ingress
+    binding = resolve_binding(request, snap, ingress, body, path_model)
+    ex.binding = binding
+    ex.stream = ingress.request_streams(body) if stream is None else stream
+    if binding.unbound:
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE,
+            f"binding {binding.name} is deliberately unbound (spec.primary is null); it serves no model",
+            code="binding_unbound",
+            binding=binding.name,
+        )
+    if not binding.tiers:
+        raise GatewayError(ErrorKind.UNAVAILABLE, f"binding {binding.name} has no tiers", code="no_tiers", binding=binding.name)
+    return await _walk_chain(request, rt, ex, binding, body, path_model)
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > limit:
+        raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
+    try:
+        raw = await request.content.read(limit + 1)
+    except (aiohttp.ClientPayloadError, ConnectionError) as exc:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "request body could not be read") from exc
+    if len(raw) > limit:
+        raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
+    if not raw:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "request body is empty; a JSON object is required")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(body, dict):
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "request body must be a JSON object")
+    return body
+
+
+def resolve_binding(
+    request: web.Request, snap: Snapshot, ingress: Adapter, body: dict[str, Any], path_model: str | None
+) -> CompiledBinding:
+    """The binding a request is for: the ``x-switchyard-binding`` header, else the model
+    alias the body (or, for Gemini, the path) names. Raises a GatewayError otherwise."""
+    named = request.headers.get(H_BINDING)
+    if named:
+        b = snap.by_name.get(named)
+        if b is None:
+            raise GatewayError(ErrorKind.NOT_FOUND, f"no binding named {named!r} on this gateway", code="unknown_binding", param=H_BINDING)
+        return b
+    model = path_model if path_model is not None else ingress.request_model(body)
+    if not model:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "'model' is required: name one of this gateway's aliases", param="model")
+    b = snap.resolve(model)
+    if b is None:
+        known = ", ".join(snap.aliases()[:20]) or "none"
+        raise GatewayError(
+            ErrorKind.NOT_FOUND,
+            f"model {model!r} is not an alias of any binding on this gateway (known: {known})",
+            code="model_not_found",
+            param="model",
+        )
+    return b
+
+
+# ======================================================================= the chain
+
+
+async def _walk_chain(
+    request: web.Request, rt: Runtime, ex: Exchange, binding: CompiledBinding, body: dict[str, Any], path_model: str | None
+) -> web.StreamResponse:
+    ingress = ex.ingress
+    used = ingress.features_used(body)
+    parsed: n.Request | None = None
+    last_statuses: list[int | None] = []
+    retry_afters: list[float] = []
+    timed_out_only = True
+    forward = {k: v for k, v in request.headers.items() if k.lower() in ingress.forward_headers}
+
+    for tier in binding.tiers:
+        if tier.problem:
+            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, f"unresolvable({tier.problem.split(':')[0]})"))
+            last_statuses.append(None)
+            timed_out_only = False
+            continue
+        health = rt.health(binding, tier)
+        seen = health.transition_count
+        now, wall = time.monotonic(), time.time()
+        admission = breaker.admit(health, binding.breaker, now, wall)
+        rt.note_transitions(binding, tier, health, seen)
+        if not admission.allowed:
+            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, admission.reason))
+            rt.metrics.fallbacks.labels(binding.name, str(tier.index), admission.reason.split("(")[0]).inc()
+            if admission.reason.startswith("rate-limited"):
+                last_statuses.append(429)
+                retry_afters.append(max(0.0, health.rate_limited_until - now))
+            else:
+                last_statuses.append(503)
+            timed_out_only = False
+            continue
+
+        cross = tier.protocol != ingress.protocol
+        extras: list[str] | None = None
+        if cross:
+            parsed = parsed or _parse(ingress, body, path_model, ex.stream)
+            if parsed.origin != tier.protocol and parsed.extras:
+                extras = sorted(parsed.extras)
+        decision = decide(used, tier.profile, extras=extras)
+        _count_degraded(rt, binding, tier, decision)
+        if decision.reject:
+            breaker.release(health, admission)
+            feats = ", ".join(decision.reject)
+            raise GatewayError(
+                ErrorKind.INVALID_REQUEST,
+                f"tier {tier.index} ({tier.source}/{tier.model}) does not support {feats}, and its profile says reject",
+                code="unsupported_feature",
+                param=decision.reject[0],
+                binding=binding.name,
+                trail=ex.trail,
+            )
+        if decision.skip is not None:
+            breaker.release(health, admission)
+            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, f"skip-tier({decision.skip})"))
+            rt.metrics.fallbacks.labels(binding.name, str(tier.index), "skip-tier").inc()
+            last_statuses.append(None)
+            timed_out_only = False
+            continue
+
+        synth_stream = ex.stream and "streaming" in decision.edits
+        if not cross and not decision.structural:
+            call = ingress.build_passthrough_call(ingress.prepare_passthrough(body, tier, decision.edits), tier, forward)
+        else:
+            try:
+                parsed = parsed or _parse(ingress, body, path_model, ex.stream)
+                req = apply_to_request(parsed, decision.edits)
+                if synth_stream:
+                    req = _replace_stream(req, False)
+                call = adapter_for(tier.protocol).build_call(req, tier)
+            except RequestError as exc:
+                breaker.release(health, admission)
+                raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc
+
+        try:
+            result = await _attempt(request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream)
+        except _Served as served:
+            return served.response
+        failure = result.failure
+        if failure.reason in classify.TIER_FAULTS:
+            seen = health.transition_count
+            breaker.record_failure(
+                health, binding.breaker, admission, failure.trail_text(), time.monotonic(), time.time(), failure.retry_after
+            )
+            rt.note_transitions(binding, tier, health, seen)
+        else:  # the request's fault, not the tier's
+            breaker.release(health, admission)
+        rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
+        if result.error is None and failure.reason not in binding.fallback_on:
+            result.error = _failure_error(binding, tier, failure, ex)
+        if result.error is not None:  # not a fallback reason: the client gets this error
+            ex.outcome = "upstream-error"
+            ex.served_by = tier
+            raise result.error
+        ex.trail.append(TierTrail(tier.index, tier.source, tier.model, failure.trail_text()))
+        rt.metrics.fallbacks.labels(binding.name, str(tier.index), failure.reason).inc()
+        last_statuses.append(failure.status)
+        if failure.retry_after:
+            retry_afters.append(failure.retry_after)
+        if failure.reason != classify.TIMEOUT:
+            timed_out_only = False
+
+    ex.outcome = "all-tiers-failed"
+    raise _all_failed(binding, ex, last_statuses, retry_afters, timed_out_only)
+
+
+def _failure_error(binding: CompiledBinding, tier: CompiledTier, failure: Failure, ex: Exchange) -> GatewayError:
+    """A transport failure whose reason the binding does not fall back on, as the client's error."""
+    kind = {
+        classify.TIMEOUT: ErrorKind.TIMEOUT,
+        classify.RATE_LIMITED: ErrorKind.RATE_LIMITED,
+    }.get(failure.reason, ErrorKind.UPSTREAM)
+    return GatewayError(
+        kind,
+        f"tier {tier.index} ({tier.source}/{tier.model}) failed: {failure.trail_text()} "
+        f"(not in this binding's fallbackOn)",
+        code="upstream_error",
+        binding=binding.name,
+        trail=list(ex.trail),
+        retry_after=failure.retry_after,
+    )
+
+
+def _parse(ingress: Adapter, body: dict[str, Any], path_model: str | None, stream: bool) -> n.Request:
+    try:
+        return ingress.parse_request(body, path_model=path_model, stream=stream)
+    except RequestError as exc:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param) from exc
+
+
+def _replace_stream(req: n.Request, stream: bool) -> n.Request:
+    import dataclasses
+
+    return dataclasses.replace(req, stream=stream)
+
+
+def _all_failed(
+    binding: CompiledBinding, ex: Exchange, statuses: list[int | None], retry_afters: list[float], timed_out_only: bool
+) -> GatewayError:
+    kind, status = ErrorKind.UNAVAILABLE, 503
+    if timed_out_only and statuses:
+        kind, status = ErrorKind.TIMEOUT, 504
+    elif statuses and all(s is not None and s == statuses[0] for s in statuses):
+        status = statuses[0]  # type: ignore[assignment]
+        kind = errors.kind_for_status(status)
+    return GatewayError(
+        kind,
+        f"no tier of binding {binding.name} could serve this request",
+        status=status,
+        code="all_tiers_failed",
+        binding=binding.name,
+        trail=list(ex.trail),
+        retry_after=min(retry_afters) if retry_afters and status == 429 else None,
+    )
+
+
+def _count_degraded(rt: Runtime, b: CompiledBinding, tier: CompiledTier, d: Decision) -> None:
+    for label, action in d.degraded:
+        feature = label.split("(")[0]
+        rt.metrics.degraded.labels(b.name, str(tier.index), feature, action.split("(")[0]).inc()
+
+
+# ====================================================================== one attempt
+
+
+async def _attempt(
+    request: web.Request,
+    rt: Runtime,
+    ex: Exchange,
+    binding: CompiledBinding,
+    tier: CompiledTier,
+    call: UpstreamCall,
+    admission: breaker.Admission,
+    decision: Decision,
+    cross: bool,
+    parsed: n.Request | None,
+    synth_stream: bool,
+) -> _Outcome:
+    """Send one attempt. Raises ``_Served`` when the client has been answered."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    first_deadline = t0 + tier.timeouts.first_byte_seconds
+    total_deadline = t0 + tier.timeouts.total_seconds
+    egress = adapter_for(tier.protocol)
+    health = rt.health(binding, tier)
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        try:
+            async with asyncio.timeout_at(min(first_deadline, total_deadline)):
+                resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds)
+        except TimeoutError:
+            raise UpstreamTimeout("first-byte") from None
+
+        if resp.status >= 300:
+            return await _error_answer(rt, ex, binding, tier, egress, resp, total_deadline)
+
+        if call.stream:
+            await _stream(request, rt, ex, binding, tier, egress, resp, admission, decision, cross, parsed, first_deadline, total_deadline, t0)
+        else:
+            await _whole(request, rt, ex, binding, tier, egress, resp, admission, decision, cross, parsed, synth_stream, total_deadline, t0)
+        raise AssertionError("unreachable: an answered attempt raises _Served")  # pragma: no cover
+    except UpstreamTimeout as exc:
+        return _Outcome(Failure(classify.TIMEOUT, exc.phase))
+    except UpstreamConnectError as exc:
+        return _Outcome(Failure(classify.CONNECT_ERROR, "refused" if "refused" in str(exc).lower() else "connect"))
+    except UpstreamReset:
+        return _Outcome(Failure(classify.CONNECT_ERROR, "reset"))
+    except _Empty as exc:
+        return _Outcome(Failure(classify.EMPTY, exc.detail))
+    except _StreamFailed as exc:
+        return _Outcome(exc.failure, exc.error)
+    except (_Served, asyncio.CancelledError):
+        raise
+    except BaseException:
+        breaker.release(health, admission)
+        raise
+    finally:
+        if resp is not None:
+            resp.close()
+        rt.metrics.upstream_latency.labels(binding.name, str(tier.index), tier.source).observe(loop.time() - t0)
+
+
+class _Empty(Exception):
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+
+class _StreamFailed(Exception):
+    """An in-stream error before any content: a failure like an HTTP error answer."""
+
+    def __init__(self, failure: Failure, error: GatewayError | None = None) -> None:
+        self.failure = failure
+        self.error = error
+
+
+async def _error_answer(
+    rt: Runtime,
+    ex: Exchange,
+    binding: CompiledBinding,
+    tier: CompiledTier,
+    egress: Adapter,
+    resp: aiohttp.ClientResponse,
+    total_deadline: float,
+) -> _Outcome:
+    headers = header_map(resp.headers)
+    try:
+        async with asyncio.timeout_at(total_deadline):
+            raw = await read_body(resp, 1 << 20)
+    except (TimeoutError, UpstreamError):
+        raw = b""
+    info = egress.read_error(resp.status, raw, headers)
+    failure = classify.from_status(resp.status, headers, wall_now=time.time(), quota=info.quota)
+    if failure.reason in binding.fallback_on:
+        return _Outcome(failure)
+    # Not a fallback reason: the client gets the upstream's error, in its own protocol.
+    if failure.reason == classify.AUTH_ERROR:
+        message = f"tier {tier.index} ({tier.source}) rejected the gateway's credential for it (HTTP {resp.status})"
+    else:
+        message = f"tier {tier.index} ({tier.source}/{tier.model}) answered HTTP {resp.status}: {_scrub(info.message, tier)}"
+    kind = errors.kind_for_status(resp.status)
+    if failure.reason == classify.AUTH_ERROR:
+        kind = ErrorKind.UPSTREAM  # the client's credentials are fine; ours are not
+    err = GatewayError(
+        kind,
+        message,
+        status=resp.status if failure.reason != classify.AUTH_ERROR else 502,
+        code="upstream_error",
+        binding=binding.name,
+        trail=list(ex.trail),
+        retry_after=failure.retry_after,
+    )
+    return _Outcome(failure, err)
+
+
+def _scrub(text: str, tier: CompiledTier) -> str:
+    """Upstream error text never carries our key back to the client (promise 6)."""
+    if tier.credential is not None:
+        key = tier.credential.get_secret_value()
+        if key and key in text:
+            text = text.replace(key, "***")
+    return text
+
+
+def _success(rt: Runtime, ex: Exchange, binding: CompiledBinding, tier: CompiledTier, admission: breaker.Admission) -> None:
+    health = rt.health(binding, tier)
+    seen = health.transition_count
+    breaker.record_success(health, binding.breaker, admission, time.time())
+    rt.note_transitions(binding, tier, health, seen)
+    rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, "ok").inc()
+    rt.last_used[binding_key(binding)] = LastUsed(tier.index, tier.source, tier.model, time.time())
+    rt.metrics.active_tier.labels(binding.name).set(tier.index)
+
+
+async def _whole(
+    request: web.Request,
+    rt: Runtime,
+    ex: Exchange,
+    binding: CompiledBinding,
+    tier: CompiledTier,
+    egress: Adapter,
+    resp: aiohttp.ClientResponse,
+    admission: breaker.Admission,
+    decision: Decision,
+    cross: bool,
+    parsed: n.Request | None,
+    synth_stream: bool,
+    total_deadline: float,
+    t0: float,
+) -> None:
+    try:
+        async with asyncio.timeout_at(total_deadline):
+            raw = await read_body(resp, rt.max_upstream_body_bytes)
+    except TimeoutError:
+        raise UpstreamTimeout("total") from None
+    try:
+        obj = orjson.loads(raw) if raw else None
+        if not isinstance(obj, dict):
+            raise _Empty("no body" if not raw else "not a JSON object")
+        answer = egress.parse_response(obj)
+    except (orjson.JSONDecodeError, UpstreamFormatError, ValueError, TypeError, AttributeError) as exc:
+        raise _Empty("malformed") from exc
+    if not answer.choices or not n.has_content(answer.choices[0].parts):
+        raise _Empty("no content")
+
+    ex.served_by = tier
+    ex.degraded = [(f, a) for f, a in decision.degraded if a not in ("skip-tier", "reject")]
+    ex.usage = answer.usage
+    ex.ttft = time.monotonic() - ex.started
+    _success(rt, ex, binding, tier, admission)
+    ex.outcome = "success"
+    ex.status = 200
+    ingress = ex.ingress
+    if synth_stream:
+        resp_out = await _open_stream(request, ex)
+        enc = ingress.stream_encoder(alias=_alias(request, parsed), request=parsed)
+        out = enc.start()
+        for ev in synthesize_events(answer):
+            out += enc.encode(ev)
+        await resp_out.write(out + enc.finish())
+        await resp_out.write_eof()
+        raise _Served(resp_out)
+    if not cross and not decision.structural:
+        payload = raw  # same protocol: the upstream's bytes, unchanged
+    else:
+        payload = orjson.dumps(ingress.render_response(answer, alias=_alias(request, parsed)))
+    raise _Served(web.Response(body=payload, status=200, headers=ex.headers(), content_type="application/json"))
+
+
+def _alias(request: web.Request, parsed: n.Request | None) -> str:
+    return parsed.model if parsed is not None else ""
+
+
+def synthesize_events(answer: n.Response) -> list[n.Event]:
+    """A complete answer as the event stream it would have been (for `streaming: map`)."""
+    events: list[n.Event] = [n.StreamStart(answer.id, answer.model)]
+    for ci, choice in enumerate(answer.choices):
+        call = 0
+        for p in choice.parts:
+            if isinstance(p, n.Thinking):
+                events.append(n.ThinkingDelta(p.text, p.signature, p.redacted, ci))
+            elif isinstance(p, n.Text):
+                events.append(n.TextDelta(p.text, ci))
+            elif isinstance(p, n.ToolCall):
+                events.append(n.ToolCallStart(call, p.id, p.name, ci))
+                events.append(n.ToolCallDelta(call, p.arguments, ci))
+                call += 1
+        events.append(n.StreamFinish(choice.finish_reason, ci, choice.stop_sequence))
+    if answer.usage is not None:
+        events.append(n.StreamUsage(answer.usage))
+    return events
+
+
+async def _open_stream(request: web.Request, ex: Exchange) -> web.StreamResponse:
+    out = web.StreamResponse(status=200, headers=ex.headers())
+    out.content_type = ex.ingress.sse_content_type
+    out.headers["Cache-Control"] = "no-cache"
+    await out.prepare(request)
+    return out
+
+
+async def _stream(
+    request: web.Request,
+    rt: Runtime,
+    ex: Exchange,
+    binding: CompiledBinding,
+    tier: CompiledTier,
+    egress: Adapter,
+    resp: aiohttp.ClientResponse,
+    admission: breaker.Admission,
+    decision: Decision,
+    cross: bool,
+    parsed: n.Request | None,
+    first_deadline: float,
+    total_deadline: float,
+    t0: float,
+) -> None:
+    """Relay a stream; commit to the client only at the first content event."""
+    decoder = egress.stream_decoder()
+    passthrough = not cross and not decision.structural
+    ingress = ex.ingress
+    encoder = None if passthrough else ingress.stream_encoder(alias=_alias(request, parsed), request=parsed)
+    pending: list[DecodedEvent] = []
+    out: web.StreamResponse | None = None
+    usage: n.Usage | None = None
+
+    def render(items: list[DecodedEvent]) -> bytes:
+        nonlocal usage
+        buf = b""
+        for d in items:
+            for ev in d.events:
+                if isinstance(ev, n.StreamUsage):
+                    usage = ev.usage
+            if passthrough:
+                buf += d.raw
+            else:
+                assert encoder is not None
+                for ev in d.events:
+                    if not isinstance(ev, n.StreamError):
+                        buf += encoder.encode(ev)
+        return buf
+
+    # ---- before the first content event: nothing has reached the client
+    ended = False
+    while out is None:
+        try:
+            async with asyncio.timeout_at(min(first_deadline, total_deadline)):
+                chunk = await read_chunk(resp)
+        except TimeoutError:
+            raise UpstreamTimeout("first-byte") from None
+        decoded = decoder.feed(chunk) if chunk else decoder.close()
+        if not chunk:
+            ended = True
+        for d in decoded:
+            err = next((e for e in d.events if isinstance(e, n.StreamError)), None)
+            if err is not None:
+                raise _StreamFailed(_stream_error_failure(err))
+            pending.append(d)
+        if any(n.is_content(ev) for d in decoded for ev in d.events):
+            ex.served_by = tier
+            ex.degraded = [(f, a) for f, a in decision.degraded if a not in ("skip-tier", "reject")]
+            ex.ttft = time.monotonic() - ex.started
+            ex.status = 200
+            out = await _open_stream(request, ex)
+            head = (encoder.start() if encoder else b"") + render(pending)
+            pending.clear()
+            await _write(out, head)
+            break
+        if ended:
+            raise _Empty("zero events" if not pending else "no content events")
+
+    # ---- content has started: a failure now ends the stream with an error event
+    failure: Failure | None = None
+    message = ""
+    upstream_error_sent = False  # same protocol: the upstream's own error event was relayed
+    try:
+        while not ended:
+            try:
+                async with asyncio.timeout_at(total_deadline):
+                    chunk = await read_chunk(resp)
+            except TimeoutError:
+                failure, message = Failure(classify.TIMEOUT, "total"), "the upstream stream exceeded its time limit"
+                break
+            if not chunk:
+                ended = True
+                await _write(out, render(decoder.close()))
+                break
+            decoded = decoder.feed(chunk)
+            cut = next((i for i, d in enumerate(decoded) if any(isinstance(e, n.StreamError) for e in d.events)), None)
+            if cut is None:
+                await _write(out, render(decoded))
+                continue
+            await _write(out, render(decoded[:cut]))
+            err = next(e for e in decoded[cut].events if isinstance(e, n.StreamError))
+            failure = _stream_error_failure(err)
+            message = f"the upstream reported an error mid-stream: {err.message}"
+            if passthrough:
+                await _write(out, decoded[cut].raw)
+                upstream_error_sent = True
+            break
+    except UpstreamReset:
+        failure, message = Failure(classify.CONNECT_ERROR, "reset"), "the upstream connection broke mid-stream"
+
+    if failure is None and not decoder.complete:
+        failure, message = Failure(classify.SERVER_ERROR, "truncated"), "the upstream stream ended without its end marker"
+
+    ex.usage = usage
+    if failure is None:
+        if encoder is not None:
+            await _write(out, encoder.finish())
+        await out.write_eof()
+        _success(rt, ex, binding, tier, admission)
+        ex.outcome = "success"
+        raise _Served(out)
+
+    # Broken after content: an error event in the client's protocol, never a clean end.
+    ex.outcome = "broken-stream"
+    ex.error = message
+    health = rt.health(binding, tier)
+    seen = health.transition_count
+    breaker.record_failure(health, binding.breaker, admission, failure.trail_text(), time.monotonic(), time.time())
+    rt.note_transitions(binding, tier, health, seen)
+    rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
+    if not upstream_error_sent:
+        enc = encoder or ingress.stream_encoder(alias=_alias(request, parsed), request=parsed)
+        kind = ErrorKind.TIMEOUT if failure.reason == classify.TIMEOUT else ErrorKind.UPSTREAM
+        await _write(out, enc.error(errors.DEFAULT_STATUS[kind], kind.value, message))
+    await out.write_eof()
+    raise _Served(out)
+
+
+def _stream_error_failure(err: n.StreamError) -> Failure:
+    if err.status == 429:
+        return Failure(classify.RATE_LIMITED, "in-stream", 429)
+    return Failure(classify.SERVER_ERROR, "in-stream", err.status if err.status >= 500 else 502)
+
+
+async def _write(out: web.StreamResponse | None, data: bytes) -> None:
+    if out is not None and data:
+        await out.write(data)
+
+
+# ======================================================================== answers
+
+
+def _error_response(ex: Exchange, err: GatewayError) -> web.Response:
+    headers = ex.headers()
+    if err.retry_after:
+        headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
+    if err.code == "draining":
+        headers["Connection"] = "close"
+    return web.Response(
+        body=errors.render_error(ex.ingress.protocol, err),
+        status=err.status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def _account(rt: Runtime, ex: Exchange) -> None:
+    b = ex.binding
+    name = b.name if b is not None else ""
+    tier = ex.served_by
+    tier_label = str(tier.index) if tier is not None else "-1"
+    source = tier.source if tier is not None else ""
+    m = rt.metrics
+    if b is not None:
+        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol).inc()
+        if tier is not None and ex.ttft is not None and ex.outcome in ("success", "broken-stream"):
+            m.ttft.labels(name, tier_label, source).observe(ex.ttft)
+        if tier is not None and ex.usage is not None:
+            u = ex.usage
+            for kind, value in (
+                ("input", u.input_tokens),
+                ("output", u.output_tokens),
+                ("cached_input", u.cached_input_tokens),
+                ("reasoning", u.reasoning_tokens),
+            ):
+                if value:
+                    m.tokens.labels(name, tier_label, source, kind).inc(value)
+    if log.isEnabledFor(logging.INFO):
+        record: dict[str, Any] = {
+            "binding": name or None,
+            "ingress": ex.ingress.protocol,
+            "stream": ex.stream,
+            "status": ex.status,
+            "outcome": ex.outcome,
+            "tier": tier.index if tier is not None else None,
+            "source": source or None,
+            "model": tier.model if tier is not None else None,
+            "trail": [t.short() for t in ex.trail],
+            "degraded": [f"{f}={a}" for f, a in ex.degraded],
+            "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),
+        }
+        if ex.ttft is not None:
+            record["ttft_ms"] = round(ex.ttft * 1000, 2)
+        if ex.error:
+            record["error"] = ex.error
+        log.info("request", extra={"switchyard": record})

@@ -1,0 +1,105 @@
+"""The API listener's routes: which path speaks which protocol.
+
+Handlers are thin: each names its ingress adapter and hands over to
+``pipeline.handle``. Paths follow each provider's own API so an official SDK or CLI
+pointed at the sidecar's root (or its /v1) works unchanged:
+
+    POST /v1/chat/completions                         OpenAI Chat Completions
+    POST /v1/responses                                OpenAI Responses      (adapter: openai_responses)
+    POST /v1/messages                                 Anthropic Messages    (adapter: anthropic_messages)
+    POST /v1/messages/count_tokens                    Anthropic token count
+    POST /v1beta/models/{model}:generateContent       Gemini                (adapter: gemini)
+    POST /v1beta/models/{model}:streamGenerateContent Gemini streaming
+    GET  /v1/models, /v1beta/models                   the aliases of this gateway's bindings
+
+A path that does not exist is answered in the protocol its prefix suggests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from switchyard.sidecar import errors, pipeline
+from switchyard.sidecar.errors import ErrorKind, GatewayError
+from switchyard.sidecar.pipeline import RUNTIME
+from switchyard.sidecar.translate import load_all
+from switchyard.sidecar.translate.base import adapter_for
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Extra routes registered by adapters that bring their own endpoints (Gemini's
+# model-in-path URLs, Anthropic's count_tokens): (method, path, handler).
+EXTRA_ROUTES: list[tuple[str, str, Handler]] = []
+
+
+def protocol_for_path(path: str) -> str:
+    if path.startswith("/v1beta"):
+        return "gemini"
+    if path.startswith("/v1/messages"):
+        return "anthropic-messages"
+    if path.startswith("/v1/responses"):
+        return "openai-responses"
+    return "openai-chat"
+
+
+def error_response(path: str, err: GatewayError) -> web.Response:
+    protocol = protocol_for_path(path)
+    if protocol not in errors.ERROR_BODY:
+        protocol = "openai-chat"
+    return web.Response(body=errors.render_error(protocol, err), status=err.status, content_type="application/json")
+
+
+@web.middleware
+async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods, answered in the protocol the path belongs to."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return error_response(
+            request.path, GatewayError(ErrorKind.NOT_FOUND, f"no route for {request.method} {request.path}", code="unknown_route")
+        )
+    except web.HTTPMethodNotAllowed:
+        return error_response(
+            request.path,
+            GatewayError(ErrorKind.INVALID_REQUEST, f"method {request.method} not allowed on {request.path}", status=405),
+        )
+
+
+def ingress_handler(protocol: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await pipeline.handle(request, adapter_for(protocol))
+
+    handler.__name__ = f"handle_{protocol.replace('-', '_')}"
+    return handler
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """The aliases clients can ask for, in OpenAI's or (when asked so) Anthropic's shape."""
+    snap = request.app[RUNTIME].snapshot
+    aliases = [a for a in snap.aliases() if not a.endswith("*")] if snap else []
+    if "anthropic-version" in request.headers:
+        data = [{"type": "model", "id": a, "display_name": a, "created_at": "1970-01-01T00:00:00Z"} for a in aliases]
+        body = {"data": data, "has_more": False, "first_id": aliases[0] if aliases else None, "last_id": aliases[-1] if aliases else None}
+    else:
+        body = {"object": "list", "data": [{"id": a, "object": "model", "created": 0, "owned_by": "switchyard"} for a in aliases]}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"service":"switchyard"}', content_type="application/json")
+
+
+def api_routes() -> list[web.RouteDef]:
+    load_all()  # adapters register their own extra routes on import
+    table = [
+        web.post("/v1/chat/completions", ingress_handler("openai-chat")),
+        web.post("/chat/completions", ingress_handler("openai-chat")),
+        web.get("/v1/models", list_models),
+        web.get("/", root),
+    ]
+    for method, path, handler in EXTRA_ROUTES:
+        table.append(web.route(method, path, handler))
+    return table

@@ -1,0 +1,109 @@
+"""Classifying a failed attempt: which ``fallbackOn`` reason it is, and for how long the
+upstream asked us to stay away.
+
+Pure. The pipeline calls ``from_status`` for an HTTP error answer and uses the fixed
+reasons below for transport failures. A reason not listed in the binding's
+``fallbackOn`` ends the chain with the upstream's error (translated to the client's
+protocol) instead of trying the next tier.
+
+Reasons (the values ``fallbackOn`` takes): ``429``, ``5xx``, ``timeout``,
+``connect-error``, ``empty-response``. Answers that are the client's fault (400, 413,
+422) are ``client-error`` and never fall back: another tier would refuse them too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+RATE_LIMITED = "429"
+SERVER_ERROR = "5xx"
+TIMEOUT = "timeout"
+CONNECT_ERROR = "connect-error"
+EMPTY = "empty-response"
+CLIENT_ERROR = "client-error"
+AUTH_ERROR = "auth-error"  # 401/403: the tier's credential, not the client, is at fault
+NOT_FOUND = "not-found"
+
+# Failures that say something about the tier (and so count toward its breaker); the
+# others are the request's fault and leave the tier's health alone.
+TIER_FAULTS = frozenset({RATE_LIMITED, SERVER_ERROR, TIMEOUT, CONNECT_ERROR, EMPTY, AUTH_ERROR})
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    reason: str  # one of the constants above
+    detail: str  # short text for the trail, e.g. "503", "reset", "first-byte"
+    status: int | None = None  # upstream HTTP status, if there was one
+    retry_after: float | None = None  # seconds the upstream asked us to wait
+
+    def trail_text(self) -> str:
+        """What `x-switchyard-fallback-reason` says about this tier."""
+        if self.reason == RATE_LIMITED and self.retry_after:
+            return f"429(retry in {max(1, math.ceil(self.retry_after))}s)"
+        if self.reason in (RATE_LIMITED, SERVER_ERROR, CLIENT_ERROR, AUTH_ERROR, NOT_FOUND) and self.status:
+            return str(self.status)
+        return f"{self.reason}({self.detail})" if self.detail else self.reason
+
+
+def from_status(status: int, headers: Mapping[str, str], *, wall_now: float, quota: bool = False) -> Failure:
+    """A non-2xx upstream answer. ``headers`` must have lower-case names."""
+    if status == 429 or quota:
+        return Failure(RATE_LIMITED, str(status), status, retry_after_seconds(headers, wall_now))
+    if status == 529 or status >= 500:
+        # 503 may carry Retry-After too (overload): honour it.
+        return Failure(SERVER_ERROR, str(status), status, retry_after_seconds(headers, wall_now))
+    if status in (401, 403):
+        return Failure(AUTH_ERROR, str(status), status)
+    if status == 404:
+        return Failure(NOT_FOUND, str(status), status)
+    return Failure(CLIENT_ERROR, str(status), status)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+
+
+def retry_after_seconds(headers: Mapping[str, str], wall_now: float) -> float | None:
+    """How long the upstream asked us to wait, from any header form it uses.
+
+    ``retry-after-ms`` (OpenAI/Anthropic SDK convention), ``Retry-After`` in seconds or as
+    an HTTP date, OpenAI's ``x-ratelimit-reset-requests``/``-tokens`` durations ("6m0s",
+    "1.5s", "20ms"). None when nothing usable is there.
+    """
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if ra:
+        ra = ra.strip()
+        try:
+            return max(0.0, float(ra))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(ra).timestamp() - wall_now)
+            except (TypeError, ValueError, IndexError, OverflowError):
+                pass
+    waits = [
+        w
+        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if (w := parse_duration(headers.get(name, ""))) is not None
+    ]
+    return max(waits) if waits else None
+
+
+def parse_duration(text: str) -> float | None:
+    """Go-style durations as OpenAI sends them: "1s", "6m0s", "1h2m3s", "250ms", "0.5s"."""
+    text = text.strip()
+    if not text:
+        return None
+    m = _DURATION.match(text)
+    if not m or not any(m.groups()):
+        return None
+    h, mnt, s, ms = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mnt * 60 + s + ms / 1000

@@ -1,0 +1,152 @@
+"""The running sidecar's state, all in one place.
+
+- ``Snapshot``: an immutable view of one compiled config with its alias index. A request
+  takes the current snapshot once, at its start, and finishes on it even if a new
+  config arrives meanwhile (a config swap never breaks a request in flight).
+- ``Runtime``: the current snapshot, the breaker board, the last tier that served each
+  binding, the metrics and the upstream pools. Owned by the aiohttp app.
+
+Breaker transitions are observed here (``note_transitions``) so the metrics gauge and
+the admin status always agree with the board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from switchyard.sidecar.config import CompiledBinding, CompiledConfig, CompiledTier
+from switchyard.sidecar.metrics import BREAKER_STATES, Metrics
+from switchyard.sidecar.routing.breaker import BreakerBoard, TierHealth
+from switchyard.sidecar.upstream import Upstreams
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: CompiledConfig
+    by_alias: dict[str, CompiledBinding]
+    by_prefix: tuple[tuple[str, CompiledBinding], ...]  # "claude-*" aliases, longest first
+    by_name: dict[str, CompiledBinding]
+
+    @classmethod
+    def build(cls, config: CompiledConfig) -> Snapshot:
+        exact: dict[str, CompiledBinding] = {}
+        prefixes: list[tuple[str, CompiledBinding]] = []
+        by_name: dict[str, CompiledBinding] = {}
+        for b in config.bindings:
+            by_name.setdefault(b.name, b)
+            by_name.setdefault(f"{b.namespace}/{b.name}", b)
+            for alias in b.aliases:
+                if alias.endswith("*"):
+                    prefixes.append((alias[:-1], b))
+                else:
+                    exact.setdefault(alias, b)
+        prefixes.sort(key=lambda p: -len(p[0]))
+        return cls(config, exact, tuple(prefixes), by_name)
+
+    def resolve(self, model: str) -> CompiledBinding | None:
+        b = self.by_alias.get(model)
+        if b is not None:
+            return b
+        for prefix, pb in self.by_prefix:
+            if model.startswith(prefix):
+                return pb
+        return None
+
+    def aliases(self) -> list[str]:
+        return sorted({a for b in self.config.bindings for a in b.aliases})
+
+
+@dataclass
+class LastUsed:
+    tier: int
+    source: str
+    model: str
+    at: float  # wall clock
+
+
+def binding_key(b: CompiledBinding) -> str:
+    return f"{b.namespace}/{b.name}"
+
+
+@dataclass
+class Runtime:
+    metrics: Metrics = field(default_factory=Metrics)
+    upstreams: Upstreams = field(default_factory=Upstreams)
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    snapshot: Snapshot | None = None
+    last_used: dict[str, LastUsed] = field(default_factory=dict)
+    draining: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_upstream_body_bytes: int = 64 * 1024 * 1024
+    loaded_at: float | None = None
+    in_flight: int = 0
+    _idle: asyncio.Event | None = None
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+
+    def end(self) -> None:
+        self.in_flight -= 1
+        self.metrics.in_flight.set(self.in_flight)
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight, at most ``timeout`` seconds."""
+        if self.in_flight == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._idle = None
+
+    def install(self, config: CompiledConfig) -> bool:
+        """Swap in a new config. Returns False when it is the version already served."""
+        if self.snapshot is not None and self.snapshot.config.version == config.version:
+            return False
+        snap = Snapshot.build(config)
+        keys = {(binding_key(b), t.key) for b in config.bindings for t in b.tiers}
+        self.breakers.retain(keys)
+        self.snapshot = snap
+        self.loaded_at = time.time()
+        live = {binding_key(b) for b in config.bindings}
+        for name in list(self.last_used):
+            if name not in live:
+                del self.last_used[name]
+        self._reset_gauges(config)
+        m = self.metrics
+        m.config_info.info({"version": config.version, "schema_version": str(config.schema_version)})
+        m.config_loaded.set(1)
+        m.config_last_update.set(self.loaded_at)
+        return True
+
+    def health(self, b: CompiledBinding, tier: CompiledTier) -> TierHealth:
+        return self.breakers.get(binding_key(b), tier.key)
+
+    def note_transitions(self, b: CompiledBinding, tier: CompiledTier, h: TierHealth, seen: int) -> None:
+        """Export transitions that happened since ``seen`` (h.transition_count before)."""
+        new = h.transition_count - seen
+        if new <= 0:
+            return
+        labels = (b.name, str(tier.index), tier.source)
+        for t in h.transitions[-min(new, len(h.transitions)) :]:
+            self.metrics.breaker_transitions.labels(*labels, t.to_state).inc()
+        for state in BREAKER_STATES:
+            self.metrics.breaker_state.labels(*labels, state).set(1 if h.state.value == state else 0)
+
+    def _reset_gauges(self, config: CompiledConfig) -> None:
+        g = self.metrics.breaker_state
+        g.clear()
+        for b in config.bindings:
+            for t in b.tiers:
+                h = self.breakers.get(binding_key(b), t.key)
+                for state in BREAKER_STATES:
+                    g.labels(b.name, str(t.index), t.source, state).set(1 if h.state.value == state else 0)

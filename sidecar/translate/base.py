@@ -1,0 +1,181 @@
+"""The contract every protocol adapter fulfils, and the registry of adapters.
+
+One adapter per wire protocol, two faces:
+
+- **Ingress** (the protocol a client speaks): parse the client's JSON into a neutral
+  ``Request``; render a neutral ``Response`` or event stream back; say which features a
+  raw body uses (cheaply, for the capability step); edit a raw body for a same-protocol
+  tier (keep unknown fields, swap the model, drop stripped features).
+- **Egress** (the protocol an upstream speaks): build the HTTP call for a neutral
+  ``Request``; parse the answer or the SSE stream into neutral form; read an error body.
+
+Adapters are pure (no I/O, no clock) and never mutate their inputs. Streaming state
+lives in per-request encoder/decoder objects, never in the adapter.
+
+Same-protocol traffic (client and tier speak the same protocol) skips the neutral form
+on the way up: ``prepare_passthrough`` edits a shallow copy of the client's JSON, so
+fields Switchyard does not know survive. On the way back the upstream's bytes are
+forwarded as they are (``StreamDecoder`` events keep their raw bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from switchyard.sidecar.config import CompiledTier
+
+from . import neutral
+
+
+class RequestError(Exception):
+    """The client's body is not a valid request of its protocol (answered as a 400)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class UpstreamFormatError(Exception):
+    """An upstream answered 2xx with a body that is not its protocol's shape."""
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One HTTP request to an upstream, ready to send (credentials already in headers)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+    stream: bool
+
+
+@dataclass(slots=True)
+class UpstreamErrorInfo:
+    """What an upstream error response says, read by the egress adapter."""
+
+    message: str  # clipped upstream text, safe to show
+    kind: str | None = None  # provider's error type/status string, e.g. "rate_limit_error"
+    quota: bool = False  # a rate-limit/quota error even if the status is not 429
+    model_not_found: bool = False
+
+
+@dataclass(slots=True)
+class DecodedEvent:
+    """One upstream SSE event: its neutral meaning and its exact bytes."""
+
+    events: list[neutral.Event]
+    raw: bytes
+    terminal: bool = False  # the protocol's clean end marker ([DONE], message_stop, ...)
+
+
+@dataclass(slots=True)
+class Stripped:
+    """Features removed from a request for one tier, to report (promise 3)."""
+
+    fields: list[str] = field(default_factory=list)
+
+
+class StreamDecoder(Protocol):
+    """Upstream bytes -> neutral events. ``close()`` at end of stream; ``complete`` tells
+    whether the stream ended with the protocol's own end marker."""
+
+    complete: bool
+
+    def feed(self, chunk: bytes) -> list[DecodedEvent]: ...
+
+    def close(self) -> list[DecodedEvent]: ...
+
+
+class StreamEncoder(Protocol):
+    """Neutral events -> client bytes, for one response."""
+
+    def start(self) -> bytes:
+        """Bytes to send before any event (usually empty)."""
+        ...
+
+    def encode(self, event: neutral.Event) -> bytes: ...
+
+    def finish(self) -> bytes:
+        """Clean end of a successful stream (e.g. ``data: [DONE]``)."""
+        ...
+
+    def error(self, status: int, kind: str, message: str) -> bytes:
+        """A well-formed error event that ends the stream. Never followed by finish()."""
+        ...
+
+
+class Adapter(Protocol):
+    protocol: str  # "openai-chat" | "anthropic-messages" | "gemini" | "openai-responses"
+    sse_content_type: str  # content type of this protocol's streams
+    forward_headers: frozenset[str]  # lower-case client headers kept on same-protocol calls
+
+    # ---- ingress ----
+    def parse_request(self, body: dict[str, Any], *, path_model: str | None = None, stream: bool | None = None) -> neutral.Request: ...
+
+    def request_model(self, body: dict[str, Any]) -> str | None:
+        """The model name a raw body asks for (binding resolution), without a full parse."""
+        ...
+
+    def request_streams(self, body: dict[str, Any]) -> bool: ...
+
+    def features_used(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Capability features a raw body uses -> the amount used (True, a count, a number).
+        Keys are CapabilityProfile feature names (camelCase)."""
+        ...
+
+    def prepare_passthrough(self, body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of a same-protocol body for `tier`: its model, without the features in
+        `strip` (feature name -> new value or None to delete). Unknown fields kept."""
+        ...
+
+    def render_response(self, response: neutral.Response, *, alias: str) -> dict[str, Any]: ...
+
+    def stream_encoder(self, *, alias: str, request: neutral.Request | None) -> StreamEncoder: ...
+
+    # ---- egress ----
+    def build_call(self, request: neutral.Request, tier: CompiledTier) -> UpstreamCall: ...
+
+    def build_passthrough_call(
+        self, body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]
+    ) -> UpstreamCall:
+        """The call for a same-protocol body. ``client_headers`` are the client's headers
+        named in ``forward_headers`` (never credentials), e.g. ``anthropic-beta``."""
+        ...
+
+    def parse_response(self, body: dict[str, Any]) -> neutral.Response: ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+    def read_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo: ...
+
+
+_REGISTRY: dict[str, Adapter] = {}
+
+
+def register(adapter: Adapter) -> Adapter:
+    _REGISTRY[adapter.protocol] = adapter
+    return adapter
+
+
+def adapter_for(protocol: str) -> Adapter:
+    if not _REGISTRY:
+        from . import load_all
+
+        load_all()
+    return _REGISTRY[protocol]
+
+
+def auth_headers(tier: CompiledTier) -> dict[str, str]:
+    """The tier's credential, in the header its protocol expects."""
+    if tier.credential is None or tier.auth == "none":
+        return {}
+    key = tier.credential.get_secret_value()
+    if tier.auth == "bearer":
+        return {"Authorization": f"Bearer {key}"}
+    if tier.auth == "x-api-key":
+        return {"x-api-key": key}
+    return {"x-goog-api-key": key}

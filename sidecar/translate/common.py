@@ -1,0 +1,97 @@
+"""Small pure helpers shared by the protocol adapters."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+from typing import Any
+
+import orjson
+
+from .base import RequestError
+
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,(.*)$", re.S)
+
+
+def new_id(prefix: str) -> str:
+    return prefix + base64.b32encode(os.urandom(15)).decode().lower()
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def split_data_url(url: str) -> tuple[str | None, str | None]:
+    """'data:image/png;base64,AAAA' -> ('image/png', 'AAAA'); (None, None) when not a
+    base64 data URL."""
+    m = _DATA_URL.match(url)
+    if not m or not m.group(2) or "base64" not in m.group(2):
+        return None, None
+    return m.group(1) or "application/octet-stream", m.group(3)
+
+
+def data_url(media_type: str | None, data: str) -> str:
+    return f"data:{media_type or 'application/octet-stream'};base64,{data}"
+
+
+def args_text(arguments: Any) -> str:
+    """Tool-call arguments as JSON text, whatever form they came in."""
+    if arguments is None:
+        return "{}"
+    if isinstance(arguments, str):
+        return arguments or "{}"
+    return orjson.dumps(arguments).decode()
+
+
+def args_object(arguments: str) -> dict[str, Any]:
+    """Tool-call arguments as an object (Anthropic and Gemini want one). Invalid JSON from
+    a model is kept under "_raw" rather than dropped."""
+    if not arguments:
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def expect(cond: bool, message: str, param: str | None = None) -> None:
+    if not cond:
+        raise RequestError(message, param)
+
+
+def opt_number(body: dict[str, Any], key: str, *, integer: bool = False) -> Any:
+    v = body.get(key)
+    if v is None:
+        return None
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok:
+        raise RequestError(f"'{key}' must be a {'integer' if integer else 'number'}", key)
+    return v
+
+
+def clamp(v: float | None, lo: float, hi: float) -> float | None:
+    if v is None:
+        return None
+    return min(hi, max(lo, v))
+
+
+EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+
+
+def effort_to_budget(effort: str | None) -> int | None:
+    return EFFORT_BUDGET.get(effort or "")
+
+
+def budget_to_effort(budget: int | None) -> str | None:
+    if budget is None:
+        return None
+    if budget <= 1024:
+        return "minimal" if budget < 1024 else "low"
+    if budget <= 4096:
+        return "low"
+    if budget <= 16384:
+        return "medium"
+    return "high"

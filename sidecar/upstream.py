@@ -1,0 +1,141 @@
+"""The only I/O to providers: pooled aiohttp sessions and one attempt's HTTP exchange.
+
+One ``ClientSession`` (and so one keep-alive connection pool) per upstream origin, so a
+hung provider cannot exhaust the connections another one needs. Sessions live as long
+as the sidecar; config swaps reuse them.
+
+An attempt has three limits, all as absolute loop-clock deadlines so a per-request
+deadline can shorten them: connect (the connector's ``sock_connect``), first content
+(set by the caller around ``open``/``read``), and total. Failures come out as the three
+exception types below, which the classifier maps onto ``fallbackOn`` reasons:
+
+    UpstreamError
+     +-- UpstreamConnectError   (connection refused, DNS, TLS, connect timeout)
+     +-- UpstreamTimeout        (first byte / total deadline passed)
+     +-- UpstreamReset          (connection closed or payload broken mid-answer)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from switchyard.sidecar.translate.base import UpstreamCall
+
+
+class UpstreamError(Exception):
+    pass
+
+
+class UpstreamConnectError(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase  # "connect" | "first-byte" | "total"
+
+
+class UpstreamReset(UpstreamError):
+    pass
+
+
+class Upstreams:
+    """Keep-alive pools, one per upstream origin."""
+
+    def __init__(self, *, limit_per_origin: int = 256, keepalive_seconds: float = 30.0) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._limit = limit_per_origin
+        self._keepalive = keepalive_seconds
+
+    def session(self, url: str) -> aiohttp.ClientSession:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        s = self._sessions.get(origin)
+        if s is None or s.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                keepalive_timeout=self._keepalive,
+                ttl_dns_cache=60,
+            )
+            s = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",),
+                auto_decompress=True,
+            )
+            self._sessions[origin] = s
+        return s
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for s in sessions:
+            await s.close()
+
+    async def open(self, call: UpstreamCall, *, connect_seconds: float) -> aiohttp.ClientResponse:
+        """Send the request and wait for the response head. The caller bounds the wait
+        (first-byte deadline) with ``asyncio.timeout_at``; connect has its own limit."""
+        session = self.session(call.url)
+        try:
+            return await session.request(
+                call.method,
+                call.url,
+                data=call.body,
+                headers=call.headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_seconds, connect=connect_seconds),
+                allow_redirects=False,
+            )
+        except aiohttp.ServerTimeoutError as exc:  # includes the connect timeout
+            raise UpstreamTimeout("connect") from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:
+            raise UpstreamConnectError(_describe(exc)) from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+            raise UpstreamReset(_describe(exc)) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise UpstreamReset(_describe(exc)) from exc
+        except aiohttp.InvalidURL as exc:
+            raise UpstreamConnectError(f"invalid URL {exc}") from exc
+
+
+async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body (the caller bounds the wait). Over ``limit`` bytes is a reset."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while chunk := await resp.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamReset(f"upstream body larger than {limit} bytes")
+            parts.append(chunk)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise UpstreamReset(_describe(exc)) from exc
+    except ConnectionResetError as exc:
+        raise UpstreamReset("connection reset") from exc
+    return b"".join(parts)
+
+
+async def read_chunk(resp: aiohttp.ClientResponse) -> bytes:
+    """The next piece of a streamed body; b"" at the end."""
+    try:
+        return await resp.content.readany()
+    except (aiohttp.ClientPayloadError, aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise UpstreamReset(_describe(exc)) from exc
+    except ConnectionResetError as exc:
+        raise UpstreamReset("connection reset") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    # Never include request headers (credentials) in a description: only the class and
+    # the OS-level reason.
+    cause = getattr(exc, "os_error", None)
+    text = str(cause or exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def header_map(headers: Mapping[str, str] | Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
