@@ -15,12 +15,18 @@ from .base import RequestError
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,(.*)$", re.S)
 
 
+# Sources of randomness and time for generated ids and timestamps; golden tests swap
+# them for deterministic ones so fixtures compare exactly.
+entropy = os.urandom
+clock = time.time
+
+
 def new_id(prefix: str) -> str:
-    return prefix + base64.b32encode(os.urandom(15)).decode().lower()
+    return prefix + base64.b32encode(entropy(15)).decode().lower()
 
 
 def now() -> int:
-    return int(time.time())
+    return int(clock())
 
 
 def split_data_url(url: str) -> tuple[str | None, str | None]:
