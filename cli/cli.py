@@ -72,7 +72,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     for line in standalone.report_lines(loaded.result):
         print(line)
-    bad = [r for r in loaded.result.reports.values() if not r.resolved or r.alias_conflicts]
+    # Deliberately unbound bindings are fine; an unresolvable tier or a taken alias is not.
+    bad = [
+        r
+        for r in loaded.result.reports.values()
+        if r.alias_conflicts or any(not t.resolvable for t in r.tiers) or r.unbound_reason == "PrimaryNotSet"
+    ]
     return 1 if bad else 0
 
 

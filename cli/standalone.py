@@ -50,9 +50,9 @@ def report_lines(result: CompileResult) -> list[str]:
             continue
         lines.append(f"{head}:")
         for t in rep.tiers:
-            role = "primary " if t.index == 0 else f"fallback{t.index}"
+            role = "primary" if t.index == 0 else f"fallback{t.index}"
             state = "ok" if t.resolvable else f"NOT RESOLVABLE: {t.reason}: {t.message}"
-            lines.append(f"  {role} tier{t.index} {t.source}/{t.model or '?'} [{t.protocol}] {state}")
+            lines.append(f"  tier{t.index} {role:<9} {t.source}/{t.model or '?'} [{t.protocol}] {state}")
         for c in rep.alias_conflicts:
             lines.append(f"  alias conflict: {c}")
         if rep.legacy_primary:

@@ -311,7 +311,7 @@ async def _walk_chain(
         else:  # the request's fault, not the tier's
             breaker.release(health, admission)
         rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
-        if result.error is None and failure.reason not in binding.fallback_on:
+        if result.error is None and failure.reason not in binding.fallback_on and failure.reason not in classify.ALWAYS_FALL_BACK:
             result.error = _failure_error(binding, tier, failure, ex)
         if result.error is not None:  # not a fallback reason: the client gets this error
             ex.outcome = "upstream-error"
@@ -475,7 +475,7 @@ async def _error_answer(
         raw = b""
     info = egress.read_error(resp.status, raw, headers)
     failure = classify.from_status(resp.status, headers, wall_now=time.time(), quota=info.quota)
-    if failure.reason in binding.fallback_on:
+    if failure.reason in binding.fallback_on or failure.reason in classify.ALWAYS_FALL_BACK:
         return _Outcome(failure)
     # Not a fallback reason: the client gets the upstream's error, in its own protocol.
     if failure.reason == classify.AUTH_ERROR:

@@ -30,7 +30,11 @@ NOT_FOUND = "not-found"
 
 # Failures that say something about the tier (and so count toward its breaker); the
 # others are the request's fault and leave the tier's health alone.
-TIER_FAULTS = frozenset({RATE_LIMITED, SERVER_ERROR, TIMEOUT, CONNECT_ERROR, EMPTY, AUTH_ERROR})
+TIER_FAULTS = frozenset({RATE_LIMITED, SERVER_ERROR, TIMEOUT, CONNECT_ERROR, EMPTY, AUTH_ERROR, NOT_FOUND})
+
+# The tier's own configuration is wrong (its key, its model): another tier may well
+# serve, so these always move on, whatever fallbackOn says.
+ALWAYS_FALL_BACK = frozenset({AUTH_ERROR, NOT_FOUND})
 
 
 @dataclass(frozen=True, slots=True)
