@@ -288,11 +288,14 @@ def _file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- Go build
 
 
+_GO_FALLBACK = "/usr/local/go/bin/go"  # where the machine image puts Go when PATH lacks it
+
+
 def _go_exe() -> str:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (_GO_FALLBACK if Path(_GO_FALLBACK).exists() else None)
     if not go:
         raise KubeToolsError(
-            "no Go toolchain: `go` is not on PATH (nor /usr/local/go/bin/go). "
+            f"no Go toolchain: `go` is not on PATH (nor {_GO_FALLBACK}). "
             f"Building kube-apiserver v{KUBE_VERSION} needs Go from the Go module proxy's "
             "toolchain line (1.26 here).",
             EXIT_NO_GO,
@@ -813,7 +816,7 @@ class ServingCert:
         return ctx
 
 
-class TestCA:
+class LocalCA:
     """A throwaway certificate authority kept in ``directory``."""
 
     def __init__(self, directory: Path, cn: str = "switchyard-test-ca") -> None:
@@ -984,7 +987,7 @@ class Cluster:
     root: Path
     server: str
     ca_file: Path
-    ca: TestCA
+    ca: LocalCA
     admin_token: str
     operator_token: str
     admin_kubeconfig: Path
@@ -1267,7 +1270,7 @@ def start_cluster(
     try:
         (root / "logs").mkdir()
         pki = root / "pki"
-        ca = TestCA(pki)
+        ca = LocalCA(pki)
         api_key = RsaKey.generate()
         serving = ca.issue("apiserver", ("127.0.0.1", "localhost", "::1", "10.96.0.1", "kubernetes",
                                          "kubernetes.default", "kubernetes.default.svc",
@@ -1340,7 +1343,7 @@ def stop_detached(root: Path, grace: float = 15.0) -> None:
 
 
 def _cmd_env() -> int:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    go = shutil.which("go") or (_GO_FALLBACK if Path(_GO_FALLBACK).exists() else None)
     b, c = find_kube_binaries(), find_kube_clients()
     print(json.dumps({
         "cache": str(cache_root()),

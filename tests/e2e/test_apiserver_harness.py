@@ -34,6 +34,8 @@ WIDGET_CRD = {
                     {"name": "Min", "type": "integer", "jsonPath": ".spec.min"},
                     {"name": "Max", "type": "integer", "jsonPath": ".spec.max"},
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    # Once a CRD lists columns, AGE is no longer added for it: list it too.
+                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {
                     "openAPIV3Schema": {
