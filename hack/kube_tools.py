@@ -296,8 +296,7 @@ def _go_exe() -> str:
     if not go:
         raise KubeToolsError(
             f"no Go toolchain: `go` is not on PATH (nor {_GO_FALLBACK}). "
-            f"Building kube-apiserver v{KUBE_VERSION} needs Go from the Go module proxy's "
-            "toolchain line (1.26 here).",
+            f"Building kube-apiserver v{KUBE_VERSION} needs Go >= 1.26 (the go line of its go.mod).",
             EXIT_NO_GO,
         )
     return go

@@ -118,6 +118,14 @@ def test_default_service_account_exists(kube: kube_tools.Cluster) -> None:
     )
 
 
+def test_service_account_tokens_are_issued(kube: kube_tools.Cluster) -> None:
+    token = kube.kubectl("create", "token", "default", "-n", "default", "--duration=10m").stdout.strip()
+    assert token.count(".") == 2  # a signed JWT
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["iss"] == kube_tools.SA_ISSUER
+    assert claims["sub"] == "system:serviceaccount:default:default"
+
+
 def test_cel_rule_rejects_bad_object_with_its_message(kube: kube_tools.Cluster, widget_crd: str, kube_ns: str) -> None:
     kube.kubectl("apply", "-f", "-", input=widget("good", kube_ns, 1, 3))
     bad = kube.kubectl("apply", "-f", "-", input=widget("bad", kube_ns, 5, 2), check=False)
