@@ -250,7 +250,8 @@ class ModelSourceSpec(_Spec):
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Per-attempt time limits.")
     headers: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict,
-        description="Extra non-secret request headers sent to this upstream.",
+        max_length=64,  # bounds the CRD's CEL rule on header names (API server cost budget)
+        description="Extra non-secret request headers sent to this upstream (at most 64).",
     )
 
     @field_validator("base_url")
