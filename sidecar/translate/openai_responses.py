@@ -630,7 +630,7 @@ def render_response(resp: n.Response, *, alias: str, request: n.Request | None =
         status="incomplete" if incomplete else "completed",
         output=_output_items(choice),
         echo=_echo(request),
-        usage=resp.usage,
+        usage=resp.usage or n.Usage(),  # clients (the AI SDK) require usage; zero when unreported
         incomplete=incomplete,
     )
 
@@ -829,15 +829,19 @@ class StreamEncoder:
     def finish(self) -> bytes:
         incomplete = _INCOMPLETE.get(self.reason or "")
         out = self._open() + self._close("incomplete" if incomplete else "completed")  # the open item was cut short, or not
+        usage = self.usage or n.Usage()  # clients (the AI SDK) require usage; zero when unreported
         if incomplete:
-            snap = self._snapshot("incomplete", usage=self.usage, incomplete=incomplete)
+            snap = self._snapshot("incomplete", usage=usage, incomplete=incomplete)
             return out + self._ev("response.incomplete", response=snap)
-        return out + self._ev("response.completed", response=self._snapshot("completed", usage=self.usage))
+        return out + self._ev("response.completed", response=self._snapshot("completed", usage=usage))
 
     def error(self, status: int, kind: str, message: str) -> bytes:
+        """An ``error`` event (what the Vercel AI SDK reads) then ``response.failed`` (what
+        Codex and the openai SDK read). Open items stay open: they were cut short."""
         code = "rate_limit_exceeded" if kind == "rate_limited" or status == 429 else "server_error"
         out = self._open()
-        self.current = None  # open items stay open: they were cut short, not finished
+        self.current = None
+        out += self._ev("error", code=code, message=message, param=None)
         snap = self._snapshot("failed", usage=self.usage, error={"code": code, "message": message})
         return out + self._ev("response.failed", response=snap)
 
@@ -898,12 +902,40 @@ async def handle_responses(request: web.Request) -> web.StreamResponse:
     return await pipeline.handle(request, ADAPTER)
 
 
+async def handle_stored_response(request: web.Request) -> web.StreamResponse:
+    """Retrieve, delete, cancel or list the input of a stored response: the gateway
+    stores none, and says so in the OpenAI error shape instead of a bare 404."""
+    from switchyard.sidecar import routes
+    from switchyard.sidecar.errors import ErrorKind, GatewayError
+
+    rid = request.match_info.get("response_id", "")
+    return routes.error_response(
+        request.path,
+        GatewayError(
+            ErrorKind.NOT_FOUND,
+            f"response {rid!r} is not stored: this gateway keeps no responses (send store: false and the "
+            "full conversation in 'input')",
+            code="response_not_stored",
+        ),
+    )
+
+
+_ROUTES = (
+    ("POST", "/v1/responses", handle_responses),
+    ("POST", "/responses", handle_responses),
+    ("GET", "/v1/responses/{response_id}", handle_stored_response),
+    ("DELETE", "/v1/responses/{response_id}", handle_stored_response),
+    ("POST", "/v1/responses/{response_id}/cancel", handle_stored_response),
+    ("GET", "/v1/responses/{response_id}/input_items", handle_stored_response),
+)
+
+
 def _register_routes() -> None:
     from switchyard.sidecar import routes
 
-    for path in ("/v1/responses", "/responses"):
-        if not any(m == "POST" and p == path for m, p, _ in routes.EXTRA_ROUTES):
-            routes.EXTRA_ROUTES.append(("POST", path, handle_responses))
+    for method, path, handler in _ROUTES:
+        if not any(m == method and p == path for m, p, _ in routes.EXTRA_ROUTES):
+            routes.EXTRA_ROUTES.append((method, path, handler))
 
 
 _register_routes()

@@ -437,9 +437,16 @@ def test_egress_faces_refuse_clearly() -> None:
             call()
 
 
-def test_route_is_registered_once() -> None:
-    paths = [(m, p) for m, p, _ in routes.EXTRA_ROUTES if p in ("/v1/responses", "/responses")]
-    assert sorted(paths) == [("POST", "/responses"), ("POST", "/v1/responses")]
+def test_routes_are_registered_once() -> None:
+    paths = [(m, p) for m, p, _ in routes.EXTRA_ROUTES if "responses" in p]
+    assert sorted(paths) == [
+        ("DELETE", "/v1/responses/{response_id}"),
+        ("GET", "/v1/responses/{response_id}"),
+        ("GET", "/v1/responses/{response_id}/input_items"),
+        ("POST", "/responses"),
+        ("POST", "/v1/responses"),
+        ("POST", "/v1/responses/{response_id}/cancel"),
+    ]
 
 
 # ======================================================================= rendering
@@ -460,6 +467,14 @@ def test_render_text_with_usage() -> None:
         "total_tokens": 13,
     }
     assert Response.model_validate(out).output_text == "Hello"
+
+
+def test_usage_is_always_present() -> None:
+    """The Vercel AI SDK refuses a final response without usage: zero when unreported."""
+    zero = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": 0, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+    assert render(n.Response("x", "m", [n.Choice([n.Text("hi")], "stop")]))["usage"] == zero
+    events = check_stream(encode_all([n.TextDelta("hi"), n.StreamFinish("stop")]))
+    assert events[-1]["response"]["usage"] == zero
 
 
 def test_render_reasoning_text_and_calls_in_order() -> None:
@@ -627,6 +642,7 @@ def test_stream_error_after_content_is_failed_never_completed() -> None:
     raw = encode_all([n.StreamStart("up", "m"), n.TextDelta("partial"), n.ToolCallStart(0, "c", "f"), n.ToolCallDelta(0, '{"a"')], error=(502, "upstream", "the upstream connection broke mid-stream"))
     events = check_stream(raw)
     last = events[-1]
+    assert events[-2] == {"type": "error", "sequence_number": last["sequence_number"] - 1, "code": "server_error", "message": "the upstream connection broke mid-stream", "param": None}
     assert last["type"] == "response.failed"
     assert last["response"]["status"] == "failed"
     assert last["response"]["error"] == {"code": "server_error", "message": "the upstream connection broke mid-stream"}
@@ -879,10 +895,16 @@ async def test_e2e_previous_response_id_is_a_clear_400(gateway: Gateway) -> None
     assert gateway.upstream.requests == [], "nothing reaches a tier"
 
 
+async def test_e2e_stored_responses_are_a_clear_404(gateway: Gateway) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        await gateway.client.responses.retrieve("resp_abc")
+    assert "not stored" in err.value.message and err.value.code == "response_not_stored"
+
+
 async def test_e2e_broken_stream_ends_with_response_failed(gateway: Gateway) -> None:
     gateway.upstream.replies.append(Reply(text="Half an answ", broken=True))
     stream = await gateway.client.responses.create(model="codex-alias", input="go", stream=True)
     events = [ev async for ev in stream]
-    assert events[-1].type == "response.failed"
+    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
     assert events[-1].response.error is not None and events[-1].response.error.code == "server_error"  # type: ignore[union-attr]
     assert not any(e.type in ("response.completed", "response.incomplete") for e in events)
