@@ -22,17 +22,23 @@ Field notes (checked against the spec in ``shared/specs`` and the Codex client):
   ``tools.<type>``; input items of kinds that only hosted tools produce are extras
   named ``input.<type>`` and are left out of the conversation.
 - Reasoning items: thinking is rendered as a ``reasoning`` output item whose summary is
-  the thinking text. When the client asked for ``reasoning.encrypted_content`` and the
-  thinking carries an opaque signature (Anthropic ``signature``, ``redacted_thinking``),
-  that signature travels in ``encrypted_content`` as a ``switchyard.v1.`` blob, so a
-  stateless client (Codex) hands it back on the next turn and a thinking tier gets its
-  signed block back. Any other ``encrypted_content`` (a real OpenAI one) is read as
-  thinking of origin ``openai-responses``, which no egress adapter forwards.
+  the thinking text. When the thinking carries an opaque signature (Anthropic
+  ``signature``, ``redacted_thinking``), it travels in ``encrypted_content`` as a
+  ``switchyard.v1.`` blob naming its origin, so a stateless client (Codex, which asks
+  for ``reasoning.encrypted_content``) hands it back on the next turn and the thinking
+  tier gets its signed block back. Any other ``encrypted_content`` (a real OpenAI one,
+  or a tampered blob) is read as thinking of origin ``openai-responses``, which no
+  egress adapter forwards. Stream events carry an origin only if the decoder set an
+  ``origin`` attribute on its ``ThinkingDelta``; without one the blob has none and the
+  thinking comes back as ``openai-responses`` (dropped, never misdelivered).
 - Streams: ``event: <type>`` + ``data:`` lines, every event with a ``sequence_number``
   counting from 0. A stream ends with ``response.completed`` (or
   ``response.incomplete`` when the answer was cut by ``max_output_tokens`` or a
-  content filter); a failure after content ends it with ``response.failed`` whose
-  ``response.error`` is set, and nothing that looks like completion before it.
+  content filter); a failure after content ends it with an ``error`` event and
+  ``response.failed`` (``response.error`` set), and nothing that looks like completion
+  before them.
+- Final answers always carry ``usage`` (zero when the upstream reported none): the
+  Vercel AI SDK refuses a response without it.
 """
 
 from __future__ import annotations
@@ -233,30 +239,30 @@ def _input(body: dict[str, Any], extras: dict[str, Any]) -> tuple[list[n.Text], 
 
     for i, item in enumerate(raw):
         where = _where(i)
-        expect(isinstance(item, dict), f"'{where}' must be an object", "input")
+        expect(isinstance(item, dict), f"'{where}' must be an object", where)
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
             role = item.get("role")
             if role in ("system", "developer"):
                 parts = _parts(item.get("content"), where)
                 if any(not isinstance(p, n.Text) for p in parts):
-                    raise RequestError(f"'{where}': a {role} message can only hold text", "input")
+                    raise RequestError(f"'{where}': a {role} message can only hold text", where)
                 system.extend(p for p in parts if isinstance(p, n.Text))
             elif role == "user":
                 add("user", _parts(item.get("content"), where), merge=False)
             elif role == "assistant":
                 add("assistant", _parts(item.get("content"), where), merge=True)
             else:
-                raise RequestError(f"'{where}.role' must be user, assistant, system or developer", "input")
+                raise RequestError(f"'{where}.role' must be user, assistant, system or developer", where)
         elif kind == "function_call":
             cid, name = item.get("call_id"), item.get("name")
-            expect(isinstance(cid, str) and bool(cid), f"'{where}.call_id' is required", "input")
-            expect(isinstance(name, str) and bool(name), f"'{where}.name' is required", "input")
+            expect(isinstance(cid, str) and bool(cid), f"'{where}.call_id' is required", where)
+            expect(isinstance(name, str) and bool(name), f"'{where}.name' is required", where)
             names[cid] = name
             add("assistant", [n.ToolCall(cid, name, args_text(item.get("arguments")))], merge=True)
         elif kind == "function_call_output":
             cid = item.get("call_id")
-            expect(isinstance(cid, str) and bool(cid), f"'{where}.call_id' is required", "input")
+            expect(isinstance(cid, str) and bool(cid), f"'{where}.call_id' is required", where)
             name = item.get("name") if isinstance(item.get("name"), str) else names.get(cid)
             result = n.ToolResult(cid, _tool_output(item.get("output"), where), name=name)
             if out and out[-1].role == "user" and out[-1].parts and all(isinstance(p, n.ToolResult) for p in out[-1].parts):
@@ -269,12 +275,12 @@ def _input(body: dict[str, Any], extras: dict[str, Any]) -> tuple[list[n.Text], 
             raise RequestError(
                 f"'{where}' is an item_reference: it points at an item stored by OpenAI, and the gateway "
                 "keeps no stored items; send the item itself (with store: false, as Codex does)",
-                "input",
+                where,
             )
         elif isinstance(kind, str):
             skipped.setdefault(f"input.{kind}", []).append(item)
         else:
-            raise RequestError(f"'{where}' needs a type (message, function_call, function_call_output, reasoning)", "input")
+            raise RequestError(f"'{where}' needs a type (message, function_call, function_call_output, reasoning)", where)
     extras.update(skipped)
     return system, out
 

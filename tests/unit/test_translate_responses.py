@@ -412,7 +412,7 @@ def test_items_only_hosted_tools_make_are_reported_and_left_out() -> None:
 def test_invalid_bodies_name_their_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(RequestError) as err:
         R.parse_request(body)
-    assert err.value.param == param
+    assert err.value.param is not None and err.value.param.split("[")[0] == param
 
 
 def test_parse_never_mutates_its_input() -> None:
