@@ -58,7 +58,16 @@ from .base import (
     auth_headers,
     register,
 )
-from .common import args_object, args_text, clamp, effort_to_budget, expect, new_id, opt_number
+from .common import (
+    args_object,
+    args_text,
+    budget_to_effort,
+    clamp,
+    effort_to_budget,
+    expect,
+    new_id,
+    opt_number,
+)
 from .sse import SSEDecoder, encode
 
 if TYPE_CHECKING:
@@ -1003,8 +1012,6 @@ def _adaptive(req: n.Request, tier: CompiledTier) -> bool:
 
 
 def _budget_effort(budget: int | None) -> str | None:
-    from .common import budget_to_effort
-
     return EFFORT_OUT.get(budget_to_effort(budget) or "")
 
 
