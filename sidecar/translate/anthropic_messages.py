@@ -1398,8 +1398,10 @@ def count_tokens_call(body: dict[str, Any], tier: CompiledTier, client_headers: 
     if tier.protocol == "gemini":
         from dataclasses import replace
 
+        from . import load_all
         from .base import adapter_for
 
+        load_all()  # adapter_for loads the adapters only into an empty registry
         try:
             gemini = adapter_for("gemini")
         except KeyError:

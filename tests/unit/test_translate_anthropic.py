@@ -620,6 +620,12 @@ def test_count_tokens_call_per_tier_protocol() -> None:
     assert call.headers["anthropic-beta"] == "token-counting-2024-11-01" and call.headers["x-api-key"] == "sk-tier-key"
     with pytest.raises(RequestError, match="speaks openai-chat, which has no token-counting endpoint"):
         am.count_tokens_call(raw, tier("openai-chat"), {})
+    gemini = am.count_tokens_call(raw, tier("gemini"), {"anthropic-beta": "x"})
+    assert gemini.url == "https://generativelanguage.googleapis.com/v1beta/models/claude-tier-model:countTokens"
+    assert gemini.headers["x-goog-api-key"] == "sk-tier-key" and "anthropic-beta" not in gemini.headers
+    inner = orjson.loads(gemini.body or b"")["generateContentRequest"]
+    assert inner["model"] == "models/claude-tier-model" and inner["contents"][0]["parts"] == [{"text": "hi"}]
+    assert inner["systemInstruction"]["parts"] == [{"text": "s"}]
     assert am.count_tokens_answer(tier("gemini"), b'{"totalTokens": 31}') == b'{"input_tokens":31}'
 
 
