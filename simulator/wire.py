@@ -100,7 +100,9 @@ class Wire:
     flavour: str = ""
     json_type: str = "application/json"
     stream_type: str = "text/event-stream; charset=utf-8"
-    #: Response header carrying a request id, as the provider names it.
+    #: The in-stream error an `error-event` fault sends by default.
+    stream_error_status: int = 500
+    #: Response header carrying a request id, as the provider names it ("" for none).
     request_id_header: str = "x-request-id"
     #: Models listed when a mount configures none (any model is then accepted).
     default_models: tuple[str, ...] = ()
@@ -109,8 +111,10 @@ class Wire:
         """(method, path relative to the mount prefix, endpoint kind or "dispatch")."""
         raise NotImplementedError
 
-    def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any) -> Call:
-        """Build the `Call`; raise `WireError` for a request the provider would refuse."""
+    def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any, path: str = "") -> Call:
+        """Build the `Call`; raise `WireError` for a request the provider would refuse.
+        `endpoint` is the route's kind ("dispatch" when the path decides, as on Gemini),
+        `path_model` the model named in the path, `path` the request path."""
         raise NotImplementedError
 
     def check_key(self, headers: Mapping[str, str], query: Mapping[str, str], key: str) -> ErrorResponse | None:
@@ -134,13 +138,18 @@ class Wire:
         (rate-limit reset headers, Gemini RetryInfo) when `reset_seconds` is given."""
         raise NotImplementedError
 
-    def error_event(self, status: int, call: Call, message: str | None = None) -> bytes:
-        """A well-formed in-stream error event."""
+    def error_event(self, status: int, call: Call, message: str | None = None, *, first: bool = False) -> bytes:
+        """A well-formed in-stream error event (`first`: nothing but the head was sent
+        yet, which matters to framings with separators, like Gemini's JSON array)."""
         raise NotImplementedError
 
-    def malformed_event(self, call: Call) -> bytes:
+    def malformed_event(self, call: Call, *, first: bool = False) -> bytes:
         """A stream frame whose data is not valid JSON."""
         raise NotImplementedError
+
+    def check_headers(self, headers: Mapping[str, str]) -> ErrorResponse | None:
+        """A refusal for headers the provider requires (Anthropic's `anthropic-version`)."""
+        return None
 
     def frame(self, event: Mapping[str, Any], call: Call) -> bytes:
         """Frame one JSON event the way this provider streams it."""

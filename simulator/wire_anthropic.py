@@ -79,12 +79,11 @@ def _event(name: bytes, data: Any) -> bytes:
     return b"event: " + name + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _error_body(type_: str, message: str) -> bytes:
-    return orjson.dumps({
-        "type": "error",
-        "error": {"type": type_, "message": message},
-        "request_id": f"req_sim{next_id():018d}",
-    })
+def _error(status: int, type_: str, message: str) -> ErrorResponse:
+    """An error response whose body `request_id` matches its `request-id` header."""
+    request_id = f"req_sim{next_id():018d}"
+    body = orjson.dumps({"type": "error", "error": {"type": type_, "message": message}, "request_id": request_id})
+    return ErrorResponse(status, body, {"request-id": request_id})
 
 
 def _rfc3339(seconds_from_now: float) -> str:
@@ -113,10 +112,10 @@ class AnthropicWire(Wire):
 
     def check_headers(self, headers: Mapping[str, str]) -> ErrorResponse | None:
         if "anthropic-version" not in headers:
-            return ErrorResponse(400, _error_body("invalid_request_error", "anthropic-version: header is required"))
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
         return None
 
-    def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any) -> Call:
+    def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any, path: str = "") -> Call:
         if endpoint not in (GENERATE, COUNT_TOKENS):
             return Call(endpoint=endpoint, model=path_model)
         if not isinstance(body, dict):
@@ -156,10 +155,10 @@ class AnthropicWire(Wire):
         if given == key:
             return None
         message = "x-api-key header is required" if given is None else "invalid x-api-key"
-        return ErrorResponse(401, _error_body("authentication_error", message))
+        return _error(401, "authentication_error", message)
 
     def _bad(self, message: str) -> ErrorResponse:
-        return ErrorResponse(400, _error_body("invalid_request_error", message))
+        return _error(400, "invalid_request_error", message)
 
     def bad_json(self, detail: str) -> ErrorResponse:
         return self._bad(f"There was an issue with your request body: invalid JSON ({detail})")
@@ -276,20 +275,20 @@ class AnthropicWire(Wire):
 
     def error(self, status: int, call: Call, message: str | None = None, reset_seconds: float | None = None) -> ErrorResponse:
         type_, text = self._error_parts(status, call, message)
-        headers: dict[str, str] = {}
+        response = _error(status, type_, text)
         if reset_seconds is not None:
             reset = _rfc3339(reset_seconds)
             for kind, limit in (("requests", "50"), ("tokens", "90000"), ("input-tokens", "50000"), ("output-tokens", "40000")):
-                headers[f"anthropic-ratelimit-{kind}-limit"] = limit
-                headers[f"anthropic-ratelimit-{kind}-remaining"] = "0" if kind == "requests" else limit
-                headers[f"anthropic-ratelimit-{kind}-reset"] = reset
-        return ErrorResponse(status, _error_body(type_, text), headers)
+                response.headers[f"anthropic-ratelimit-{kind}-limit"] = limit
+                response.headers[f"anthropic-ratelimit-{kind}-remaining"] = "0" if kind == "requests" else limit
+                response.headers[f"anthropic-ratelimit-{kind}-reset"] = reset
+        return response
 
-    def error_event(self, status: int, call: Call, message: str | None = None) -> bytes:
+    def error_event(self, status: int, call: Call, message: str | None = None, *, first: bool = False) -> bytes:
         type_, text = self._error_parts(status, call, message)
         return _event(b"error", {"type": "error", "error": {"type": type_, "message": text}})
 
-    def malformed_event(self, call: Call) -> bytes:
+    def malformed_event(self, call: Call, *, first: bool = False) -> bytes:
         return b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"unterminated\n\n'
 
     def frame(self, event: Mapping[str, Any], call: Call) -> bytes:

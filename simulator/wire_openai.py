@@ -128,7 +128,7 @@ class OpenAIWire(Wire):
 
     # -- requests -------------------------------------------------------------------
 
-    def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any) -> Call:
+    def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any, path: str = "") -> Call:
         if endpoint != GENERATE:
             return Call(endpoint=endpoint, model=path_model)
         if not isinstance(body, dict):
@@ -306,11 +306,11 @@ class OpenAIWire(Wire):
             }
         return ErrorResponse(status, _error_body(text, type_, code), headers)
 
-    def error_event(self, status: int, call: Call, message: str | None = None) -> bytes:
+    def error_event(self, status: int, call: Call, message: str | None = None, *, first: bool = False) -> bytes:
         body = self.error(status, call, message).body
         return b"data: " + body + b"\n\n"
 
-    def malformed_event(self, call: Call) -> bytes:
+    def malformed_event(self, call: Call, *, first: bool = False) -> bytes:
         return b'data: {"id":"chatcmpl-sim","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"unterminated\n\n'
 
     def frame(self, event: Mapping[str, Any], call: Call) -> bytes:
