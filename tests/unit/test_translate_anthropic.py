@@ -650,8 +650,16 @@ class FakeUpstream:
         self.seen.append((request.path, dict(request.headers), data))
         return data
 
-    async def messages(self, request: web.Request) -> web.Response:
-        await self._record(request)
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        data = await self._record(request)
+        if data["model"] == "busy-model":
+            return web.json_response({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, status=529)
+        if data.get("stream"):
+            resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await resp.prepare(request)
+            for i in range(0, len(FULL_STREAM), 97):  # arbitrary chunking
+                await resp.write(FULL_STREAM[i : i + 97])
+            return resp
         return web.json_response({
             "id": "msg_up", "type": "message", "role": "assistant", "model": "claude-tier-model",
             "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn", "stop_sequence": None,
@@ -696,6 +704,7 @@ async def gateway() -> Any:
     rt.install(CompiledConfig(bindings=[
         CompiledBinding(name="claude", aliases=["claude"], tiers=[t("anthropic-messages")]),
         CompiledBinding(name="gpt", aliases=["gpt"], tiers=[t("openai-chat")]),
+        CompiledBinding(name="busy", aliases=["busy"], tiers=[t("anthropic-messages").model_copy(update={"model": "busy-model"})]),
     ]).with_version())
     sidecar = TestServer(build_api_app(rt))
     await sidecar.start_server()
@@ -742,3 +751,25 @@ async def test_count_tokens_route(gateway: Any) -> None:
     assert "openai-chat" in info.value.message and "no token-counting endpoint" in info.value.message
     assert info.value.body["error"]["type"] == "invalid_request_error"
     assert all(path != "/v1/chat/completions" for path, _, _ in fake.seen), "no prompt sent to a generation endpoint"
+
+
+async def test_messages_route_streams_anthropic_bytes_through(gateway: Any) -> None:
+    client, fake = gateway
+    response = await client.beta.messages.with_raw_response.create(
+        model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}], stream=True,
+    )
+    assert response.http_response.headers["x-switchyard-tier"] == "0"
+    raw = await response.http_response.aread()
+    assert raw == FULL_STREAM  # same protocol: the upstream's bytes, unchanged
+    async with client.messages.stream(model="claude", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as stream:
+        final = await stream.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "redacted_thinking", "text", "tool_use"]
+    assert final.content[3].input == {"city": "Lyon"} and final.stop_reason == "tool_use"
+
+
+async def test_upstream_overload_reaches_the_client_in_anthropic_shape(gateway: Any) -> None:
+    client, _ = gateway
+    with pytest.raises(anthropic.APIStatusError) as info:
+        await client.messages.create(model="busy", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 529
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "overloaded_error"
