@@ -383,7 +383,7 @@ def _parse_tool_config(tc: Any, tools: list[n.Tool], extras: dict[str, Any]) -> 
     expect(isinstance(tc, dict), "'toolConfig' must be an object", "toolConfig")
     for k, v in tc.items():
         if _camel(k) != "functionCallingConfig":
-            extras[f"toolConfig.{_camel(k)}"] = v
+            extras[f"toolConfig.{k}"] = v
     fcc = _get(tc, "functionCallingConfig")
     if fcc is None:
         return None, tools
@@ -451,7 +451,7 @@ def parse_request(body: dict[str, Any], *, path_model: str | None = None, stream
     extras: dict[str, Any] = {}
     for k, v in body.items():
         if _camel(k) not in _TOP_KNOWN:
-            extras[_camel(k)] = v
+            extras[k] = v  # the client's own spelling: it goes back as it came
     tools, hosted = _parse_tools(_get(body, "tools"))
     if hosted:
         extras["tools"] = hosted
@@ -464,7 +464,7 @@ def parse_request(body: dict[str, Any], *, path_model: str | None = None, stream
     where = "generationConfig"
     for k, v in gc.items():
         if _camel(k) not in _GEN_KNOWN:
-            extras[f"generationConfig.{_camel(k)}"] = v
+            extras[f"generationConfig.{k}"] = v
     stop = _get(gc, "stopSequences")
     expect(stop is None or (isinstance(stop, list) and all(isinstance(s, str) for s in stop)), "'generationConfig.stopSequences' must be an array of strings", where)
     top_k = _get(gc, "topK")
@@ -843,11 +843,11 @@ class StreamEncoder:
 
 
 def _active_loop_start(contents: list[dict[str, Any]]) -> int:
-    """Index of the last user turn that holds more than function responses: the model
-    turns after it are the current tool loop (where Gemini 3 checks signatures)."""
+    """Index of the last user turn that answers no function call (a new prompt): the
+    model turns after it are the current tool loop, where Gemini 3 checks signatures."""
     for i in range(len(contents) - 1, -1, -1):
         c = contents[i]
-        if c["role"] == "user" and any("functionResponse" not in p for p in c["parts"]):
+        if c["role"] == "user" and not any("functionResponse" in p for p in c["parts"]):
             return i
     return 0
 
