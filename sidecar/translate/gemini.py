@@ -264,6 +264,15 @@ def _result_content(response: Any) -> tuple[list[n.Part], bool]:
     return [n.Text(orjson.dumps(response).decode())], False
 
 
+def _code_text(p: dict[str, Any]) -> n.Text | None:
+    """Code execution parts (Gemini runs the code) as text other protocols can carry."""
+    if (code := _get(p, "executableCode")) is not None:
+        lang = str(_get(code, "language") or "").lower().replace("language_unspecified", "")
+        return n.Text(f"```{lang}\n{_get(code, 'code') or ''}\n```")
+    output = _get(_get(p, "codeExecutionResult"), "output")
+    return n.Text(str(output)) if output else None
+
+
 def _parse_part(p: Any, where: str, ids: _CallIds, i: int, j: int, out: list[n.Part]) -> None:
     expect(isinstance(p, dict), f"'{where}' must be an object", where)
     sig = _get(p, "thoughtSignature")
@@ -306,13 +315,9 @@ def _parse_part(p: Any, where: str, ids: _CallIds, i: int, j: int, out: list[n.P
         uri = _get(fd, "fileUri")
         expect(isinstance(uri, str) and bool(uri), f"'{where}.fileData.fileUri' is required", where)
         out.append(_media(_mime_of(_get(fd, "mimeType"), uri), url=uri, title=_get(fd, "displayName")))
-    elif (code := _get(p, "executableCode")) is not None:
-        lang = str(_get(code, "language") or "").lower().replace("language_unspecified", "")
-        out.append(n.Text(f"```{lang}\n{_get(code, 'code') or ''}\n```"))
-    elif (result := _get(p, "codeExecutionResult")) is not None:
-        output = _get(result, "output")
-        if output:
-            out.append(n.Text(str(output)))
+    elif _get(p, "executableCode") is not None or _get(p, "codeExecutionResult") is not None:
+        if (code := _code_text(p)) is not None:
+            out.append(code)
     else:
         unknown = sorted(k for k in p if _camel(k) not in _PART_META)
         if unknown:
@@ -1046,10 +1051,8 @@ def _answer_parts(raw: Any) -> list[n.Part]:
             mime = _mime_of(_get(inline, "mimeType")) or "application/octet-stream"
             if isinstance(_get(inline, "data"), str):
                 out.append(_media(mime, data=_get(inline, "data")))
-        elif _get(p, "executableCode") is not None or _get(p, "codeExecutionResult") is not None:
-            piece: list[n.Part] = []
-            _parse_part(p, "part", _CallIds(), 0, 0, piece)
-            out.extend(piece)
+        elif (code := _code_text(p)) is not None:
+            out.append(code)
     return out
 
 

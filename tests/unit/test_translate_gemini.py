@@ -421,6 +421,10 @@ def test_parse_response_usage_ids_and_blocked_prompt() -> None:
     blocked = g.parse_response({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}})
     assert blocked.choices == [n.Choice([], "content_filter")]
     assert g.parse_response({"candidates": [{"content": {"role": "model"}, "finishReason": "STOP"}]}).choices[0].parts == []
+    code = g.parse_response({"candidates": [{"content": {"parts": [
+        {"executableCode": {"language": "PYTHON", "code": "print(2)"}, "thoughtSignature": SIG},
+        {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "2\n"}}]}, "finishReason": "STOP"}]})
+    assert code.choices[0].parts == [n.Thinking(signature=SIG, origin="gemini"), n.Text("```python\nprint(2)\n```"), n.Text("2\n")]
 
 
 RATE = {"error": {"code": 429, "message": "You exceeded your current quota. Please retry in 37.2s.", "status": "RESOURCE_EXHAUSTED",
