@@ -560,7 +560,7 @@ def _mount_of(request: web.Request) -> MountState:
     name = request.match_info["mount"]
     if name not in state.mounts:
         raise web.HTTPNotFound(
-            body=orjson.dumps({"error": f"no mount named {name!r}; mounts: {', '.join(state.mounts)}"}),
+            text=orjson.dumps({"error": f"no mount named {name!r}; mounts: {', '.join(state.mounts)}"}).decode(),
             content_type="application/json",
         )
     return state.mounts[name]
@@ -570,7 +570,7 @@ async def _read_json(request: web.Request) -> Any:
     try:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(body=orjson.dumps({"error": f"invalid JSON: {exc}"}), content_type="application/json") from None
+        raise web.HTTPBadRequest(text=orjson.dumps({"error": f"invalid JSON: {exc}"}).decode(), content_type="application/json") from None
 
 
 def _origin(request: web.Request) -> str:

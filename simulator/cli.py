@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -148,8 +148,9 @@ def _build(args: argparse.Namespace) -> web.Application:
     return app
 
 
-async def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM (or cancellation). Returns the exit code."""
+async def run(args: argparse.Namespace, *, on_ready: Callable[[web.Application, str], None] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or cancellation). Returns the exit code.
+    `on_ready(app, origin)` is called once listening (tests use it to learn the port)."""
     try:
         app = _build(args)
     except ValueError as exc:
@@ -183,6 +184,8 @@ async def run(args: argparse.Namespace) -> int:
             lines += [f"  {'':<{width}}  fault      {f.describe()}" for f in ms.faults.all()]
         lines.append(f"  control API {origin}/_sim/")
         print("\n".join(lines), flush=True)
+        if on_ready is not None:
+            on_ready(app, origin)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -3,8 +3,9 @@
 A `Fault` is data: a kind, its options, and a schedule. Queued faults (`times=N`) fail
 the next N matching requests and are consumed in the order they were added; persistent
 faults stay until cleared and fail every matching request, every Nth one
-(`every=N`), or a seeded-random share (`rate=0.3, seed=7`), so a demo can show a
-fallback happening deterministically. Queued faults are looked at first. A fault
+(`every=N`, counting all the mount's matching requests), or a seeded-random share
+(`rate=0.3, seed=7`), so a demo can show a fallback happening deterministically.
+A queued fault wins over a persistent one. A fault
 matches generation requests by default (`endpoint="generate"`), so a catalogue refresh
 never eats a fault meant for a chat request; `model=` narrows it to one model.
 
@@ -233,19 +234,22 @@ class FaultBook:
         return self.queue + self.persistent
 
     def pick(self, endpoint: str, model: str) -> Fault | None:
-        """The fault to act out for this request, if any (and account for it)."""
-        for fault in self.queue:
-            if fault.matches(endpoint, model):
-                fault.hits += 1
-                assert fault.times is not None
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.queue.remove(fault)
-                return fault
+        """The fault to act out for this request, if any (and account for it).
+
+        Every persistent fault that matches counts the request, even when a queued
+        fault takes it, so `every=3` means the mount's 3rd, 6th... matching request."""
         chosen = None
         for fault in self.persistent:
             if fault.matches(endpoint, model) and fault.fires() and chosen is None:
                 chosen = fault
+        for fault in self.queue:
+            if fault.matches(endpoint, model):
+                assert fault.times is not None
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.queue.remove(fault)
+                chosen = fault
+                break
         if chosen is not None:
             chosen.hits += 1
         return chosen
