@@ -96,7 +96,7 @@ class AnthropicWire(Wire):
     json_type = "application/json"
     stream_type = "text/event-stream; charset=utf-8"
     request_id_header = "request-id"
-    default_models = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+    default_models = ("claude-sonnet-5-5", "claude-haiku-5-5", "claude-opus-5-5")
     #: The in-stream error Anthropic sends most: `overloaded_error`.
     stream_error_status = 529
 
@@ -271,7 +271,7 @@ class AnthropicWire(Wire):
 
     def _error_parts(self, status: int, call: Call, message: str | None) -> tuple[str, str]:
         type_, template = _ERRORS.get(status, ("invalid_request_error" if status < 500 else "api_error", f"Simulated error {status}."))
-        return type_, message or template.format(model=call.model or "claude-sonnet-4-5")
+        return type_, message or template.format(model=call.model or "claude-sonnet-5-5")
 
     def error(self, status: int, call: Call, message: str | None = None, reset_seconds: float | None = None) -> ErrorResponse:
         type_, text = self._error_parts(status, call, message)

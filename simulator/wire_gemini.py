@@ -125,7 +125,7 @@ class GeminiWire(Wire):
     json_type = "application/json; charset=UTF-8"
     stream_type = "text/event-stream"
     request_id_header = ""
-    default_models = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite")
+    default_models = ("gemini-2.5-flash", "gemini-3.1-pro", "gemini-3.1-flash-lite")
 
     def routes(self) -> list[tuple[str, str, str]]:
         routes = []

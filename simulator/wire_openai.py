@@ -117,7 +117,7 @@ class OpenAIWire(Wire):
     json_type = "application/json"
     stream_type = "text/event-stream; charset=utf-8"
     request_id_header = "x-request-id"
-    default_models = ("gpt-4o-mini", "gpt-4.1", "gpt-5-mini")
+    default_models = ("gpt-5.4-mini", "gpt-5.5", "gpt-4o-mini")
 
     def routes(self) -> list[tuple[str, str, str]]:
         return [

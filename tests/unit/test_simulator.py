@@ -104,7 +104,7 @@ async def openai_chat(http: aiohttp.ClientSession, sim: Simulator, name: str = "
 
 
 async def anthropic_messages(http: aiohttp.ClientSession, sim: Simulator, headers: dict[str, str] | None = None, **body: Any) -> aiohttp.ClientResponse:
-    body.setdefault("model", "claude-sonnet-4-5")
+    body.setdefault("model", "claude-sonnet-5-5")
     body.setdefault("max_tokens", 256)
     body.setdefault("messages", [{"role": "user", "content": "Hello there"}])
     response = await http.post(sim.base_url("anthropic") + "/v1/messages", json=body, headers=ANTHROPIC_HEADERS if headers is None else headers)
@@ -299,7 +299,7 @@ async def test_anthropic_stream_event_sequence(sim, http) -> None:
     assert start["content"] == [] and start["stop_reason"] is None and start["usage"]["input_tokens"] > 0
     assert data[1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     text = "".join(d["delta"]["text"] for d in data[3:6])
-    assert text == "Simulated anthropic reply from claude-sonnet-4-5. You said: Hello there"
+    assert text == "Simulated anthropic reply from claude-sonnet-5-5. You said: Hello there"
     assert all(d["delta"]["type"] == "text_delta" and d["index"] == 0 for d in data[3:6])
     assert data[7]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert data[7]["usage"]["output_tokens"] > 0

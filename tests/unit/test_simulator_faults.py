@@ -63,7 +63,7 @@ def request_for(sim: Simulator, flavour: str, *, stream: bool = False, sse_form:
             body["stream"] = True
         return sim.base_url("openai") + "/chat/completions", body, {}
     if flavour == "anthropic":
-        body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+        body = {"model": "claude-sonnet-5-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
         if stream:
             body["stream"] = True
         return sim.base_url("anthropic") + "/v1/messages", body, {"anthropic-version": "2023-06-01"}
@@ -131,7 +131,7 @@ async def test_model_not_found_names_the_model(sim, http) -> None:
     sim.fault("openai", 404)
     sim.fault("anthropic", 404)
     assert "`gpt-4o-mini` does not exist" in json.loads((await call(http, sim, "openai"))[2])["error"]["message"]
-    assert json.loads((await call(http, sim, "anthropic"))[2])["error"]["message"] == "model: claude-sonnet-4-5"
+    assert json.loads((await call(http, sim, "anthropic"))[2])["error"]["message"] == "model: claude-sonnet-5-5"
 
 
 async def test_429_retry_after_seconds_with_native_hints(sim, http) -> None:
