@@ -55,6 +55,7 @@ from .wire_openai import OpenAIWire
 __all__ = [
     "FLAVOURS",
     "PROVIDERS",
+    "RECORD_KEY",
     "SIM_STATE",
     "Mount",
     "MountState",
@@ -272,6 +273,8 @@ class SimState:
 
 
 SIM_STATE = web.AppKey("switchyard_sim_state", SimState)
+#: Where a handled request keeps its `RecordedRequest` (the CLI's access log shows its outcome).
+RECORD_KEY = web.RequestKey("switchyard_sim_record", RecordedRequest)
 
 
 # -- acting out --------------------------------------------------------------------
@@ -408,8 +411,11 @@ async def _answer(request: web.BaseRequest, state: SimState, ms: MountState, cal
                   fault: Fault | None = None) -> web.StreamResponse:
     """The normal answer (also the base of the faults that deliver part of one)."""
     wire = ms.wire
-    if call.endpoint != GENERATE and record.outcome == "pending":
-        record.outcome = "ok"
+    if call.endpoint != GENERATE:
+        if record.outcome == "pending":
+            record.outcome = "ok"
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.options.get("delay_ms", 0) / 1000 + fault.options.get("chunk_delay_ms", 1000) / 1000)
     if call.endpoint == LIST_MODELS:
         return web.Response(body=wire.list_models(ms.models), headers=_headers(wire, wire.json_type))
     if call.endpoint == GET_MODEL:
@@ -509,6 +515,7 @@ def _handler(state: SimState, ms: MountState, endpoint: str):  # noqa: ANN202 - 
             mount=mount_name, method=request.method, path=request.path, query=query,
             headers=headers, raw=raw, time=time.time(),
         )
+        request[RECORD_KEY] = record
         ms.records.append(record)
         ms.count += 1
         ms.arrived.set()

@@ -6,7 +6,7 @@ switchyard.simulator`) runs it standalone. It serves until SIGINT/SIGTERM, print
 URLs to point a ModelSource or an SDK at, and logs one line per request (method, path
 without its query — Gemini keys can ride in it — status, time).
 
-    switchyard simulate                                   # openai, anthropic, gemini on :8790
+    switchyard simulate                                   # openai, anthropic, gemini on :4010
     switchyard simulate --port 0 --chunks 200 --chunk-delay-ms 5
     switchyard simulate --fault openai=429:every=3:retry-after=5
     switchyard simulate --mount primary=openai --mount backup=anthropic \\
@@ -31,22 +31,27 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .app import PROVIDERS, SIM_STATE, Mount, build_app
+from .app import PROVIDERS, RECORD_KEY, SIM_STATE, Mount, build_app
 from .faults import parse_fault_spec
 
 __all__ = ["DEFAULT_PORT", "add_arguments", "build_mounts", "main", "run"]
 
-#: The port `switchyard simulate` listens on unless told otherwise (0: the OS picks).
-DEFAULT_PORT = 8790
+#: The port `switchyard simulate` listens on unless told otherwise (0: the OS picks);
+#: the demo manifests (examples/demo) point at it.
+DEFAULT_PORT = 4010
 
 _log = logging.getLogger("switchyard.simulate")
 
 
 class _AccessLogger(AbstractAccessLogger):
-    """One line per request, without the query string (it may hold a Gemini key)."""
+    """One line per request, without the query string (it may hold a Gemini key), with
+    what the simulator did: `ok`, `scripted`, `fault:<kind>`, `auth`... (a `reset`
+    or a `hang` shows the status of a head that was never sent)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s -> %s (%.1f ms)", request.method, request.path, response.status, time * 1000)
+        record = request.get(RECORD_KEY)
+        outcome = f" [{record.outcome}]" if record is not None else ""
+        self.logger.info("%s %s -> %s%s (%.1f ms)", request.method, request.path, response.status, outcome, time * 1000)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ loop: the methods that change state are plain (non-async) calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,11 +53,10 @@ class Simulator:
         access_log: bool = False,
     ) -> None:
         specs = [Mount(m) if isinstance(m, str) else m for m in (mounts or ("openai", "anthropic", "gemini"))]
-        for name, key in (api_keys or {}).items():
-            match = [m for m in specs if m.name == name]
-            if not match:
-                raise ValueError(f"api_keys names {name!r}, which is not a mount")
-            match[0].api_key = key
+        keys = dict(api_keys or {})
+        if unknown := set(keys) - {m.name for m in specs}:
+            raise ValueError(f"api_keys names {', '.join(sorted(unknown))}, which is not a mount")
+        specs = [dataclasses.replace(m, api_key=keys[m.name]) if m.name in keys else m for m in specs]
         self.app: web.Application = build_app(
             specs, chunks=chunks, chunk_delay_ms=chunk_delay_ms, delay_ms=delay_ms,
             record_limit=record_limit, hang_max_seconds=hang_max_seconds,

@@ -121,4 +121,5 @@ async def test_simulate_as_a_process_prints_its_url_and_stops_on_sigint(http) ->
             process.send_signal(signal.SIGINT)
         _, stderr = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0
-    assert b"POST /gemini/v1beta/models/gemini-2.5-flash:generateContent -> 503" in stderr
+    assert b"POST /gemini/v1beta/models/gemini-2.5-flash:generateContent -> 503 [fault:503]" in stderr
+    assert b"generateContent -> 200 [ok]" in stderr

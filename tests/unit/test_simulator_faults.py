@@ -442,6 +442,13 @@ async def test_slow_non_stream_waits_as_long_as_its_stream_would(sim, http) -> N
     assert status == 200 and time.monotonic() - started >= 0.11
 
 
+async def test_slow_catalogue(sim, http) -> None:
+    sim.fault("gemini", "slow", endpoint="models", chunk_delay_ms=60)
+    started = time.monotonic()
+    response = await http.get(sim.base_url("gemini") + "/v1beta/models")
+    assert response.status == 200 and (await response.json())["models"] and time.monotonic() - started >= 0.06
+
+
 async def test_mount_delays_apply_to_every_answer(http) -> None:
     async with Simulator("openai", delay_ms=60, chunks=2, chunk_delay_ms=20) as sim:
         started = time.monotonic()
