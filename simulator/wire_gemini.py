@@ -14,8 +14,8 @@ Google's docs, observed traffic and the `google-genai` SDK's stream parser):
   `thinkingConfig.includeThoughts` is set), and `{"functionCall": {"name", "args"}}`;
   a signature rides on the first function call (else the first text) as
   `thoughtSignature`, even when thoughts are hidden;
-- in a stream every chunk carries `usageMetadata` (prompt counts until the last,
-  which has the totals) and the last content chunk carries `finishReason`;
+- in a stream every chunk carries `usageMetadata`, cumulative (the last one has the
+  totals), and the last content chunk carries `finishReason`;
 - an empty answer is a candidate whose content has no `parts` (seen in the wild);
 - errors are `{"error": {"code", "message", "status", "details"?}}`; a 429 is
   `RESOURCE_EXHAUSTED` with `QuotaFailure`/`Help` details and, when a retry delay is
@@ -211,19 +211,20 @@ class GeminiWire(Wire):
     # -- answers --------------------------------------------------------------------
 
     @staticmethod
-    def _usage(r: Resolved, final: bool) -> dict[str, Any]:
+    def _usage(r: Resolved, share: float = 1.0) -> dict[str, Any]:
+        """usageMetadata after `share` of the answer: counts are cumulative in a stream,
+        so the last chunk's are the totals (summing them would be wrong, as upstream)."""
+        output = -(-r.output_tokens * share // 1) if share < 1 else r.output_tokens
+        thoughts = r.reasoning_tokens if share >= 1 else 0
         usage: dict[str, Any] = {"promptTokenCount": r.input_tokens}
-        total = r.input_tokens
-        if final:
-            if r.output_tokens:
-                usage["candidatesTokenCount"] = r.output_tokens
-            total += r.output_tokens + r.reasoning_tokens
-        usage["totalTokenCount"] = total
+        if output:
+            usage["candidatesTokenCount"] = int(output)
+        usage["totalTokenCount"] = r.input_tokens + int(output) + thoughts
         if r.cached_tokens:
             usage["cachedContentTokenCount"] = r.cached_tokens
         usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": r.input_tokens}]
-        if final and r.reasoning_tokens:
-            usage["thoughtsTokenCount"] = r.reasoning_tokens
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
         return usage
 
     @staticmethod
@@ -263,7 +264,7 @@ class GeminiWire(Wire):
                 target = {"text": ""}
                 parts.append(target)
             target["thoughtSignature"] = reply.signature
-        body = self._response(parts, _FINISH.get(reply.finish, reply.finish), self._usage(reply, True), call, f"sim{next_id():020d}")
+        body = self._response(parts, _FINISH.get(reply.finish, reply.finish), self._usage(reply), call, f"sim{next_id():020d}")
         return orjson.dumps(body, option=_INDENT)
 
     def stream(self, reply: Resolved, call: Call, provider: str, reasoning_field: str | None) -> StreamPlan:
@@ -282,8 +283,6 @@ class GeminiWire(Wire):
             else:
                 pieces.append([{"text": "", "thoughtSignature": reply.signature}])
         finish = _FINISH.get(reply.finish, reply.finish)
-        partial = self._usage(reply, False)
-        final = self._usage(reply, True)
         plan = StreamPlan()
         if not call.sse:
             plan.head.append(b"[")
@@ -291,7 +290,8 @@ class GeminiWire(Wire):
             pieces.append([])  # the envelope: a candidate with no parts
         last = len(pieces) - 1
         for index, parts in enumerate(pieces):
-            body = self._response(parts, finish if index == last else None, final if index == last else partial, call, response_id)
+            usage = self._usage(reply, (index + 1) / (last + 1))
+            body = self._response(parts, finish if index == last else None, usage, call, response_id)
             if call.sse:
                 frame = b"data: " + orjson.dumps(body) + b"\r\n\r\n"
             else:

@@ -406,8 +406,10 @@ async def test_gemini_sse_stream_frames_end_with_crlf(sim, http) -> None:
     assert "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks) == \
         "Simulated gemini reply from gemini-2.5-flash. You said: Hello there"
     assert [c["candidates"][0].get("finishReason") for c in chunks] == [None, None, "STOP"]
-    assert all("usageMetadata" in c for c in chunks)
-    assert "candidatesTokenCount" in chunks[-1]["usageMetadata"] and "candidatesTokenCount" not in chunks[0]["usageMetadata"]
+    counts = [c["usageMetadata"]["candidatesTokenCount"] for c in chunks]  # cumulative: the last is the total
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+    non_stream = (await (await gemini(http, sim)).json())["usageMetadata"]
+    assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] == non_stream["candidatesTokenCount"]
     assert len({c["responseId"] for c in chunks}) == 1
 
 
