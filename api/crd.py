@@ -127,7 +127,7 @@ class BindingSummary(_Status):
     """Short strings for `kubectl get assistantbinding` columns."""
 
     primary: str = Field(description="PRIMARY column: source/model of tier 0, or (unbound: reason).")
-    active: str | None = Field(default=None, description="ACTIVE column: the tier serving now, e.g. `tier1 backup/gpt-4o-mini`.")
+    active: str | None = Field(default=None, description="ACTIVE column: the tier serving now, e.g. `tier1 backup/gpt-4o-mini`; `-` before any traffic.")
     breakers: str = Field(description="BREAKERS column: tiers whose breaker is open in at least one pod / tiers in the chain.")
     pods: str = Field(description="PODS column: configured/selected.")
 

@@ -1,0 +1,343 @@
+"""kopf registrations (thin: each calls one function) and ``switchyard operator``'s entry point.
+
+What the operator watches, and why:
+
+- ModelSources, CapabilityProfiles, AssistantBindings: indexed by namespace; any event
+  re-reconciles the namespace (a source event also refreshes its catalog).
+- Secrets: indexed by name (data kept only for referenced ones); an event on a referenced
+  Secret re-reconciles its namespace and re-checks the sources that use it.
+- Pods carrying the sidecar: indexed by namespace; an event (created, Running with an IP,
+  sidecar restarted, deleted) re-reconciles the namespace, which pushes config again.
+- A mutating webhook on Pod CREATE injects the sidecar (kopf manages the
+  MutatingWebhookConfiguration ``switchyard.dev``; failurePolicy Ignore, so an operator
+  outage never blocks unrelated pods).
+
+Only ``@kopf.on.event`` and ``@kopf.index`` handlers are used: kopf then writes nothing to
+the watched objects (no finalizers, no annotations), so the operator never touches a
+user's object except through ``/status``.
+
+Configuration comes from the command line (``--namespace``, ``--log-level``) and from
+environment variables (``SWITCHYARD_*``, see ``settings_from_env``), which is how the Helm
+chart configures a Deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import kopf
+
+from switchyard.api.models import GROUP, VERSION
+
+from . import webhook, world
+from .kube import Kube
+from .leader import LeaderElector
+from .reconciler import Reconciler
+from .selection import carries_sidecar
+from .settings import (
+    CatalogSettings,
+    LeaderSettings,
+    PushSettings,
+    Settings,
+    SidecarSettings,
+    WebhookSettings,
+)
+
+log = logging.getLogger("switchyard.operator")
+
+
+class Holder:
+    """Shared through kopf's memo (shallow-copied per object): the one Reconciler."""
+
+    config: Settings
+    reconciler: Reconciler
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    return memo.holder.reconciler
+
+
+def _config(memo: Any) -> Settings:
+    return memo.holder.config
+
+
+# --------------------------------------------------------------------------- login, start, stop
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: its service account. Elsewhere: $KUBECONFIG (only that identity is used)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    cfg = _config(memo)
+
+    async def relogin() -> kopf.ConnectionInfo:
+        info = login(settings=settings)
+        if info is None:
+            raise kopf.PermanentError("no Kubernetes credentials: no service account and no kubeconfig")
+        return info
+
+    kube = Kube(relogin)
+    w = world.World(
+        sources_by_ns=kwargs["index_sources"],
+        profiles_by_ns=kwargs["index_profiles"],
+        bindings_by_ns=kwargs["index_bindings"],
+        pods_by_ns=kwargs["index_pods"],
+        secrets_by_key=kwargs["index_secrets"],
+        admin_token_secret=cfg.sidecar.admin_token_secret,
+    )
+    rec = Reconciler(cfg, w, kube)
+    if cfg.leader.enabled:
+        rec.leader = LeaderElector(kube, cfg.leader, on_change=rec.on_leadership)
+    memo.holder.reconciler = rec
+    await rec.start()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await _reconciler(memo).stop()
+
+
+# --------------------------------------------------------------------------- indexes
+
+
+@kopf.index(GROUP, VERSION, "modelsources")
+def index_sources(namespace: str, body: kopf.Body, **_: Any) -> dict[str, world.Snap]:
+    return {namespace: world.snapshot("ModelSource", body)}
+
+
+@kopf.index(GROUP, VERSION, "capabilityprofiles")
+def index_profiles(namespace: str, body: kopf.Body, **_: Any) -> dict[str, world.Snap]:
+    return {namespace: world.snapshot("CapabilityProfile", body)}
+
+
+@kopf.index(GROUP, VERSION, "assistantbindings")
+def index_bindings(namespace: str, body: kopf.Body, **_: Any) -> dict[str, world.Snap]:
+    return {namespace: world.snapshot("AssistantBinding", body)}
+
+
+@kopf.index("v1", "secrets")
+def index_secrets(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[tuple[str, str], world.SecretSnap]:
+    rec = getattr(memo.holder, "reconciler", None)
+    keep = rec is not None and name in rec.world.referenced_secrets(namespace)
+    return {(namespace, name): world.snapshot_secret(body, keep_data=keep)}
+
+
+@kopf.index("v1", "pods", when=lambda body, **_: carries_sidecar(dict(body)))
+def index_pods(namespace: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    cfg = _config(memo)
+    info = world.snapshot_pod(body, default_port=cfg.sidecar.admin_port, allow_override=cfg.push.allow_admin_url_annotation)
+    return {namespace: info} if info is not None else {}
+
+
+# --------------------------------------------------------------------------- triggers
+
+
+@kopf.on.event(GROUP, VERSION, "modelsources")
+def on_source(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).source_changed(namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "capabilityprofiles")
+def on_profile(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).namespace_changed(namespace)
+
+
+@kopf.on.event(GROUP, VERSION, "assistantbindings")
+def on_binding(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).namespace_changed(namespace)
+
+
+@kopf.on.event("v1", "secrets")
+def on_secret(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).secret_changed(namespace, name)
+
+
+@kopf.on.event("v1", "pods", when=lambda body, **_: carries_sidecar(dict(body)))
+def on_pod(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    _reconciler(memo).namespace_changed(namespace)
+
+
+# --------------------------------------------------------------------------- admission
+
+
+def inject_sidecar(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
+    spec, warns = webhook.spec_patch(dict(body), _config(memo).sidecar)
+    warnings.extend(warns)
+    if spec:
+        patch.spec.update(spec)
+
+
+def register_webhook() -> None:
+    """Registered only when the webhook is on (kopf refuses admission handlers without a server)."""
+    kopf.on.mutate("v1", "pods", id="inject-sidecar", operations=["CREATE"], ignore_failures=True, persistent=False)(
+        inject_sidecar
+    )
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """kopf's server, announced to the API server as a Service instead of a URL."""
+
+    def __init__(self, *, service: tuple[str, str, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service = service
+
+    async def __call__(self, fn: Any) -> Any:  # type: ignore[override]
+        ns, name, port = self.service
+        async for config in super().__call__(fn):
+            out: dict[str, Any] = {"service": {"namespace": ns, "name": name, "port": port}}
+            if config.get("caBundle"):
+                out["caBundle"] = config["caBundle"]
+            yield out
+
+
+def webhook_server(w: WebhookSettings, service: tuple[str, str, int] | None) -> kopf.WebhookServer:
+    if not (w.cert_file and w.key_file):
+        raise SystemExit(
+            "switchyard operator: the injection webhook needs a serving certificate: set "
+            "SWITCHYARD_WEBHOOK_CERT_FILE and SWITCHYARD_WEBHOOK_KEY_FILE (and _CA_FILE), "
+            "or SWITCHYARD_WEBHOOK=off"
+        )
+    kwargs: dict[str, Any] = dict(
+        addr=w.listen_host, port=w.port, host=w.public_host, certfile=w.cert_file, pkeyfile=w.key_file, cafile=w.ca_file
+    )
+    if service is not None:
+        return ServiceWebhookServer(service=service, **kwargs)
+    return kopf.WebhookServer(**kwargs)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    return float(raw) if raw else default
+
+
+def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) -> Settings:
+    """Settings from ``SWITCHYARD_*`` variables (documented in docs/operator.md)."""
+    base = Settings()
+    sidecar = replace(
+        base.sidecar,
+        image=env.get("SWITCHYARD_SIDECAR_IMAGE", base.sidecar.image),
+        admin_token_secret=env.get("SWITCHYARD_ADMIN_TOKEN_SECRET", base.sidecar.admin_token_secret),
+        admin_token_key=env.get("SWITCHYARD_ADMIN_TOKEN_KEY", base.sidecar.admin_token_key),
+    )
+    push = replace(
+        base.push,
+        health_interval_seconds=_float(env, "SWITCHYARD_HEALTH_INTERVAL_SECONDS", base.push.health_interval_seconds),
+        request_timeout_seconds=_float(env, "SWITCHYARD_ADMIN_TIMEOUT_SECONDS", base.push.request_timeout_seconds),
+        backoff_max_seconds=_float(env, "SWITCHYARD_PUSH_BACKOFF_MAX_SECONDS", base.push.backoff_max_seconds),
+        allow_admin_url_annotation=_bool(env, "SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION", False),
+    )
+    catalog = replace(
+        base.catalog,
+        ttl_seconds=_float(env, "SWITCHYARD_CATALOG_TTL_SECONDS", base.catalog.ttl_seconds),
+        retry_seconds=_float(env, "SWITCHYARD_CATALOG_RETRY_SECONDS", base.catalog.retry_seconds),
+    )
+    leader = LeaderSettings(
+        enabled=_bool(env, "SWITCHYARD_LEADER_ELECTION", True),
+        lease_name=env.get("SWITCHYARD_LEASE_NAME", "switchyard-operator"),
+        lease_namespace=env.get("POD_NAMESPACE", "switchyard-system"),
+        identity=env.get("POD_NAME") or LeaderSettings().identity,
+        lease_duration_seconds=_float(env, "SWITCHYARD_LEASE_DURATION_SECONDS", 15.0),
+        renew_interval_seconds=_float(env, "SWITCHYARD_LEASE_RENEW_SECONDS", 5.0),
+    )
+    webhook_cfg = WebhookSettings(
+        enabled=_bool(env, "SWITCHYARD_WEBHOOK", True),
+        listen_host=env.get("SWITCHYARD_WEBHOOK_LISTEN", "0.0.0.0"),
+        port=int(env.get("SWITCHYARD_WEBHOOK_PORT", "9443")),
+        public_host=env.get("SWITCHYARD_WEBHOOK_HOST") or None,
+        cert_file=env.get("SWITCHYARD_WEBHOOK_CERT_FILE") or None,
+        key_file=env.get("SWITCHYARD_WEBHOOK_KEY_FILE") or None,
+        ca_file=env.get("SWITCHYARD_WEBHOOK_CA_FILE") or None,
+        configuration_name=env.get("SWITCHYARD_WEBHOOK_CONFIGURATION", "switchyard.dev"),
+    )
+    return replace(
+        base,
+        namespaces=namespaces,
+        resync_seconds=_float(env, "SWITCHYARD_RESYNC_SECONDS", base.resync_seconds),
+        sidecar=sidecar,
+        push=push,
+        catalog=catalog,
+        leader=leader,
+        webhook=webhook_cfg,
+    )
+
+
+def _service(env: Mapping[str, str]) -> tuple[str, str, int] | None:
+    """SWITCHYARD_WEBHOOK_SERVICE=namespace/name[:port]: register the webhook by Service."""
+    raw = env.get("SWITCHYARD_WEBHOOK_SERVICE")
+    if not raw:
+        return None
+    ref, _, port = raw.partition(":")
+    ns, _, name = ref.partition("/")
+    return ns, name, int(port or 443)
+
+
+def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False  # the operator posts its own, rate-limited Events
+    settings.scanning.disabled = True  # CRDs are installed before the operator; no CRD/namespace watch
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    if cfg.webhook.enabled:
+        settings.admission.server = webhook_server(cfg.webhook, _service(env))
+        settings.admission.managed = cfg.webhook.configuration_name
+        register_webhook()
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    """``switchyard operator``: run until SIGINT/SIGTERM."""
+    from switchyard import logs
+
+    level = getattr(args, "log_level", "info")
+    logs.setup(level)
+    if level != "debug":  # kopf logs every handler call at info
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    env = os.environ
+    namespaces = tuple(getattr(args, "namespace", None) or ())
+    cfg = settings_from_env(env, namespaces)
+    holder = Holder()
+    holder.config = cfg
+    memo = kopf.Memo(holder=holder)
+    liveness = env.get("SWITCHYARD_LIVENESS_ENDPOINT") or None
+    log.info(
+        "starting",
+        extra={"switchyard": {
+            "namespaces": list(namespaces) or "all", "webhook": cfg.webhook.enabled,
+            "leader_election": cfg.leader.enabled, "identity": cfg.leader.identity,
+        }},
+    )
+    coro = kopf.operator(
+        settings=kopf_settings(cfg, env),
+        standalone=True,  # no kopf peering: a Lease elects the writer (leader.py)
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+        memo=memo,
+    )
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        asyncio.run(coro)
+    return 0

@@ -1,0 +1,170 @@
+"""Config push to the sidecars and reading their status: the operator's sidecar I/O.
+
+``PushMemory`` remembers, per pod, the config version its sidecar runs, so a push
+happens only when the version a pod should run differs from the one it runs (idempotent
+by version hash), the pod or its sidecar (re)started or moved (its incarnation changed),
+or the sidecar reports another version than the one remembered (it restarted in place).
+A failed push is retried with exponential backoff; a new version is tried at once.
+
+``put_config`` and ``get_status`` are the only calls to the sidecars' admin API; each is
+bounded by the connect and request timeouts, so one unreachable sidecar costs at most
+that, and the reconciler runs them concurrently under a shared semaphore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .selection import PodInfo
+from .status import PodProblem
+
+
+@dataclass
+class _PodRecord:
+    incarnation: str
+    version: str | None = None  # the version the sidecar is known to run
+    attempted: str | None = None  # the version last attempted
+    failures: int = 0
+    next_attempt_at: float = 0.0
+    problem: PodProblem | None = None
+
+
+class PushMemory:
+    def __init__(self, *, backoff_initial_seconds: float = 1.0, backoff_max_seconds: float = 60.0) -> None:
+        self.backoff_initial_seconds = backoff_initial_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self._pods: dict[tuple[str, str], _PodRecord] = {}
+
+    def _record(self, pod: PodInfo) -> _PodRecord:
+        rec = self._pods.get(pod.key)
+        if rec is None or rec.incarnation != pod.incarnation:
+            rec = _PodRecord(incarnation=pod.incarnation)
+            self._pods[pod.key] = rec
+        return rec
+
+    def needs_push(self, pod: PodInfo, version: str, now: float) -> bool:
+        rec = self._record(pod)
+        if rec.version == version:
+            return False
+        if rec.attempted == version and now < rec.next_attempt_at:
+            return False  # backing off this version
+        return True
+
+    def pushed(self, pod: PodInfo, version: str) -> None:
+        rec = self._record(pod)
+        rec.version = rec.attempted = version
+        rec.failures = 0
+        rec.next_attempt_at = 0.0
+        rec.problem = None
+
+    def failed(self, pod: PodInfo, version: str, problem: PodProblem, now: float) -> float:
+        """Record a failed push; returns the seconds until the next attempt."""
+        rec = self._record(pod)
+        rec.failures = rec.failures + 1 if rec.attempted == version else 1
+        rec.attempted = version
+        delay = min(self.backoff_max_seconds, self.backoff_initial_seconds * 2 ** (rec.failures - 1))
+        rec.next_attempt_at = now + delay
+        rec.problem = problem
+        return delay
+
+    def observed(self, pod: PodInfo, reported_version: str | None) -> None:
+        """What the sidecar said it runs (GET /admin/status): the truth beats memory."""
+        rec = self._record(pod)
+        if rec.version != reported_version:
+            rec.version = reported_version
+            if rec.attempted != reported_version:
+                rec.next_attempt_at = 0.0
+
+    def runs(self, pod: PodInfo, version: str) -> bool:
+        return self._record(pod).version == version
+
+    def problem(self, pod: PodInfo) -> PodProblem | None:
+        return self._record(pod).problem
+
+    def set_problem(self, pod: PodInfo, problem: PodProblem | None) -> None:
+        self._record(pod).problem = problem
+
+    def retry_in(self, pods: list[PodInfo], now: float) -> float | None:
+        """Seconds until the earliest pending retry among ``pods`` (None: nothing pending)."""
+        waits = [
+            max(0.0, rec.next_attempt_at - now)
+            for p in pods
+            if (rec := self._pods.get(p.key)) is not None and rec.version != rec.attempted and rec.next_attempt_at
+        ]
+        return min(waits) if waits else None
+
+    def retain(self, live: set[tuple[str, str]], namespace: str) -> None:
+        for key in [k for k in self._pods if k[0] == namespace and k not in live]:
+            del self._pods[key]
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+@dataclass(frozen=True)
+class AdminTimeouts:
+    connect_seconds: float = 2.0
+    request_seconds: float = 5.0
+
+    def client(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self.request_seconds, sock_connect=self.connect_seconds)
+
+
+def _message(raw: bytes) -> str:
+    try:
+        body = orjson.loads(raw)
+        return str(((body.get("error") or {}).get("message")) or "")[:300]
+    except (orjson.JSONDecodeError, AttributeError):
+        return raw[:300].decode(errors="replace")
+
+
+async def put_config(
+    session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, body: bytes, timeouts: AdminTimeouts
+) -> tuple[str | None, PodProblem | None]:
+    """PUT the config; (version the sidecar now runs, None) or (None, problem)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    try:
+        async with session.put(f"{url}/admin/config", data=body, headers=headers, timeout=timeouts.client()) as resp:
+            raw = await resp.read()
+            if resp.status == 200:
+                return str(orjson.loads(raw).get("version") or ""), None
+            if resp.status in (401, 403):
+                return None, PodProblem(pod.name, "Unauthorized", "the sidecar refused the admin token")
+            if resp.status == 409:
+                return None, PodProblem(pod.name, "SchemaMismatch", _message(raw))
+            return None, PodProblem(pod.name, "Rejected", f"HTTP {resp.status}: {_message(raw)}")
+    except TimeoutError:
+        return None, PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
+    except aiohttp.ClientError as e:
+        return None, PodProblem(pod.name, "Unreachable", f"{url}: {type(e).__name__}")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None, PodProblem(pod.name, "Rejected", "the sidecar answered 200 without a JSON body")
+
+
+async def get_status(
+    session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, timeouts: AdminTimeouts
+) -> tuple[dict[str, Any] | None, PodProblem | None]:
+    """GET /admin/status; (status, None) or (None, problem)."""
+    try:
+        async with session.get(
+            f"{url}/admin/status", headers={"Authorization": f"Bearer {token}"}, timeout=timeouts.client()
+        ) as resp:
+            raw = await resp.read()
+            if resp.status in (401, 403):
+                return None, PodProblem(pod.name, "Unauthorized", "the sidecar refused the admin token")
+            if resp.status != 200:
+                return None, PodProblem(pod.name, "Rejected", f"GET /admin/status: HTTP {resp.status}")
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return data, None
+    except TimeoutError:
+        return None, PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
+    except aiohttp.ClientError as e:
+        return None, PodProblem(pod.name, "Unreachable", f"{url}: {type(e).__name__}")
+    except (orjson.JSONDecodeError, ValueError):
+        return None, PodProblem(pod.name, "Rejected", "GET /admin/status did not answer a JSON object")

@@ -1,0 +1,573 @@
+"""The control loop: namespaces and catalogs through one work queue, written by the leader.
+
+Two kinds of work, both idempotent and level-based (they recompute from the indexes,
+whatever event woke them):
+
+``("ns", namespace)`` - reconcile a namespace:
+  1. parse its sources, profiles and bindings (a spec the model refuses is reported,
+     never crashed on);
+  2. compile every binding with the compiler, unchanged, for the status chain, and
+     once per distinct set of bindings selecting a sidecar pod (``only=``) for that
+     pod's config;
+  3. push each pod's config where its sidecar does not run that version yet, then read
+     every sidecar's ``/admin/status`` (concurrently, bounded timeouts, shared semaphore);
+  4. write each binding's and profile's status through the status subresource when it
+     changed, and post Events for health transitions (rate-limited).
+``("catalog", namespace, name)`` - refresh one ModelSource's catalog and credential check,
+  write its status, and re-reconcile the namespace when the catalog changed.
+
+Events from kopf's watches only enqueue keys (see ``main.py``); a resync timer enqueues
+every namespace now and then, and pods with sidecars every ``health_interval_seconds``.
+Only the leader works the queue (``leader.py``); a standby keeps its indexes warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from switchyard.api.manifests import ResourceSet, parse_document
+from switchyard.api.models import AssistantBinding, ModelSource
+from switchyard.compiler.compile import BindingReport, compile_config
+from switchyard.sidecar.config import CompiledConfig
+
+from . import catalog as catalogs
+from .conditions import rfc3339
+from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
+from .health import BindingHealth, aggregate
+from .kube import Kube, KubeError
+from .push import AdminTimeouts, PushMemory, get_status, put_config
+from .selection import PodInfo, selects
+from .settings import COMPONENT, Settings
+from .status import (
+    BindingInputs,
+    PodProblem,
+    PodsView,
+    binding_status,
+    merge_patch,
+    profile_status,
+    prune,
+    source_status,
+)
+from .workqueue import WorkQueue
+from .world import Snap, World
+
+log = logging.getLogger("switchyard.operator")
+
+Key = tuple[str, ...]
+PLURAL = {"AssistantBinding": "assistantbindings", "ModelSource": "modelsources", "CapabilityProfile": "capabilityprofiles"}
+
+
+@dataclass(frozen=True)
+class CatalogRecord:
+    ids: frozenset[str]
+    listed: tuple[str, ...]
+    count: int
+    fetched_at: float  # wall clock
+    generation: int | None
+
+
+def _label(source: str, model: str | None) -> str:
+    return f"{source}/{model}" if model else source
+
+
+def _first_error(errs: list[Any]) -> str:
+    e = errs[0]
+    return f"{e.field}: {e.message}" if e.field else e.message
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        world: World,
+        kube: Kube,
+        *,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.s = settings
+        self.world = world
+        self.kube = kube
+        self.wall = wall
+        self.mono = mono
+        self.queue: WorkQueue[Key] = WorkQueue(min_interval_seconds=settings.min_reconcile_interval_seconds, clock=mono)
+        self.pushes = PushMemory(
+            backoff_initial_seconds=settings.push.backoff_initial_seconds,
+            backoff_max_seconds=settings.push.backoff_max_seconds,
+        )
+        self.limiter = EventLimiter(
+            min_interval_seconds=settings.events.min_interval_seconds,
+            burst=settings.events.burst,
+            refill_seconds=settings.events.refill_seconds,
+        )
+        self.timeouts = AdminTimeouts(settings.push.connect_timeout_seconds, settings.push.request_timeout_seconds)
+        self.health_memo: dict[tuple[str, str], HealthMemo] = {}
+        self.catalogs: dict[tuple[str, str], CatalogRecord] = {}
+        self.written: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self.secret_cache: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        self.leader: Any = None  # set by main: LeaderElector or AlwaysLeader
+        self.ready = asyncio.Event()
+        self.session: aiohttp.ClientSession | None = None
+        self._admin_sem = asyncio.Semaphore(settings.push.concurrency)
+        self._catalog_sem = asyncio.Semaphore(settings.catalog.concurrency)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.passes = 0  # namespace reconciles done (for tests and metrics)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader is None or bool(self.leader.is_leader)
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(trust_env=False)
+        for i in range(max(1, self.s.reconcile_workers)):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"switchyard-worker-{i}"))
+        self._tasks.append(asyncio.create_task(self._resync(), name="switchyard-resync"))
+        if self.leader is not None:
+            self._tasks.append(asyncio.create_task(self.leader.run(), name="switchyard-leader"))
+
+    async def stop(self) -> None:
+        self.queue.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.session is not None:
+            await self.session.close()
+        await self.kube.close()
+
+    def on_leadership(self, leader: bool) -> None:
+        if leader:
+            self.enqueue_everything()
+
+    # ------------------------------------------------------------------ triggers (from kopf handlers)
+
+    def mark_ready(self) -> None:
+        """kopf calls event handlers only once every index is filled: from then on, work."""
+        if not self.ready.is_set():
+            self.ready.set()
+            self.enqueue_everything()
+
+    def enqueue_everything(self) -> None:
+        for ns in self.world.namespaces():
+            self.queue.add(("ns", ns))
+            for s in self.world.sources(ns):
+                self.queue.add(("catalog", ns, s.name))
+
+    def namespace_changed(self, ns: str) -> None:
+        self.mark_ready()
+        self.queue.add(("ns", ns))
+
+    def source_changed(self, ns: str, name: str) -> None:
+        self.mark_ready()
+        self.queue.add(("ns", ns))
+        self.queue.add(("catalog", ns, name))
+
+    def secret_changed(self, ns: str, name: str) -> None:
+        self.mark_ready()
+        self.secret_cache.pop((ns, name), None)
+        if name in self.world.referenced_secrets(ns):
+            self.queue.add(("ns", ns))
+            for source in self.world.sources_using_secret(ns, name):
+                self.queue.add(("catalog", ns, source))
+
+    # ------------------------------------------------------------------ loops
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                if self.is_leader:
+                    if key[0] == "ns":
+                        await self.reconcile_namespace(key[1])
+                    elif key[0] == "catalog":
+                        await self.refresh_catalog(key[1], key[2])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile of %s failed; retrying in 5s", "/".join(key))
+                self.queue.done(key)
+                self.queue.add(key, 5.0)
+                continue
+            self.queue.done(key)
+
+    async def _resync(self) -> None:
+        await self.ready.wait()
+        last_full = self.mono()
+        while True:
+            await asyncio.sleep(self.s.push.health_interval_seconds)
+            if self.mono() - last_full >= self.s.resync_seconds:
+                last_full = self.mono()
+                for ns in self.world.namespaces():
+                    self.queue.add(("ns", ns))
+            else:
+                for ns in self.world.namespaces():
+                    if self.world.pods(ns):
+                        self.queue.add(("ns", ns))
+
+    # ------------------------------------------------------------------ inputs
+
+    async def _secret_data(self, ns: str, name: str) -> dict[str, str] | None:
+        snap = self.world.secret(ns, name)
+        if snap is None:
+            return None
+        if snap.data is not None:
+            return snap.data
+        cached = self.secret_cache.get((ns, name))
+        if cached and cached[0] == snap.resource_version:
+            return cached[1]
+        body = await self.kube.get_secret(ns, name)  # indexed without data: referenced since
+        if body is None:
+            return None
+        data = dict(body.get("data") or {})
+        self.secret_cache[(ns, name)] = (str((body.get("metadata") or {}).get("resourceVersion", "")), data)
+        return data
+
+    async def _secrets(self, ns: str) -> dict[str, dict[str, str]]:
+        out = {}
+        for name in sorted(self.world.referenced_secrets(ns)):
+            data = await self._secret_data(ns, name)
+            if data is not None:
+                out[name] = data
+        return out
+
+    @staticmethod
+    def _lookup(ns: str, secrets: dict[str, dict[str, str]]) -> Callable[[str, str, str], str | None]:
+        def lookup(namespace: str, name: str, key: str) -> str | None:
+            data = secrets.get(name) if namespace == ns else None
+            if data is None:
+                raise KeyError(name)
+            raw = data.get(key)
+            return None if raw is None else base64.b64decode(raw, validate=True).decode()
+
+        return lookup
+
+    def _catalog_record(self, source: Snap) -> CatalogRecord | None:
+        rec = self.catalogs.get((source.namespace, source.name))
+        if rec is None:  # after a restart: what the previous leader wrote
+            cat = source.status.get("catalog") or {}
+            models = cat.get("models")
+            complete = models is not None and len(models) < self.s.catalog.max_ids_kept
+            if complete and source.status.get("observedGeneration") is not None:
+                rec = CatalogRecord(frozenset(models), tuple(models), int(cat.get("count") or 0), 0.0,
+                                    source.status["observedGeneration"])
+                self.catalogs[(source.namespace, source.name)] = rec
+        if rec is None or rec.generation != source.generation:
+            return None
+        return rec
+
+    def _parse(self, snaps: list[Snap]) -> tuple[list[Any], dict[str, str]]:
+        ok, invalid = [], {}
+        for snap in snaps:
+            res, errs = parse_document(snap.manifest(), file=f"{snap.kind}/{snap.name}")
+            if res is None:
+                invalid[snap.name] = _first_error(errs) if errs else "not a valid object"
+            else:
+                ok.append(res)
+        return ok, invalid
+
+    # ------------------------------------------------------------------ namespace
+
+    async def reconcile_namespace(self, ns: str) -> None:
+        now, mono = self.wall(), self.mono()
+        source_snaps, profile_snaps, binding_snaps = self.world.sources(ns), self.world.profiles(ns), self.world.bindings(ns)
+        pods = [p for p in self.world.pods(ns) if not p.deleting]
+        sources, bad_sources = self._parse(source_snaps)
+        profiles, bad_profiles = self._parse(profile_snaps)
+        bindings, bad_bindings = self._parse(binding_snaps)
+        rs = ResourceSet(sources=sources, profiles=profiles, bindings=bindings)
+        secrets = await self._secrets(ns)
+        lookup = self._lookup(ns, secrets)
+        cats = {(ns, s.name): rec.ids for s in source_snaps if (rec := self._catalog_record(s)) is not None}
+        was_set = {b.name: b.primary_evidence or bool(b.status.get("primaryConfigured")) for b in binding_snaps}
+
+        def primary_was_set(b: AssistantBinding) -> bool:
+            return was_set.get(b.name, False)
+
+        def compile_for(names: frozenset[str] | None) -> Any:
+            only = None if names is None else [(ns, n) for n in sorted(names)]
+            return compile_config(rs, credentials=lookup, primary_was_set=primary_was_set, only=only, catalogs=cats)
+
+        whole = compile_for(None)
+        reports: dict[str, BindingReport] = {name: r for (_, name), r in whole.reports.items()}
+        for name, r in list(reports.items()):
+            reports[name] = self._explain_invalid_sources(r, bad_sources)
+
+        # Each pod's config: the bindings that select it (pods with the same set share one).
+        by_set: dict[frozenset[str], Any] = {}
+        pod_bindings: dict[tuple[str, str], frozenset[str]] = {}
+        conflicts: dict[str, set[str]] = {}
+        for pod in pods:
+            names = frozenset(b.name for b in bindings if selects(b.spec.selector, pod.labels))
+            pod_bindings[pod.key] = names
+            if names not in by_set:
+                by_set[names] = compile_for(names)
+                for (_, bname), rep in by_set[names].reports.items():
+                    conflicts.setdefault(bname, set()).update(rep.alias_conflicts)
+        desired: dict[tuple[str, str], CompiledConfig] = {p.key: by_set[pod_bindings[p.key]].config for p in pods}
+
+        token = self._admin_token(secrets)
+        synced = await asyncio.gather(*(self._sync_pod(p, desired[p.key], token, mono) for p in pods))
+        pod_status = {p.key: st for p, st in zip(pods, synced, strict=True)}
+
+        for snap in binding_snaps:
+            await self._binding_status(snap, reports.get(snap.name), bad_bindings.get(snap.name), pods, pod_bindings,
+                                       desired, pod_status, sorted(conflicts.get(snap.name, ())), now)
+        for snap in profile_snaps:
+            st = prune(profile_status(snap.generation, bad_profiles.get(snap.name), snap.status, now=now))
+            await self._write_status(snap, st)
+
+        self._forget_gone(ns, binding_snaps, pods)
+        self.passes += 1
+        retry = self.pushes.retry_in(pods, self.mono())
+        if retry is not None:
+            self.queue.add(("ns", ns), retry)
+
+    @staticmethod
+    def _explain_invalid_sources(report: BindingReport, bad: dict[str, str]) -> BindingReport:
+        if not bad:
+            return report
+        from dataclasses import replace
+
+        tiers = [
+            replace(t, message=f"ModelSource {t.source} is invalid: {bad[t.source]}")
+            if t.reason == "SourceNotFound" and t.source in bad else t
+            for t in report.tiers
+        ]
+        return replace(report, tiers=tiers)
+
+    def _admin_token(self, secrets: dict[str, dict[str, str]]) -> str | None:
+        data = secrets.get(self.s.sidecar.admin_token_secret) or {}
+        raw = data.get(self.s.sidecar.admin_token_key)
+        if not raw:
+            return None
+        try:
+            return base64.b64decode(raw, validate=True).decode().strip() or None
+        except ValueError:
+            return None
+
+    async def _sync_pod(
+        self, pod: PodInfo, config: CompiledConfig, token: str | None, mono: float
+    ) -> dict[str, Any] | None:
+        """Push the pod's config if needed, then read its status. Returns the status or None."""
+        if not pod.injected:
+            self.pushes.set_problem(pod, PodProblem(pod.name, "NotInjected", "asked for the sidecar but has no switchyard container (created while the webhook was down?)"))
+            return None
+        if pod.admin_url is None:
+            self.pushes.set_problem(pod, PodProblem(pod.name, "NoAddress", f"pod is {pod.phase or 'not running'} without an IP yet"))
+            return None
+        if token is None:
+            name, key = self.s.sidecar.admin_token_secret, self.s.sidecar.admin_token_key
+            self.pushes.set_problem(pod, PodProblem(pod.name, "AdminTokenMissing", f"Secret {name} (key {key}) not found in namespace {pod.namespace}"))
+            return None
+        assert self.session is not None
+        if self.pushes.needs_push(pod, config.version, mono):
+            async with self._admin_sem:
+                version, problem = await put_config(self.session, pod, pod.admin_url, token, config.to_wire(), self.timeouts)
+            if problem is None and version == config.version:
+                self.pushes.pushed(pod, config.version)
+                log.info("pushed config %s to %s/%s", config.version, pod.namespace, pod.name)
+            else:
+                problem = problem or PodProblem(pod.name, "Rejected", f"the sidecar runs {version} after the push of {config.version}")
+                delay = self.pushes.failed(pod, config.version, problem, self.mono())
+                log.warning("config push to %s/%s failed (%s: %s); retry in %.0fs", pod.namespace, pod.name, problem.reason, problem.message, delay)
+                await self._event("Pod", "v1", pod.namespace, pod.name, pod.uid,
+                                  EventSpec(WARNING, "ConfigPushFailed", f"{problem.reason}: {problem.message}", "push"))
+                return None
+        async with self._admin_sem:
+            status, problem = await get_status(self.session, pod, pod.admin_url, token, self.timeouts)
+        if status is None:
+            self.pushes.set_problem(pod, problem)
+            return None
+        reported = status.get("version") if status.get("configured") else None
+        self.pushes.observed(pod, reported)
+        if reported != config.version:
+            self.pushes.set_problem(pod, PodProblem(pod.name, "Stale", f"the sidecar runs {reported or 'no config'}; pushing {config.version}"))
+            self.queue.add(("ns", pod.namespace))  # it restarted or was reset: push again
+        else:
+            self.pushes.set_problem(pod, None)
+        return status
+
+    async def _binding_status(
+        self,
+        snap: Snap,
+        report: BindingReport | None,
+        invalid: str | None,
+        pods: list[PodInfo],
+        pod_bindings: dict[tuple[str, str], frozenset[str]],
+        desired: dict[tuple[str, str], CompiledConfig],
+        pod_status: dict[tuple[str, str], dict[str, Any] | None],
+        conflicts: list[str],
+        now: float,
+    ) -> None:
+        selected = [p for p in pods if snap.name in pod_bindings.get(p.key, ())]
+        configured = [p for p in selected if self.pushes.runs(p, desired[p.key].version)]
+        problems = tuple(
+            self.pushes.problem(p) or PodProblem(p.name, "Pending", "config push pending")
+            for p in selected if p not in configured
+        )
+        statuses = [pod_status[p.key] for p in selected if pod_status.get(p.key)]
+        health = aggregate(report, statuses) if report is not None else BindingHealth()
+        inputs = BindingInputs(
+            name=snap.name,
+            generation=snap.generation,
+            previous=self._previous(snap),
+            primary_evidence=snap.primary_evidence,
+            report=report,
+            invalid_message=invalid,
+            health=health,
+            pods=PodsView(selected=len(selected), configured=len(configured), problems=problems),
+            alias_conflicts=tuple(conflicts),
+        )
+        await self._write_status(snap, prune(binding_status(inputs, now=now)))
+
+        if report is None:
+            return
+        key = (snap.namespace, snap.name)
+        labels = {t.index: _label(t.source, t.model) for t in report.tiers}
+        prev = self.health_memo.get(key) or HealthMemo.from_status(snap.status)
+        new = HealthMemo.of(health, labels).carry_over(prev)
+        self.health_memo[key] = new
+        for ev in health_events(prev, new, selected_pods=len(selected)):
+            await self._event("AssistantBinding", "switchyard.dev/v1alpha1", snap.namespace, snap.name, snap.uid, ev)
+
+    def _previous(self, snap: Snap) -> dict[str, Any]:
+        """The status as last known: the index, or what this process wrote since (watch lag)."""
+        written = self.written.get((snap.kind, snap.namespace, snap.name))
+        if written and written[0] == snap.uid:
+            merged = dict(snap.status)
+            merged.update(written[1])
+            return merged
+        return snap.status
+
+    async def _write_status(self, snap: Snap, desired: dict[str, Any]) -> None:
+        key = (snap.kind, snap.namespace, snap.name)
+        current = prune(snap.status)
+        written = self.written.get(key)
+        if written and written[0] == snap.uid:
+            if written[1] == desired:
+                return  # already written; the watch may lag behind
+            base = {**current, **written[1]}
+        else:
+            base = current
+        if desired == current:
+            self.written[key] = (snap.uid, desired)
+            return
+        patch = merge_patch(base, desired)
+        if not patch:
+            return
+        try:
+            await self.kube.patch_status(PLURAL[snap.kind], snap.namespace, snap.name, patch)
+        except KubeError as e:
+            if e.status == 404:
+                return  # deleted meanwhile
+            raise
+        self.written[key] = (snap.uid, desired)
+
+    async def _event(self, kind: str, api_version: str, ns: str, name: str, uid: str, spec: EventSpec) -> None:
+        admitted = self.limiter.admit(f"{kind}/{ns}/{name}", spec, self.mono())
+        if admitted is None:
+            return
+        ts = rfc3339(self.wall())
+        identity = getattr(getattr(self.leader, "s", None), "identity", COMPONENT)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": ns},
+            "involvedObject": {"apiVersion": api_version, "kind": kind, "name": name, "namespace": ns, "uid": uid},
+            "reason": admitted.reason,
+            "message": admitted.message,
+            "type": admitted.type,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": identity,
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+        }
+        try:
+            await self.kube.create_event(ns, body)
+        except KubeError as e:
+            log.warning("could not post event %s on %s/%s: %s", admitted.reason, ns, name, e)
+
+    def _forget_gone(self, ns: str, bindings: list[Snap], pods: list[PodInfo]) -> None:
+        live = {b.name for b in bindings}
+        for key in [k for k in self.health_memo if k[0] == ns and k[1] not in live]:
+            del self.health_memo[key]
+            self.limiter.forget(f"AssistantBinding/{ns}/{key[1]}")
+        self.pushes.retain({p.key for p in pods}, ns)
+
+    # ------------------------------------------------------------------ catalogs
+
+    async def refresh_catalog(self, ns: str, name: str) -> None:
+        snap = self.world.source(ns, name)
+        if snap is None:
+            self.catalogs.pop((ns, name), None)
+            self.queue.forget(("catalog", ns, name))
+            return
+        now = self.wall()
+        res, errs = parse_document(snap.manifest(), file=f"ModelSource/{name}")
+        if not isinstance(res, ModelSource):
+            check = catalogs.not_checked("InvalidSpec", _first_error(errs) if errs else "the spec does not validate")
+            await self._write_status(snap, prune(source_status(snap.generation, check, None, snap.status, now=now)))
+            return
+        spec = res.spec
+        cref = spec.credential_ref
+        credential: str | None = None
+        check = None
+        if cref is not None and cref.env is not None:
+            check = catalogs.not_checked("EnvCredentialNotAllowed", "credentialRef.env is for standalone mode only; use a Secret")
+        elif cref is not None:
+            data = await self._secret_data(ns, cref.name or "")
+            if data is None:
+                check = catalogs.not_checked("SecretNotFound", f"Secret {cref.name} not found")
+            elif not data.get(cref.key or ""):
+                check = catalogs.not_checked("SecretKeyMissing", f"Secret {cref.name} has no key {cref.key}")
+            else:
+                try:
+                    credential = base64.b64decode(data[cref.key or ""], validate=True).decode().strip()
+                except ValueError:
+                    check = catalogs.not_checked("SecretUnreadable", f"Secret {cref.name} key {cref.key} is not valid base64")
+        before = self.catalogs.get((ns, name))
+        if check is None:
+            assert self.session is not None
+            async with self._catalog_sem:
+                url, outcome = await catalogs.fetch(
+                    self.session, spec.provider.value, spec.effective_base_url, credential,
+                    timeout_seconds=self.s.catalog.timeout_seconds,
+                )
+            check = outcome.check(url, keyless=cref is None)
+            if outcome.ok:
+                self.catalogs[(ns, name)] = CatalogRecord(
+                    frozenset(outcome.ids), outcome.ids, outcome.count, now, snap.generation
+                )
+            elif outcome.status in (401, 403):
+                self.catalogs.pop((ns, name), None)
+            delay = self.s.catalog.ttl_seconds if outcome.ok else self.s.catalog.retry_seconds
+        else:
+            self.catalogs.pop((ns, name), None)
+            delay = self.s.catalog.ttl_seconds
+        rec = self.catalogs.get((ns, name))
+        cat = None
+        if rec is not None and rec.generation == snap.generation:
+            keep = self.s.catalog.max_ids_kept
+            cat = {
+                "models": sorted(rec.listed)[:keep],
+                "count": rec.count,
+                "fetchedAt": rfc3339(rec.fetched_at) if rec.fetched_at else (snap.status.get("catalog") or {}).get("fetchedAt"),
+            }
+        await self._write_status(snap, prune(source_status(snap.generation, check, cat, snap.status, now=now)))
+        after = self.catalogs.get((ns, name))
+        if (before.ids if before else None) != (after.ids if after else None):
+            self.queue.add(("ns", ns))
+        self.queue.add(("catalog", ns, name), delay)
+

@@ -1,0 +1,134 @@
+"""Which pods carry a sidecar, which bindings select them, and where to reach them. Pure.
+
+A pod carries the sidecar when it asks for injection (annotation
+``switchyard.dev/inject: "true"``) or already has a container named ``switchyard``
+(injected, or written by hand). Its admin API is ``http://<podIP>:<admin port>``; the
+admin port is the ``switchyard`` container's port named ``sy-admin``, else the
+``switchyard.dev/admin-port`` annotation, else the configured default.
+
+``switchyard.dev/admin-url`` overrides the whole address, for tests and debugging only,
+and only when the operator runs with ``--allow-admin-url-annotation``: it lets the e2e
+tests run real sidecars on 127.0.0.1 with random ports next to an API server that has no
+kubelet (pods stay Pending and never get an IP).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from switchyard.api.models import LabelSelector
+
+from .settings import (
+    ADMIN_PORT_ANNOTATION,
+    ADMIN_URL_ANNOTATION,
+    INJECT_ANNOTATION,
+    SIDECAR_CONTAINER,
+)
+
+ADMIN_PORT_NAME = "sy-admin"
+API_PORT_NAME = "sy-api"
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod.get("spec") or {}
+    return list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+
+
+def wants_injection(pod: dict[str, Any]) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(INJECT_ANNOTATION, "")).lower() == "true"
+
+
+def has_sidecar_container(pod: dict[str, Any]) -> bool:
+    return any(c.get("name") == SIDECAR_CONTAINER for c in _containers(pod))
+
+
+def carries_sidecar(pod: dict[str, Any]) -> bool:
+    return wants_injection(pod) or has_sidecar_container(pod)
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What the operator needs of a sidecar pod (the pod index holds these)."""
+
+    namespace: str
+    name: str
+    uid: str
+    labels: dict[str, str]
+    phase: str
+    pod_ip: str | None
+    admin_url: str | None  # None: not reachable (yet)
+    incarnation: str  # changes when the pod or its sidecar (re)starts, or moves
+    deleting: bool = False
+    injected: bool = True  # False: asked for injection but has no sidecar container
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+def _admin_port(pod: dict[str, Any], default: int) -> int:
+    for c in _containers(pod):
+        if c.get("name") != SIDECAR_CONTAINER:
+            continue
+        for p in c.get("ports") or []:
+            if p.get("name") == ADMIN_PORT_NAME and p.get("containerPort"):
+                return int(p["containerPort"])
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        return int(annotations[ADMIN_PORT_ANNOTATION])
+    except (KeyError, ValueError):
+        return default
+
+
+def admin_url(pod: dict[str, Any], *, default_port: int, allow_override: bool) -> str | None:
+    """Where the pod's sidecar admin API answers, or None when it cannot be reached yet."""
+    meta = pod.get("metadata") or {}
+    override = (meta.get("annotations") or {}).get(ADMIN_URL_ANNOTATION)
+    if allow_override and override:
+        return str(override).rstrip("/")
+    status = pod.get("status") or {}
+    ip = status.get("podIP")
+    if not ip or status.get("phase") != "Running":
+        return None
+    try:
+        host = f"[{ip}]" if ipaddress.ip_address(ip).version == 6 else ip
+    except ValueError:
+        return None
+    return f"http://{host}:{_admin_port(pod, default_port)}"
+
+
+def incarnation(pod: dict[str, Any], url: str | None) -> str:
+    """Changes whenever the sidecar may have lost its config: new pod, restart, new address."""
+    meta = pod.get("metadata") or {}
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    statuses = statuses + ((pod.get("status") or {}).get("initContainerStatuses") or [])
+    side = next((s for s in statuses if s.get("name") == SIDECAR_CONTAINER), {})
+    started = ((side.get("state") or {}).get("running") or {}).get("startedAt", "")
+    return f"{meta.get('uid', '')}|{url or ''}|{side.get('restartCount', 0)}|{started}"
+
+
+def pod_info(pod: dict[str, Any], *, default_port: int, allow_override: bool) -> PodInfo:
+    meta = pod.get("metadata") or {}
+    url = admin_url(pod, default_port=default_port, allow_override=allow_override)
+    return PodInfo(
+        namespace=meta.get("namespace", "default"),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        labels=dict(meta.get("labels") or {}),
+        phase=(pod.get("status") or {}).get("phase", ""),
+        pod_ip=(pod.get("status") or {}).get("podIP"),
+        admin_url=url,
+        incarnation=incarnation(pod, url),
+        deleting=bool(meta.get("deletionTimestamp")),
+        injected=has_sidecar_container(pod),
+    )
+
+
+def selects(selector: LabelSelector, labels: dict[str, str]) -> bool:
+    """An empty selector selects no pods (a binding must say which pods serve it)."""
+    if not selector.match_labels and not selector.match_expressions:
+        return False
+    return selector.matches(labels)

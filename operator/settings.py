@@ -1,0 +1,107 @@
+"""Operator settings, grouped by topic; every duration carries its unit in its name.
+
+Built from the ``switchyard operator`` command line (``main.settings_from_args``) or
+directly in tests. Frozen: the running operator never changes them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+INJECT_ANNOTATION = "switchyard.dev/inject"
+ADMIN_URL_ANNOTATION = "switchyard.dev/admin-url"
+ADMIN_PORT_ANNOTATION = "switchyard.dev/admin-port"
+SIDECAR_CONTAINER = "switchyard"
+COMPONENT = "switchyard-operator"
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    """The sidecar the webhook injects and the operator talks to."""
+
+    image: str = "ghcr.io/switchyard-dev/switchyard:0.1.0"
+    api_port: int = 4000  # the app reaches the gateway on 127.0.0.1:4000
+    admin_port: int = 4001  # the operator pushes config here (pod IP)
+    admin_token_secret: str = "switchyard-admin-token"  # a Secret in each app namespace
+    admin_token_key: str = "token"
+    cpu_request: str = "50m"
+    memory_request: str = "64Mi"
+    memory_limit: str = "256Mi"
+    run_as_user: int = 65532
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """Config push and health polling of the sidecars' admin API."""
+
+    connect_timeout_seconds: float = 2.0
+    request_timeout_seconds: float = 5.0
+    concurrency: int = 16  # admin requests in flight at once, all namespaces together
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    health_interval_seconds: float = 10.0  # how often every namespace is re-read from its sidecars
+    # Test/debug only: honour the switchyard.dev/admin-url pod annotation (a pod could
+    # otherwise point the operator, and the credentials it pushes, anywhere it likes).
+    allow_admin_url_annotation: bool = False
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """The live model catalog and credential check of each ModelSource."""
+
+    ttl_seconds: float = 300.0  # refetch after this long
+    retry_seconds: float = 60.0  # after a failed fetch
+    timeout_seconds: float = 10.0
+    concurrency: int = 4
+    max_ids_kept: int = 2000
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    """Lease-based leader election: with two replicas only the holder writes."""
+
+    enabled: bool = True
+    lease_name: str = "switchyard-operator"
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "switchyard-system"))
+    identity: str = field(default_factory=lambda: os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}")
+    lease_duration_seconds: float = 15.0
+    renew_interval_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """Kubernetes Events on bindings: rate-limited so a flapping tier cannot storm."""
+
+    min_interval_seconds: float = 60.0  # per (object, reason, tier)
+    burst: int = 5  # per object ...
+    refill_seconds: float = 30.0  # ... one more token every this long
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The sidecar-injection webhook (kopf's WebhookServer, managed configuration)."""
+
+    enabled: bool = True
+    listen_host: str = "0.0.0.0"
+    port: int = 9443
+    public_host: str | None = None  # the host in the URL the API server calls (a Service DNS name)
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None  # the caBundle for the configuration; default: the cert itself
+    configuration_name: str = "switchyard.dev"
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    resync_seconds: float = 60.0  # level-based pass over every namespace, even with no event
+    reconcile_workers: int = 4
+    min_reconcile_interval_seconds: float = 0.5  # coalesce bursts of events per namespace
+    sidecar: SidecarSettings = field(default_factory=SidecarSettings)
+    push: PushSettings = field(default_factory=PushSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    leader: LeaderSettings = field(default_factory=LeaderSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
