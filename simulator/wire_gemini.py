@@ -289,13 +289,20 @@ class GeminiWire(Wire):
         if not pieces:
             pieces.append([])  # the envelope: a candidate with no parts
         last = len(pieces) - 1
+        # SSE chunks before the last differ only in parts and usage: a prebuilt frame.
+        suffix = b',"modelVersion":%b,"responseId":"%b"}\r\n\r\n' % (orjson.dumps(call.model), response_id.encode())
         for index, parts in enumerate(pieces):
             usage = self._usage(reply, (index + 1) / (last + 1))
-            body = self._response(parts, finish if index == last else None, usage, call, response_id)
-            if call.sse:
-                frame = b"data: " + orjson.dumps(body) + b"\r\n\r\n"
+            if call.sse and index < last:
+                frame = b'data: {"candidates":[{"content":{"parts":%b,"role":"model"},"index":0}],"usageMetadata":%b%b' % (
+                    orjson.dumps(parts), orjson.dumps(usage), suffix,
+                )
             else:
-                frame = (_ARRAY_SEP if index else b"") + orjson.dumps(body, option=_INDENT)
+                body = self._response(parts, finish if index == last else None, usage, call, response_id)
+                if call.sse:
+                    frame = b"data: " + orjson.dumps(body) + b"\r\n\r\n"
+                else:
+                    frame = (_ARRAY_SEP if index else b"") + orjson.dumps(body, option=_INDENT)
             (plan.chunks if parts else plan.tail).append(frame)
         if not call.sse:
             plan.tail.append(b"\n]")
