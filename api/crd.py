@@ -184,7 +184,9 @@ class Rule:
     rule: str
     message: str
     field_path: str | None = None
-    reason: str | None = None  # FieldValueInvalid (default), ...Forbidden, ...Required, ...Duplicate
+    # FieldValueInvalid (default), FieldValueForbidden or FieldValueRequired. Not
+    # FieldValueDuplicate: the API server prints "Duplicate value" and drops the message.
+    reason: str | None = None
 
     def render(self) -> dict[str, str]:
         out = {"rule": self.rule, "message": self.message}
@@ -279,14 +281,12 @@ CEL_RULES: dict[str, list[Rule]] = {
             f"f.sourceRef.name == self.primary.sourceRef.name && {_model_key('f')} == {_model_key('self.primary')})",
             "duplicate tier: a fallback repeats the primary (same sourceRef and model)",
             field_path=".fallbacks",
-            reason="FieldValueDuplicate",
         ),
         Rule(
             "!has(self.fallbacks) || self.fallbacks.all(a, self.fallbacks.exists_one(b, "
             f"b.sourceRef.name == a.sourceRef.name && {_model_key('b')} == {_model_key('a')}))",
             "duplicate tier: two fallbacks have the same sourceRef and model",
             field_path=".fallbacks",
-            reason="FieldValueDuplicate",
         ),
     ],
     "Breaker": [_range_rule(m.Breaker, "breaker")],

@@ -1,0 +1,165 @@
+"""The sidecar-injection webhook, served by the operator on 127.0.0.1 and called by a real API server.
+
+kopf manages the MutatingWebhookConfiguration `switchyard.dev` with the operator's own
+identity (so `operator/rbac.yaml` must allow it), pointing the API server at
+https://127.0.0.1:<port> with the test CA's bundle. Pods are created through the API
+server; without a kubelet they stay Pending, which is enough to see what the webhook did.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import kube_tools
+from test_operator_cluster import ADMIN_TOKEN, MANIFESTS, Operator, apply, get, install, poll, table
+
+CONFIG = "switchyard.dev"
+
+
+def pod(name: str, *, inject: bool = True, ports: list[int] = (), labels: dict[str, str] | None = None) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {"app": "support"},
+                     "annotations": {"switchyard.dev/inject": "true"} if inject else {}},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:0",
+                                 "ports": [{"containerPort": p} for p in ports]}]},
+    })
+
+
+@pytest.fixture(scope="module")
+def webhook_operator(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Operator, int]]:
+    t0 = time.monotonic()
+    install(kube)
+    cert = kube.issue_serving_cert("switchyard-webhook", hosts=("127.0.0.1",))
+    port = kube_tools.free_port()
+    op = Operator(kube, tmp_path_factory.mktemp("webhook-operator"), {
+        "SWITCHYARD_WEBHOOK": "on",
+        "SWITCHYARD_WEBHOOK_LISTEN": "127.0.0.1",
+        "SWITCHYARD_WEBHOOK_PORT": str(port),
+        "SWITCHYARD_WEBHOOK_HOST": "127.0.0.1",
+        "SWITCHYARD_WEBHOOK_CERT_FILE": str(cert.cert_file),
+        "SWITCHYARD_WEBHOOK_KEY_FILE": str(cert.key_file),
+        "SWITCHYARD_WEBHOOK_CA_FILE": str(cert.ca_file),
+        "SWITCHYARD_SIDECAR_IMAGE": "registry.invalid/switchyard:e2e",
+        "SWITCHYARD_LEASE_NAME": "switchyard-operator",
+    })
+    op.start("op-webhook")
+
+    def configured() -> dict[str, Any] | None:
+        cp = kube.kubectl("get", "mutatingwebhookconfiguration", CONFIG, "-o", "json", check=False)
+        if cp.returncode != 0:
+            return None
+        hooks = json.loads(cp.stdout).get("webhooks") or []
+        return hooks[0] if hooks and hooks[0]["clientConfig"].get("url", "").startswith(f"https://127.0.0.1:{port}/") else None
+
+    poll("kopf to register the webhook", configured, timeout=45)
+    sys_stderr(f"[operator webhook e2e] setup {time.monotonic() - t0:.1f}s")
+    try:
+        yield op, port
+    finally:
+        op.stop()
+        if getattr(kube, "_saw_failure", False):
+            sys_stderr("--- operator log (tail) ---\n" + "\n".join(op.logs().splitlines()[-60:]))
+        kube.kubectl("delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", CONFIG, "--ignore-not-found")
+
+
+def sys_stderr(text: str) -> None:
+    import sys
+
+    sys.stderr.write("\n" + text + "\n")
+
+
+def _mutated(kube: kube_tools.Cluster, ns: str) -> bool:
+    cp = kube.kubectl("create", "--dry-run=server", "-n", ns, "-o", "json", "-f", "-", input=pod("probe"), check=False)
+    return cp.returncode == 0 and any(c["name"] == "switchyard" for c in json.loads(cp.stdout)["spec"]["containers"])
+
+
+def test_webhook_configuration_is_safe_for_the_cluster(kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int]) -> None:
+    hooks = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", CONFIG, "-o", "json").stdout)["webhooks"]
+    assert len(hooks) == 1
+    hook = hooks[0]
+    # An operator outage never blocks pod creation anywhere: Ignore, not Fail.
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["sideEffects"] == "None"
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                              "resources": ["pods"], "scope": "*"}]
+    assert hook["clientConfig"]["caBundle"]
+
+
+def test_sidecar_injected_into_a_pod_created_through_the_api_server(
+    kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str
+) -> None:
+    ns = kube_ns
+    poll("the webhook to mutate pods", lambda: _mutated(kube, ns))
+    kube.kubectl("create", "-n", ns, "-f", "-", input=pod("app-0"))
+    obj = get(kube, ns, "pod/app-0")
+    assert [c["name"] for c in obj["spec"]["containers"]] == ["app", "switchyard"]
+    side = obj["spec"]["containers"][1]
+    assert side["image"] == "registry.invalid/switchyard:e2e"
+    assert side["command"] == ["switchyard"] and side["args"][0] == "sidecar"
+    assert side["args"][side["args"].index("--host") + 1] == "127.0.0.1"  # the app reaches it on loopback
+    assert {p["name"]: p["containerPort"] for p in side["ports"]} == {"sy-api": 4000, "sy-admin": 4001}
+    (env,) = side["env"]
+    assert env == {"name": "SWITCHYARD_ADMIN_TOKEN",
+                   "valueFrom": {"secretKeyRef": {"name": "switchyard-admin-token", "key": "token"}}}
+    assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "sy-admin", "scheme": "HTTP"}
+    assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "sy-admin", "scheme": "HTTP"}
+    sc = side["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert side["resources"]["limits"]["memory"]
+    assert any(v["name"] == "switchyard-tmp" for v in obj["spec"]["volumes"])
+    assert obj["status"]["phase"] == "Pending"  # no kubelet; the mutation is what matters
+
+
+def test_pods_that_do_not_ask_are_left_alone(
+    kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str
+) -> None:
+    ns = kube_ns
+    poll("the webhook to mutate pods", lambda: _mutated(kube, ns))
+    kube.kubectl("create", "-n", ns, "-f", "-", input=pod("plain", inject=False))
+    assert [c["name"] for c in get(kube, ns, "pod/plain")["spec"]["containers"]] == ["app"]
+    # Ports taken by the app: admitted without the sidecar, and kubectl prints why.
+    cp = kube.kubectl("create", "-n", ns, "-f", "-", input=pod("clash", ports=[4000]))
+    assert "sidecar not injected: container port(s) 4000 already used by the pod" in cp.stderr
+    assert [c["name"] for c in get(kube, ns, "pod/clash")["spec"]["containers"]] == ["app"]
+
+
+def test_injected_pod_is_tracked_by_its_binding(
+    kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str
+) -> None:
+    ns = kube_ns
+    poll("the webhook to mutate pods", lambda: _mutated(kube, ns))
+    for name in ("secrets", "profiles", "sources", "bindings"):
+        apply(kube, ns, (MANIFESTS / "valid" / f"{name}.yaml").read_text(), UPSTREAM="http://127.0.0.1:9", ADMIN_TOKEN=ADMIN_TOKEN)
+    kube.kubectl("create", "-n", ns, "-f", "-", input=pod("support-0"))
+    row = poll("the pod counted as selected", lambda: (r := table(kube, ns, "ab")["support"])["PODS"] == "0/1" and r)
+    assert row["READY"] == "False"
+    problems = get(kube, ns, "ab/support")["status"]["pods"]["problems"]
+    assert problems == [{"pod": "support-0", "reason": "NoAddress", "message": "pod is Pending without an IP yet"}]
+
+
+def test_webhook_removed_when_the_operator_stops(kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str) -> None:
+    op, _ = webhook_operator
+    op.stop()
+
+    def no_webhooks() -> bool:
+        cp = kube.kubectl("get", "mutatingwebhookconfiguration", CONFIG, "-o", "json", check=False)
+        return cp.returncode != 0 or not json.loads(cp.stdout).get("webhooks")
+
+    poll("kopf to remove its webhooks on the way out", no_webhooks)
+    # Pods are created, unmutated, while the operator is away.
+    kube.kubectl("create", "-n", kube_ns, "-f", "-", input=pod("while-away"))
+    assert [c["name"] for c in get(kube, kube_ns, "pod/while-away")["spec"]["containers"]] == ["app"]
+
+
+def test_rbac_is_enough_for_kopf(webhook_operator: tuple[Operator, int]) -> None:
+    op, _ = webhook_operator
+    text = op.logs()
+    assert "Not enough RBAC" not in text and "Forbidden" not in text and "forbidden" not in text, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
