@@ -292,13 +292,15 @@ async def _walk_chain(
                 req = apply_to_request(parsed, decision.edits)
                 if synth_stream:
                     req = _replace_stream(req, False)
-                call = adapter_for(tier.protocol).build_call(req, tier)
+                call = adapter_for(tier.protocol).build_call(req, tier, None if cross else forward)
             except RequestError as exc:
                 breaker.release(health, admission)
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc
 
         try:
-            result = await _attempt(request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream)
+            result = await _attempt(
+                _Attempt(request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream)
+            )
         except _Served as served:
             return served.response
         failure = result.failure
@@ -319,7 +321,8 @@ async def _walk_chain(
             raise result.error
         ex.trail.append(TierTrail(tier.index, tier.source, tier.model, failure.trail_text()))
         rt.metrics.fallbacks.labels(binding.name, str(tier.index), failure.reason).inc()
-        last_statuses.append(failure.status)
+        # Our key being refused is never reported to the client as its own 401/403.
+        last_statuses.append(502 if failure.reason == classify.AUTH_ERROR else failure.status)
         if failure.retry_after:
             retry_afters.append(failure.retry_after)
         if failure.reason != classify.TIMEOUT:
@@ -388,41 +391,79 @@ def _count_degraded(rt: Runtime, b: CompiledBinding, tier: CompiledTier, d: Deci
 # ====================================================================== one attempt
 
 
-async def _attempt(
-    request: web.Request,
-    rt: Runtime,
-    ex: Exchange,
-    binding: CompiledBinding,
-    tier: CompiledTier,
-    call: UpstreamCall,
-    admission: breaker.Admission,
-    decision: Decision,
-    cross: bool,
-    parsed: n.Request | None,
-    synth_stream: bool,
-) -> _Outcome:
+@dataclass
+class _Attempt:
+    """Everything one try of one tier needs; the functions below take only this."""
+
+    request: web.Request
+    rt: Runtime
+    ex: Exchange
+    binding: CompiledBinding
+    tier: CompiledTier
+    call: UpstreamCall
+    admission: breaker.Admission
+    decision: Decision
+    cross: bool
+    parsed: n.Request | None
+    synth_stream: bool  # the client streams but the tier is asked for a whole answer
+    egress: Adapter = field(init=False)
+    first_deadline: float = 0.0  # loop clock: the first content must arrive by then
+    total_deadline: float = 0.0  # loop clock: the whole attempt must end by then
+
+    def __post_init__(self) -> None:
+        self.egress = adapter_for(self.tier.protocol)
+
+    @property
+    def passthrough(self) -> bool:
+        """The upstream's bytes go to the client unchanged (same protocol, no rewrite)."""
+        return not self.cross and not self.decision.structural
+
+    def encoder(self) -> Any:
+        alias = self.parsed.model if self.parsed is not None else ""
+        return self.ex.ingress.stream_encoder(alias=alias, request=self.parsed)
+
+    def commit(self) -> None:
+        """This tier serves: fill in what the headers and the log line say."""
+        ex = self.ex
+        ex.served_by = self.tier
+        ex.degraded = [(f, a) for f, a in self.decision.degraded if a not in ("skip-tier", "reject")]
+        ex.degraded += self.call.notes
+        ex.ttft = time.monotonic() - ex.started
+        ex.status = 200
+
+    def succeeded(self) -> None:
+        rt, binding, tier = self.rt, self.binding, self.tier
+        health = rt.health(binding, tier)
+        seen = health.transition_count
+        breaker.record_success(health, binding.breaker, self.admission, time.time())
+        rt.note_transitions(binding, tier, health, seen)
+        rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, "ok").inc()
+        rt.last_used[binding_key(binding)] = LastUsed(tier.index, tier.source, tier.model, time.time())
+        rt.metrics.active_tier.labels(binding.name).set(tier.index)
+        self.ex.outcome = "success"
+
+
+async def _attempt(at: _Attempt) -> _Outcome:
     """Send one attempt. Raises ``_Served`` when the client has been answered."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    first_deadline = t0 + tier.timeouts.first_byte_seconds
-    total_deadline = t0 + tier.timeouts.total_seconds
-    egress = adapter_for(tier.protocol)
-    health = rt.health(binding, tier)
+    tier = at.tier
+    at.first_deadline = t0 + tier.timeouts.first_byte_seconds
+    at.total_deadline = t0 + tier.timeouts.total_seconds
     resp: aiohttp.ClientResponse | None = None
     try:
         try:
-            async with asyncio.timeout_at(min(first_deadline, total_deadline)):
-                resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds)
+            async with asyncio.timeout_at(min(at.first_deadline, at.total_deadline)):
+                resp = await at.rt.upstreams.open(at.call, connect_seconds=tier.timeouts.connect_seconds)
         except TimeoutError:
             raise UpstreamTimeout("first-byte") from None
 
         if resp.status >= 300:
-            return await _error_answer(rt, ex, binding, tier, egress, resp, total_deadline)
-
-        if call.stream:
-            await _stream(request, rt, ex, binding, tier, egress, resp, admission, decision, cross, parsed, first_deadline, total_deadline, t0)
+            return await _error_answer(at, resp)
+        if at.call.stream:
+            await _stream(at, resp)
         else:
-            await _whole(request, rt, ex, binding, tier, egress, resp, admission, decision, cross, parsed, synth_stream, total_deadline, t0)
+            await _whole(at, resp)
         raise AssertionError("unreachable: an answered attempt raises _Served")  # pragma: no cover
     except UpstreamTimeout as exc:
         return _Outcome(Failure(classify.TIMEOUT, exc.phase))
@@ -437,12 +478,12 @@ async def _attempt(
     except (_Served, asyncio.CancelledError):
         raise
     except BaseException:
-        breaker.release(health, admission)
+        breaker.release(at.rt.health(at.binding, tier), at.admission)
         raise
     finally:
         if resp is not None:
             resp.close()
-        rt.metrics.upstream_latency.labels(binding.name, str(tier.index), tier.source).observe(loop.time() - t0)
+        at.rt.metrics.upstream_latency.labels(at.binding.name, str(tier.index), tier.source).observe(loop.time() - t0)
 
 
 class _Empty(Exception):
@@ -458,40 +499,34 @@ class _StreamFailed(Exception):
         self.error = error
 
 
-async def _error_answer(
-    rt: Runtime,
-    ex: Exchange,
-    binding: CompiledBinding,
-    tier: CompiledTier,
-    egress: Adapter,
-    resp: aiohttp.ClientResponse,
-    total_deadline: float,
-) -> _Outcome:
+async def _error_answer(at: _Attempt, resp: aiohttp.ClientResponse) -> _Outcome:
+    tier, binding = at.tier, at.binding
     headers = header_map(resp.headers)
     try:
-        async with asyncio.timeout_at(total_deadline):
+        async with asyncio.timeout_at(at.total_deadline):
             raw = await read_body(resp, 1 << 20)
     except (TimeoutError, UpstreamError):
         raw = b""
-    info = egress.read_error(resp.status, raw, headers)
-    failure = classify.from_status(resp.status, headers, wall_now=time.time(), quota=info.quota)
+    info = at.egress.read_error(resp.status, raw, headers)
+    failure = classify.from_status(
+        resp.status, headers, wall_now=time.time(), quota=info.quota, auth=info.auth, body_retry_after=info.retry_after
+    )
     if failure.reason in binding.fallback_on or failure.reason in classify.ALWAYS_FALL_BACK:
         return _Outcome(failure)
     # Not a fallback reason: the client gets the upstream's error, in its own protocol.
     if failure.reason == classify.AUTH_ERROR:
         message = f"tier {tier.index} ({tier.source}) rejected the gateway's credential for it (HTTP {resp.status})"
+        kind, status = ErrorKind.UPSTREAM, 502  # the client's credentials are fine; ours are not
     else:
         message = f"tier {tier.index} ({tier.source}/{tier.model}) answered HTTP {resp.status}: {_scrub(info.message, tier)}"
-    kind = errors.kind_for_status(resp.status)
-    if failure.reason == classify.AUTH_ERROR:
-        kind = ErrorKind.UPSTREAM  # the client's credentials are fine; ours are not
+        kind, status = errors.kind_for_status(resp.status), resp.status
     err = GatewayError(
         kind,
         message,
-        status=resp.status if failure.reason != classify.AUTH_ERROR else 502,
+        status=status,
         code="upstream_error",
         binding=binding.name,
-        trail=list(ex.trail),
+        trail=list(at.ex.trail),
         retry_after=failure.retry_after,
     )
     return _Outcome(failure, err)
@@ -506,73 +541,41 @@ def _scrub(text: str, tier: CompiledTier) -> str:
     return text
 
 
-def _success(rt: Runtime, ex: Exchange, binding: CompiledBinding, tier: CompiledTier, admission: breaker.Admission) -> None:
-    health = rt.health(binding, tier)
-    seen = health.transition_count
-    breaker.record_success(health, binding.breaker, admission, time.time())
-    rt.note_transitions(binding, tier, health, seen)
-    rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, "ok").inc()
-    rt.last_used[binding_key(binding)] = LastUsed(tier.index, tier.source, tier.model, time.time())
-    rt.metrics.active_tier.labels(binding.name).set(tier.index)
-
-
-async def _whole(
-    request: web.Request,
-    rt: Runtime,
-    ex: Exchange,
-    binding: CompiledBinding,
-    tier: CompiledTier,
-    egress: Adapter,
-    resp: aiohttp.ClientResponse,
-    admission: breaker.Admission,
-    decision: Decision,
-    cross: bool,
-    parsed: n.Request | None,
-    synth_stream: bool,
-    total_deadline: float,
-    t0: float,
-) -> None:
+async def _whole(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
     try:
-        async with asyncio.timeout_at(total_deadline):
-            raw = await read_body(resp, rt.max_upstream_body_bytes)
+        async with asyncio.timeout_at(at.total_deadline):
+            raw = await read_body(resp, at.rt.max_upstream_body_bytes)
     except TimeoutError:
         raise UpstreamTimeout("total") from None
     try:
         obj = orjson.loads(raw) if raw else None
         if not isinstance(obj, dict):
             raise _Empty("no body" if not raw else "not a JSON object")
-        answer = egress.parse_response(obj)
+        answer = at.egress.parse_response(obj)
     except (orjson.JSONDecodeError, UpstreamFormatError, ValueError, TypeError, AttributeError) as exc:
         raise _Empty("malformed") from exc
     if not answer.choices or not n.has_content(answer.choices[0].parts):
         raise _Empty("no content")
 
-    ex.served_by = tier
-    ex.degraded = [(f, a) for f, a in decision.degraded if a not in ("skip-tier", "reject")]
-    ex.usage = answer.usage
-    ex.ttft = time.monotonic() - ex.started
-    _success(rt, ex, binding, tier, admission)
-    ex.outcome = "success"
-    ex.status = 200
-    ingress = ex.ingress
-    if synth_stream:
-        resp_out = await _open_stream(request, ex)
-        enc = ingress.stream_encoder(alias=_alias(request, parsed), request=parsed)
-        out = enc.start()
+    at.commit()
+    at.ex.usage = answer.usage
+    at.succeeded()
+    ex = at.ex
+    if at.synth_stream:
+        out = await _open_stream(at.request, ex)
+        enc = at.encoder()
+        body = enc.start()
         for ev in synthesize_events(answer):
-            out += enc.encode(ev)
-        await resp_out.write(out + enc.finish())
-        await resp_out.write_eof()
-        raise _Served(resp_out)
-    if not cross and not decision.structural:
+            body += enc.encode(ev)
+        await out.write(body + enc.finish())
+        await out.write_eof()
+        raise _Served(out)
+    if at.passthrough:
         payload = raw  # same protocol: the upstream's bytes, unchanged
     else:
-        payload = orjson.dumps(ingress.render_response(answer, alias=_alias(request, parsed)))
+        alias = at.parsed.model if at.parsed is not None else ""
+        payload = orjson.dumps(ex.ingress.render_response(answer, alias=alias, request=at.parsed))
     raise _Served(web.Response(body=payload, status=200, headers=ex.headers(), content_type="application/json"))
-
-
-def _alias(request: web.Request, parsed: n.Request | None) -> str:
-    return parsed.model if parsed is not None else ""
 
 
 def synthesize_events(answer: n.Response) -> list[n.Event]:
@@ -582,7 +585,7 @@ def synthesize_events(answer: n.Response) -> list[n.Event]:
         call = 0
         for p in choice.parts:
             if isinstance(p, n.Thinking):
-                events.append(n.ThinkingDelta(p.text, p.signature, p.redacted, ci))
+                events.append(n.ThinkingDelta(p.text, p.signature, p.redacted, ci, p.origin))
             elif isinstance(p, n.Text):
                 events.append(n.TextDelta(p.text, ci))
             elif isinstance(p, n.ToolCall):
@@ -603,75 +606,60 @@ async def _open_stream(request: web.Request, ex: Exchange) -> web.StreamResponse
     return out
 
 
-async def _stream(
-    request: web.Request,
-    rt: Runtime,
-    ex: Exchange,
-    binding: CompiledBinding,
-    tier: CompiledTier,
-    egress: Adapter,
-    resp: aiohttp.ClientResponse,
-    admission: breaker.Admission,
-    decision: Decision,
-    cross: bool,
-    parsed: n.Request | None,
-    first_deadline: float,
-    total_deadline: float,
-    t0: float,
-) -> None:
-    """Relay a stream; commit to the client only at the first content event."""
-    decoder = egress.stream_decoder()
-    passthrough = not cross and not decision.structural
-    ingress = ex.ingress
-    encoder = None if passthrough else ingress.stream_encoder(alias=_alias(request, parsed), request=parsed)
-    pending: list[DecodedEvent] = []
-    out: web.StreamResponse | None = None
-    usage: n.Usage | None = None
+class _Relay:
+    """Turns decoded upstream events into client bytes: the raw bytes on passthrough,
+    the client protocol's encoding otherwise. Remembers the usage seen."""
 
-    def render(items: list[DecodedEvent]) -> bytes:
-        nonlocal usage
+    def __init__(self, at: _Attempt) -> None:
+        self.passthrough = at.passthrough
+        self.encoder = None if self.passthrough else at.encoder()
+        self.usage: n.Usage | None = None
+
+    def render(self, items: list[DecodedEvent]) -> bytes:
         buf = b""
         for d in items:
             for ev in d.events:
                 if isinstance(ev, n.StreamUsage):
-                    usage = ev.usage
-            if passthrough:
+                    self.usage = ev.usage
+            if self.encoder is None:
                 buf += d.raw
             else:
-                assert encoder is not None
                 for ev in d.events:
                     if not isinstance(ev, n.StreamError):
-                        buf += encoder.encode(ev)
+                        buf += self.encoder.encode(ev)
         return buf
 
+
+async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
+    """Relay a stream; commit to the client only at the first content event."""
+    ex = at.ex
+    decoder = at.egress.stream_decoder()
+    relay = _Relay(at)
+
     # ---- before the first content event: nothing has reached the client
+    pending: list[DecodedEvent] = []
     ended = False
-    while out is None:
+    while True:
         try:
-            async with asyncio.timeout_at(min(first_deadline, total_deadline)):
+            async with asyncio.timeout_at(min(at.first_deadline, at.total_deadline)):
                 chunk = await read_chunk(resp)
         except TimeoutError:
             raise UpstreamTimeout("first-byte") from None
+        ended = not chunk
         decoded = decoder.feed(chunk) if chunk else decoder.close()
-        if not chunk:
-            ended = True
         for d in decoded:
             err = next((e for e in d.events if isinstance(e, n.StreamError)), None)
             if err is not None:
                 raise _StreamFailed(_stream_error_failure(err))
             pending.append(d)
         if any(n.is_content(ev) for d in decoded for ev in d.events):
-            ex.served_by = tier
-            ex.degraded = [(f, a) for f, a in decision.degraded if a not in ("skip-tier", "reject")]
-            ex.ttft = time.monotonic() - ex.started
-            ex.status = 200
-            out = await _open_stream(request, ex)
-            head = (encoder.start() if encoder else b"") + render(pending)
-            pending.clear()
-            await _write(out, head)
             break
         if ended:
             raise _Empty("zero events" if not pending else "no content events")
+
+    at.commit()
+    out = await _open_stream(at.request, ex)
+    await _write(out, (relay.encoder.start() if relay.encoder else b"") + relay.render(pending))
 
     # ---- content has started: a failure now ends the stream with an error event
     failure: Failure | None = None
@@ -680,25 +668,25 @@ async def _stream(
     try:
         while not ended:
             try:
-                async with asyncio.timeout_at(total_deadline):
+                async with asyncio.timeout_at(at.total_deadline):
                     chunk = await read_chunk(resp)
             except TimeoutError:
                 failure, message = Failure(classify.TIMEOUT, "total"), "the upstream stream exceeded its time limit"
                 break
             if not chunk:
                 ended = True
-                await _write(out, render(decoder.close()))
+                await _write(out, relay.render(decoder.close()))
                 break
             decoded = decoder.feed(chunk)
             cut = next((i for i, d in enumerate(decoded) if any(isinstance(e, n.StreamError) for e in d.events)), None)
             if cut is None:
-                await _write(out, render(decoded))
+                await _write(out, relay.render(decoded))
                 continue
-            await _write(out, render(decoded[:cut]))
+            await _write(out, relay.render(decoded[:cut]))
             err = next(e for e in decoded[cut].events if isinstance(e, n.StreamError))
             failure = _stream_error_failure(err)
             message = f"the upstream reported an error mid-stream: {err.message}"
-            if passthrough:
+            if at.passthrough:
                 await _write(out, decoded[cut].raw)
                 upstream_error_sent = True
             break
@@ -708,25 +696,25 @@ async def _stream(
     if failure is None and not decoder.complete:
         failure, message = Failure(classify.SERVER_ERROR, "truncated"), "the upstream stream ended without its end marker"
 
-    ex.usage = usage
+    ex.usage = relay.usage
     if failure is None:
-        if encoder is not None:
-            await _write(out, encoder.finish())
+        if relay.encoder is not None:
+            await _write(out, relay.encoder.finish())
         await out.write_eof()
-        _success(rt, ex, binding, tier, admission)
-        ex.outcome = "success"
+        at.succeeded()
         raise _Served(out)
 
     # Broken after content: an error event in the client's protocol, never a clean end.
     ex.outcome = "broken-stream"
     ex.error = message
+    rt, binding, tier = at.rt, at.binding, at.tier
     health = rt.health(binding, tier)
     seen = health.transition_count
-    breaker.record_failure(health, binding.breaker, admission, failure.trail_text(), time.monotonic(), time.time())
+    breaker.record_failure(health, binding.breaker, at.admission, failure.trail_text(), time.monotonic(), time.time())
     rt.note_transitions(binding, tier, health, seen)
     rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
     if not upstream_error_sent:
-        enc = encoder or ingress.stream_encoder(alias=_alias(request, parsed), request=parsed)
+        enc = relay.encoder or at.encoder()
         kind = ErrorKind.TIMEOUT if failure.reason == classify.TIMEOUT else ErrorKind.UPSTREAM
         await _write(out, enc.error(errors.DEFAULT_STATUS[kind], kind.value, message))
     await out.write_eof()

@@ -76,15 +76,46 @@ def ingress_handler(protocol: str) -> Handler:
     return handler
 
 
+def _is_google_client(request: web.Request) -> bool:
+    # google-genai defaults to /v1 (not /v1beta), where OpenAI's list lives too.
+    return "x-goog-api-key" in request.headers or "x-goog-api-client" in request.headers
+
+
 async def list_models(request: web.Request) -> web.Response:
-    """The aliases clients can ask for, in OpenAI's or (when asked so) Anthropic's shape."""
+    """The aliases clients can ask for, in OpenAI's, Anthropic's or Gemini's shape
+    (chosen by the client's own headers)."""
     snap = request.app[RUNTIME].snapshot
+    if _is_google_client(request):
+        from switchyard.sidecar.translate import gemini
+
+        q = request.query
+        size = int(q["pageSize"]) if q.get("pageSize", "").isdigit() else None
+        body = gemini.model_listing(snap, page_size=size, page_token=q.get("pageToken"))
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
     aliases = [a for a in snap.aliases() if not a.endswith("*")] if snap else []
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": a, "display_name": a, "created_at": "1970-01-01T00:00:00Z"} for a in aliases]
         body = {"data": data, "has_more": False, "first_id": aliases[0] if aliases else None, "last_id": aliases[-1] if aliases else None}
     else:
         body = {"object": "list", "data": [{"id": a, "object": "model", "created": 0, "owned_by": "switchyard"} for a in aliases]}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """One alias, in OpenAI's or (for Google clients) Gemini's shape; 404 otherwise."""
+    snap = request.app[RUNTIME].snapshot
+    name = request.match_info["model"].removeprefix("models/")
+    binding = snap.resolve(name) if snap else None
+    if binding is None:
+        return error_response(
+            request.path if not _is_google_client(request) else "/v1beta",
+            GatewayError(ErrorKind.NOT_FOUND, f"model {name!r} is not an alias on this gateway", code="model_not_found"),
+        )
+    if _is_google_client(request):
+        from switchyard.sidecar.translate import gemini
+
+        return web.Response(body=orjson.dumps(gemini.model_info(name, binding)), content_type="application/json")
+    body = {"id": name, "object": "model", "created": 0, "owned_by": "switchyard"}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -98,6 +129,7 @@ def api_routes() -> list[web.RouteDef]:
         web.post("/v1/chat/completions", ingress_handler("openai-chat")),
         web.post("/chat/completions", ingress_handler("openai-chat")),
         web.get("/v1/models", list_models),
+        web.get("/v1/models/{model:.+}", get_model),
         web.get("/", root),
     ]
     for method, path, handler in EXTRA_ROUTES:

@@ -53,10 +53,22 @@ class Failure:
         return f"{self.reason}({self.detail})" if self.detail else self.reason
 
 
-def from_status(status: int, headers: Mapping[str, str], *, wall_now: float, quota: bool = False) -> Failure:
-    """A non-2xx upstream answer. ``headers`` must have lower-case names."""
+def from_status(
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    wall_now: float,
+    quota: bool = False,
+    auth: bool = False,
+    body_retry_after: float | None = None,
+) -> Failure:
+    """A non-2xx upstream answer. ``headers`` must have lower-case names; ``quota``,
+    ``auth`` and ``body_retry_after`` are what the egress adapter read in the body."""
     if status == 429 or quota:
-        return Failure(RATE_LIMITED, str(status), status, retry_after_seconds(headers, wall_now))
+        wait = retry_after_seconds(headers, wall_now)
+        return Failure(RATE_LIMITED, str(status), status, wait if wait is not None else body_retry_after)
+    if auth:
+        return Failure(AUTH_ERROR, str(status), status)
     if status == 529 or status >= 500:
         # 503 may carry Retry-After too (overload): honour it.
         return Failure(SERVER_ERROR, str(status), status, retry_after_seconds(headers, wall_now))

@@ -654,7 +654,7 @@ def _content_out(parts: list[n.Part]) -> list[dict[str, Any]]:
     return out
 
 
-def render_response(resp: n.Response, *, alias: str) -> dict[str, Any]:
+def render_response(resp: n.Response, *, alias: str, request: n.Request | None = None) -> dict[str, Any]:
     choice = resp.choices[0] if resp.choices else n.Choice([], "stop")
     content = _content_out(choice.parts)
     called = any(b["type"] == "tool_use" for b in content)
@@ -673,14 +673,6 @@ def render_response(resp: n.Response, *, alias: str) -> dict[str, Any]:
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return encode(orjson.dumps(data), event)
-
-
-class AnthropicThinkingDelta(n.ThinkingDelta):
-    """A ThinkingDelta decoded from an Anthropic stream: its signature/redacted data
-    were issued by Anthropic, so an Anthropic client may get them (the encoder blanks
-    them for any other ThinkingDelta; a neutral ``origin`` field would say the same)."""
-
-    __slots__ = ()
 
 
 class StreamEncoder:
@@ -786,7 +778,7 @@ class StreamEncoder:
         return out
 
     def _thinking(self, ev: n.ThinkingDelta) -> bytes:
-        ours = isinstance(ev, AnthropicThinkingDelta)
+        ours = ev.origin == PROTOCOL
         out = b""
         if ev.redacted is not None:
             if ours:  # opaque data only Anthropic can read back
@@ -1114,9 +1106,9 @@ def _headers(tier: CompiledTier, stream: bool, client_headers: Mapping[str, str]
     return h
 
 
-def build_call(req: n.Request, tier: CompiledTier) -> UpstreamCall:
+def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     body = build_body(req, tier)
-    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream)
+    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream, client_headers), orjson.dumps(body), req.stream)
 
 
 def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
@@ -1243,11 +1235,11 @@ class StreamDecoder:
         if kind == "thinking":
             self._blocks[index] = ("thinking", -1)
             if block.get("thinking") or block.get("signature"):
-                return [AnthropicThinkingDelta(str(block.get("thinking") or ""), block.get("signature") or None)]
+                return [n.ThinkingDelta(str(block.get("thinking") or ""), block.get("signature") or None, origin=PROTOCOL)]
             return []
         if kind == "redacted_thinking":
             self._blocks[index] = ("redacted", -1)
-            return [AnthropicThinkingDelta(redacted=str(block.get("data") or ""))]
+            return [n.ThinkingDelta(redacted=str(block.get("data") or ""), origin=PROTOCOL)]
         if kind == "tool_use":
             args = block.get("input")
             initial = args_text(args) if args else ""
@@ -1272,9 +1264,9 @@ class StreamDecoder:
         if dtype == "text_delta" and delta.get("text"):
             return [n.TextDelta(str(delta["text"]))]
         if dtype == "thinking_delta" and delta.get("thinking"):
-            return [AnthropicThinkingDelta(str(delta["thinking"]))]
+            return [n.ThinkingDelta(str(delta["thinking"]), origin=PROTOCOL)]
         if dtype == "signature_delta" and delta.get("signature"):
-            return [AnthropicThinkingDelta(signature=str(delta["signature"]))]
+            return [n.ThinkingDelta(signature=str(delta["signature"]), origin=PROTOCOL)]
         if dtype == "input_json_delta" and delta.get("partial_json"):
             if kind == "tool":
                 return [n.ToolCallDelta(call, str(delta["partial_json"]))]

@@ -51,6 +51,9 @@ class UpstreamCall:
     headers: dict[str, str]
     body: bytes | None
     stream: bool
+    # Changes the adapter itself made to fit the destination (feature, action), e.g.
+    # ("temperature", "strip") when thinking forbids it; reported like profile edits.
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -61,6 +64,8 @@ class UpstreamErrorInfo:
     kind: str | None = None  # provider's error type/status string, e.g. "rate_limit_error"
     quota: bool = False  # a rate-limit/quota error even if the status is not 429
     model_not_found: bool = False
+    auth: bool = False  # the tier's credential was refused, whatever the status (Gemini: 400 API_KEY_INVALID)
+    retry_after: float | None = None  # a wait stated in the body (Gemini RetryInfo), seconds
 
 
 @dataclass(slots=True)
@@ -70,13 +75,6 @@ class DecodedEvent:
     events: list[neutral.Event]
     raw: bytes
     terminal: bool = False  # the protocol's clean end marker ([DONE], message_stop, ...)
-
-
-@dataclass(slots=True)
-class Stripped:
-    """Features removed from a request for one tier, to report (promise 3)."""
-
-    fields: list[str] = field(default_factory=list)
 
 
 class StreamDecoder(Protocol):
@@ -132,12 +130,19 @@ class Adapter(Protocol):
         `strip` (feature name -> new value or None to delete). Unknown fields kept."""
         ...
 
-    def render_response(self, response: neutral.Response, *, alias: str) -> dict[str, Any]: ...
+    def render_response(
+        self, response: neutral.Response, *, alias: str, request: neutral.Request | None = None
+    ) -> dict[str, Any]: ...
 
     def stream_encoder(self, *, alias: str, request: neutral.Request | None) -> StreamEncoder: ...
 
     # ---- egress ----
-    def build_call(self, request: neutral.Request, tier: CompiledTier) -> UpstreamCall: ...
+    def build_call(
+        self, request: neutral.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None
+    ) -> UpstreamCall:
+        """The call for a neutral request. ``client_headers`` (the client's
+        ``forward_headers``) are given only when the tier speaks the client's protocol."""
+        ...
 
     def build_passthrough_call(
         self, body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]
@@ -162,11 +167,13 @@ def register(adapter: Adapter) -> Adapter:
 
 
 def adapter_for(protocol: str) -> Adapter:
-    if not _REGISTRY:
+    adapter = _REGISTRY.get(protocol)
+    if adapter is None:
         from . import load_all
 
         load_all()
-    return _REGISTRY[protocol]
+        adapter = _REGISTRY[protocol]
+    return adapter
 
 
 def auth_headers(tier: CompiledTier) -> dict[str, str]:

@@ -725,7 +725,7 @@ def _response_object(text: str, is_error: bool) -> dict[str, Any]:
     return {"output": text}
 
 
-def render_response(resp: n.Response, *, alias: str) -> dict[str, Any]:
+def render_response(resp: n.Response, *, alias: str, request: n.Request | None = None) -> dict[str, Any]:
     candidates = []
     for i, c in enumerate(resp.choices):
         parts = _parts_out(c.parts, upstream=False)
@@ -806,6 +806,9 @@ class StreamEncoder:
         if isinstance(ev, n.TextDelta):
             return self._parts(ev.choice, [{"text": ev.text}]) if ev.text else b""
         if isinstance(ev, n.ThinkingDelta):
+            # Signatures are not re-rendered on the neutral path: Gemini attaches them to
+            # the part that follows (text or functionCall), which a delta cannot say.
+            # Same-protocol streams relay the upstream's bytes, signatures included.
             return self._parts(ev.choice, [{"text": ev.text, "thought": True}]) if ev.text else b""
         if isinstance(ev, n.ToolCallStart):
             self.choices.add(ev.choice)
@@ -992,7 +995,7 @@ def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
     return h
 
 
-def build_call(req: n.Request, tier: CompiledTier) -> UpstreamCall:
+def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     body = build_body(req, tier)
     method = "streamGenerateContent" if req.stream else "generateContent"
     return UpstreamCall("POST", _url(tier, method, sse=req.stream), _headers(tier, req.stream), orjson.dumps(body), req.stream)
@@ -1247,7 +1250,7 @@ class StreamDecoder:
             idx = int(c.get("index") or 0)
             for p in _answer_parts(_get(_get(c, "content"), "parts")):
                 if isinstance(p, n.Thinking):
-                    events.append(n.ThinkingDelta(p.text, p.signature, choice=idx))
+                    events.append(n.ThinkingDelta(p.text, p.signature, choice=idx, origin=PROTOCOL))
                 elif isinstance(p, n.Text):
                     events.append(n.TextDelta(p.text, idx))
                 elif isinstance(p, n.ToolCall):
@@ -1301,7 +1304,8 @@ def retry_delay_seconds(body: bytes) -> float | None:
 def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
     """Google's ``{"error": {"code", "message", "status", "details"}}`` (the JSON-array
     endpoint wraps it in a list). The RetryInfo delay is read by ``retry_delay_seconds``:
-    ``UpstreamErrorInfo`` has no field for it yet (see docs/protocols/gemini.md)."""
+    it becomes ``UpstreamErrorInfo.retry_after``. A refused key is a 400 with reason
+    ``API_KEY_INVALID``: flagged ``auth`` so the tier, not the client, is blamed."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -1319,6 +1323,8 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
         kind=gstatus or None,
         quota=gstatus == "RESOURCE_EXHAUSTED",
         model_not_found=not_found and "model" in message.lower(),
+        auth=gstatus in ("UNAUTHENTICATED", "PERMISSION_DENIED") or b"API_KEY_INVALID" in body,
+        retry_after=retry_delay_seconds(body),
     )
 
 

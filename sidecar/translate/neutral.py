@@ -179,6 +179,9 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "pause"
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts. ``input_tokens`` is the TOTAL input, cached tokens included (as
+    OpenAI and Gemini count it; the Anthropic adapter adds its cache reads/writes)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0  # read from cache
@@ -240,6 +243,7 @@ class ThinkingDelta:
     signature: str | None = None
     redacted: str | None = None
     choice: int = 0
+    origin: str | None = None  # protocol that issued signature/redacted (see Thinking)
 
 
 @dataclass(slots=True)

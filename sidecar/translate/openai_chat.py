@@ -57,7 +57,7 @@ _KNOWN = frozenset(
         "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens",
         "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "n", "seed",
         "logprobs", "top_logprobs", "reasoning_effort", "response_format", "stream",
-        "stream_options", "user", "metadata", "functions", "function_call",
+        "stream_options", "user", "functions", "function_call",
     }
 )  # fmt: skip
 
@@ -216,7 +216,6 @@ def parse_request(body: dict[str, Any], *, path_model: str | None = None, stream
         stream=do_stream,
         stream_usage=bool(isinstance(so, dict) and so.get("include_usage")),
         user=body.get("user") if isinstance(body.get("user"), str) else None,
-        metadata=body.get("metadata") if isinstance(body.get("metadata"), dict) else None,
         extras=extras,
         origin=PROTOCOL,
     )
@@ -419,7 +418,7 @@ def _message_out(choice: n.Choice) -> dict[str, Any]:
     return msg
 
 
-def render_response(resp: n.Response, *, alias: str) -> dict[str, Any]:
+def render_response(resp: n.Response, *, alias: str, request: n.Request | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": resp.id if resp.id.startswith("chatcmpl") else f"chatcmpl-{resp.id}",
         "object": "chat.completion",
@@ -529,10 +528,14 @@ def _content_out(parts: list[n.Part]) -> str | list[dict[str, Any]]:
         elif isinstance(p, n.Document):
             if p.text is not None:
                 out.append({"type": "text", "text": p.text})
+            elif p.data is None:
+                # A document by URL: Chat Completions takes files inline only.
+                out.append({"type": "text", "text": f"[document: {p.url}]"})
             else:
-                f: dict[str, Any] = {"file_data": data_url(p.media_type or "application/pdf", p.data or "")}
-                if p.title:
-                    f["filename"] = p.title
+                f: dict[str, Any] = {
+                    "file_data": data_url(p.media_type or "application/pdf", p.data),
+                    "filename": p.title or "document.pdf",
+                }
                 out.append({"type": "file", "file": f})
         elif isinstance(p, n.Audio):
             out.append({"type": "input_audio", "input_audio": {"data": p.data, "format": p.format}})
@@ -654,7 +657,7 @@ def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
     return h
 
 
-def build_call(req: n.Request, tier: CompiledTier) -> UpstreamCall:
+def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     body = build_body(req, tier)
     return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream)
 
@@ -751,7 +754,7 @@ class StreamDecoder:
             delta = c.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
-                events.append(n.ThinkingDelta(reasoning, choice=idx))
+                events.append(n.ThinkingDelta(reasoning, choice=idx, origin=PROTOCOL))
             content = delta.get("content")
             if isinstance(content, str) and content:
                 events.append(n.TextDelta(content, idx))

@@ -28,9 +28,8 @@ Field notes (checked against the spec in ``shared/specs`` and the Codex client):
   for ``reasoning.encrypted_content``) hands it back on the next turn and the thinking
   tier gets its signed block back. Any other ``encrypted_content`` (a real OpenAI one,
   or a tampered blob) is read as thinking of origin ``openai-responses``, which no
-  egress adapter forwards. Stream events carry an origin only if the decoder set an
-  ``origin`` attribute on its ``ThinkingDelta``; without one the blob has none and the
-  thinking comes back as ``openai-responses`` (dropped, never misdelivered).
+  egress adapter forwards. Streamed thinking takes its origin from
+  ``ThinkingDelta.origin`` (set by each egress decoder).
 - Streams: ``event: <type>`` + ``data:`` lines, every event with a ``sequence_number``
   counting from 0. A stream ends with ``response.completed`` (or
   ``response.incomplete`` when the answer was cut by ``max_output_tokens`` or a
@@ -803,7 +802,7 @@ class StreamEncoder:
         if ev.redacted:  # a redacted block is a reasoning item of its own, with no text
             out += self._close()
             item = self._new("reasoning", "rs_")
-            item.redacted, item.origin = ev.redacted, getattr(ev, "origin", None)
+            item.redacted, item.origin = ev.redacted, ev.origin
             self.current = item
             out += self._added(item)
             return out + self._close()
@@ -813,7 +812,7 @@ class StreamEncoder:
         if cur is None or cur.kind != "reasoning" or (ev.text and (cur.signature or cur.redacted)):
             out += self._close()
             cur = self._new("reasoning", "rs_")
-            cur.origin = getattr(ev, "origin", None)  # see the module notes on origins
+            cur.origin = ev.origin
             self.current = cur
             out += self._added(cur)
         if ev.text:
@@ -855,7 +854,7 @@ class StreamEncoder:
 # ======================================================================= egress
 
 
-def build_call(request: n.Request, tier: CompiledTier) -> UpstreamCall:
+def build_call(request: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     raise IngressOnly("build_call")
 
 

@@ -49,9 +49,13 @@ class SSEDecoder:
         if self._skip_lf:
             self._skip_lf = False
             if buf[scan] == 0x0A:
-                scan += 1
-                if self._line == scan - 1:
-                    self._line = scan
+                if scan == 0:
+                    # The CR closed an event whose raw bytes already got this LF.
+                    del buf[0]
+                else:
+                    scan += 1
+                    if self._line == scan - 1:
+                        self._line = scan
         n = len(buf)
         i = scan
         while i < n:

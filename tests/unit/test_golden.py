@@ -150,7 +150,7 @@ def test_golden(case: Path) -> None:
     if whole.exists():
         reseed()
         answer = egress.parse_response(json.loads(whole.read_text()))
-        check(case / "client_response.json", ingress.render_response(answer, alias=request.model))
+        check(case / "client_response.json", ingress.render_response(answer, alias=request.model, request=request))
 
     stream = case / "upstream_stream.sse"
     if stream.exists():

@@ -506,9 +506,9 @@ def test_decoder_events() -> None:
     ids = [e.id for e in events if isinstance(e, n.ToolCallStart)]
     assert events == [
         n.StreamStart("resp-1", "gemini-2.5-flash"),
-        n.ThinkingDelta('Think "]}[{ hard'),
+        n.ThinkingDelta('Think "]}[{ hard', origin=g.PROTOCOL),
         n.TextDelta('Hé, \\"ok\\" ]'),
-        n.ThinkingDelta(signature=SIG),
+        n.ThinkingDelta(signature=SIG, origin=g.PROTOCOL),
         n.ToolCallStart(0, ids[0], "f"), n.ToolCallDelta(0, '{"s":"}]"}'),
         n.ToolCallStart(1, ids[1], "g"), n.ToolCallDelta(1, "{}"),
         n.StreamFinish("tool_calls"),
@@ -518,11 +518,8 @@ def test_decoder_events() -> None:
 
 
 def same_bytes(raws: bytes, stream: bytes) -> bool:
-    """Raw bytes of the events are the stream as received. (SSE: up to one known quirk of
-    the shared SSEDecoder, a CRLF split between its CR and LF repeats the LF at the start
-    of the next event's raw, which SSE readers skip as an empty line; see
-    docs/protocols/gemini.md.)"""
-    return raws == stream or (stream.startswith(b"data:") and raws.replace(b"\r\n\n", b"\r\n") == stream)
+    """Raw bytes of the events are the stream as received, at every split."""
+    return raws == stream
 
 
 @pytest.mark.parametrize("stream", [SSE_STREAM, ARRAY_STREAM], ids=["sse", "json-array"])
