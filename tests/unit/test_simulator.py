@@ -8,6 +8,7 @@ headers), what it records, and its `/_sim/` control API. Faults have their own f
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import types
@@ -21,6 +22,7 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 
 import switchyard.simulator as simulator
+from switchyard.sidecar.translate.sse import SSEDecoder
 from switchyard.simulator import Mount, RawReply, Reply, Simulator, ToolCall, Usage, build_app
 from switchyard.simulator.replies import DEFAULT_SIGNATURE, default_text, split_text
 
@@ -68,19 +70,9 @@ def assert_openapi(schema: str, obj: Any) -> None:
 
 
 def sse(body: bytes) -> list[tuple[str | None, str]]:
-    """(event, data) of each SSE frame; accepts LF and CRLF line ends."""
-    frames = []
-    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
-        if not block.strip():
-            continue
-        event, data = None, []
-        for line in block.decode().split("\n"):
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip(" "))
-        frames.append((event, "\n".join(data)))
-    return frames
+    """(event, data) of each complete SSE event, read with the sidecar's own decoder."""
+    decoder = SSEDecoder()
+    return [(e.event, e.data) for e in [*decoder.feed(body), *decoder.flush()]]
 
 
 @pytest.fixture
@@ -534,8 +526,6 @@ async def test_requests_are_recorded_with_method_path_query_headers_and_body(sim
 
 async def test_wait_for_requests(sim, http) -> None:
     sim.fault("openai", "hang", max_seconds=5)
-    import asyncio
-
     task = asyncio.create_task(openai_chat(http, sim))
     [held] = await sim.wait_for_requests("openai", 1, timeout=5)
     assert held.outcome == "fault:hang"

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from switchyard.sidecar.translate.sse import SSEDecoder
 from switchyard.simulator import Reply, Simulator, parse_fault_spec
 from switchyard.simulator.faults import make_fault
 
@@ -29,18 +30,9 @@ FLAVOURS = ("openai", "anthropic", "gemini")
 
 
 def sse(body: bytes) -> list[tuple[str | None, str]]:
-    frames = []
-    for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
-        if not block.strip():
-            continue
-        event, data = None, []
-        for line in block.decode().split("\n"):
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip(" "))
-        frames.append((event, "\n".join(data)))
-    return frames
+    """(event, data) of each complete SSE event, read with the sidecar's own decoder."""
+    decoder = SSEDecoder()
+    return [(e.event, e.data) for e in [*decoder.feed(body), *decoder.flush()]]
 
 
 @pytest.fixture
