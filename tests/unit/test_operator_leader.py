@@ -1,0 +1,92 @@
+"""Lease-based leader election with an in-memory Lease and a fake clock."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from switchyard.operator.kube import KubeError
+from switchyard.operator.leader import LeaderElector
+from switchyard.operator.settings import LeaderSettings
+
+
+class FakeLeases:
+    """The Lease API with resourceVersion conflicts, as the API server does it."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.rv = 0
+
+    async def get_lease(self, ns: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.lease)
+
+    async def create_lease(self, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.lease is not None:
+            raise KubeError(409, "AlreadyExists", "exists")
+        self.rv += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.rv)
+        return self.lease
+
+    async def replace_lease(self, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.lease is not None
+        if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+            raise KubeError(409, "Conflict", "stale resourceVersion")
+        self.rv += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.rv)
+        return self.lease
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def elector(kube: FakeLeases, clock: Clock, identity: str) -> LeaderElector:
+    s = LeaderSettings(enabled=True, lease_name="l", lease_namespace="sys", identity=identity,
+                       lease_duration_seconds=15, renew_interval_seconds=5)
+    return LeaderElector(kube, s, clock=clock)  # type: ignore[arg-type]
+
+
+async def test_first_acquires_second_waits_then_takes_over_when_the_holder_goes_silent() -> None:
+    kube, clock = FakeLeases(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    assert await a.try_acquire_or_renew() and a.is_leader
+    assert not await b.try_acquire_or_renew() and not b.is_leader
+    clock.now = 10
+    assert await a.try_acquire_or_renew()  # renewed: b sees a new record
+    assert not await b.try_acquire_or_renew()
+    clock.now = 24  # 14s since b last saw the record change: not yet expired
+    assert not await b.try_acquire_or_renew()
+    assert a.is_leader  # a's own lease runs until 25 without a renewal
+    clock.now = 26
+    assert not a.is_leader
+    assert await b.try_acquire_or_renew() and b.is_leader
+    assert kube.lease["spec"]["holderIdentity"] == "b" and kube.lease["spec"]["leaseTransitions"] == 1
+    assert not await a.try_acquire_or_renew()  # a is a standby now
+
+
+async def test_release_hands_over_at_once() -> None:
+    kube, clock = FakeLeases(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    await a.try_acquire_or_renew()
+    await a._release()
+    assert kube.lease["spec"]["holderIdentity"] is None and not a.is_leader
+    assert await b.try_acquire_or_renew()
+
+
+async def test_a_stale_write_loses() -> None:
+    kube, clock = FakeLeases(), Clock()
+    a = elector(kube, clock, "a")
+    await a.try_acquire_or_renew()
+    stale = await kube.get_lease("sys", "l")
+    await a.try_acquire_or_renew()
+    try:
+        await kube.replace_lease("sys", "l", stale)  # type: ignore[arg-type]
+    except KubeError as e:
+        assert e.status == 409
+    else:
+        raise AssertionError("a stale resourceVersion must conflict")

@@ -1,0 +1,172 @@
+"""Binding, profile and source status built from compiler reports, health and pods (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from switchyard.api.crd import AssistantBindingStatus, CapabilityProfileStatus, ModelSourceStatus
+from switchyard.compiler.compile import BindingReport, TierReport
+from switchyard.operator.conditions import condition, get, rfc3339
+from switchyard.operator.health import ActiveTier, BindingHealth, TierHealth
+from switchyard.operator.status import (
+    BindingInputs,
+    CredentialCheck,
+    PodProblem,
+    PodsView,
+    binding_status,
+    merge_patch,
+    profile_status,
+    prune,
+    source_status,
+)
+
+NOW = 1_800_000_000.0
+
+
+def report(*resolvable: bool, unbound: str | None = None, legacy: bool = False) -> BindingReport:
+    tiers = [
+        TierReport(i, f"src{i}", f"m{i}", "openai-chat", ok, None if ok else "SecretNotFound", None if ok else f"Secret k{i} not found")
+        for i, ok in enumerate(resolvable)
+    ]
+    return BindingReport("ns", "b", ["b"], unbound is not None, unbound, legacy, [] if unbound else tiers)
+
+
+def inputs(r: BindingReport | None, **kw: Any) -> BindingInputs:
+    base: dict[str, Any] = dict(name="b", generation=3, previous={}, primary_evidence=True, report=r)
+    base.update(kw)
+    return BindingInputs(**base)
+
+
+def build(inp: BindingInputs, now: float = NOW) -> dict[str, Any]:
+    out = prune(binding_status(inp, now=now))
+    AssistantBindingStatus.model_validate(out)  # the CRD's status schema comes from this model
+    return out
+
+
+def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+PODS_OK = PodsView(selected=2, configured=2)
+
+
+def test_serving_binding() -> None:
+    health = BindingHealth(tiers={0: TierHealth("closed", reporting_pods=2), 1: TierHealth("closed", reporting_pods=2)},
+                           active=ActiveTier(0, "src0", "m0", NOW - 5, 2))
+    st = build(inputs(report(True, True), health=health, pods=PODS_OK))
+    assert conds(st) == {"Resolved": ("True", "AllTiersResolved"), "Ready": ("True", "Serving")}
+    assert st["summary"] == {"primary": "src0/m0", "active": "tier0 src0/m0", "breakers": "0/2", "pods": "2/2"}
+    assert st["observedGeneration"] == 3 and st["primaryConfigured"] is True
+    assert st["active"] == {"tier": 0, "source": "src0", "model": "m0", "lastUsedAt": rfc3339(NOW - 5), "pods": 2}
+    assert st["chain"][0]["breaker"]["state"] == "closed"
+    assert "aliasConflicts" not in st
+
+
+def test_never_ready_while_every_usable_tier_is_open_in_every_pod() -> None:
+    open_all = TierHealth("open", open_in_pods=2, reporting_pods=2, last_failure="5xx", last_failure_at=NOW)
+    health = BindingHealth(tiers={0: open_all, 1: open_all, 2: TierHealth("unknown")})
+    st = build(inputs(report(True, True, False), health=health, pods=PODS_OK))
+    assert conds(st)["Ready"] == ("False", "AllTiersOpen")
+    assert st["summary"]["breakers"] == "2/3"
+    assert st["chain"][0]["breaker"]["lastFailure"] == "5xx"
+    # Open in one pod of two: the other pod still serves.
+    half = TierHealth("open", open_in_pods=1, reporting_pods=2)
+    st = build(inputs(report(True, True), health=BindingHealth(tiers={0: half, 1: half}), pods=PODS_OK))
+    assert conds(st)["Ready"] == ("True", "Serving")
+
+
+def test_ready_reasons_in_order() -> None:
+    assert conds(build(inputs(None, invalid_message="spec.boundCredential: bad")))["Ready"] == ("False", "InvalidSpec")
+    assert conds(build(inputs(report(unbound="PrimaryNull"))))["Ready"] == ("False", "PrimaryNull")
+    assert conds(build(inputs(report(False, False), pods=PODS_OK)))["Ready"] == ("False", "NoResolvableTier")
+    assert conds(build(inputs(report(True))))["Ready"] == ("False", "NoPodsSelected")
+    pending = PodsView(selected=1, configured=0, problems=(PodProblem("p-0", "Unreachable", "no answer"),))
+    st = build(inputs(report(True), pods=pending))
+    assert conds(st)["Ready"] == ("False", "ConfigNotApplied")
+    assert "p-0: Unreachable no answer" in get(st["conditions"], "Ready")["message"]
+    assert st["pods"]["problems"] == [{"pod": "p-0", "reason": "Unreachable", "message": "no answer"}]
+
+
+def test_serving_from_a_fallback_is_ready_and_says_so() -> None:
+    health = BindingHealth(tiers={0: TierHealth("open", open_in_pods=1, reporting_pods=1), 1: TierHealth("closed", reporting_pods=1)},
+                           active=ActiveTier(1, "src1", "m1", NOW, 1))
+    st = build(inputs(report(True, True), health=health, pods=PodsView(1, 1)))
+    ready = get(st["conditions"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Serving")
+    assert "serving from tier1 src1/m1 (a fallback)" in ready["message"]
+    assert st["summary"]["active"] == "tier1 src1/m1"
+
+
+def test_resolved_names_every_unresolvable_tier_exactly() -> None:
+    st = build(inputs(report(True, False, False), pods=PODS_OK))
+    resolved = get(st["conditions"], "Resolved")
+    assert (resolved["status"], resolved["reason"]) == ("False", "TierUnresolvable")
+    assert resolved["message"] == (
+        "1 of 3 tiers resolvable; tier1 (src1/m1): SecretNotFound: Secret k1 not found; "
+        "tier2 (src2/m2): SecretNotFound: Secret k2 not found"
+    )
+    assert conds(st)["Ready"] == ("True", "Serving")  # one usable tier is enough to serve
+
+
+@pytest.mark.parametrize("reason", ["PrimaryNull", "PrimaryCleared", "PrimaryNotSet"])
+def test_unbound_binding(reason: str) -> None:
+    st = build(inputs(report(unbound=reason), pods=PODS_OK))
+    assert conds(st) == {"Resolved": ("False", reason), "Ready": ("False", reason)}
+    assert st["summary"]["primary"] == f"(unbound: {reason})"
+    assert st["chain"] == [] and st["summary"]["breakers"] == "0/0"
+
+
+def test_legacy_primary_is_flagged_and_alias_conflicts_reported() -> None:
+    st = build(inputs(report(True, legacy=True), primary_evidence=False))
+    assert "deprecated boundCredential" in get(st["conditions"], "Resolved")["message"]
+    assert st["primaryConfigured"] is False
+    st = build(inputs(report(True), alias_conflicts=("gpt-* (taken by ns/other)",)))
+    assert conds(st)["Resolved"] == ("False", "AliasConflict")
+    assert st["aliasConflicts"] == ["gpt-* (taken by ns/other)"]
+
+
+def test_primary_configured_is_sticky() -> None:
+    st = build(inputs(report(unbound="PrimaryCleared"), primary_evidence=False, previous={"primaryConfigured": True}))
+    assert st["primaryConfigured"] is True
+
+
+def test_same_inputs_same_status_and_transition_time_kept() -> None:
+    inp = inputs(report(True), pods=PODS_OK)
+    first = build(inp, NOW)
+    again = build(inputs(report(True), pods=PODS_OK, previous=first), NOW + 60)
+    assert again == first  # nothing to write
+    changed = build(inputs(report(False), pods=PODS_OK, previous=first), NOW + 120)
+    assert get(changed["conditions"], "Resolved")["lastTransitionTime"] == rfc3339(NOW + 120)
+
+
+def test_condition_messages_are_bounded() -> None:
+    c = condition("Ready", "False", "X", "m" * 5000, now=NOW, generation=None)
+    assert len(c["message"]) == 2000 and "observedGeneration" not in c
+
+
+def test_profile_status() -> None:
+    ok = prune(profile_status(2, None, {}, now=NOW))
+    CapabilityProfileStatus.model_validate(ok)
+    assert conds(ok) == {"Valid": ("True", "Valid")}
+    bad = prune(profile_status(2, "features.stopSequences: too big", ok, now=NOW))
+    assert conds(bad) == {"Valid": ("False", "InvalidSpec")}
+
+
+def test_source_status_keeps_a_verdict_through_an_inconclusive_check() -> None:
+    accepted = CredentialCheck("True", "Accepted", "ok", True, "Fetched", "2 models")
+    first = prune(source_status(1, accepted, {"models": ["a", "b"], "count": 2, "fetchedAt": rfc3339(NOW)}, {}, now=NOW))
+    ModelSourceStatus.model_validate(first)
+    down = CredentialCheck("Unknown", "CheckFailed", "timeout", False, "Unreachable", "timeout")
+    second = prune(source_status(1, down, first["catalog"], first, now=NOW + 30))
+    assert conds(second) == {"CredentialValid": ("True", "Accepted"), "CatalogReady": ("False", "Unreachable")}
+    assert second["catalog"]["count"] == 2
+
+
+def test_merge_patch_and_prune() -> None:
+    current = {"a": 1, "summary": {"active": "tier1 x", "pods": "1/1"}, "gone": [1]}
+    desired = prune({"a": 1, "summary": {"pods": "2/2", "active": None}, "new": None})
+    assert desired == {"a": 1, "summary": {"pods": "2/2"}}
+    assert merge_patch(current, desired) == {"summary": {"pods": "2/2", "active": None}, "gone": None}
+    assert merge_patch(desired, desired) == {}

@@ -1,0 +1,57 @@
+"""The injected sidecar: shape, idempotence, and refusing nothing (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from switchyard.operator.settings import SidecarSettings
+from switchyard.operator.webhook import inject, spec_patch
+
+S = SidecarSettings(image="ghcr.io/x/switchyard:1.2.3", admin_token_secret="tok", admin_token_key="k")
+
+
+def pod(annotate: bool = True, ports: list[int] = ()) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p", "annotations": {"switchyard.dev/inject": "true"} if annotate else {}},
+        "spec": {"containers": [{"name": "app", "image": "app", "ports": [{"containerPort": p} for p in ports]}]},
+    }
+
+
+def test_injects_the_sidecar_without_touching_the_input() -> None:
+    original = pod()
+    before = copy.deepcopy(original)
+    out, warnings = inject(original, S)
+    assert original == before and warnings == []
+    app, side = out["spec"]["containers"]
+    assert app == before["spec"]["containers"][0]
+    assert side["name"] == "switchyard" and side["image"] == "ghcr.io/x/switchyard:1.2.3"
+    assert side["command"] == ["switchyard"]
+    assert side["args"] == ["sidecar", "--host", "127.0.0.1", "--port", "4000", "--admin-host", "0.0.0.0", "--admin-port", "4001"]
+    assert side["env"] == [{"name": "SWITCHYARD_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "k"}}}]
+    assert side["readinessProbe"]["httpGet"]["path"] == "/readyz" and side["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    sc = side["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
+    assert side["volumeMounts"] == [{"name": "switchyard-tmp", "mountPath": "/tmp"}]
+    assert out["spec"]["volumes"][0]["name"] == "switchyard-tmp"
+
+
+def test_idempotent_and_only_on_request() -> None:
+    once, _ = inject(pod(), S)
+    twice, _ = inject(once, S)
+    assert twice is once
+    plain = pod(annotate=False)
+    assert inject(plain, S) == (plain, [])
+
+
+def test_port_clash_admits_without_sidecar_and_warns() -> None:
+    p = pod(ports=[8080, 4001])
+    out, warnings = inject(p, S)
+    assert out is p
+    assert warnings == ["switchyard: sidecar not injected: container port(s) 4001 already used by the pod"]
+
+
+def test_spec_patch_for_kopf() -> None:
+    patch, _ = spec_patch(pod(), S)
+    assert [c["name"] for c in patch["containers"]] == ["app", "switchyard"]
+    assert spec_patch(pod(annotate=False), S) == ({}, [])
