@@ -110,7 +110,7 @@ def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> dict[str, Any]:
 async def get_status(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     snap = rt.snapshot
-    now = time.monotonic()
+    now = rt.clock()
     out: dict[str, Any] = {
         "configured": snap is not None,
         "version": snap.config.version if snap else None,
@@ -160,7 +160,7 @@ async def test_binding(request: web.Request) -> web.Response:
     b = snap.by_name.get(name)
     if b is None:
         return _problem(404, f"no binding named {name!r}")
-    now = time.monotonic()
+    now = rt.clock()
     tiers = []
     for t in b.tiers:
         h = rt.health(b, t)

@@ -159,6 +159,10 @@ async def _serve(
         )
     body = await read_json(request, rt.max_body_bytes)
     ingress = ex.ingress
+    try:
+        ingress.check_request(body)
+    except RequestError as exc:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param) from exc
     binding = resolve_binding(request, snap, ingress, body, path_model)
     ex.binding = binding
     ex.stream = ingress.request_streams(body) if stream is None else stream
@@ -242,7 +246,7 @@ async def _walk_chain(
             continue
         health = rt.health(binding, tier)
         seen = health.transition_count
-        now, wall = time.monotonic(), time.time()
+        now, wall = rt.clock(), time.time()
         admission = breaker.admit(health, binding.breaker, now, wall)
         rt.note_transitions(binding, tier, health, seen)
         if not admission.allowed:
@@ -307,7 +311,7 @@ async def _walk_chain(
         if failure.reason in classify.TIER_FAULTS:
             seen = health.transition_count
             breaker.record_failure(
-                health, binding.breaker, admission, failure.trail_text(), time.monotonic(), time.time(), failure.retry_after
+                health, binding.breaker, admission, failure.trail_text(), rt.clock(), time.time(), failure.retry_after
             )
             rt.note_transitions(binding, tier, health, seen)
         else:  # the request's fault, not the tier's
@@ -710,7 +714,7 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
     rt, binding, tier = at.rt, at.binding, at.tier
     health = rt.health(binding, tier)
     seen = health.transition_count
-    breaker.record_failure(health, binding.breaker, at.admission, failure.trail_text(), time.monotonic(), time.time())
+    breaker.record_failure(health, binding.breaker, at.admission, failure.trail_text(), rt.clock(), time.time())
     rt.note_transitions(binding, tier, health, seen)
     rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
     if not upstream_error_sent:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from switchyard.sidecar.config import CompiledBinding, CompiledConfig, CompiledTier
@@ -81,6 +82,9 @@ class Runtime:
     max_body_bytes: int = 32 * 1024 * 1024
     max_upstream_body_bytes: int = 64 * 1024 * 1024
     loaded_at: float | None = None
+    # The breakers' clock (monotonic seconds). Tests replace it to move time forward
+    # without sleeping; nothing else reads it.
+    clock: Callable[[], float] = time.monotonic
     in_flight: int = 0
     _idle: asyncio.Event | None = None
 

@@ -1310,6 +1310,15 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
     )
 
 
+def check_request(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    expect(isinstance(messages, list) and bool(messages), "messages: must be a non-empty array", "messages")
+    for i, m in enumerate(messages):
+        expect(isinstance(m, dict) and m.get("role") in ("user", "assistant"), f"messages.{i}.role: must be user or assistant", "messages")
+    mt = body.get("max_tokens")
+    expect(isinstance(mt, int) and not isinstance(mt, bool) and mt > 0, "max_tokens: Field required (a positive integer)", "max_tokens")
+
+
 class _Adapter:
     protocol = PROTOCOL
     sse_content_type = "text/event-stream"
@@ -1317,6 +1326,7 @@ class _Adapter:
     parse_request = staticmethod(parse_request)
     request_model = staticmethod(request_model)
     request_streams = staticmethod(request_streams)
+    check_request = staticmethod(check_request)
     features_used = staticmethod(features_used)
     prepare_passthrough = staticmethod(prepare_passthrough)
     render_response = staticmethod(render_response)

@@ -120,6 +120,12 @@ class Adapter(Protocol):
 
     def request_streams(self, body: dict[str, Any]) -> bool: ...
 
+    def check_request(self, body: dict[str, Any]) -> None:
+        """Cheap shape check of a raw body (raises RequestError), so a body that is
+        missing what its protocol requires is refused before any upstream sees it, on
+        the same-protocol path too (which never runs the full parse)."""
+        ...
+
     def features_used(self, body: dict[str, Any]) -> dict[str, Any]:
         """Capability features a raw body uses -> the amount used (True, a count, a number).
         Keys are CapabilityProfile feature names (camelCase)."""

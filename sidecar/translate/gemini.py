@@ -1420,6 +1420,13 @@ def model_listing(snapshot: Any, *, page_size: int | None = None, page_token: st
 # ====================================================================== adapter
 
 
+def check_request(body: dict[str, Any]) -> None:
+    contents = body.get("contents")
+    expect(isinstance(contents, list) and bool(contents), "'contents' must be a non-empty array", "contents")
+    for i, c in enumerate(contents):
+        expect(isinstance(c, dict) and isinstance(c.get("parts"), list), f"'contents[{i}].parts' must be an array", "contents")
+
+
 class _Adapter:
     """The Gemini adapter. Instances differ only in the URL facts of the request they
     serve (``stream``, ``sse``); see the module docstring."""
@@ -1428,6 +1435,7 @@ class _Adapter:
     forward_headers: frozenset[str] = frozenset()
     parse_request = staticmethod(parse_request)
     request_model = staticmethod(request_model)
+    check_request = staticmethod(check_request)
     prepare_passthrough = staticmethod(prepare_passthrough)
     render_response = staticmethod(render_response)
     build_call = staticmethod(build_call)

@@ -288,6 +288,18 @@ def request_streams(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def check_request(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    expect(isinstance(messages, list) and bool(messages), "'messages' must be a non-empty array", "messages")
+    for i, m in enumerate(messages):
+        expect(isinstance(m, dict) and m.get("role") in _ROLES, f"'messages[{i}]' must be an object with a valid role", "messages")
+    stream = body.get("stream")
+    expect(stream is None or isinstance(stream, bool), "'stream' must be a boolean", "stream")
+
+
 def features_used(body: dict[str, Any]) -> dict[str, Any]:
     used: dict[str, Any] = {}
     if body.get("stream") is True:
@@ -805,6 +817,7 @@ class _Adapter:
     parse_request = staticmethod(parse_request)
     request_model = staticmethod(request_model)
     request_streams = staticmethod(request_streams)
+    check_request = staticmethod(check_request)
     features_used = staticmethod(features_used)
     prepare_passthrough = staticmethod(prepare_passthrough)
     render_response = staticmethod(render_response)

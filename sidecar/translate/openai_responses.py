@@ -893,6 +893,11 @@ class _Adapter:
     def stream_decoder() -> Any:
         raise IngressOnly("stream_decoder")
 
+    @staticmethod
+    def check_request(body: dict[str, Any]) -> None:
+        """Nothing cheap to add: every Responses request takes the full parse (no tier
+        speaks this protocol) before anything is sent."""
+
 
 ADAPTER = register(_Adapter())
 
