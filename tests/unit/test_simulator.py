@@ -9,7 +9,6 @@ headers), what it records, and its `/_sim/` control API. Faults have their own f
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import types
 from collections.abc import AsyncIterator
@@ -19,9 +18,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from openapi_schema_validator import OAS31Validator
 
 import switchyard.simulator as simulator
+from openapi_spec import assert_openapi
 from switchyard.sidecar.translate.sse import SSEDecoder
 from switchyard.simulator import Mount, RawReply, Reply, Simulator, ToolCall, Usage, build_app
 from switchyard.simulator.replies import DEFAULT_SIGNATURE, default_text, split_text
@@ -31,43 +30,6 @@ ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
 WEATHER_TOOL_OPENAI = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 WEATHER_TOOL_ANTHROPIC = {"name": "get_weather", "input_schema": {"type": "object"}}
 WEATHER_TOOL_GEMINI = {"functionDeclarations": [{"name": "get_weather"}]}
-
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai-openapi.json"
-if not SPEC_PATH.exists():  # a checkout next to ../shared, whatever its name
-    SPEC_PATH = Path("/work/shared/specs/openai-openapi.json")
-
-
-def _nullable(node: Any) -> Any:
-    """The spec is OpenAPI 3.1 but still marks many fields with 3.0's `nullable: true`
-    (`finish_reason`, `logprobs`, `usage` in stream chunks), which a 3.1 validator
-    ignores; spell it the 3.1 way so that the `null`s OpenAI really sends validate."""
-    if isinstance(node, list):
-        return [_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    node = {key: _nullable(value) for key, value in node.items()}
-    if node.pop("nullable", False) is True:
-        if "enum" in node:
-            node["enum"] = [*node["enum"], None]
-        if isinstance(node.get("type"), str):
-            node["type"] = [node["type"], "null"]
-        elif "type" not in node:
-            node = {"anyOf": [node, {"type": "null"}]}
-    return node
-
-
-@functools.cache
-def _validator(schema: str) -> OAS31Validator:
-    spec = json.loads(SPEC_PATH.read_text())
-    return OAS31Validator({"$ref": f"#/components/schemas/{schema}", "components": _nullable(spec["components"])})
-
-
-def assert_openapi(schema: str, obj: Any) -> None:
-    if not SPEC_PATH.exists():
-        pytest.skip("the OpenAI OpenAPI spec (../shared/specs) is not available")
-    errors = [f"{'/'.join(map(str, e.absolute_path)) or '.'}: {e.message[:300]}" for e in _validator(schema).iter_errors(obj)]
-    assert not errors, f"not a valid {schema}:\n" + "\n".join(errors)
-
 
 def sse(body: bytes) -> list[tuple[str | None, str]]:
     """(event, data) of each complete SSE event, read with the sidecar's own decoder."""
