@@ -136,7 +136,7 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
         "pods": {
             "selected": inp.pods.selected,
             "configured": inp.pods.configured,
-            "problems": [p.as_status() for p in inp.pods.problems[:20]],
+            "problems": [p.as_status() for p in inp.pods.problems[:20]] or None,
         },
         "aliasConflicts": list(inp.alias_conflicts)[:50] or None,
         "summary": summary,
