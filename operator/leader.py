@@ -138,11 +138,3 @@ class LeaderElector:
         except Exception as e:  # noqa: BLE001 - best effort on the way out
             log.info("leader election: release failed: %s", e)
 
-
-class AlwaysLeader:
-    """Leader election switched off (one replica, or tests)."""
-
-    is_leader = True
-
-    async def run(self) -> None:
-        await asyncio.Event().wait()

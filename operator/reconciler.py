@@ -62,6 +62,7 @@ from .world import Snap, World
 log = logging.getLogger("switchyard.operator")
 
 Key = tuple[str, ...]
+WATCH_LAG_SECONDS = 10.0  # trust a status this process wrote over the index for this long
 PLURAL = {"AssistantBinding": "assistantbindings", "ModelSource": "modelsources", "CapabilityProfile": "capabilityprofiles"}
 
 
@@ -111,9 +112,10 @@ class Reconciler:
         self.timeouts = AdminTimeouts(settings.push.connect_timeout_seconds, settings.push.request_timeout_seconds)
         self.health_memo: dict[tuple[str, str], HealthMemo] = {}
         self.catalogs: dict[tuple[str, str], CatalogRecord] = {}
-        self.written: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        # (kind, ns, name) -> (uid, status written, when): bridges the watch's lag after a write
+        self.written: dict[tuple[str, str, str], tuple[str, dict[str, Any], float]] = {}
         self.secret_cache: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
-        self.leader: Any = None  # set by main: LeaderElector or AlwaysLeader
+        self.leader: Any = None  # set by main: a LeaderElector, or None (election off: always lead)
         self.ready = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
         self._admin_sem = asyncio.Semaphore(settings.push.concurrency)
@@ -147,6 +149,7 @@ class Reconciler:
 
     def on_leadership(self, leader: bool) -> None:
         if leader:
+            self.written.clear()  # another replica may have written since
             self.enqueue_everything()
 
     # ------------------------------------------------------------------ triggers (from kopf handlers)
@@ -326,7 +329,7 @@ class Reconciler:
             st = prune(profile_status(snap.generation, bad_profiles.get(snap.name), snap.status, now=now))
             await self._write_status(snap, st)
 
-        self._forget_gone(ns, binding_snaps, pods)
+        self._forget_gone(ns, binding_snaps + profile_snaps, pods)
         self.passes += 1
         retry = self.pushes.retry_in(pods, self.mono())
         if retry is not None:
@@ -443,7 +446,7 @@ class Reconciler:
     def _previous(self, snap: Snap) -> dict[str, Any]:
         """The status as last known: the index, or what this process wrote since (watch lag)."""
         written = self.written.get((snap.kind, snap.namespace, snap.name))
-        if written and written[0] == snap.uid:
+        if written and written[0] == snap.uid and self.mono() - written[2] < WATCH_LAG_SECONDS:
             merged = dict(snap.status)
             merged.update(written[1])
             return merged
@@ -452,16 +455,15 @@ class Reconciler:
     async def _write_status(self, snap: Snap, desired: dict[str, Any]) -> None:
         key = (snap.kind, snap.namespace, snap.name)
         current = prune(snap.status)
-        written = self.written.get(key)
-        if written and written[0] == snap.uid:
-            if written[1] == desired:
-                return  # already written; the watch may lag behind
-            base = {**current, **written[1]}
-        else:
-            base = current
         if desired == current:
-            self.written[key] = (snap.uid, desired)
+            self.written.pop(key, None)
             return
+        written = self.written.get(key)
+        base = current
+        if written and written[0] == snap.uid and self.mono() - written[2] < WATCH_LAG_SECONDS:
+            if written[1] == desired:
+                return  # just written; the watch has not brought it back yet
+            base = {**current, **written[1]}
         patch = merge_patch(base, desired)
         if not patch:
             return
@@ -471,7 +473,7 @@ class Reconciler:
             if e.status == 404:
                 return  # deleted meanwhile
             raise
-        self.written[key] = (snap.uid, desired)
+        self.written[key] = (snap.uid, desired, self.mono())
 
     async def _event(self, kind: str, api_version: str, ns: str, name: str, uid: str, spec: EventSpec) -> None:
         admitted = self.limiter.admit(f"{kind}/{ns}/{name}", spec, self.mono())
@@ -499,11 +501,14 @@ class Reconciler:
         except KubeError as e:
             log.warning("could not post event %s on %s/%s: %s", admitted.reason, ns, name, e)
 
-    def _forget_gone(self, ns: str, bindings: list[Snap], pods: list[PodInfo]) -> None:
-        live = {b.name for b in bindings}
-        for key in [k for k in self.health_memo if k[0] == ns and k[1] not in live]:
+    def _forget_gone(self, ns: str, objects: list[Snap], pods: list[PodInfo]) -> None:
+        """Drop what this process remembers of objects and pods that are gone."""
+        live = {(o.kind, o.name) for o in objects}
+        for key in [k for k in self.health_memo if k[0] == ns and ("AssistantBinding", k[1]) not in live]:
             del self.health_memo[key]
             self.limiter.forget(f"AssistantBinding/{ns}/{key[1]}")
+        for key in [k for k in self.written if k[1] == ns and k[0] != "ModelSource" and (k[0], k[2]) not in live]:
+            del self.written[key]
         self.pushes.retain({p.key for p in pods}, ns)
 
     # ------------------------------------------------------------------ catalogs

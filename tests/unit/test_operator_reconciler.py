@@ -100,3 +100,17 @@ async def test_invalid_spec_reported_not_raised() -> None:
     (_, _, _, patch), = kube.patches
     resolved = next(c for c in patch["conditions"] if c["type"] == "Resolved")
     assert resolved["reason"] == "InvalidSpec" and "boundCredential" in resolved["message"]
+
+
+async def test_a_status_overwritten_elsewhere_is_healed_once_the_watch_lag_is_over() -> None:
+    rec, kube, _ = make([BINDING])
+    clock = [1000.0]
+    rec.mono = lambda: clock[0]
+    await rec.reconcile_namespace("ns")
+    await rec.reconcile_namespace("ns")
+    assert len(kube.patches) == 1
+    clock[0] += 11  # the index still shows the old status (someone else wrote it): write again
+    await rec.reconcile_namespace("ns")
+    assert len(kube.patches) == 2
+    rec.on_leadership(True)  # a new term forgets what it wrote in the last one
+    assert rec.written == {}
