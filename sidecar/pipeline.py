@@ -472,7 +472,7 @@ async def _attempt(at: _Attempt) -> _Outcome:
     except UpstreamTimeout as exc:
         return _Outcome(Failure(classify.TIMEOUT, exc.phase))
     except UpstreamConnectError as exc:
-        return _Outcome(Failure(classify.CONNECT_ERROR, "refused" if "refused" in str(exc).lower() else "connect"))
+        return _Outcome(Failure(classify.CONNECT_ERROR, str(exc)))
     except UpstreamReset:
         return _Outcome(Failure(classify.CONNECT_ERROR, "reset"))
     except _Empty as exc:

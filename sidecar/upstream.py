@@ -32,7 +32,7 @@ class UpstreamError(Exception):
 
 
 class UpstreamConnectError(UpstreamError):
-    pass
+    """``str(exc)`` is one word for the trail: refused, dns, tls or connect."""
 
 
 class UpstreamTimeout(UpstreamError):
@@ -92,8 +92,13 @@ class Upstreams:
             )
         except aiohttp.ServerTimeoutError as exc:  # includes the connect timeout
             raise UpstreamTimeout("connect") from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as exc:
-            raise UpstreamConnectError(_describe(exc)) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise UpstreamConnectError("tls") from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            raise UpstreamConnectError("dns") from exc
+        except aiohttp.ClientConnectorError as exc:
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            raise UpstreamConnectError("refused" if refused else "connect") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
             raise UpstreamReset(_describe(exc)) from exc
         except aiohttp.ClientResponseError as exc:

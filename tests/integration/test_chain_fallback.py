@@ -1,0 +1,324 @@
+"""The chain, fallback and breaker, driven by the official `openai` SDK over real HTTP.
+
+Upstreams are the simulator's mounts (see conftest.py); every scenario checks what the
+client got AND what each upstream received (or did not).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import aiohttp
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from harness import CLIENT_KEY, KEYS, Gateway, GatewayFactory, binding
+from openapi_spec import assert_openapi
+from switchyard.simulator import Simulator
+
+CHAIN = binding("helper", "primary", "backup", "claude", extra="  breaker: {consecutiveFailures: 2, cooldownSeconds: 30}")
+HI = [{"role": "user", "content": "hi"}]
+
+
+def client(gw: Gateway) -> AsyncOpenAI:
+    return gw.openai()
+
+
+async def post(gw: Gateway, body: dict, path: str = "/v1/chat/completions") -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as h:
+        async with h.post(gw.api + path, json=body) as r:
+            return r.status, dict(r.headers), await r.text()
+
+
+async def chat(gw: Gateway, **kw):  # noqa: ANN201
+    return await client(gw).chat.completions.with_raw_response.create(model="helper", messages=HI, **kw)
+
+
+async def test_primary_serves_with_its_own_key_and_model(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    raw = await chat(gw)
+    completion = raw.parse()
+    assert raw.headers["x-switchyard-binding"] == "helper"
+    assert raw.headers["x-switchyard-tier"] == "0"
+    assert raw.headers["x-switchyard-source"] == "primary"
+    assert raw.headers["x-switchyard-model"] == "primary-model"
+    assert "x-switchyard-fallback-reason" not in raw.headers
+    assert completion.choices[0].message.content
+    assert_openapi("CreateChatCompletionResponse", json.loads(raw.content))
+    (seen,) = sim.requests("primary")
+    assert seen.body["model"] == "primary-model"
+    assert seen.body["messages"] == HI
+    assert seen.headers["authorization"] == f"Bearer {KEYS['primary']}"
+    assert CLIENT_KEY not in json.dumps(dict(seen.headers))
+    assert sim.count("backup") == 0
+
+
+async def test_unknown_fields_survive_the_same_protocol_path(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    await chat(gw, extra_body={"vendor_knob": {"deep": [1, 2]}, "store": False})
+    (seen,) = sim.requests("primary")
+    assert seen.body["vendor_knob"] == {"deep": [1, 2]} and seen.body["store"] is False
+
+
+async def test_429_falls_through_to_fallback_1(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "429", retry_after=5)
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-source"] == "backup"
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=429(retry in 5s)"
+    assert raw.parse().choices[0].message.content
+    assert sim.requests("backup")[0].headers["authorization"] == f"Bearer {KEYS['backup']}"
+
+
+async def test_500_then_429_reach_fallback_2_translated_to_anthropic(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "500")
+    sim.fault("backup", "429")
+    raw = await client(gw).chat.completions.with_raw_response.create(
+        model="helper",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        max_tokens=50,
+        temperature=1.5,
+        stop=["END"],
+    )
+    assert raw.headers["x-switchyard-tier"] == "2"
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=500, tier1=429"
+    body = json.loads(raw.content)
+    assert_openapi("CreateChatCompletionResponse", body)
+    assert body["choices"][0]["message"]["content"].startswith("Simulated anthropic")
+    (seen,) = sim.requests("claude")
+    assert seen.path.endswith("/v1/messages")
+    assert seen.headers["x-api-key"] == KEYS["claude"]
+    assert seen.headers["anthropic-version"]
+    assert seen.body["model"] == "claude-model"
+    assert seen.body["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
+    assert seen.body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}] or seen.body[
+        "messages"
+    ] == [{"role": "user", "content": "hi"}]
+    assert seen.body["max_tokens"] == 50
+    assert seen.body["temperature"] == 1.0  # clamped to Anthropic's range
+    assert seen.body["stop_sequences"] == ["END"]
+
+
+async def test_a_hang_times_out_and_falls_back(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN, timeouts="{connectSeconds: 1, firstByteSeconds: 0.5, totalSeconds: 5}")
+    sim.fault("primary", "hang")
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=timeout(first-byte)"
+
+
+async def test_a_stream_that_hangs_before_content_times_out_and_falls_back(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN, timeouts="{connectSeconds: 1, firstByteSeconds: 0.5, totalSeconds: 5}")
+    sim.fault("primary", "hang", after_chunks=0)
+    stream = await client(gw).chat.completions.create(model="helper", messages=HI, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert "Simulated" in text
+    assert sim.count("backup") == 1
+
+
+@pytest.mark.parametrize("mode", ["zero", "envelope"])
+async def test_an_empty_200_stream_is_never_a_success(gateway: GatewayFactory, sim: Simulator, mode: str) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "empty", mode=mode)
+    raw = await client(gw).chat.completions.with_raw_response.create(model="helper", messages=HI, stream=True)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    reason = raw.headers["x-switchyard-fallback-reason"]
+    assert reason.startswith("tier0=empty-response(")
+    chunks = [c async for c in raw.parse()]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.mark.parametrize("mode", ["zero", "envelope"])
+async def test_an_empty_200_body_is_never_a_success(gateway: GatewayFactory, sim: Simulator, mode: str) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "empty", mode=mode)
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-fallback-reason"].startswith("tier0=empty-response(")
+
+
+async def test_malformed_json_from_upstream_falls_back(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "malformed")
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=empty-response(malformed)"
+
+
+async def test_connection_refused_falls_back(gateway: GatewayFactory, sim: Simulator) -> None:
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = f"""apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: dead}}
+spec: {{provider: openai-compatible, baseURL: "http://127.0.0.1:{port}/v1", defaultModel: m}}
+---
+"""
+    gw = await gateway(dead + binding("helper", "dead", "backup"))
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=connect-error(refused)"
+
+
+async def test_breaker_opens_and_the_primary_gets_no_traffic_during_cooldown(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "503", persistent=True)
+    for _ in range(2):
+        assert (await chat(gw)).headers["x-switchyard-tier"] == "1"
+    assert sim.count("primary") == 2
+    for _ in range(5):
+        raw = await chat(gw)
+        assert raw.headers["x-switchyard-tier"] == "1"
+        assert raw.headers["x-switchyard-fallback-reason"] == "tier0=breaker-open(retry in 30s)"
+    assert sim.count("primary") == 2, "an open breaker sends nothing to its tier"
+    async with aiohttp.ClientSession() as h:
+        async with h.get(gw.admin + "/admin/status") as r:
+            status = await r.json()
+        async with h.get(gw.admin + "/metrics") as r:
+            metrics = await r.text()
+    tier0 = status["bindings"][0]["tiers"][0]
+    assert tier0["breaker"]["state"] == "open"
+    assert 'switchyard_breaker_state{binding="helper",source="primary",state="open",tier="0"} 1.0' in metrics
+    assert 'switchyard_breaker_transitions_total{binding="helper",source="primary",tier="0",to_state="open"} 1.0' in metrics
+    assert status["bindings"][0]["last_used"]["tier"] == 1
+
+
+async def test_half_open_trial_closes_the_breaker_on_success(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "503", times=2)
+    await chat(gw)
+    await chat(gw)
+    gw.clock.advance(31)  # cooldown over: the next request is the half-open trial
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "0"
+    health = gw.runtime.breakers.items()[0][1]
+    assert health.state.value == "closed"
+    assert [t.to_state for t in health.transitions] == ["open", "half-open", "closed"]
+
+
+async def test_a_failed_trial_reopens_the_breaker(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "503", times=3)
+    await chat(gw)
+    await chat(gw)
+    gw.clock.advance(31)
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=503"
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=breaker-open(retry in 30s)"
+    assert sim.count("primary") == 3
+
+
+async def test_retry_after_keeps_the_tier_out_for_that_long(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "429", retry_after=20)
+    await chat(gw)
+    gw.clock.advance(10)
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=rate-limited(retry in 10s)"
+    assert sim.count("primary") == 1
+    gw.clock.advance(11)
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "0"
+    assert sim.count("primary") == 2
+
+
+async def test_all_tiers_down_is_a_protocol_shaped_error_listing_each_tier(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "503")
+    sim.fault("backup", "500")
+    sim.fault("claude", "529")
+    with pytest.raises(openai.APIStatusError) as info:
+        await chat(gw)
+    err = info.value
+    assert err.status_code == 503
+    body = err.response.json()
+    assert body["error"]["code"] == "all_tiers_failed"
+    assert body["error"]["type"] == "server_error"
+    assert "tier0=503; tier1=500; tier2=529" in body["error"]["message"]
+    assert [t["outcome"] for t in body["switchyard"]["tiers"]] == ["503", "500", "529"]
+    assert err.response.headers["x-switchyard-fallback-reason"] == "tier0=503, tier1=500, tier2=529"
+
+
+async def test_all_tiers_rate_limited_answers_429_with_the_shortest_wait(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(binding("helper", "primary", "backup"))
+    sim.fault("primary", "429", retry_after=30)
+    sim.fault("backup", "429", retry_after=7)
+    with pytest.raises(openai.RateLimitError) as info:
+        await chat(gw)
+    assert info.value.response.headers["retry-after"] == "7"
+
+
+async def test_unbound_binding_is_a_clear_error_and_calls_nobody(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(binding("helper", None, "backup"))
+    with pytest.raises(openai.APIStatusError) as info:
+        await chat(gw)
+    assert info.value.status_code == 503
+    assert info.value.response.json()["error"]["code"] == "binding_unbound"
+    assert sum(sim.count(m) for m in KEYS) == 0
+
+
+async def test_mid_stream_reset_ends_with_an_error_event_never_done(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.configure("primary", chunks=6)
+    sim.fault("primary", "reset", after_chunks=2)
+    status, headers, text = await post(gw, {"model": "helper", "messages": HI, "stream": True})
+    assert status == 200 and headers["x-switchyard-tier"] == "0"
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    last = json.loads(events[-1])
+    assert last["error"]["type"] == "server_error"
+    assert any(json.loads(e).get("choices") for e in events[:-1]), "content came first"
+    for e in events[:-1]:
+        assert_openapi("CreateChatCompletionStreamResponse", json.loads(e))
+    # the official SDK surfaces it as an error, not as a finished answer
+    sim.fault("primary", "reset", after_chunks=2)
+    stream = await client(gw).chat.completions.create(model="helper", messages=HI, stream=True)
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+
+
+async def test_streaming_answers_validate_against_the_spec(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "429")  # served by backup: same protocol, raw bytes relayed
+    sim.fault("backup", "429")  # ... then by claude: translated
+    _, headers, text = await post(
+        gw, {"model": "helper", "messages": HI, "stream": True, "stream_options": {"include_usage": True}}
+    )
+    assert headers["x-switchyard-tier"] == "2"
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    for c in chunks:
+        assert_openapi("CreateChatCompletionStreamResponse", c)
+    assert chunks[-1]["usage"]["completion_tokens"] > 0 and chunks[-1]["choices"] == []
+    assert any(c["choices"] and c["choices"][0]["finish_reason"] == "stop" for c in chunks)
+
+
+async def test_an_upstream_400_is_passed_back_not_fallen_back(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "400", message="context too long")
+    with pytest.raises(openai.BadRequestError) as info:
+        await chat(gw)
+    assert "context too long" in info.value.response.json()["error"]["message"]
+    assert sim.count("backup") == 0
+    assert gw.runtime.breakers.items()[0][1].consecutive_failures == 0
+
+
+async def test_a_401_on_our_key_falls_back_and_is_never_shown_as_the_clients(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(binding("helper", "primary", "backup"))
+    sim.fault("primary", "401")
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=401"
+    sim.fault("primary", "401")
+    sim.fault("backup", "401")
+    with pytest.raises(openai.APIStatusError) as info:
+        await chat(gw)
+    assert info.value.status_code == 502
