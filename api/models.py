@@ -210,6 +210,29 @@ class ModelProfile(_Spec):
 # ------------------------------------------------------------------ ModelSource
 
 
+class NetworkPolicy(_Spec):
+    """Where a ModelSource may send its requests and credential, beyond the safe default.
+
+    By default the compiler refuses a baseURL on a link-local or cloud metadata address
+    (169.254.0.0/16, fe80::/10, fd00:ec2::254, metadata.google.internal) and plain http
+    to anything but loopback, private addresses and in-cluster names; the tier is then
+    unresolvable with reason LinkLocalNotAllowed or InsecureHTTPNotAllowed.
+    """
+
+    allow_link_local: bool = Field(
+        default=False,
+        description="Allow a link-local or cloud metadata address as baseURL. Default false.",
+    )
+    allow_insecure_http: bool = Field(
+        default=False,
+        alias="allowInsecureHTTP",
+        description=(
+            "Allow plain http to a host that is not loopback, private or in-cluster (the key "
+            "travels in clear). Default false."
+        ),
+    )
+
+
 class ModelSourceSpec(_Spec):
     """One concrete upstream: a provider endpoint with its credential."""
 
@@ -252,6 +275,13 @@ class ModelSourceSpec(_Spec):
         default_factory=dict,
         max_length=64,  # bounds the CRD's CEL rule on header names (API server cost budget)
         description="Extra non-secret request headers sent to this upstream (at most 64).",
+    )
+    network: NetworkPolicy | None = Field(
+        default=None,
+        description=(
+            "Opt-ins for base URLs refused by default (see docs/reliability.md): link-local and "
+            "cloud metadata addresses, and plain http to a host that is not local."
+        ),
     )
 
     @field_validator("base_url")

@@ -31,6 +31,7 @@ from switchyard.api.models import (
     TierRef,
     WireProtocol,
 )
+from switchyard.compiler.network import check_base_url
 from switchyard.sidecar.config import (
     CompiledBinding,
     CompiledBreaker,
@@ -262,6 +263,14 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
     if source is None:
         return _problem_tier(index, ref, SOURCE_NOT_FOUND, f"ModelSource {name} not found", None)
     spec = source.spec
+    net = spec.network
+    refused = check_base_url(
+        spec.effective_base_url,
+        allow_link_local=bool(net and net.allow_link_local),
+        allow_insecure_http=bool(net and net.allow_insecure_http),
+    )
+    if refused is not None:
+        return _problem_tier(index, ref, refused.reason, refused.message, source)
 
     model = ref.model or spec.default_model
     if not model:

@@ -36,6 +36,7 @@ import aiohttp
 from switchyard.api.manifests import ResourceSet, parse_document
 from switchyard.api.models import AssistantBinding, ModelSource
 from switchyard.compiler.compile import BindingReport, compile_config
+from switchyard.compiler.network import check_base_url
 from switchyard.sidecar.config import CompiledConfig
 
 from . import catalog as catalogs
@@ -529,7 +530,15 @@ class Reconciler:
         cref = spec.credential_ref
         credential: str | None = None
         check = None
-        if cref is not None and cref.env is not None:
+        net = spec.network
+        refused = check_base_url(
+            spec.effective_base_url,
+            allow_link_local=bool(net and net.allow_link_local),
+            allow_insecure_http=bool(net and net.allow_insecure_http),
+        )
+        if refused is not None:  # never send the key (or anything) where the sidecar may not
+            check = catalogs.not_checked(refused.reason, refused.message)
+        elif cref is not None and cref.env is not None:
             check = catalogs.not_checked("EnvCredentialNotAllowed", "credentialRef.env is for standalone mode only; use a Secret")
         elif cref is not None:
             data = await self._secret_data(ns, cref.name or "")
