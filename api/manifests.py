@@ -50,6 +50,7 @@ class ResourceSet:
     bindings: list[AssistantBinding] = field(default_factory=list)
     secrets: list[Secret] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # "file: Kind/name" of other kinds
+    origins: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (kind, ns, name) -> file
 
 
 def _yaml_files(path: Path) -> list[Path]:
@@ -125,6 +126,8 @@ def load_manifests(path: str | Path) -> tuple[ResourceSet, list[ManifestError]]:
                 continue
             resource, errs = parse_document(doc, file=str(file), index=i)
             errors.extend(errs)
+            if resource is not None:
+                out.origins[(resource.kind, resource.metadata.namespace, resource.metadata.name)] = str(file)
             if isinstance(resource, ModelSource):
                 out.sources.append(resource)
             elif isinstance(resource, CapabilityProfile):

@@ -423,6 +423,57 @@ class Breaker(_Spec):
         le=100,
         description="Requests let through while half-open; all must succeed to close. Default 1.",
     )
+    probe: Literal["models", "none"] = Field(
+        default="models",
+        description=(
+            "How an open tier is checked when its cooldown ends: `models` sends a list-models "
+            "(or models.get) call with the tier's own credential and no prompt, and only a "
+            "passed check lets half-open requests through; `none` lets the half-open requests "
+            "through directly. Default models."
+        ),
+    )
+    max_cooldown_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        le=86400,
+        description=(
+            "Cap of the cooldown, which doubles after each failed check or trial in a row. Default 300."
+        ),
+    )
+    max_retry_after_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        le=86400,
+        description=(
+            "Cap of how long a rate-limited tier is skipped for (Retry-After, retry-after-ms, "
+            "reset headers, RetryInfo). Default 300."
+        ),
+    )
+
+
+class Requires(_Spec):
+    """What the assistant needs from every tier of its chain (checked at apply time)."""
+
+    tools: bool = Field(default=False, description="Function/tool calling.")
+    parallel_tool_calls: bool = Field(default=False, description="Several tool calls in one turn.")
+    vision: bool = Field(default=False, description="Image inputs.")
+    reasoning: bool = Field(default=False, description="Reasoning/thinking controls.")
+    structured_output: bool = Field(default=False, description="JSON-schema constrained output.")
+    streaming: bool = Field(default=False, description="Server-sent-event streaming from the upstream itself.")
+    min_context_tokens: int | None = Field(default=None, ge=1, description="Smallest context window acceptable.")
+    min_output_tokens: int | None = Field(default=None, ge=1, description="Smallest output limit acceptable.")
+
+    def needed(self) -> dict[str, bool | int]:
+        """CapabilityProfile feature name -> what is needed (True, or a minimum)."""
+        out: dict[str, bool | int] = {}
+        for name in ("tools", "parallel_tool_calls", "vision", "reasoning", "structured_output", "streaming"):
+            if getattr(self, name):
+                out[to_camel(name)] = True
+        if self.min_context_tokens:
+            out["maxContextTokens"] = self.min_context_tokens
+        if self.min_output_tokens:
+            out["maxOutputTokens"] = self.min_output_tokens
+        return out
 
 
 class LabelSelectorRequirement(_Spec):
@@ -482,6 +533,32 @@ class AssistantBindingSpec(_Spec):
         description="Failures that move a request to the next tier.",
     )
     breaker: Breaker = Field(default_factory=Breaker, description="Per-tier circuit breaker.")
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description=(
+            "Bound on the whole chain for one request: each tier gets the smaller of its own "
+            "timeouts and what is left, and a tier is not tried when too little is left. A "
+            "client's own deadline (x-switchyard-deadline-seconds, or an SDK's timeout header) "
+            "shortens it. Unset: only the tiers' own timeouts apply."
+        ),
+    )
+    requires: Requires | None = Field(
+        default=None,
+        description=(
+            "What the assistant needs. A tier whose CapabilityProfile lacks it is incompatible: "
+            "reported at apply time (condition ChainCompatible, `switchyard check`, a kubectl "
+            "warning) and skipped at request time."
+        ),
+    )
+    allow_degrading: bool = Field(
+        default=False,
+        description=(
+            "Let an incompatible tier serve when its profile says strip or map for every missing "
+            "feature (the change is reported in x-switchyard-degraded). Default false: skip it."
+        ),
+    )
     bound_credential: TierRef | str | None = Field(
         default=None,
         description=(

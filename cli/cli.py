@@ -72,13 +72,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     for line in standalone.report_lines(loaded.result):
         print(line)
-    # Deliberately unbound bindings are fine; an unresolvable tier or a taken alias is not.
-    bad = [
-        r
-        for r in loaded.result.reports.values()
-        if r.alias_conflicts or any(not t.resolvable for t in r.tiers) or r.unbound_reason == "PrimaryNotSet"
-    ]
-    return 1 if bad else 0
+    # Deliberately unbound bindings are fine; an unresolvable or incompatible tier or a
+    # taken alias is not.
+    problems = []
+    for (ns, name), r in sorted(loaded.result.reports.items()):
+        file = loaded.origins.get(("AssistantBinding", ns, name), "?")
+        for t in r.tiers:
+            if not t.resolvable:
+                problems.append(f"{file}: binding {name}: tier{t.index} ({t.source}): {t.reason}: {t.message}")
+            for feature in t.incompatible:
+                problems.append(f"{file}: binding {name}: tier{t.index} ({t.source}/{t.model}): incompatible: lacks {feature}")
+        for c in r.alias_conflicts:
+            problems.append(f"{file}: binding {name}: alias conflict: {c}")
+        if r.unbound_reason == "PrimaryNotSet":
+            problems.append(f"{file}: binding {name}: no primary (set spec.primary, or null to unbind on purpose)")
+    if problems:
+        print()
+        for p in problems:
+            print(f"problem: {p}")
+    return 1 if problems else 0
 
 
 def cmd_sidecar(args: argparse.Namespace) -> int:

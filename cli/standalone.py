@@ -30,14 +30,15 @@ class Loaded:
     result: CompileResult | None
     errors: list[ManifestError]
     ignored: list[str]
+    origins: dict[tuple[str, str, str], str]
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
     resources, errors = load_manifests(path)
     if errors:
-        return Loaded(None, errors, resources.ignored)
+        return Loaded(None, errors, resources.ignored, resources.origins)
     result = compile_config(resources, standalone=True, environ=environ if environ is not None else os.environ)
-    return Loaded(result, [], resources.ignored)
+    return Loaded(result, [], resources.ignored, resources.origins)
 
 
 def report_lines(result: CompileResult) -> list[str]:
@@ -52,6 +53,9 @@ def report_lines(result: CompileResult) -> list[str]:
         for t in rep.tiers:
             role = "primary" if t.index == 0 else f"fallback{t.index}"
             state = "ok" if t.resolvable else f"NOT RESOLVABLE: {t.reason}: {t.message}"
+            if t.incompatible:
+                how = "serves degraded (allowDegrading)" if t.degradable else "skipped"
+                state += f"; INCOMPATIBLE: lacks {', '.join(t.incompatible)} ({how})"
             lines.append(f"  tier{t.index} {role:<9} {t.source}/{t.model or '?'} [{t.protocol}] {state}")
         for c in rep.alias_conflicts:
             lines.append(f"  alias conflict: {c}")

@@ -15,6 +15,7 @@ pretending the chain is shorter than the user wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class TierReport:
     resolvable: bool
     reason: str | None = None  # CamelCase, None when resolvable
     message: str | None = None
+    incompatible: tuple[str, ...] = ()  # `requires` features this tier's profile lacks
+    degradable: bool = False  # ... but allowed to serve degraded (allowDegrading + strip/map)
 
     def as_status(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -82,6 +85,9 @@ class TierReport:
         if self.reason:
             out["reason"] = self.reason
             out["message"] = self.message
+        if self.incompatible:
+            out["incompatible"] = list(self.incompatible)
+            out["degradable"] = self.degradable
         return out
 
 
@@ -100,6 +106,11 @@ class BindingReport:
     def resolved(self) -> bool:
         """Every tier of the chain is resolvable (an unbound binding is not resolved)."""
         return not self.unbound and bool(self.tiers) and all(t.resolvable for t in self.tiers)
+
+    @property
+    def compatible(self) -> bool:
+        """No tier lacks what the binding's `requires` asks for."""
+        return not any(t.incompatible for t in self.tiers)
 
     @property
     def servable(self) -> bool:
@@ -199,8 +210,11 @@ def _compile_binding(
     refs, unbound_reason, legacy = _chain(binding, was_set)
     tiers: list[CompiledTier] = []
     reports: list[TierReport] = []
+    needed = spec.requires.needed() if spec.requires else {}
     for index, ref in enumerate(refs):
         tier, report = _compile_tier(index, ref, binding.namespace, ctx)
+        if needed and tier.problem is None:
+            tier, report = _check_requires(tier, report, needed, spec.allow_degrading)
         tiers.append(tier)
         reports.append(report)
 
@@ -225,7 +239,11 @@ def _compile_binding(
             consecutive_failures=spec.breaker.consecutive_failures,
             cooldown_seconds=spec.breaker.cooldown_seconds,
             half_open_requests=spec.breaker.half_open_requests,
+            probe=spec.breaker.probe,
+            max_cooldown_seconds=spec.breaker.max_cooldown_seconds,
+            max_retry_after_seconds=spec.breaker.max_retry_after_seconds,
         ),
+        deadline_seconds=spec.deadline_seconds,
     )
     report = BindingReport(
         namespace=binding.namespace,
@@ -238,6 +256,35 @@ def _compile_binding(
         alias_conflicts=conflicts,
     )
     return compiled, report
+
+
+def missing_features(features: Mapping[str, object], needed: Mapping[str, bool | int]) -> list[str]:
+    """The `requires` features a profile lacks (pure; also used by the admission warning)."""
+    missing = []
+    for feature, want in needed.items():
+        have = features.get(feature)
+        if feature in ("maxContextTokens", "maxOutputTokens"):
+            # Unknown limits (unset in the profile) are not held against the tier.
+            if have is not None and int(have) < int(want):  # type: ignore[call-overload]
+                missing.append(f"{feature}>={want}")
+        elif feature == "reasoning":
+            if have in (None, "none"):
+                missing.append(feature)
+        elif not have:
+            missing.append(feature)
+    return missing
+
+
+def _check_requires(
+    tier: CompiledTier, report: TierReport, needed: Mapping[str, bool | int], allow_degrading: bool
+) -> tuple[CompiledTier, TierReport]:
+    missing = missing_features(tier.profile.features, needed)
+    if not missing:
+        return tier, report
+    actions = [tier.profile.on_unsupported.get(m.split(">=")[0], "strip") for m in missing]
+    degradable = allow_degrading and all(a in ("strip", "map") for a in actions)
+    tier = tier.model_copy(update={"incompatible": missing, "degradable": degradable})
+    return tier, dataclasses.replace(report, incompatible=tuple(missing), degradable=degradable)
 
 
 def _problem_tier(index: int, ref: TierRef, reason: str, message: str, source: ModelSource | None) -> tuple[CompiledTier, TierReport]:

@@ -57,6 +57,9 @@ class CompiledBreaker(_Frozen):
     consecutive_failures: int = 3
     cooldown_seconds: float = 30.0
     half_open_requests: int = 1
+    probe: Literal["models", "none"] = "models"
+    max_cooldown_seconds: float = 300.0
+    max_retry_after_seconds: float = 300.0
 
 
 class CompiledTier(_Frozen):
@@ -74,6 +77,11 @@ class CompiledTier(_Frozen):
     timeouts: CompiledTimeouts = Field(default_factory=CompiledTimeouts)
     profile: CompiledProfile
     problem: str | None = None
+    # Features the binding's `requires` asks for that this tier's profile lacks; such a
+    # tier is skipped unless `degradable` (the binding allows degrading and the profile
+    # strips or maps every missing feature).
+    incompatible: list[str] = Field(default_factory=list)
+    degradable: bool = False
 
     @field_serializer("credential", when_used="always")
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
@@ -87,6 +95,12 @@ class CompiledTier(_Frozen):
         """Identity of this tier for breaker state: survives config swaps that keep it."""
         return f"{self.source}|{self.base_url}|{self.model}"
 
+    def fingerprint(self) -> str:
+        """Hash of everything about this tier (credential included): a tier disabled for a
+        permanent failure is enabled again when this changes (a new key, a new model...)."""
+        data = self.model_dump(mode="json", context={"reveal_secrets": True})
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
 
 class CompiledBinding(_Frozen):
     name: str
@@ -98,6 +112,7 @@ class CompiledBinding(_Frozen):
         default_factory=lambda: ["429", "5xx", "timeout", "connect-error", "empty-response"]
     )
     breaker: CompiledBreaker = Field(default_factory=CompiledBreaker)
+    deadline_seconds: float | None = None  # bound on the whole chain per request
 
 
 class CompiledConfig(_Frozen):

@@ -10,14 +10,28 @@ Each sidecar has its own ``CollectorRegistry`` so tests can run several in one p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
 disable_created_metrics()  # `_created` series double the exposition and no query here uses them
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-BREAKER_STATES = ("closed", "open", "half-open")
+BREAKER_STATES = ("closed", "open", "half-open", "rate-limited", "disabled")
+
+FALLBACK_CLASSES = (
+    "transient",  # 5xx, reset, connect error, timeout, empty answer
+    "rate-limited",  # 429 / quota, or skipped while the upstream's wait runs
+    "permanent",  # 401 / 403 / 404, or skipped while disabled
+    "breaker",  # skipped: breaker open, probing or half-open trial in flight
+    "capability",  # skipped: skip-tier for a request feature, or incompatible with `requires`
+    "unresolvable",  # skipped: the tier's source, secret or model does not resolve
+    "deadline",  # skipped or cut: the request's deadline left too little
+)
 
 OUTCOMES = (
     "success",  # answered with content
@@ -46,14 +60,14 @@ class Metrics:
         )
         self.fallbacks = Counter(
             "switchyard_fallbacks",
-            "Times a request passed over a tier, by the tier passed over and why.",
-            ["binding", "from_tier", "reason"],
+            "Times a request passed over a tier, by the tier passed over, the failure class and the reason.",
+            ["binding", "from_tier", "class", "reason"],
             registry=r,
         )
-        self.breaker_state = Gauge(
-            "switchyard_breaker_state",
-            "1 for the breaker state each tier is in, 0 for the others.",
-            ["binding", "tier", "source", "state"],
+        self.probes = Counter(
+            "switchyard_probes",
+            "Prompt-free recovery checks of open tiers, by outcome (passed, or the failure class).",
+            ["binding", "tier", "source", "outcome"],
             registry=r,
         )
         self.breaker_transitions = Counter(
@@ -113,5 +127,33 @@ class Metrics:
         )
         self.in_flight = Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r)
 
+    def watch_breakers(self, read: Callable[[], Iterable[tuple[str, str, str, str]]]) -> None:
+        """Export ``switchyard_breaker_state`` computed at scrape time from ``read()``,
+        which yields (binding, tier, source, state) for every tier: a state that ends by
+        itself (a Retry-After running out) is never reported stale."""
+        self.registry.register(_BreakerStates(read))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _BreakerStates(Collector):
+    def __init__(self, read: Callable[[], Iterable[tuple[str, str, str, str]]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "switchyard_breaker_state",
+            "1 for the state each tier is in (closed, open, half-open, rate-limited, disabled), 0 for the others.",
+            labels=["binding", "tier", "source", "state"],
+        )
+
+    def collect(self) -> list[Metric]:
+        family = self._family()
+        for binding, tier, source, current in self._read():
+            for state in BREAKER_STATES:
+                family.add_metric([binding, tier, source, state], 1.0 if state == current else 0.0)
+        return [family]

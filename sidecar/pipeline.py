@@ -19,6 +19,7 @@ the stream with the client protocol's error event and never with its clean end m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -227,22 +228,76 @@ def resolve_binding(
 # ======================================================================= the chain
 
 
+# Client deadline headers, in seconds: ours, then what official SDKs send with their
+# timeout (anthropic/openai: x-stainless-*; google-genai: X-Server-Timeout).
+DEADLINE_HEADERS = ("x-switchyard-deadline-seconds", "x-stainless-timeout", "x-stainless-read-timeout", "x-server-timeout")
+MIN_ATTEMPT_SECONDS = 0.5  # a tier is not tried with less than this left of the deadline
+
+
+def request_deadline(request: web.Request, binding: CompiledBinding) -> float | None:
+    """Seconds this request may take over the whole chain, or None for no bound."""
+    limits = [binding.deadline_seconds] if binding.deadline_seconds else []
+    for name in DEADLINE_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            try:
+                seconds = float(value)
+            except ValueError:
+                continue
+            if 0 < seconds < 1e6:
+                limits.append(seconds)
+    return min(limits) if limits else None
+
+
+@dataclass
+class _Tally:
+    """What the passed-over tiers add up to: the status of the final error if none serves."""
+
+    statuses: list[int | None] = field(default_factory=list)
+    retry_afters: list[float] = field(default_factory=list)
+    timeouts_only: bool = True
+    deadline_hit: bool = False
+
+    def skip(
+        self, rt: Runtime, ex: Exchange, binding: CompiledBinding, tier: CompiledTier, outcome: str, cls: str,
+        reason: str, status: int | None = None, retry_after: float | None = None,
+    ) -> None:
+        ex.trail.append(TierTrail(tier.index, tier.source, tier.model, outcome))
+        rt.metrics.fallbacks.labels(binding.name, str(tier.index), cls, reason).inc()
+        self.statuses.append(status)
+        if retry_after:
+            self.retry_afters.append(retry_after)
+        if cls == "deadline":
+            self.deadline_hit = True
+        if reason != classify.TIMEOUT:
+            self.timeouts_only = False
+
+
+_SKIP_STATUS = {"rate-limited": 429, "breaker": 503, "disabled": 502}
+
+
 async def _walk_chain(
     request: web.Request, rt: Runtime, ex: Exchange, binding: CompiledBinding, body: dict[str, Any], path_model: str | None
 ) -> web.StreamResponse:
     ingress = ex.ingress
     used = ingress.features_used(body)
     parsed: n.Request | None = None
-    last_statuses: list[int | None] = []
-    retry_afters: list[float] = []
-    timed_out_only = True
+    tally = _Tally()
     forward = {k: v for k, v in request.headers.items() if k.lower() in ingress.forward_headers}
+    loop = asyncio.get_running_loop()
+    budget = request_deadline(request, binding)
+    deadline = loop.time() + budget if budget is not None else None
 
     for tier in binding.tiers:
         if tier.problem:
-            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, f"unresolvable({tier.problem.split(':')[0]})"))
-            last_statuses.append(None)
-            timed_out_only = False
+            tally.skip(rt, ex, binding, tier, f"unresolvable({tier.problem.split(':')[0]})", "unresolvable", "unresolvable")
+            continue
+        if tier.incompatible and not tier.degradable:
+            tally.skip(rt, ex, binding, tier, f"incompatible({','.join(tier.incompatible)})", "capability", "incompatible")
+            continue
+        if deadline is not None and deadline - loop.time() < MIN_ATTEMPT_SECONDS:
+            left = max(0.0, deadline - loop.time())
+            tally.skip(rt, ex, binding, tier, f"deadline({left:.1f}s left)", "deadline", "deadline", 504)
             continue
         health = rt.health(binding, tier)
         seen = health.transition_count
@@ -250,14 +305,14 @@ async def _walk_chain(
         admission = breaker.admit(health, binding.breaker, now, wall)
         rt.note_transitions(binding, tier, health, seen)
         if not admission.allowed:
-            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, admission.reason))
-            rt.metrics.fallbacks.labels(binding.name, str(tier.index), admission.reason.split("(")[0]).inc()
-            if admission.reason.startswith("rate-limited"):
-                last_statuses.append(429)
-                retry_afters.append(max(0.0, health.rate_limited_until - now))
-            else:
-                last_statuses.append(503)
-            timed_out_only = False
+            if admission.probe_due:
+                rt.prober.kick(binding, tier)
+            wait = max(0.0, health.rate_limited_until - now) if admission.kind == "rate-limited" else None
+            tally.skip(
+                rt, ex, binding, tier, admission.reason,
+                "permanent" if admission.kind == "disabled" else admission.kind,
+                admission.reason.split("(")[0], _SKIP_STATUS.get(admission.kind), wait,
+            )
             continue
 
         cross = tier.protocol != ingress.protocol
@@ -281,10 +336,7 @@ async def _walk_chain(
             )
         if decision.skip is not None:
             breaker.release(health, admission)
-            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, f"skip-tier({decision.skip})"))
-            rt.metrics.fallbacks.labels(binding.name, str(tier.index), "skip-tier").inc()
-            last_statuses.append(None)
-            timed_out_only = False
+            tally.skip(rt, ex, binding, tier, f"skip-tier({decision.skip})", "capability", "skip-tier")
             continue
 
         synth_stream = ex.stream and "streaming" in decision.edits
@@ -295,7 +347,7 @@ async def _walk_chain(
                 parsed = parsed or _parse(ingress, body, path_model, ex.stream)
                 req = apply_to_request(parsed, decision.edits)
                 if synth_stream:
-                    req = _replace_stream(req, False)
+                    req = dataclasses.replace(req, stream=False)
                 call = adapter_for(tier.protocol).build_call(req, tier, None if cross else forward)
             except RequestError as exc:
                 breaker.release(health, admission)
@@ -303,7 +355,7 @@ async def _walk_chain(
 
         try:
             result = await _attempt(
-                _Attempt(request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream)
+                _Attempt(request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream, deadline)
             )
         except _Served as served:
             return served.response
@@ -311,29 +363,26 @@ async def _walk_chain(
         if failure.reason in classify.TIER_FAULTS:
             seen = health.transition_count
             breaker.record_failure(
-                health, binding.breaker, admission, failure.trail_text(), rt.clock(), time.time(), failure.retry_after
+                health, binding.breaker, admission, failure.cls, failure.trail_text(), rt.clock(), time.time(),
+                failure.retry_after, tier.fingerprint() if failure.cls == breaker.PERMANENT else None,
             )
             rt.note_transitions(binding, tier, health, seen)
-        else:  # the request's fault, not the tier's
+        else:  # the request's fault, or its deadline's: not the tier's
             breaker.release(health, admission)
         rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
-        if result.error is None and failure.reason not in binding.fallback_on and failure.reason not in classify.ALWAYS_FALL_BACK:
+        always = failure.reason in classify.ALWAYS_FALL_BACK or failure.reason == classify.DEADLINE
+        if result.error is None and failure.reason not in binding.fallback_on and not always:
             result.error = _failure_error(binding, tier, failure, ex)
         if result.error is not None:  # not a fallback reason: the client gets this error
             ex.outcome = "upstream-error"
             ex.served_by = tier
             raise result.error
-        ex.trail.append(TierTrail(tier.index, tier.source, tier.model, failure.trail_text()))
-        rt.metrics.fallbacks.labels(binding.name, str(tier.index), failure.reason).inc()
         # Our key being refused is never reported to the client as its own 401/403.
-        last_statuses.append(502 if failure.reason == classify.AUTH_ERROR else failure.status)
-        if failure.retry_after:
-            retry_afters.append(failure.retry_after)
-        if failure.reason != classify.TIMEOUT:
-            timed_out_only = False
+        status = {classify.AUTH_ERROR: 502, classify.DEADLINE: 504}.get(failure.reason, failure.status)
+        tally.skip(rt, ex, binding, tier, failure.trail_text(), failure.cls, failure.reason, status, failure.retry_after)
 
     ex.outcome = "all-tiers-failed"
-    raise _all_failed(binding, ex, last_statuses, retry_afters, timed_out_only)
+    raise _all_failed(binding, ex, tally, budget)
 
 
 def _failure_error(binding: CompiledBinding, tier: CompiledTier, failure: Failure, ex: Exchange) -> GatewayError:
@@ -360,29 +409,26 @@ def _parse(ingress: Adapter, body: dict[str, Any], path_model: str | None, strea
         raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param) from exc
 
 
-def _replace_stream(req: n.Request, stream: bool) -> n.Request:
-    import dataclasses
-
-    return dataclasses.replace(req, stream=stream)
-
-
-def _all_failed(
-    binding: CompiledBinding, ex: Exchange, statuses: list[int | None], retry_afters: list[float], timed_out_only: bool
-) -> GatewayError:
-    kind, status = ErrorKind.UNAVAILABLE, 503
-    if timed_out_only and statuses:
+def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: float | None) -> GatewayError:
+    statuses = tally.statuses
+    kind, status, code = ErrorKind.UNAVAILABLE, 503, "all_tiers_failed"
+    message = f"no tier of binding {binding.name} could serve this request"
+    if tally.deadline_hit:
+        kind, status, code = ErrorKind.TIMEOUT, 504, "deadline_exceeded"
+        message = f"the request's deadline ({budget:g}s) was spent before any tier of binding {binding.name} served it"
+    elif tally.timeouts_only and statuses:
         kind, status = ErrorKind.TIMEOUT, 504
     elif statuses and all(s is not None and s == statuses[0] for s in statuses):
         status = statuses[0]  # type: ignore[assignment]
         kind = errors.kind_for_status(status)
     return GatewayError(
         kind,
-        f"no tier of binding {binding.name} could serve this request",
+        message,
         status=status,
-        code="all_tiers_failed",
+        code=code,
         binding=binding.name,
         trail=list(ex.trail),
-        retry_after=min(retry_afters) if retry_afters and status == 429 else None,
+        retry_after=min(tally.retry_afters) if tally.retry_afters and status == 429 else None,
     )
 
 
@@ -410,6 +456,7 @@ class _Attempt:
     cross: bool
     parsed: n.Request | None
     synth_stream: bool  # the client streams but the tier is asked for a whole answer
+    deadline: float | None  # loop clock: the request's own deadline over the whole chain
     egress: Adapter = field(init=False)
     first_deadline: float = 0.0  # loop clock: the first content must arrive by then
     total_deadline: float = 0.0  # loop clock: the whole attempt must end by then
@@ -421,6 +468,12 @@ class _Attempt:
     def passthrough(self) -> bool:
         """The upstream's bytes go to the client unchanged (same protocol, no rewrite)."""
         return not self.cross and not self.decision.structural
+
+    def timed_out(self, phase: str) -> Failure:
+        """A timeout: the request's deadline (nobody's fault) or the tier's own limit."""
+        if self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline - 0.001:
+            return Failure(classify.DEADLINE, "deadline")
+        return Failure(classify.TIMEOUT, phase)
 
     def encoder(self) -> Any:
         alias = self.parsed.model if self.parsed is not None else ""
@@ -452,13 +505,15 @@ async def _attempt(at: _Attempt) -> _Outcome:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     tier = at.tier
-    at.first_deadline = t0 + tier.timeouts.first_byte_seconds
-    at.total_deadline = t0 + tier.timeouts.total_seconds
+    limit = at.deadline if at.deadline is not None else float("inf")
+    at.total_deadline = min(t0 + tier.timeouts.total_seconds, limit)
+    at.first_deadline = min(t0 + tier.timeouts.first_byte_seconds, at.total_deadline)
+    connect = min(tier.timeouts.connect_seconds, max(0.001, at.first_deadline - t0))
     resp: aiohttp.ClientResponse | None = None
     try:
         try:
-            async with asyncio.timeout_at(min(at.first_deadline, at.total_deadline)):
-                resp = await at.rt.upstreams.open(at.call, connect_seconds=tier.timeouts.connect_seconds)
+            async with asyncio.timeout_at(at.first_deadline):
+                resp = await at.rt.upstreams.open(at.call, connect_seconds=connect)
         except TimeoutError:
             raise UpstreamTimeout("first-byte") from None
 
@@ -470,7 +525,7 @@ async def _attempt(at: _Attempt) -> _Outcome:
             await _whole(at, resp)
         raise AssertionError("unreachable: an answered attempt raises _Served")  # pragma: no cover
     except UpstreamTimeout as exc:
-        return _Outcome(Failure(classify.TIMEOUT, exc.phase))
+        return _Outcome(at.timed_out(exc.phase))
     except UpstreamConnectError as exc:
         return _Outcome(Failure(classify.CONNECT_ERROR, str(exc)))
     except UpstreamReset:
@@ -645,7 +700,7 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
     ended = False
     while True:
         try:
-            async with asyncio.timeout_at(min(at.first_deadline, at.total_deadline)):
+            async with asyncio.timeout_at(at.first_deadline):
                 chunk = await read_chunk(resp)
         except TimeoutError:
             raise UpstreamTimeout("first-byte") from None
@@ -675,7 +730,12 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
                 async with asyncio.timeout_at(at.total_deadline):
                     chunk = await read_chunk(resp)
             except TimeoutError:
-                failure, message = Failure(classify.TIMEOUT, "total"), "the upstream stream exceeded its time limit"
+                failure = at.timed_out("total")
+                message = (
+                    "the request's deadline ran out mid-stream"
+                    if failure.reason == classify.DEADLINE
+                    else "the upstream stream exceeded its time limit"
+                )
                 break
             if not chunk:
                 ended = True
@@ -713,13 +773,18 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
     ex.error = message
     rt, binding, tier = at.rt, at.binding, at.tier
     health = rt.health(binding, tier)
-    seen = health.transition_count
-    breaker.record_failure(health, binding.breaker, at.admission, failure.trail_text(), rt.clock(), time.time())
-    rt.note_transitions(binding, tier, health, seen)
+    if failure.reason in classify.TIER_FAULTS:
+        seen = health.transition_count
+        breaker.record_failure(
+            health, binding.breaker, at.admission, failure.cls, failure.trail_text(), rt.clock(), time.time()
+        )
+        rt.note_transitions(binding, tier, health, seen)
+    else:
+        breaker.release(health, at.admission)
     rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
     if not upstream_error_sent:
         enc = relay.encoder or at.encoder()
-        kind = ErrorKind.TIMEOUT if failure.reason == classify.TIMEOUT else ErrorKind.UPSTREAM
+        kind = ErrorKind.TIMEOUT if failure.reason in (classify.TIMEOUT, classify.DEADLINE) else ErrorKind.UPSTREAM
         await _write(out, enc.error(errors.DEFAULT_STATUS[kind], kind.value, message))
     await out.write_eof()
     raise _Served(out)

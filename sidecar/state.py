@@ -6,8 +6,8 @@
 - ``Runtime``: the current snapshot, the breaker board, the last tier that served each
   binding, the metrics and the upstream pools. Owned by the aiohttp app.
 
-Breaker transitions are observed here (``note_transitions``) so the metrics gauge and
-the admin status always agree with the board.
+Breaker transitions are counted here (``note_transitions``); the breaker-state metric is
+computed from the board at scrape time, so metric and admin status always agree.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from switchyard.sidecar.config import CompiledBinding, CompiledConfig, CompiledTier
-from switchyard.sidecar.metrics import BREAKER_STATES, Metrics
-from switchyard.sidecar.routing.breaker import BreakerBoard, TierHealth
+from switchyard.sidecar.metrics import Metrics
+from switchyard.sidecar.probe import Prober
+from switchyard.sidecar.routing import breaker
+from switchyard.sidecar.routing.breaker import BreakerBoard, State, TierHealth
 from switchyard.sidecar.upstream import Upstreams
 
 
@@ -87,6 +89,11 @@ class Runtime:
     clock: Callable[[], float] = time.monotonic
     in_flight: int = 0
     _idle: asyncio.Event | None = None
+    prober: Prober = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prober = Prober(self)
+        self.metrics.watch_breakers(self.breaker_states)
 
     def begin(self) -> None:
         self.in_flight += 1
@@ -113,19 +120,30 @@ class Runtime:
             self._idle = None
 
     def install(self, config: CompiledConfig) -> bool:
-        """Swap in a new config. Returns False when it is the version already served."""
+        """Swap in a new config. Returns False when it is the version already served.
+
+        Breaker state is kept for tiers that did not change identity; a tier disabled
+        for a permanent failure is enabled again if its config changed (new key, model,
+        URL, headers, profile: its fingerprint)."""
         if self.snapshot is not None and self.snapshot.config.version == config.version:
             return False
         snap = Snapshot.build(config)
         keys = {(binding_key(b), t.key) for b in config.bindings for t in b.tiers}
         self.breakers.retain(keys)
+        wall = time.time()
+        for b in config.bindings:
+            for t in b.tiers:
+                h = self.breakers.peek(binding_key(b), t.key)
+                if h is not None and h.state is State.DISABLED and h.disabled_fingerprint != t.fingerprint():
+                    seen = h.transition_count
+                    breaker.enable(h, "tier config changed", wall)
+                    self.note_transitions(b, t, h, seen)
         self.snapshot = snap
-        self.loaded_at = time.time()
+        self.loaded_at = wall
         live = {binding_key(b) for b in config.bindings}
         for name in list(self.last_used):
             if name not in live:
                 del self.last_used[name]
-        self._reset_gauges(config)
         m = self.metrics
         m.config_info.info({"version": config.version, "schema_version": str(config.schema_version)})
         m.config_loaded.set(1)
@@ -136,21 +154,35 @@ class Runtime:
         return self.breakers.get(binding_key(b), tier.key)
 
     def note_transitions(self, b: CompiledBinding, tier: CompiledTier, h: TierHealth, seen: int) -> None:
-        """Export transitions that happened since ``seen`` (h.transition_count before)."""
+        """Count transitions that happened since ``seen`` (h.transition_count before)."""
         new = h.transition_count - seen
         if new <= 0:
             return
         labels = (b.name, str(tier.index), tier.source)
         for t in h.transitions[-min(new, len(h.transitions)) :]:
             self.metrics.breaker_transitions.labels(*labels, t.to_state).inc()
-        for state in BREAKER_STATES:
-            self.metrics.breaker_state.labels(*labels, state).set(1 if h.state.value == state else 0)
 
-    def _reset_gauges(self, config: CompiledConfig) -> None:
-        g = self.metrics.breaker_state
-        g.clear()
-        for b in config.bindings:
+    def reset(self, b: CompiledBinding, tier: CompiledTier | None = None) -> list[int]:
+        """Admin reset: tiers of ``b`` (or just ``tier``) back to closed. Returns their indices."""
+        done = []
+        for t in b.tiers if tier is None else [tier]:
+            h = self.health(b, t)
+            seen = h.transition_count
+            breaker.enable(h, "reset by admin", time.time())
+            self.note_transitions(b, t, h, seen)
+            done.append(t.index)
+        return done
+
+    def breaker_states(self) -> list[tuple[str, str, str, str]]:
+        """(binding, tier, source, state) of every tier now, for the metric."""
+        snap = self.snapshot
+        if snap is None:
+            return []
+        now = self.clock()
+        out = []
+        for b in snap.config.bindings:
             for t in b.tiers:
-                h = self.breakers.get(binding_key(b), t.key)
-                for state in BREAKER_STATES:
-                    g.labels(b.name, str(t.index), t.source, state).set(1 if h.state.value == state else 0)
+                h = self.breakers.peek(binding_key(b), t.key)
+                state = breaker.effective_state(h, now) if h is not None else "closed"
+                out.append((b.name, str(t.index), t.source, state))
+        return out

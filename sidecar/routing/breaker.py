@@ -1,22 +1,32 @@
-"""Per-tier circuit breaker: a small state record and pure transitions.
+"""Per-tier health: a small state record and pure transitions, one per failure class.
 
 State (``TierHealth``) is kept apart from behaviour (the functions below), as in kopf:
 the functions take the clock as an argument, so every transition is testable without
 sleeping. ``BreakerBoard`` owns the records of one running sidecar, keyed by binding and
 tier identity, and survives config swaps for tiers that did not change.
 
-States::
+Failure classes (``routing.classify``) decide what a failure does:
 
-    closed --N consecutive failures--> open --cooldown over--> half-open
-      ^                                  ^                         |
-      |                                  +------ a failure --------+
-      +---------- halfOpenRequests successes in a row -------------+
+- **transient** (5xx, reset, connect error, timeouts, empty answers) counts toward the
+  breaker::
 
-Separately from the state, a 429 with ``Retry-After`` keeps the tier out until the time
-the upstream asked for (``rate_limited_until``), whatever the breaker says.
+    closed --N consecutive failures--> open --cooldown over--> [probe] --> half-open
+      ^                                  ^                          |          |
+      |                                  +---- probe or trial fails-+----------+
+      +------------- halfOpenRequests successful trials ------------------------+
+
+  With ``probe: models`` (the default) an open tier whose cooldown is over is checked
+  with a prompt-free call (``sidecar.probe``) before any user request goes to it; a
+  failed check re-arms the cooldown, doubled each time up to ``maxCooldownSeconds``.
+- **rate-limited** (429, quota) keeps the tier out for as long as the upstream asked
+  (capped by ``maxRetryAfterSeconds``; the cooldown when it did not say), without
+  counting toward the breaker.
+- **permanent** (401, 403, 404) disables the tier: no user request goes to it until its
+  config changes (a new key, model or URL: its fingerprint) or an admin resets it.
 
 What happens when every tier is out: the request is answered at once with a
-protocol-shaped 503 listing each tier and why (never queued, never sent to an open tier).
+protocol-shaped error listing each tier and why (never queued, never sent to a tier
+that is out).
 """
 
 from __future__ import annotations
@@ -27,11 +37,20 @@ from enum import Enum
 
 from switchyard.sidecar.config import CompiledBreaker
 
+TRANSIENT = "transient"
+RATE_LIMITED = "rate-limited"
+PERMANENT = "permanent"
+
 
 class State(str, Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
+    DISABLED = "disabled"
+
+
+STATES = ("closed", "open", "half-open", "rate-limited", "disabled")
+"""The values the breaker-state metric and status use (rate-limited is an overlay)."""
 
 
 @dataclass(slots=True)
@@ -47,10 +66,15 @@ class TierHealth:
     state: State = State.CLOSED
     consecutive_failures: int = 0
     open_until: float = 0.0  # monotonic: while OPEN, the tier is skipped until then
+    reopened: int = 0  # failed checks/trials in a row since it first opened: the backoff exponent
     rate_limited_until: float = 0.0  # monotonic: Retry-After honoured until then
     half_open_in_flight: int = 0
     half_open_passed: int = 0
+    probing: bool = False  # a prompt-free check is in flight
+    disabled_reason: str | None = None
+    disabled_fingerprint: str | None = None  # the tier's config when it was disabled
     last_failure: str | None = None
+    last_failure_class: str | None = None
     last_failure_at: float | None = None  # wall clock
     last_success_at: float | None = None  # wall clock
     transitions: list[Transition] = field(default_factory=list)  # newest last, bounded
@@ -62,6 +86,8 @@ class Admission:
     allowed: bool
     reason: str = ""  # why not, e.g. "breaker-open(retry in 12s)"
     trial: bool = False  # a half-open trial request: its outcome decides the state
+    probe_due: bool = False  # the cooldown is over and a prompt-free check should run now
+    kind: str = ""  # why not, as a metric label: breaker | rate-limited | disabled
 
 
 _MAX_TRANSITIONS = 20
@@ -81,23 +107,50 @@ def _secs(delta: float) -> int:
     return max(1, math.ceil(delta))
 
 
+def effective_state(h: TierHealth, now: float) -> str:
+    """The state as reported (status, metric): rate-limited shows over closed/half-open."""
+    if h.state is State.CLOSED or h.state is State.HALF_OPEN:
+        if now < h.rate_limited_until:
+            return RATE_LIMITED
+    return h.state.value
+
+
+def _open(h: TierHealth, b: CompiledBreaker, now: float, wall: float, reason: str) -> None:
+    """(Re)open with the cooldown doubled for each failed check or trial in a row."""
+    wait = min(b.cooldown_seconds * (2 ** h.reopened), b.max_cooldown_seconds)
+    h.open_until = now + wait
+    h.half_open_in_flight = 0
+    h.half_open_passed = 0
+    _move(h, State.OPEN, reason, wall)
+
+
 def admit(h: TierHealth, b: CompiledBreaker, now: float, wall: float) -> Admission:
     """May a request be sent to this tier now? A granted trial must be settled with
     record_success / record_failure / release."""
+    if h.state is State.DISABLED:
+        return Admission(False, f"disabled({h.disabled_reason})", kind="disabled")
     if now < h.rate_limited_until:
-        return Admission(False, f"rate-limited(retry in {_secs(h.rate_limited_until - now)}s)")
+        return Admission(False, f"rate-limited(retry in {_secs(h.rate_limited_until - now)}s)", kind="rate-limited")
     if h.state is State.OPEN:
         if now < h.open_until:
-            return Admission(False, f"breaker-open(retry in {_secs(h.open_until - now)}s)")
+            return Admission(False, f"breaker-open(retry in {_secs(h.open_until - now)}s)", kind="breaker")
+        if b.probe != "none":
+            # The tier is checked without a prompt first; no user request is spent on it.
+            return Admission(False, "breaker-probing", probe_due=not h.probing, kind="breaker")
         _move(h, State.HALF_OPEN, "cooldown over", wall)
         h.half_open_in_flight = 0
         h.half_open_passed = 0
     if h.state is State.HALF_OPEN:
         if h.half_open_in_flight + h.half_open_passed >= b.half_open_requests:
-            return Admission(False, "breaker-half-open(trial in flight)")
+            return Admission(False, "breaker-half-open(trial in flight)", kind="breaker")
         h.half_open_in_flight += 1
         return Admission(True, trial=True)
     return Admission(True)
+
+
+def probe_due(h: TierHealth, b: CompiledBreaker, now: float) -> bool:
+    """Should a prompt-free check run now (the prober's question, without a request)?"""
+    return b.probe != "none" and h.state is State.OPEN and not h.probing and now >= h.open_until
 
 
 def record_success(h: TierHealth, b: CompiledBreaker, admission: Admission, wall: float) -> None:
@@ -109,32 +162,101 @@ def record_success(h: TierHealth, b: CompiledBreaker, admission: Admission, wall
         if h.half_open_passed >= b.half_open_requests:
             _move(h, State.CLOSED, "trial requests succeeded", wall)
             h.half_open_passed = 0
+            h.reopened = 0
 
 
 def record_failure(
     h: TierHealth,
     b: CompiledBreaker,
     admission: Admission,
+    cls: str,
     reason: str,
     now: float,
     wall: float,
     retry_after: float | None = None,
+    fingerprint: str | None = None,
 ) -> None:
+    """A failed request. ``cls`` is the failure class (TRANSIENT, RATE_LIMITED, PERMANENT)."""
     h.last_failure = reason
+    h.last_failure_class = cls
     h.last_failure_at = wall
-    if retry_after is not None and retry_after > 0:
-        h.rate_limited_until = max(h.rate_limited_until, now + retry_after)
-    if h.state is State.HALF_OPEN:
-        if admission.trial:
-            h.half_open_in_flight = max(0, h.half_open_in_flight - 1)
-        h.half_open_passed = 0
-        h.open_until = now + b.cooldown_seconds
-        _move(h, State.OPEN, f"trial failed: {reason}", wall)
+    trial = admission.trial and h.state is State.HALF_OPEN
+    if trial:
+        h.half_open_in_flight = max(0, h.half_open_in_flight - 1)
+    if cls == PERMANENT:
+        disable(h, reason, fingerprint, wall)
+        return
+    if cls == RATE_LIMITED:
+        rate_limit(h, b, now, retry_after)
+        return
+    if trial:
+        h.reopened += 1
+        _open(h, b, now, wall, f"trial failed: {reason}")
         return
     h.consecutive_failures += 1
     if h.state is State.CLOSED and h.consecutive_failures >= b.consecutive_failures:
-        h.open_until = now + b.cooldown_seconds
-        _move(h, State.OPEN, f"{h.consecutive_failures} consecutive failures, last: {reason}", wall)
+        h.reopened = 0
+        _open(h, b, now, wall, f"{h.consecutive_failures} consecutive failures, last: {reason}")
+
+
+def rate_limit(h: TierHealth, b: CompiledBreaker, now: float, retry_after: float | None) -> None:
+    wait = retry_after if retry_after is not None and retry_after > 0 else b.cooldown_seconds
+    h.rate_limited_until = max(h.rate_limited_until, now + min(wait, b.max_retry_after_seconds))
+
+
+def disable(h: TierHealth, reason: str, fingerprint: str | None, wall: float) -> None:
+    h.disabled_reason = reason
+    h.disabled_fingerprint = fingerprint
+    h.probing = False
+    _move(h, State.DISABLED, reason, wall)
+
+
+def enable(h: TierHealth, reason: str, wall: float) -> None:
+    """Back in service after a config change or an admin reset: a clean slate."""
+    if h.state is not State.DISABLED and h.state is not State.OPEN and h.rate_limited_until == 0.0:
+        return
+    h.consecutive_failures = 0
+    h.reopened = 0
+    h.rate_limited_until = 0.0
+    h.disabled_reason = None
+    h.disabled_fingerprint = None
+    h.probing = False
+    _move(h, State.CLOSED, reason, wall)
+
+
+def probe_passed(h: TierHealth, wall: float) -> None:
+    h.probing = False
+    if h.state is State.OPEN:
+        h.half_open_in_flight = 0
+        h.half_open_passed = 0
+        _move(h, State.HALF_OPEN, "prompt-free check passed", wall)
+
+
+def probe_failed(
+    h: TierHealth,
+    b: CompiledBreaker,
+    cls: str,
+    reason: str,
+    now: float,
+    wall: float,
+    retry_after: float | None = None,
+    fingerprint: str | None = None,
+) -> None:
+    """A failed check re-arms the cooldown with backoff; it cost no user request."""
+    h.probing = False
+    h.last_failure = f"check: {reason}"
+    h.last_failure_class = cls
+    h.last_failure_at = wall
+    if h.state is not State.OPEN:
+        return
+    if cls == PERMANENT:
+        disable(h, reason, fingerprint, wall)
+        return
+    if cls == RATE_LIMITED:
+        rate_limit(h, b, now, retry_after)
+    h.reopened += 1
+    wait = min(b.cooldown_seconds * (2 ** h.reopened), b.max_cooldown_seconds)
+    h.open_until = max(now + wait, h.rate_limited_until)
 
 
 def release(h: TierHealth, admission: Admission) -> None:
@@ -156,6 +278,9 @@ class BreakerBoard:
         if h is None:
             h = self._health[key] = TierHealth()
         return h
+
+    def peek(self, binding: str, tier_key: str) -> TierHealth | None:
+        return self._health.get((binding, tier_key))
 
     def retain(self, keys: set[tuple[str, str]]) -> None:
         """After a config swap: forget tiers that no longer exist, keep the others."""

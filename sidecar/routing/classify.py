@@ -28,8 +28,23 @@ CLIENT_ERROR = "client-error"
 AUTH_ERROR = "auth-error"  # 401/403: the tier's credential, not the client, is at fault
 NOT_FOUND = "not-found"
 
-# Failures that say something about the tier (and so count toward its breaker); the
-# others are the request's fault and leave the tier's health alone.
+DEADLINE = "deadline"  # the request's own deadline ran out: nobody's fault
+
+# Failure classes (see routing/breaker.py for what each does to the tier).
+CLASS_OF = {
+    SERVER_ERROR: "transient",
+    TIMEOUT: "transient",
+    CONNECT_ERROR: "transient",
+    EMPTY: "transient",
+    RATE_LIMITED: "rate-limited",
+    AUTH_ERROR: "permanent",
+    NOT_FOUND: "permanent",
+    CLIENT_ERROR: "client",
+    DEADLINE: "deadline",
+}
+
+# Failures that say something about the tier (and so change its health); the others
+# are the request's fault, or its deadline's, and leave the tier alone.
 TIER_FAULTS = frozenset({RATE_LIMITED, SERVER_ERROR, TIMEOUT, CONNECT_ERROR, EMPTY, AUTH_ERROR, NOT_FOUND})
 
 # The tier's own configuration is wrong (its key, its model): another tier may well
@@ -43,6 +58,11 @@ class Failure:
     detail: str  # short text for the trail, e.g. "503", "reset", "first-byte"
     status: int | None = None  # upstream HTTP status, if there was one
     retry_after: float | None = None  # seconds the upstream asked us to wait
+
+    @property
+    def cls(self) -> str:
+        """The failure class: transient, rate-limited, permanent, client or deadline."""
+        return CLASS_OF[self.reason]
 
     def trail_text(self) -> str:
         """What `x-switchyard-fallback-reason` says about this tier."""

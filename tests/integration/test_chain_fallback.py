@@ -188,30 +188,65 @@ async def test_breaker_opens_and_the_primary_gets_no_traffic_during_cooldown(gat
     assert status["bindings"][0]["last_used"]["tier"] == 1
 
 
-async def test_half_open_trial_closes_the_breaker_on_success(gateway: GatewayFactory, sim: Simulator) -> None:
+async def test_recovery_is_checked_without_a_prompt_then_a_trial_closes_the_breaker(
+    gateway: GatewayFactory, sim: Simulator
+) -> None:
     gw = await gateway(CHAIN)
     sim.fault("primary", "503", times=2)
     await chat(gw)
     await chat(gw)
-    gw.clock.advance(31)  # cooldown over: the next request is the half-open trial
-    raw = await chat(gw)
-    assert raw.headers["x-switchyard-tier"] == "0"
+    gw.clock.advance(31)  # cooldown over
+    assert await gw.runtime.prober.run_due() == 1
+    (check,) = [r for r in sim.requests("primary") if r.method == "GET"]
+    assert check.path.endswith("/v1/models") and check.headers["authorization"] == f"Bearer {KEYS['primary']}"
     health = gw.runtime.breakers.items()[0][1]
+    assert health.state.value == "half-open"
+    raw = await chat(gw)  # the trial
+    assert raw.headers["x-switchyard-tier"] == "0"
     assert health.state.value == "closed"
     assert [t.to_state for t in health.transitions] == ["open", "half-open", "closed"]
 
 
-async def test_a_failed_trial_reopens_the_breaker(gateway: GatewayFactory, sim: Simulator) -> None:
+async def test_a_failed_recovery_check_costs_no_user_request(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(CHAIN)
+    sim.fault("primary", "503", persistent=True, endpoint="any")
+    await chat(gw)
+    await chat(gw)
+    prompts = sum(1 for r in sim.requests("primary") if r.method == "POST")
+    gw.clock.advance(31)
+    raw = await chat(gw)  # finds the check due: kicks it and goes on to the next tier
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=breaker-probing"
+    await gw.runtime.prober.wait_idle()
+    health = gw.runtime.breakers.items()[0][1]
+    assert health.state.value == "open" and health.open_until == gw.clock.now + 60  # re-armed, doubled
+    gw.clock.advance(61)
+    assert await gw.runtime.prober.run_due() == 1
+    assert health.open_until == gw.clock.now + 120  # doubled again: 30 * 2**2
+    assert sum(1 for r in sim.requests("primary") if r.method == "POST") == prompts, "no user request spent"
+
+
+async def test_a_failed_trial_reopens_the_breaker_with_backoff(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(CHAIN)
     sim.fault("primary", "503", times=3)
     await chat(gw)
     await chat(gw)
     gw.clock.advance(31)
-    raw = await chat(gw)
+    await gw.runtime.prober.run_due()
+    raw = await chat(gw)  # the trial fails
     assert raw.headers["x-switchyard-fallback-reason"] == "tier0=503"
     raw = await chat(gw)
-    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=breaker-open(retry in 30s)"
-    assert sim.count("primary") == 3
+    assert raw.headers["x-switchyard-fallback-reason"] == "tier0=breaker-open(retry in 60s)"
+    assert sum(1 for r in sim.requests("primary") if r.method == "POST") == 3
+
+
+async def test_probe_none_sends_the_trial_straight_after_the_cooldown(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(binding("helper", "primary", "backup", extra="  breaker: {consecutiveFailures: 1, probe: none}"))
+    sim.fault("primary", "503")
+    await chat(gw)
+    gw.clock.advance(31)
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "0"
+    assert not [r for r in sim.requests("primary") if r.method == "GET"]
 
 
 async def test_retry_after_keeps_the_tier_out_for_that_long(gateway: GatewayFactory, sim: Simulator) -> None:
@@ -317,8 +352,8 @@ async def test_a_401_on_our_key_falls_back_and_is_never_shown_as_the_clients(gat
     raw = await chat(gw)
     assert raw.headers["x-switchyard-tier"] == "1"
     assert raw.headers["x-switchyard-fallback-reason"] == "tier0=401"
-    sim.fault("primary", "401")
     sim.fault("backup", "401")
     with pytest.raises(openai.APIStatusError) as info:
         await chat(gw)
     assert info.value.status_code == 502
+    assert info.value.response.headers["x-switchyard-fallback-reason"] == "tier0=disabled(401), tier1=401"

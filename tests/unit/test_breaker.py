@@ -1,15 +1,31 @@
-"""Breaker transitions, driven by a fake clock (no sleeping)."""
+"""Tier health transitions for each failure class, driven by a fake clock (no sleeping)."""
 
 from switchyard.sidecar.config import CompiledBreaker
-from switchyard.sidecar.routing.breaker import State, TierHealth, admit, record_failure, record_success, release
+from switchyard.sidecar.routing.breaker import (
+    PERMANENT,
+    RATE_LIMITED,
+    TRANSIENT,
+    State,
+    TierHealth,
+    admit,
+    effective_state,
+    enable,
+    probe_due,
+    probe_failed,
+    probe_passed,
+    record_failure,
+    record_success,
+    release,
+)
 
-B = CompiledBreaker(consecutive_failures=3, cooldown_seconds=30, half_open_requests=2)
+B = CompiledBreaker(consecutive_failures=3, cooldown_seconds=30, half_open_requests=2, probe="none", max_cooldown_seconds=100)
+P = CompiledBreaker(consecutive_failures=3, cooldown_seconds=30, half_open_requests=1, probe="models", max_cooldown_seconds=100)
 
 
-def fail(h: TierHealth, now: float, retry_after: float | None = None) -> None:
-    a = admit(h, B, now, now)
+def fail(h: TierHealth, now: float, b: CompiledBreaker = B, cls: str = TRANSIENT, retry_after: float | None = None) -> None:
+    a = admit(h, b, now, now)
     assert a.allowed
-    record_failure(h, B, a, "5xx", now, now, retry_after)
+    record_failure(h, b, a, cls, "5xx", now, now, retry_after, "fp1")
 
 
 def test_opens_after_n_consecutive_failures_and_skips_during_cooldown() -> None:
@@ -20,7 +36,7 @@ def test_opens_after_n_consecutive_failures_and_skips_during_cooldown() -> None:
     fail(h, 2)
     assert h.state is State.OPEN
     denied = admit(h, B, 10, 10)
-    assert not denied.allowed
+    assert not denied.allowed and denied.kind == "breaker"
     assert denied.reason == "breaker-open(retry in 22s)"
 
 
@@ -28,8 +44,7 @@ def test_success_resets_the_consecutive_count() -> None:
     h = TierHealth()
     fail(h, 0)
     fail(h, 1)
-    a = admit(h, B, 2, 2)
-    record_success(h, B, a, 2)
+    record_success(h, B, admit(h, B, 2, 2), 2)
     fail(h, 3)
     fail(h, 4)
     assert h.state is State.CLOSED
@@ -39,9 +54,7 @@ def test_half_open_lets_exactly_n_trials_through_and_closes_when_all_succeed() -
     h = TierHealth()
     for t in range(3):
         fail(h, t)
-    first = admit(h, B, 40, 40)
-    second = admit(h, B, 40, 40)
-    third = admit(h, B, 40, 40)
+    first, second, third = (admit(h, B, 40, 40) for _ in range(3))
     assert h.state is State.HALF_OPEN
     assert first.trial and second.trial
     assert not third.allowed and third.reason == "breaker-half-open(trial in flight)"
@@ -52,15 +65,18 @@ def test_half_open_lets_exactly_n_trials_through_and_closes_when_all_succeed() -
     assert [t.to_state for t in h.transitions] == ["open", "half-open", "closed"]
 
 
-def test_a_failed_trial_reopens_for_a_new_cooldown() -> None:
+def test_a_failed_trial_reopens_with_a_doubled_cooldown_capped() -> None:
     h = TierHealth()
     for t in range(3):
         fail(h, t)
-    trial = admit(h, B, 40, 40)
-    record_failure(h, B, trial, "timeout", 40, 40)
-    assert h.state is State.OPEN
-    assert not admit(h, B, 69, 69).allowed
-    assert admit(h, B, 70, 70).allowed
+    record_failure(h, B, admit(h, B, 40, 40), TRANSIENT, "timeout", 40, 40)
+    assert h.state is State.OPEN and h.open_until == 40 + 60
+    record_failure(h, B, admit(h, B, 100, 100), TRANSIENT, "timeout", 100, 100)
+    assert h.open_until == 100 + 100  # 120 capped at maxCooldownSeconds
+    a, b = admit(h, B, 200, 200), admit(h, B, 200, 200)
+    record_success(h, B, a, 200)
+    record_success(h, B, b, 200)
+    assert h.state is State.CLOSED and h.reopened == 0
 
 
 def test_released_trial_gives_its_slot_back() -> None:
@@ -68,20 +84,74 @@ def test_released_trial_gives_its_slot_back() -> None:
     for t in range(3):
         fail(h, t)
     a = admit(h, B, 40, 40)
-    b = admit(h, B, 40, 40)
+    admit(h, B, 40, 40)
     assert not admit(h, B, 40, 40).allowed
     release(h, a)
     assert admit(h, B, 40, 40).allowed
-    release(h, b)
 
 
-def test_retry_after_keeps_the_tier_out_even_while_closed() -> None:
+def test_rate_limited_skips_for_the_wait_asked_without_counting_toward_the_breaker() -> None:
     h = TierHealth()
-    fail(h, 0, retry_after=12)
+    for t in range(5):
+        a = admit(h, B, t * 20, t * 20)
+        assert a.allowed
+        record_failure(h, B, a, RATE_LIMITED, "429", t * 20, t * 20, retry_after=12)
+    assert h.state is State.CLOSED and h.consecutive_failures == 0
+    denied = admit(h, B, 85, 85)
+    assert not denied.allowed and denied.reason == "rate-limited(retry in 7s)" and denied.kind == "rate-limited"
+    assert effective_state(h, 85) == "rate-limited"
+    assert effective_state(h, 92) == "closed"
+    assert admit(h, B, 92, 92).allowed
+
+
+def test_rate_limit_wait_is_capped_and_defaults_to_the_cooldown() -> None:
+    cap = CompiledBreaker(cooldown_seconds=30, max_retry_after_seconds=60)
+    h = TierHealth()
+    record_failure(h, cap, admit(h, cap, 0, 0), RATE_LIMITED, "429", 0, 0, retry_after=3600)
+    assert h.rate_limited_until == 60
+    h = TierHealth()
+    record_failure(h, cap, admit(h, cap, 0, 0), RATE_LIMITED, "429", 0, 0, retry_after=None)
+    assert h.rate_limited_until == 30
+
+
+def test_permanent_disables_until_enabled() -> None:
+    h = TierHealth()
+    fail(h, 0, cls=PERMANENT)
+    assert h.state is State.DISABLED and h.disabled_fingerprint == "fp1"
+    denied = admit(h, B, 1e9, 1e9)
+    assert not denied.allowed and denied.kind == "disabled" and denied.reason == "disabled(5xx)"
+    enable(h, "tier config changed", 10)
+    assert h.state is State.CLOSED and admit(h, B, 11, 11).allowed
+
+
+def test_probe_mode_checks_before_any_request_and_backs_off_on_failure() -> None:
+    h = TierHealth()
+    for t in range(3):
+        fail(h, t, P)
+    assert not probe_due(h, P, 31)
+    assert probe_due(h, P, 32)
+    denied = admit(h, P, 32, 32)
+    assert not denied.allowed and denied.reason == "breaker-probing" and denied.probe_due
+    h.probing = True
+    assert not admit(h, P, 32, 32).probe_due  # one check at a time
+    probe_failed(h, P, TRANSIENT, "503", 32, 32)
+    assert h.state is State.OPEN and h.open_until == 32 + 60 and not h.probing
+    assert probe_due(h, P, 92)
+    probe_passed(h, 92)
+    assert h.state is State.HALF_OPEN
+    trial = admit(h, P, 92, 92)
+    assert trial.trial
+    record_success(h, P, trial, 93)
     assert h.state is State.CLOSED
-    denied = admit(h, B, 5, 5)
-    assert not denied.allowed and denied.reason == "rate-limited(retry in 7s)"
-    assert admit(h, B, 12, 12).allowed
+    assert [t.to_state for t in h.transitions] == ["open", "half-open", "closed"]
+
+
+def test_a_check_refused_for_the_key_disables_the_tier() -> None:
+    h = TierHealth()
+    for t in range(3):
+        fail(h, t, P)
+    probe_failed(h, P, PERMANENT, "401", 40, 40, fingerprint="fp2")
+    assert h.state is State.DISABLED and h.disabled_fingerprint == "fp2"
 
 
 def test_transition_history_is_bounded_but_counted() -> None:
@@ -91,8 +161,7 @@ def test_transition_history_is_bounded_but_counted() -> None:
         for _ in range(3):
             fail(h, now)
         now += 31
-        a = admit(h, B, now, now)
-        b = admit(h, B, now, now)
+        a, b = admit(h, B, now, now), admit(h, B, now, now)
         record_success(h, B, a, now)
         record_success(h, B, b, now)
     assert len(h.transitions) == 20

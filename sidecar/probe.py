@@ -1,0 +1,152 @@
+"""Prompt-free recovery checks: is an open tier back, without spending a user request?
+
+When an open tier's cooldown ends, the prober calls an endpoint that sends no prompt,
+with the tier's own credential and timeouts:
+
+    openai-chat (openai, openrouter, openai-compatible)   GET {baseURL}/models
+    anthropic-messages                                    GET {baseURL}/v1/models
+    gemini                                                GET {baseURL}/v1beta/models/{model}
+
+A pass moves the tier to half-open (``halfOpenRequests`` real requests decide the
+rest); a failure re-arms the cooldown with backoff, keeps it rate-limited as long as
+asked, or disables it (401/403/404). ``Prober.loop`` runs the checks that are due once a
+second; a request that finds a tier due kicks its check at once (and goes on to the next
+tier meanwhile). Tests move the breaker clock and call ``run_due()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from switchyard.sidecar.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.routing import breaker, classify
+from switchyard.sidecar.translate.base import UpstreamCall, adapter_for, auth_headers
+from switchyard.sidecar.upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, header_map, read_body
+
+if TYPE_CHECKING:
+    from switchyard.sidecar.state import Runtime
+
+log = logging.getLogger("switchyard.probe")
+
+PROBE_TIMEOUT_CAP_SECONDS = 10.0
+
+
+def probe_call(tier: CompiledTier) -> UpstreamCall:
+    headers = {"Accept": "application/json", **tier.headers, **auth_headers(tier)}
+    if tier.protocol == "anthropic-messages":
+        headers.setdefault("anthropic-version", "2023-06-01")
+        url = f"{tier.base_url}/v1/models?limit=1"
+    elif tier.protocol == "gemini":
+        url = f"{tier.base_url}/v1beta/models/{tier.model.removeprefix('models/')}"
+    else:
+        url = f"{tier.base_url}/models"
+    return UpstreamCall("GET", url, headers, None, False)
+
+
+class Prober:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.checks = 0  # checks run, for tests and status
+
+    def kick(self, binding: CompiledBinding, tier: CompiledTier) -> None:
+        """Start a check of this tier in the background unless one is running."""
+        h = self.rt.health(binding, tier)
+        if h.probing:
+            return
+        h.probing = True
+        task = asyncio.get_running_loop().create_task(self._check(binding, tier))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run_due(self) -> int:
+        """Check every tier whose cooldown is over; wait for the checks. Returns how many."""
+        snap = self.rt.snapshot
+        if snap is None:
+            return 0
+        now = self.rt.clock()
+        due = []
+        for b in snap.config.bindings:
+            for t in b.tiers:
+                h = self.rt.breakers.peek(f"{b.namespace}/{b.name}", t.key)
+                if h is not None and breaker.probe_due(h, b.breaker, now):
+                    h.probing = True
+                    due.append(self._check(b, t))
+        if due:
+            await asyncio.gather(*due)
+        return len(due)
+
+    async def wait_idle(self) -> None:
+        """Wait for checks kicked in the background (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def loop(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:  # a bug here must not stop recovery for good
+                log.exception("probe round failed")
+            await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _check(self, binding: CompiledBinding, tier: CompiledTier) -> None:
+        rt = self.rt
+        h = rt.health(binding, tier)
+        seen = h.transition_count
+        self.checks += 1
+        failure = await self._call(tier)
+        now, wall = rt.clock(), time.time()
+        if failure is None:
+            breaker.probe_passed(h, wall)
+            outcome = "passed"
+        else:
+            breaker.probe_failed(
+                h, binding.breaker, failure.cls, failure.trail_text(), now, wall, failure.retry_after, tier.fingerprint()
+            )
+            outcome = failure.cls
+        rt.metrics.probes.labels(binding.name, str(tier.index), tier.source, outcome).inc()
+        rt.note_transitions(binding, tier, h, seen)
+        log.info(
+            "probe",
+            extra={"switchyard": {"binding": binding.name, "tier": tier.index, "source": tier.source, "outcome": outcome,
+                                  "detail": failure.trail_text() if failure else None}},
+        )
+
+    async def _call(self, tier: CompiledTier) -> classify.Failure | None:
+        call = probe_call(tier)
+        limit = min(tier.timeouts.first_byte_seconds, PROBE_TIMEOUT_CAP_SECONDS)
+        try:
+            async with asyncio.timeout(limit):
+                resp = await self.rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds)
+                try:
+                    body = await read_body(resp, 1 << 20)
+                finally:
+                    resp.close()
+        except (TimeoutError, UpstreamTimeout):
+            return classify.Failure(classify.TIMEOUT, "check")
+        except UpstreamConnectError as exc:
+            return classify.Failure(classify.CONNECT_ERROR, str(exc))
+        except UpstreamError:
+            return classify.Failure(classify.CONNECT_ERROR, "reset")
+        if resp.status < 300:
+            return None
+        info = adapter_for(tier.protocol).read_error(resp.status, body, header_map(resp.headers))
+        failure = classify.from_status(
+            resp.status,
+            header_map(resp.headers),
+            wall_now=time.time(),
+            quota=info.quota,
+            auth=info.auth,
+            body_retry_after=info.retry_after,
+        )
+        if failure.reason == classify.CLIENT_ERROR:  # the check itself was refused: count it as not back yet
+            return classify.Failure(classify.SERVER_ERROR, f"check {resp.status}", resp.status)
+        return failure
