@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from switchyard.sidecar.config import SCHEMA_VERSION, CompiledConfig
 from switchyard.sidecar.pipeline import RUNTIME
+from switchyard.sidecar.routing.breaker import effective_state
 from switchyard.sidecar.state import Runtime, binding_key
 
 ADMIN_TOKEN: web.AppKey[str | None] = web.AppKey("admin_token", str)  # type: ignore[arg-type]
@@ -91,9 +92,10 @@ async def put_config(request: web.Request) -> web.Response:
 def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> dict[str, Any]:
     h = rt.health(b, t)
     view: dict[str, Any] = {
-        "state": h.state.value,
+        "state": effective_state(h, now),
         "consecutive_failures": h.consecutive_failures,
         "last_failure": h.last_failure,
+        "last_failure_class": h.last_failure_class,
         "last_failure_at": h.last_failure_at,
         "last_success_at": h.last_success_at,
         "transitions": [
@@ -102,6 +104,9 @@ def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> dict[str, Any]:
     }
     if h.state.value == "open":
         view["retry_in_seconds"] = max(0.0, round(h.open_until - now, 3))
+        view["probing"] = h.probing
+    if h.disabled_reason is not None:
+        view["disabled_reason"] = h.disabled_reason
     if h.rate_limited_until > now:
         view["rate_limited_for_seconds"] = round(h.rate_limited_until - now, 3)
     return view
@@ -168,7 +173,7 @@ async def test_binding(request: web.Request) -> web.Response:
             "source_resolved": t.problem is None,
             "credential_present": t.problem is None and (t.auth == "none" or t.credential is not None),
             "model_allowed": t.problem is None or not t.problem.startswith(("ModelNotAllowed", "ModelNotInCatalog")),
-            "breaker_allows": h.state.value != "open" or h.open_until <= now,
+            "breaker_allows": effective_state(h, now) in ("closed", "half-open"),
         }
         tiers.append(
             {
@@ -183,6 +188,25 @@ async def test_binding(request: web.Request) -> web.Response:
         )
     ok = not b.unbound and any(t["ok"] for t in tiers)
     return _json({"binding": b.name, "unbound": b.unbound, "ok": ok, "prompt_sent": False, "tiers": tiers})
+
+
+async def reset_binding(request: web.Request) -> web.Response:
+    """Put a binding's tiers (or one, with ?tier=N) back in service: closed, not rate
+    limited, not disabled. For an operator who fixed what the upstream complained about."""
+    rt = request.app[RUNTIME]
+    snap = rt.snapshot
+    if snap is None:
+        return _problem(503, "no config loaded yet")
+    b = snap.by_name.get(request.match_info["name"])
+    if b is None:
+        return _problem(404, f"no binding named {request.match_info['name']!r}")
+    tier = None
+    if "tier" in request.query:
+        try:
+            tier = b.tiers[int(request.query["tier"])]
+        except (ValueError, IndexError):
+            return _problem(400, f"no tier {request.query['tier']!r} in binding {b.name}")
+    return _json({"binding": b.name, "reset": rt.reset(b, tier)})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -208,6 +232,7 @@ def routes() -> list[web.RouteDef]:
         web.put("/admin/config", put_config),
         web.get("/admin/status", get_status),
         web.post("/admin/bindings/{name}/test", test_binding),
+        web.post("/admin/bindings/{name}/reset", reset_binding),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),

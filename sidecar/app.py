@@ -12,6 +12,7 @@ streams in flight get up to ``drain_seconds`` to finish, then connections close.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class Sidecar:
         self._api = build_api_app(self.runtime)
         self._admin = build_admin_app(self.runtime, admin_token)
         self._runners: list[web.AppRunner] = []
+        self._prober: asyncio.Task[None] | None = None
         self.ports: tuple[int, int] = (0, 0)
 
     def load(self, config: CompiledConfig) -> None:
@@ -104,6 +106,7 @@ class Sidecar:
             sock = site._server.sockets[0]  # type: ignore[union-attr]
             ports.append(sock.getsockname()[1])
         self.ports = (ports[0], ports[1])
+        self._prober = asyncio.get_running_loop().create_task(self.runtime.prober.loop())
         return self.ports
 
     async def stop(self) -> None:
@@ -111,6 +114,10 @@ class Sidecar:
         rt = self.runtime
         rt.draining = True
         await rt.wait_idle(self.drain_seconds)
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
+        await rt.prober.close()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

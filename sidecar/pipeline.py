@@ -249,6 +249,15 @@ def request_deadline(request: web.Request, binding: CompiledBinding) -> float | 
     return min(limits) if limits else None
 
 
+def _share(deadline: float | None, now: float, later: int) -> float | None:
+    """Until its first content, a tier may use its share of what is left of the deadline,
+    so one that hangs leaves time for the tiers after it; once content flows it may use
+    all that is left."""
+    if deadline is None:
+        return None
+    return now + (deadline - now) / (1 + later)
+
+
 @dataclass
 class _Tally:
     """What the passed-over tiers add up to: the status of the final error if none serves."""
@@ -288,6 +297,7 @@ async def _walk_chain(
     budget = request_deadline(request, binding)
     deadline = loop.time() + budget if budget is not None else None
 
+    usable = [t for t in binding.tiers if not t.problem and (not t.incompatible or t.degradable)]
     for tier in binding.tiers:
         if tier.problem:
             tally.skip(rt, ex, binding, tier, f"unresolvable({tier.problem.split(':')[0]})", "unresolvable", "unresolvable")
@@ -355,7 +365,10 @@ async def _walk_chain(
 
         try:
             result = await _attempt(
-                _Attempt(request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream, deadline)
+                _Attempt(
+                    request, rt, ex, binding, tier, call, admission, decision, cross, parsed, synth_stream, deadline,
+                    _share(deadline, loop.time(), sum(1 for t in usable if t.index > tier.index)),
+                )
             )
         except _Served as served:
             return served.response
@@ -457,8 +470,10 @@ class _Attempt:
     parsed: n.Request | None
     synth_stream: bool  # the client streams but the tier is asked for a whole answer
     deadline: float | None  # loop clock: the request's own deadline over the whole chain
+    first_share: float | None  # loop clock: this tier's share of the deadline until first content
     egress: Adapter = field(init=False)
     first_deadline: float = 0.0  # loop clock: the first content must arrive by then
+    deadline_free_first_byte: float = 0.0  # what first_deadline would be without the request deadline
     total_deadline: float = 0.0  # loop clock: the whole attempt must end by then
 
     def __post_init__(self) -> None:
@@ -471,8 +486,13 @@ class _Attempt:
 
     def timed_out(self, phase: str) -> Failure:
         """A timeout: the request's deadline (nobody's fault) or the tier's own limit."""
-        if self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline - 0.001:
-            return Failure(classify.DEADLINE, "deadline")
+        now = asyncio.get_running_loop().time()
+        if self.deadline is not None and now >= self.deadline - 0.001:
+            return Failure(classify.DEADLINE, "spent")
+        if phase == "first-byte" and self.first_share is not None and now >= self.first_share - 0.001 and (
+            self.first_share < self.deadline_free_first_byte
+        ):
+            return Failure(classify.DEADLINE, "share")
         return Failure(classify.TIMEOUT, phase)
 
     def encoder(self) -> Any:
@@ -507,7 +527,9 @@ async def _attempt(at: _Attempt) -> _Outcome:
     tier = at.tier
     limit = at.deadline if at.deadline is not None else float("inf")
     at.total_deadline = min(t0 + tier.timeouts.total_seconds, limit)
-    at.first_deadline = min(t0 + tier.timeouts.first_byte_seconds, at.total_deadline)
+    at.deadline_free_first_byte = min(t0 + tier.timeouts.first_byte_seconds, at.total_deadline)
+    share = at.first_share if at.first_share is not None else float("inf")
+    at.first_deadline = min(at.deadline_free_first_byte, share)
     connect = min(tier.timeouts.connect_seconds, max(0.001, at.first_deadline - t0))
     resp: aiohttp.ClientResponse | None = None
     try:

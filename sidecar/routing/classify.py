@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 RATE_LIMITED = "429"
@@ -107,7 +108,9 @@ def retry_after_seconds(headers: Mapping[str, str], wall_now: float) -> float | 
 
     ``retry-after-ms`` (OpenAI/Anthropic SDK convention), ``Retry-After`` in seconds or as
     an HTTP date, OpenAI's ``x-ratelimit-reset-requests``/``-tokens`` durations ("6m0s",
-    "1.5s", "20ms"). None when nothing usable is there.
+    "1.5s", "20ms"), Anthropic's ``anthropic-ratelimit-*-reset`` instants (the latest
+    wins). Gemini states its wait in the body (RetryInfo), read by its adapter. None when
+    nothing usable is there.
     """
     ms = headers.get("retry-after-ms")
     if ms:
@@ -130,7 +133,22 @@ def retry_after_seconds(headers: Mapping[str, str], wall_now: float) -> float | 
         for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
         if (w := parse_duration(headers.get(name, ""))) is not None
     ]
+    for name in ANTHROPIC_RESETS:  # RFC 3339 instants
+        value = headers.get(name)
+        if value:
+            try:
+                waits.append(max(0.0, datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() - wall_now))
+            except ValueError:
+                pass
     return max(waits) if waits else None
+
+
+ANTHROPIC_RESETS = (
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-reset",
+)
 
 
 def parse_duration(text: str) -> float | None:

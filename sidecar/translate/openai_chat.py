@@ -295,7 +295,8 @@ def check_request(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     expect(isinstance(messages, list) and bool(messages), "'messages' must be a non-empty array", "messages")
     for i, m in enumerate(messages):
-        expect(isinstance(m, dict) and m.get("role") in _ROLES, f"'messages[{i}]' must be an object with a valid role", "messages")
+        role = m.get("role") if isinstance(m, dict) else None
+        expect(isinstance(role, str) and role in _ROLES, f"'messages[{i}]' must be an object with a valid role", "messages")
     stream = body.get("stream")
     expect(stream is None or isinstance(stream, bool), "'stream' must be a boolean", "stream")
 

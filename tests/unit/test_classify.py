@@ -40,3 +40,17 @@ def test_statuses_map_to_fallback_reasons() -> None:
     assert from_status(400, {}, wall_now=NOW).reason == "client-error"
     assert from_status(401, {}, wall_now=NOW).reason == "auth-error"
     assert from_status(403, {}, wall_now=NOW, quota=True).reason == "429"
+
+
+def test_anthropic_reset_instants() -> None:
+    from datetime import datetime, timezone
+
+    at = datetime.fromtimestamp(NOW + 42, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert retry_after_seconds({"anthropic-ratelimit-tokens-reset": at}, NOW) == pytest.approx(42, abs=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"), [(429, "rate-limited"), (500, "transient"), (529, "transient"), (401, "permanent"), (403, "permanent"), (404, "permanent"), (400, "client")]
+)
+def test_failure_classes(status: int, cls: str) -> None:
+    assert from_status(status, {}, wall_now=NOW).cls == cls

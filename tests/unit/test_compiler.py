@@ -167,3 +167,47 @@ def test_invalid_bindings_are_refused_with_field_paths(spec: str, message: str) 
     text = " ".join(str(e) for e in errors)
     assert "x.yaml" in text and "AssistantBinding/helper" in text
     assert message in text or (message == "at most 3" and "at most 3 items" in text), text
+
+
+@pytest.mark.parametrize(
+    ("source", "requires", "missing"),
+    [
+        ("openai", "{vision: true, tools: true, reasoning: true, structuredOutput: true}", ()),
+        ("anthropic", "{vision: true, reasoning: true, structuredOutput: true, minContextTokens: 200000}", ()),
+        ("anthropic", "{minContextTokens: 400000}", ("maxContextTokens>=400000",)),
+        ("local", "{vision: true, parallelToolCalls: true, tools: true}", ("parallelToolCalls", "vision")),
+        ("local", "{reasoning: true, minContextTokens: 1000000}", ("reasoning",)),  # unknown limits are not held against it
+    ],
+)
+def test_requires_against_the_builtin_profiles(source: str, requires: str, missing: tuple[str, ...]) -> None:
+    text = SOURCES + """---
+apiVersion: v1
+kind: Secret
+metadata: {name: more}
+stringData: {anthropic: k}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: local}
+spec: {provider: openai-compatible, baseURL: "http://127.0.0.1:11434/v1", defaultModel: qwen}
+"""
+    text = text.replace("credentialRef: {name: keys, key: anthropic}", "credentialRef: {name: more, key: anthropic}")
+    src = {"openai": "oa", "anthropic": "an", "local": "local"}[source]
+    res = compile_text(text + binding(f"{{primary: {{sourceRef: {{name: {src}}}}}, requires: {requires}}}"))
+    tier = res.reports[("default", "helper")].tiers[0]
+    assert tier.resolvable and tier.incompatible == missing
+    assert res.config.bindings[0].tiers[0].incompatible == list(missing)
+
+
+def test_allow_degrading_needs_strip_or_map_for_every_missing_feature() -> None:
+    local = """---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: local}
+spec: {provider: openai-compatible, baseURL: "http://127.0.0.1:11434/v1", defaultModel: qwen}
+"""
+    # vision defaults to skip-tier: not degradable; parallelToolCalls defaults to strip: degradable
+    res = compile_text(SOURCES + local + binding("{primary: {sourceRef: {name: local}}, requires: {vision: true}, allowDegrading: true}"))
+    assert not res.config.bindings[0].tiers[0].degradable
+    res = compile_text(SOURCES + local + binding("{primary: {sourceRef: {name: local}}, requires: {parallelToolCalls: true}, allowDegrading: true}"))
+    assert res.config.bindings[0].tiers[0].degradable
