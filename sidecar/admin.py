@@ -4,7 +4,9 @@ Separate from the API listener so it can be bound elsewhere (the operator reache
 on the pod IP) while the API stays on 127.0.0.1 for the app next to it.
 
 Access: every ``/admin/*`` route requires ``Authorization: Bearer <token>`` when a
-token is configured, compared in constant time. Without a token the listener must be
+token is configured, compared in constant time. ``X-Switchyard-Admin-Token: <token>`` is
+accepted too: the API server's pod proxy (``kubectl switchyard test``) consumes the
+caller's own ``Authorization`` header and never forwards it. Without a token the listener must be
 bound to a loopback address (``app.build`` refuses anything else). ``/healthz``,
 ``/readyz`` and ``/metrics`` are open: they carry no config and no secret.
 
@@ -32,6 +34,9 @@ from switchyard.sidecar.state import Runtime, binding_key
 
 ADMIN_TOKEN: web.AppKey[str | None] = web.AppKey("admin_token", str)  # type: ignore[arg-type]
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+# The token in its own header, for callers that reach the sidecar through the API
+# server's pod proxy (which consumes Authorization for the caller's own credentials).
+ADMIN_TOKEN_HEADER = "X-Switchyard-Admin-Token"
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -49,7 +54,10 @@ async def require_token(request: web.Request, handler: Any) -> web.StreamRespons
         if token:
             got = request.headers.get("Authorization", "")
             expected = f"Bearer {token}"
-            if not hmac.compare_digest(got.encode(), expected.encode()):
+            alt = request.headers.get(ADMIN_TOKEN_HEADER, "")
+            bearer_ok = hmac.compare_digest(got.encode(), expected.encode())
+            header_ok = hmac.compare_digest(alt.encode(), token.encode())
+            if not (bearer_ok or header_ok):
                 return _problem(401, "admin token required (Authorization: Bearer ...)")
     return await handler(request)
 

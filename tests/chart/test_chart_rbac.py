@@ -1,0 +1,87 @@
+"""The chart's RBAC is operator/rbac.yaml: the same objects and rules (the e2e tier runs
+the operator bound only to operator/rbac.yaml, and the chart install test only to the
+chart's), with no wildcard anywhere, whatever the options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import REPO, Render
+from test_chart_render import CASES
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def _norm_rule(rule: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        tuple(sorted(rule.get("apiGroups", []))),
+        tuple(sorted(rule.get("resources", []))),
+        tuple(sorted(rule.get("resourceNames", []))),
+        tuple(sorted(rule.get("verbs", []))),
+        tuple(sorted(rule.get("nonResourceURLs", []))),
+    )
+
+
+def _norm(doc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": doc["kind"], "name": doc["metadata"]["name"], "namespace": doc["metadata"].get("namespace")}
+    if "rules" in doc:
+        out["rules"] = sorted(_norm_rule(r) for r in doc["rules"])
+    if "roleRef" in doc:
+        out["roleRef"] = doc["roleRef"]
+        out["subjects"] = sorted((s["kind"], s["name"], s.get("namespace", "")) for s in doc["subjects"])
+    return out
+
+
+def _rbac(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted((_norm(d) for d in docs if d["kind"] in RBAC_KINDS), key=lambda d: (d["kind"], d["namespace"] or "", d["name"]))
+
+
+def test_default_chart_rbac_equals_operator_rbac_yaml(render: Render) -> None:
+    reference = [d for d in yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()) if d]
+    assert _rbac(render()) == _rbac(reference)
+
+
+def test_watching_namespaces_grants_the_same_rules_per_namespace(render: Render) -> None:
+    reference = [d for d in yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()) if d]
+    ref_rules = {r for d in reference if d["kind"] == "ClusterRole" for r in map(_norm_rule, d["rules"])}
+    docs = render(None, "operator.watchNamespaces={team-a,team-b}")
+    cluster = [d for d in docs if d["kind"] == "ClusterRole"]
+    roles = {d["metadata"]["namespace"]: {_norm_rule(r) for r in d["rules"]}
+             for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "switchyard-operator"}
+    assert set(roles) == {"team-a", "team-b"}
+    (cr,) = cluster
+    cluster_rules = {_norm_rule(r) for r in cr["rules"]}
+    # Cluster-wide: only the webhook configurations (cluster-scoped objects).
+    assert all(r[0] == ("admissionregistration.k8s.io",) for r in cluster_rules)
+    for ns_rules in roles.values():
+        assert ns_rules | cluster_rules == ref_rules
+    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "switchyard-operator"}
+    assert set(bindings) == {"team-a", "team-b"}
+    for b in bindings.values():
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "switchyard-operator", "namespace": "switchyard-system"}]
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--namespace", "team-a", "--namespace", "team-b"]
+
+
+def test_no_webhook_and_no_leader_election_means_no_rules_for_them(render: Render) -> None:
+    docs = render(None, "webhook.enabled=false", "operator.replicas=1", "operator.leaderElection.enabled=false")
+    rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    groups = {g for r in rules for g in r["apiGroups"]}
+    assert "admissionregistration.k8s.io" not in groups and "coordination.k8s.io" not in groups
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_no_wildcards(render: Render, case: str) -> None:
+    values, sets = CASES[case]
+    for d in render(values, *sets):
+        for r in d.get("rules", []) if d["kind"] in ("ClusterRole", "Role") else []:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert "*" not in r.get(field, []), (d["kind"], d["metadata"]["name"], r)
+            assert not {"escalate", "bind", "impersonate", "delete", "deletecollection", "update"} & set(r["verbs"]) or (
+                r.get("resources") == ["leases"] and r.get("resourceNames")
+            ), r
+            if "secrets" in r.get("resources", []):
+                assert set(r["verbs"]) <= {"get", "list", "watch"}, r

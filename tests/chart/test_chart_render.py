@@ -1,0 +1,180 @@
+"""The Helm chart renders, lints and validates: `helm lint --strict`, `helm template` with
+the default values and with every option on (values-all.yaml), every rendered manifest
+validated by `kubernetes-validate --strict` against the Kubernetes 1.37 schemas, and the
+chart's own custom resources (the built-in CapabilityProfiles) against the chart's CRDs.
+
+Kinds of other projects (prometheus-operator's PodMonitor/ServiceMonitor/PrometheusRule,
+cert-manager's Certificate/Issuer) have no schema here: they are listed in FOREIGN and
+checked for the fields this chart sets (the real-API-server tier cannot install them
+either, since their CRDs are not ours to ship).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import CHART, HERE, REPO, Render, find, one
+
+VALUES_ALL = HERE / "values-all.yaml"
+K8S_VERSION = "1.37.0"  # the kube-apiserver the e2e tier runs is 1.37.x
+FOREIGN = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("cert-manager.io/v1", "Issuer"),
+}
+CASES = {
+    "default": (None, ()),
+    "all-options": (VALUES_ALL, ()),
+    "webhook-off-single-replica": (None, ("webhook.enabled=false", "operator.replicas=1", "operator.leaderElection.enabled=false")),
+    "watch-namespaces": (None, ("operator.watchNamespaces={team-a}", "appNamespaces={team-a}")),
+}
+
+
+@pytest.mark.parametrize("values", [None, VALUES_ALL], ids=["default", "all-options"])
+def test_helm_lint_strict(helm: Any, values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    if values:
+        args += ["-f", str(values)]
+    cp = helm(*args)
+    assert "0 chart(s) failed" in cp.stdout, cp.stdout
+    assert "[WARNING]" not in cp.stdout and "[ERROR]" not in cp.stdout, cp.stdout
+
+
+def _crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    out = {}
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        for v in crd["spec"]["versions"]:
+            out[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+    return out
+
+
+def _validate_custom(doc: dict[str, Any], schema: dict[str, Any]) -> None:
+    """A custom resource against its CRD's structural schema (OpenAPI v3 is close enough
+    to JSON Schema for these objects; `x-kubernetes-*` keys are ignored by jsonschema)."""
+    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+    jsonschema.validate(body, {k: v for k, v in schema.items() if k != "properties"} | {
+        "properties": {k: v for k, v in schema["properties"].items() if k not in ("apiVersion", "kind", "metadata")}})
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_rendered_manifests_are_valid_kubernetes(render: Render, case: str, tmp_path: Path) -> None:
+    values, sets = CASES[case]
+    docs = render(values, *sets)
+    crds = _crd_schemas()
+    core = []
+    for doc in docs:
+        key = (doc["apiVersion"], doc["kind"])
+        if key in crds:
+            _validate_custom(doc, crds[key])
+        elif key not in FOREIGN:
+            core.append(doc)
+    assert core
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(yaml.safe_dump_all(core, sort_keys=False))
+    cli = Path(__import__("sys").executable).with_name("kubernetes-validate")
+    cp = subprocess.run([str(cli), "--strict", "--quiet", "-k", K8S_VERSION, str(path)], capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+def test_crds_render_and_validate_with_include_crds(helm: Any, tmp_path: Path) -> None:
+    out = helm("template", "switchyard", str(CHART), "-n", "switchyard-system", "--include-crds").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert sorted(d["metadata"]["name"] for d in crds) == [
+        "assistantbindings.switchyard.dev", "capabilityprofiles.switchyard.dev", "modelsources.switchyard.dev"]
+    path = tmp_path / "crds.yaml"
+    path.write_text(yaml.safe_dump_all(crds, sort_keys=False))
+    cli = Path(__import__("sys").executable).with_name("kubernetes-validate")
+    cp = subprocess.run([str(cli), "--strict", "--quiet", "-k", K8S_VERSION, str(path)], capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+def test_foreign_kinds_carry_the_fields_their_operators_need(render: Render) -> None:
+    docs = render(VALUES_ALL, release="sy")
+    pm = one(docs, "PodMonitor")
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "sy-admin", "path": "/metrics", "interval": "30s"}]
+    assert pm["spec"]["namespaceSelector"] == {"any": True} and pm["spec"]["selector"] == {}
+    assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    sm = one(docs, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["port"] == "sy-admin" and sm["spec"]["selector"] == {"matchLabels": {"app": "support"}}
+    rule = one(docs, "PrometheusRule")
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["switchyard.rules"]
+    assert all({"alert", "expr", "for", "labels", "annotations"} <= set(r) for r in rule["spec"]["groups"][0]["rules"])
+    certs = {c["metadata"]["name"]: c for c in find(docs, "Certificate")}
+    serving = certs["sy-switchyard-webhook"]["spec"]
+    assert serving["secretName"] == "sy-switchyard-webhook-cert"
+    assert "sy-switchyard-webhook.switchyard-system.svc" in serving["dnsNames"]
+    assert serving["issuerRef"] == {"kind": "Issuer", "name": "sy-switchyard-webhook-ca", "group": "cert-manager.io"}
+    assert certs["sy-switchyard-webhook-ca"]["spec"]["isCA"] is True
+    issuers = {i["metadata"]["name"]: i["spec"] for i in find(docs, "Issuer")}
+    assert issuers == {"sy-switchyard-selfsigned": {"selfSigned": {}},
+                       "sy-switchyard-webhook-ca": {"ca": {"secretName": "sy-switchyard-webhook-ca"}}}
+    # cert-manager writes the Secret: the chart must not render one of its own.
+    assert not find(docs, "Secret", "sy-switchyard-webhook-cert")
+
+
+def test_default_install_is_the_documented_minimum(render: Render) -> None:
+    docs = render()
+    kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+    assert kinds == [
+        "ClusterRole/switchyard-operator",
+        "ClusterRoleBinding/switchyard-operator",
+        "Deployment/switchyard-operator",
+        "PodDisruptionBudget/switchyard-operator",
+        "Role/switchyard-operator-leader",
+        "RoleBinding/switchyard-operator-leader",
+        "Secret/switchyard-webhook-cert",
+        "Service/switchyard-webhook",
+        "ServiceAccount/switchyard-operator",
+    ]
+
+
+def test_replicas_without_leader_election_is_refused(helm: Any) -> None:
+    cp = helm("template", "switchyard", str(CHART), "--set", "operator.leaderElection.enabled=false", check=False)
+    assert cp.returncode != 0 and "needs operator.leaderElection.enabled" in cp.stderr
+
+
+def test_service_monitor_needs_a_selector(helm: Any) -> None:
+    cp = helm("template", "switchyard", str(CHART), "--set", "metrics.serviceMonitor.enabled=true", check=False)
+    assert cp.returncode != 0 and "metrics.serviceMonitor.selector is required" in cp.stderr
+
+
+def test_every_value_is_documented() -> None:
+    """Each key in values.yaml has a comment right above it (or above its parent block
+    when it is a plain sub-setting of a documented probe/resources block)."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = []
+    free_form = ("resources", "liveness", "readiness", "podSecurityContext", "securityContext", "namespaceSelector", "labels")
+    parents: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = stripped.split(":", 1)[0]
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        inside_free_form = any(p in free_form for _, p in parents)
+        is_block = stripped.endswith(":")
+        prev = lines[i - 1].strip() if i else ""
+        if not prev.startswith("#") and not inside_free_form and not (is_block and i + 1 < len(lines)):
+            undocumented.append(f"line {i + 1}: {key}")
+        if is_block:
+            parents.append((indent, key))
+    assert not undocumented, "values without a comment above them:\n" + "\n".join(undocumented)
+
+
+def test_docs_mention_every_top_level_value() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    doc = (REPO / "docs" / "helm.md").read_text()
+    missing = [k for k in values if f"`{k}" not in doc]
+    assert not missing, f"docs/helm.md does not describe: {missing}"

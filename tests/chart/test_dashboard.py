@@ -1,0 +1,99 @@
+"""The Grafana dashboard (charts/switchyard/dashboards/switchyard.json) asks only for what
+the sidecar really exports: every query's metric names are in a real sidecar's /metrics
+after scripted traffic, every query parses (promtool, as recording rules) and a real
+Prometheus scraping that sidecar evaluates it to at least one series."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conftest import CHART, Render, one
+from promql import dashboard_queries, exposition_names, fill, metric_names, variable_queries
+
+DASHBOARD = json.loads((CHART / "dashboards" / "switchyard.json").read_text())
+QUERIES = dashboard_queries(DASHBOARD)
+PANEL_TYPES = {"row", "stat", "timeseries", "state-timeline", "table"}
+
+
+def test_dashboard_shape() -> None:
+    assert DASHBOARD["uid"] == "switchyard" and DASHBOARD["title"] == "Switchyard"
+    names = [v["name"] for v in DASHBOARD["templating"]["list"]]
+    assert names == ["datasource", "namespace", "binding"]
+    ids = [p["id"] for p in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids))
+    assert {p["type"] for p in DASHBOARD["panels"]} <= PANEL_TYPES
+    for p in DASHBOARD["panels"]:
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["description"], p["title"]
+    # Every binding-level query is filtered by the binding variable.
+    for where, expr in QUERIES:
+        if metric_names(expr) & {"switchyard_requests_total", "switchyard_breaker_state", "switchyard_active_tier"}:
+            assert 'binding=~"$binding"' in expr, where
+
+
+def test_breaker_timeline_works_for_any_state() -> None:
+    """No state is spelled out in the query: rate-limited, disabled or a future state shows up."""
+    panel = next(p for p in DASHBOARD["panels"] if p["type"] == "state-timeline")
+    (target,) = panel["targets"]
+    assert "switchyard_breaker_state" in target["expr"] and "state=" not in target["expr"]
+    assert "{{state}}" in target["legendFormat"]
+
+
+def test_every_query_uses_metrics_the_sidecar_exports(live_sidecar: Any) -> None:
+    exported = exposition_names(live_sidecar.exposition())
+    used: set[str] = set()
+    for where, expr in QUERIES:
+        names = metric_names(expr)
+        assert names, f"{where}: no metric in {expr}"
+        missing = names - exported
+        assert not missing, f"{where}: {sorted(missing)} not in the sidecar's /metrics"
+        used |= names
+    for var, selector, _label in variable_queries(DASHBOARD):
+        assert metric_names(selector) <= exported, var
+    # The dashboard covers the whole exposition, families the dashboard leaves to the
+    # alerts or to docs/metrics.md aside.
+    families = {n.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for n in exported}
+    shown = {n.removesuffix("_bucket") for n in used}
+    assert families - shown == set(), f"metrics the dashboard does not show: {sorted(families - shown)}"
+
+
+def test_every_query_parses_with_promtool(promtool: str, tmp_path: Path) -> None:
+    rules = [{"record": f"dashboard:query_{i}", "expr": fill(expr, namespace=".*", binding=".*")}
+             for i, (_, expr) in enumerate(QUERIES)]
+    path = tmp_path / "dashboard-queries.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    cp = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert f"{len(rules)} rules found" in cp.stdout
+
+
+def test_every_query_returns_series_from_a_real_prometheus(prometheus: Any) -> None:
+    empty, errors = [], []
+    for where, expr in QUERIES:
+        status, result = prometheus.query(fill(expr, namespace="team-a", binding="assistant|to-claude|doomed"))
+        if status != "success":
+            errors.append(f"{where}: {status}")
+        elif not result:
+            empty.append(f"{where}: {expr}")
+    assert not errors, "\n".join(errors)
+    assert not empty, "queries without a series after the scripted traffic:\n" + "\n".join(empty)
+    for var, selector, label in variable_queries(DASHBOARD):
+        body = prometheus.api("/api/v1/series", **{"match[]": fill(selector or "{__name__=~'.+'}", namespace="team-a")})
+        values = {s.get(label) for s in body["data"]}
+        assert values - {None}, f"variable {var}: no {label} values"
+    status, result = prometheus.query('max by (binding, tier, state) (switchyard_breaker_state{binding="assistant"}) == 1')
+    states = {(r["metric"]["tier"], r["metric"]["state"]) for r in result}
+    assert ("0", "closed") in states  # the trial request closed it again
+
+
+def test_dashboard_configmap_carries_the_file(render: Render) -> None:
+    docs = render(None, "grafana.dashboard.enabled=true")
+    cm = one(docs, "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["switchyard.json"]) == DASHBOARD
