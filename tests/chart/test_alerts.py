@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from conftest import CHART, HERE, Render, one
+from chart_helpers import CHART, HERE, Render, one
 from promql import exposition_names, metric_names
 
 RULES = CHART / "files" / "switchyard.rules.yaml"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, Render
+from chart_helpers import REPO, Render
 from test_chart_render import CASES
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")

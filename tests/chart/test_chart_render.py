@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import CHART, HERE, REPO, Render, find, one
+from chart_helpers import CHART, HERE, REPO, Render, find, one
 
 VALUES_ALL = HERE / "values-all.yaml"
 K8S_VERSION = "1.37.0"  # the kube-apiserver the e2e tier runs is 1.37.x

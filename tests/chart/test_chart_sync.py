@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import CHART, REPO, Render
+from chart_helpers import CHART, REPO, Render
 
 FIX = "cp crds/*.yaml charts/switchyard/crds/ && cp api/profiles/*.yaml charts/switchyard/files/profiles/"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from conftest import CHART, Render, one
+from chart_helpers import CHART, Render, one
 from promql import dashboard_queries, exposition_names, fill, metric_names, variable_queries
 
 DASHBOARD = json.loads((CHART / "dashboards" / "switchyard.json").read_text())

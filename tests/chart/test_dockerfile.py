@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from chart_helpers import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "clang", "make", "cmake", "python3-dev", "libc6-dev", "cargo", "rustc")
