@@ -559,6 +559,16 @@ class AssistantBindingSpec(_Spec):
             "feature (the change is reported in x-switchyard-degraded). Default false: skip it."
         ),
     )
+    callers: list[Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9._-]*$")]] | None = Field(
+        default=None,
+        max_length=20,
+        description=(
+            "Callers this binding serves (claude-code, codex, gemini-cli, vercel-ai-sdk, "
+            "openai-sdk, anthropic-sdk, google-genai, or a name sent in x-switchyard-caller). "
+            "Set: other callers are refused (403), and requests from these callers whose model "
+            "matches no alias are routed here. Unset: any caller, by alias."
+        ),
+    )
     bound_credential: TierRef | str | None = Field(
         default=None,
         description=(

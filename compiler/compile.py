@@ -32,7 +32,7 @@ from switchyard.api.models import (
     TierRef,
     WireProtocol,
 )
-from switchyard.compiler.network import check_base_url
+from switchyard.compiler.network import Refusal, check_base_url
 from switchyard.sidecar.config import (
     CompiledBinding,
     CompiledBreaker,
@@ -148,6 +148,10 @@ class _Ctx:
     credentials: CredentialLookup
     environ: Mapping[str, str] | None  # None = not standalone: env credentials refused
     catalogs: Mapping[tuple[str, str], frozenset[str]]
+    # Per-compile memos of pure per-source/per-profile work: a thousand bindings share a
+    # hundred sources and a handful of profiles (bench/operator_scale.py).
+    url_checks: dict[tuple[str, bool, bool], Refusal | None] = field(default_factory=dict)
+    flat_profiles: dict[int, CompiledProfile] = field(default_factory=dict)
 
 
 def compile_config(
@@ -174,7 +178,9 @@ def compile_config(
         catalogs={k: frozenset(v) for k, v in (catalogs or {}).items()},
     )
     wanted = set(only) if only is not None else None
-    bindings = sorted(resources.bindings, key=lambda b: (b.namespace, b.name))
+    # Filter before sorting: a per-pod compile names a few bindings out of thousands.
+    chosen = resources.bindings if wanted is None else [b for b in resources.bindings if (b.namespace, b.name) in wanted]
+    bindings = sorted(chosen, key=lambda b: (b.namespace, b.name))
     compiled: list[CompiledBinding] = []
     reports: dict[tuple[str, str], BindingReport] = {}
     alias_owner: dict[str, str] = {}
@@ -244,6 +250,7 @@ def _compile_binding(
             max_retry_after_seconds=spec.breaker.max_retry_after_seconds,
         ),
         deadline_seconds=spec.deadline_seconds,
+        callers=list(spec.callers) if spec.callers is not None else None,
     )
     report = BindingReport(
         namespace=binding.namespace,
@@ -311,11 +318,13 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
         return _problem_tier(index, ref, SOURCE_NOT_FOUND, f"ModelSource {name} not found", None)
     spec = source.spec
     net = spec.network
-    refused = check_base_url(
-        spec.effective_base_url,
-        allow_link_local=bool(net and net.allow_link_local),
-        allow_insecure_http=bool(net and net.allow_insecure_http),
-    )
+    url_key = (spec.effective_base_url, bool(net and net.allow_link_local), bool(net and net.allow_insecure_http))
+    if url_key in ctx.url_checks:
+        refused = ctx.url_checks[url_key]
+    else:
+        refused = ctx.url_checks[url_key] = check_base_url(
+            url_key[0], allow_link_local=url_key[1], allow_insecure_http=url_key[2]
+        )
     if refused is not None:
         return _problem_tier(index, ref, refused.reason, refused.message, source)
 
@@ -374,6 +383,9 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
                     index, ref, SECRET_KEY_MISSING, f"Secret {cref.name} has no key {cref.key}", source
                 )
 
+    flat = ctx.flat_profiles.get(id(profile))  # a CompiledProfile is frozen: tiers share it
+    if flat is None:
+        flat = ctx.flat_profiles[id(profile)] = _flatten(profile)
     tier = CompiledTier(
         index=index,
         source=name,
@@ -389,7 +401,7 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
             first_byte_seconds=spec.timeouts.first_byte_seconds,
             total_seconds=spec.timeouts.total_seconds,
         ),
-        profile=_flatten(profile),
+        profile=flat,
     )
     return tier, TierReport(index, name, model, protocol.value, True)
 

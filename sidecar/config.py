@@ -113,6 +113,7 @@ class CompiledBinding(_Frozen):
     )
     breaker: CompiledBreaker = Field(default_factory=CompiledBreaker)
     deadline_seconds: float | None = None  # bound on the whole chain per request
+    callers: list[str] | None = None  # callers served (None: any); see routing/caller.py
 
 
 class CompiledConfig(_Frozen):

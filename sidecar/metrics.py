@@ -48,8 +48,8 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "switchyard_requests",
-            "Requests answered, by the tier that served them (tier -1: none did) and outcome.",
-            ["binding", "tier", "source", "outcome", "ingress"],
+            "Requests answered, by the tier that served them (tier -1: none did), outcome, ingress protocol and caller.",
+            ["binding", "tier", "source", "outcome", "ingress", "caller"],
             registry=r,
         )
         self.attempts = Counter(

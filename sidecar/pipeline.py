@@ -33,6 +33,7 @@ from switchyard.sidecar import errors
 from switchyard.sidecar.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.routing import breaker, classify
+from switchyard.sidecar.routing.caller import identify
 from switchyard.sidecar.routing.classify import Failure
 from switchyard.sidecar.routing.profile import Decision, apply_to_request, decide, degraded_header
 from switchyard.sidecar.state import LastUsed, Runtime, Snapshot, binding_key
@@ -73,6 +74,7 @@ class Exchange:
 
     ingress: Adapter
     started: float
+    caller: str = "unknown"
     binding: CompiledBinding | None = None
     stream: bool = False
     trail: list[TierTrail] = field(default_factory=list)
@@ -164,7 +166,8 @@ async def _serve(
         ingress.check_request(body)
     except RequestError as exc:
         raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param) from exc
-    binding = resolve_binding(request, snap, ingress, body, path_model)
+    ex.caller = identify(request.headers.get("x-switchyard-caller"), request.headers.get("User-Agent"))
+    binding = resolve_binding(request, snap, ingress, body, path_model, ex.caller)
     ex.binding = binding
     ex.stream = ingress.request_streams(body) if stream is None else stream
     if binding.unbound:
@@ -200,10 +203,16 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
 
 
 def resolve_binding(
-    request: web.Request, snap: Snapshot, ingress: Adapter, body: dict[str, Any], path_model: str | None
+    request: web.Request,
+    snap: Snapshot,
+    ingress: Adapter,
+    body: dict[str, Any],
+    path_model: str | None,
+    caller: str = "unknown",
 ) -> CompiledBinding:
-    """The binding a request is for: the ``x-switchyard-binding`` header, else the model
-    alias the body (or, for Gemini, the path) names. Raises a GatewayError otherwise."""
+    """The binding a request is for: the ``x-switchyard-binding`` header; else the model
+    alias the body (or, for Gemini, the path) names, if that binding serves the caller;
+    else the binding that lists the caller in ``callers``. Raises a GatewayError otherwise."""
     named = request.headers.get(H_BINDING)
     if named:
         b = snap.by_name.get(named)
@@ -214,6 +223,20 @@ def resolve_binding(
     if not model:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "'model' is required: name one of this gateway's aliases", param="model")
     b = snap.resolve(model)
+    if b is not None and b.callers is not None and caller not in b.callers:
+        # The alias's binding does not serve this caller: a binding that routes this
+        # caller takes it, else it is refused.
+        routed = snap.by_caller.get(caller)
+        if routed is None:
+            raise GatewayError(
+                ErrorKind.PERMISSION,
+                f"binding {b.name} serves callers {', '.join(b.callers)}; this request comes from {caller}",
+                code="caller_not_allowed",
+                binding=b.name,
+            )
+        return routed
+    if b is None:
+        b = snap.by_caller.get(caller)
     if b is None:
         known = ", ".join(snap.aliases()[:20]) or "none"
         raise GatewayError(
@@ -848,7 +871,7 @@ def _account(rt: Runtime, ex: Exchange) -> None:
     source = tier.source if tier is not None else ""
     m = rt.metrics
     if b is not None:
-        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol).inc()
+        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol, ex.caller).inc()
         if tier is not None and ex.ttft is not None and ex.outcome in ("success", "broken-stream"):
             m.ttft.labels(name, tier_label, source).observe(ex.ttft)
         if tier is not None and ex.usage is not None:
@@ -865,6 +888,7 @@ def _account(rt: Runtime, ex: Exchange) -> None:
         record: dict[str, Any] = {
             "binding": name or None,
             "ingress": ex.ingress.protocol,
+            "caller": ex.caller,
             "stream": ex.stream,
             "status": ex.status,
             "outcome": ex.outcome,

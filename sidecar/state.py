@@ -31,6 +31,7 @@ class Snapshot:
     by_alias: dict[str, CompiledBinding]
     by_prefix: tuple[tuple[str, CompiledBinding], ...]  # "claude-*" aliases, longest first
     by_name: dict[str, CompiledBinding]
+    by_caller: dict[str, CompiledBinding]  # caller -> the binding that routes it (first by name)
 
     @classmethod
     def build(cls, config: CompiledConfig) -> Snapshot:
@@ -46,7 +47,11 @@ class Snapshot:
                 else:
                     exact.setdefault(alias, b)
         prefixes.sort(key=lambda p: -len(p[0]))
-        return cls(config, exact, tuple(prefixes), by_name)
+        by_caller: dict[str, CompiledBinding] = {}
+        for b in sorted(config.bindings, key=lambda b: (b.namespace, b.name)):
+            for caller in b.callers or ():
+                by_caller.setdefault(caller, b)
+        return cls(config, exact, tuple(prefixes), by_name, by_caller)
 
     def resolve(self, model: str) -> CompiledBinding | None:
         b = self.by_alias.get(model)
