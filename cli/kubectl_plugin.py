@@ -162,14 +162,18 @@ class AdminClient:
 
     base: str  # http://127.0.0.1:PROXY/api/v1/namespaces/NS/pods/POD:4001/proxy, or a sidecar's admin URL
     token: str | None
+    via_proxy: bool = False
     timeout: float = ADMIN_TIMEOUT_SECONDS
 
     def call(self, method: str, path: str) -> tuple[int, Any]:
         req = urllib.request.Request(self.base.rstrip("/") + path, method=method, data=b"" if method == "POST" else None)
         req.add_header("Accept", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")  # direct calls
-            req.add_header(ADMIN_TOKEN_HEADER, self.token)  # through the API server's pod proxy
+        if self.token and self.via_proxy:
+            # kubectl proxy adds the user's own credentials as Authorization (the API server
+            # consumes them); the sidecar's token travels in its own header.
+            req.add_header(ADMIN_TOKEN_HEADER, self.token)
+        elif self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(req, timeout=self.timeout) as r:
@@ -547,7 +551,7 @@ def _each_sidecar(ctx: Ctx, name: str, method: str, path: str) -> list[PodAnswer
             if not (p.get("status") or {}).get("podIP"):
                 answers.append(PodAnswer(pod, error="the pod has no IP yet"))
                 continue
-            client = AdminClient(pod_proxy_base(proxy, ns, pod, sidecar_admin_port(p) or DEFAULT_ADMIN_PORT), token)
+            client = AdminClient(pod_proxy_base(proxy, ns, pod, sidecar_admin_port(p) or DEFAULT_ADMIN_PORT), token, via_proxy=True)
             try:
                 status, body = client.call(method, path)
                 answers.append(PodAnswer(pod, status, body))
@@ -579,6 +583,7 @@ def cmd_explain(ctx: Ctx, name: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kubectl switchyard",
+        allow_abbrev=False,
         description="Inspect and test Switchyard bindings (status, test, models, explain).",
         epilog="Flags go after `switchyard`: kubectl switchyard -n team-a status support",
     )
@@ -596,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source")
     for cmd, text in (("test", "ask each sidecar whether every tier resolves (sends no prompt)"),
                       ("explain", "why the last request went where it went (from the sidecars' status)")):
-        s = sub.add_parser(cmd, help=text)
+        s = sub.add_parser(cmd, help=text, allow_abbrev=False)
         s.add_argument("binding")
         s.add_argument("--pod", help="only this pod")
         s.add_argument("--admin-url", help="a sidecar's admin URL, instead of the pod proxy")
