@@ -152,6 +152,7 @@ class _Ctx:
     # hundred sources and a handful of profiles (bench/operator_scale.py).
     url_checks: dict[tuple[str, bool, bool], Refusal | None] = field(default_factory=dict)
     flat_profiles: dict[int, CompiledProfile] = field(default_factory=dict)
+    timeouts: dict[tuple[float, float, float], CompiledTimeouts] = field(default_factory=dict)
 
 
 def compile_config(
@@ -386,6 +387,12 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
     flat = ctx.flat_profiles.get(id(profile))  # a CompiledProfile is frozen: tiers share it
     if flat is None:
         flat = ctx.flat_profiles[id(profile)] = _flatten(profile)
+    t = spec.timeouts
+    timeouts = ctx.timeouts.get((t.connect_seconds, t.first_byte_seconds, t.total_seconds))
+    if timeouts is None:
+        timeouts = ctx.timeouts[(t.connect_seconds, t.first_byte_seconds, t.total_seconds)] = CompiledTimeouts(
+            connect_seconds=t.connect_seconds, first_byte_seconds=t.first_byte_seconds, total_seconds=t.total_seconds
+        )
     tier = CompiledTier(
         index=index,
         source=name,
@@ -396,11 +403,7 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
         auth=AUTH_FOR_PROTOCOL[protocol] if credential else "none",
         credential=credential,
         headers=dict(spec.headers),
-        timeouts=CompiledTimeouts(
-            connect_seconds=spec.timeouts.connect_seconds,
-            first_byte_seconds=spec.timeouts.first_byte_seconds,
-            total_seconds=spec.timeouts.total_seconds,
-        ),
+        timeouts=timeouts,
         profile=flat,
     )
     return tier, TierReport(index, name, model, protocol.value, True)
