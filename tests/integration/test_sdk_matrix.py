@@ -182,3 +182,25 @@ async def test_google_genai(gateway: GatewayFactory, sim: Simulator, upstream: s
         config=config,
     )
     assert resp.text == "18C."
+
+
+# ------------------------------------------------------------------ error mapping
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+async def test_a_429_reaches_each_client_as_its_own_rate_limit_error(
+    gateway: GatewayFactory, sim: Simulator, upstream: str
+) -> None:
+    gw = await served(gateway, upstream)
+    for _ in range(3):
+        sim.fault(upstream, "429", retry_after=9)
+    with pytest.raises(anthropic.RateLimitError) as a:
+        await ant(gw).messages.create(model="helper", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert a.value.body["error"]["type"] == "rate_limit_error"
+    assert a.value.response.headers["retry-after"] == "9"
+    with pytest.raises(openai.RateLimitError) as o:
+        await oai(gw).chat.completions.create(model="helper", messages=[{"role": "user", "content": "hi"}])
+    assert o.value.body["type"] == "rate_limit_error"
+    with pytest.raises(genai.errors.ClientError) as g:
+        await gem(gw).aio.models.generate_content(model="helper", contents="hi")
+    assert g.value.code == 429 and g.value.status == "RESOURCE_EXHAUSTED"
