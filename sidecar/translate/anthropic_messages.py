@@ -335,7 +335,7 @@ def _reasoning(thinking: Any, effort: Any) -> n.Reasoning | None:
     expect(isinstance(thinking, dict), "'thinking' must be an object", "thinking")
     level = None
     if effort is not None:
-        expect(effort in EFFORT_IN, "'output_config.effort' must be low, medium, high, xhigh or max", "output_config")
+        expect(isinstance(effort, str) and effort in EFFORT_IN, "'output_config.effort' must be low, medium, high, xhigh or max", "output_config")
         level = EFFORT_IN[effort]
     kind = thinking.get("type")
     summary = thinking.get("display") != "omitted"

@@ -104,11 +104,12 @@ def _parts(content: Any, where: str) -> list[n.Part]:
             detail = img.get("detail") if isinstance(img, dict) else None
             out.append(n.Image(data=data, media_type=media, detail=detail) if data else n.Image(url=url, detail=detail))
         elif kind == "input_audio":
-            audio = part.get("input_audio") or {}
-            expect(isinstance(audio.get("data"), str), f"'{where}.content[{i}].input_audio.data' must be a string", where)
+            audio = part.get("input_audio")
+            expect(isinstance(audio, dict) and isinstance(audio.get("data"), str), f"'{where}.content[{i}].input_audio.data' must be a string", where)
             out.append(n.Audio(data=audio["data"], format=str(audio.get("format") or "wav")))
         elif kind == "file":
-            f = part.get("file") or {}
+            f = part.get("file")
+            expect(isinstance(f, dict), f"'{where}.content[{i}].file' must be an object", where)
             file_data = f.get("file_data")
             if isinstance(file_data, str):
                 media, data = split_data_url(file_data)
@@ -249,7 +250,8 @@ def _tool_choice(body: dict[str, Any]) -> n.ToolChoice | None:
         expect(tc in ("auto", "none", "required"), "'tool_choice' must be auto, none, required or a function", "tool_choice")
         return n.ToolChoice(tc)  # type: ignore[arg-type]
     if isinstance(tc, dict):
-        name = (tc.get("function") or {}).get("name") if "function" in tc else tc.get("name")
+        fn = tc.get("function") if "function" in tc else tc
+        name = fn.get("name") if isinstance(fn, dict) else None
         expect(isinstance(name, str), "'tool_choice.function.name' is required", "tool_choice")
         return n.ToolChoice("tool", name)
     raise RequestError("'tool_choice' must be a string or an object", "tool_choice")
@@ -273,6 +275,7 @@ def _response_format(rf: Any) -> n.ResponseFormat | None:
     if rf["type"] == "json_schema":
         js = rf.get("json_schema")
         expect(isinstance(js, dict) and isinstance(js.get("name"), str), "'response_format.json_schema.name' is required", "response_format")
+        expect(js.get("schema") is None or isinstance(js.get("schema"), dict), "'response_format.json_schema.schema' must be an object", "response_format")
         return n.ResponseFormat("json_schema", js.get("schema"), js["name"], js.get("strict"))
     if rf["type"] == "text":
         return None
