@@ -41,6 +41,7 @@ from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import (
     Adapter,
     DecodedEvent,
+    GuardedDecoder,
     RequestError,
     UpstreamCall,
     UpstreamFormatError,
@@ -737,7 +738,7 @@ class _Relay:
 async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
     """Relay a stream; commit to the client only at the first content event."""
     ex = at.ex
-    decoder = at.egress.stream_decoder()
+    decoder = GuardedDecoder(at.egress.stream_decoder())
     relay = _Relay(at)
 
     # ---- before the first content event: nothing has reached the client
@@ -795,7 +796,7 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
             err = next(e for e in decoded[cut].events if isinstance(e, n.StreamError))
             failure = _stream_error_failure(err)
             message = f"the upstream reported an error mid-stream: {err.message}"
-            if at.passthrough:
+            if at.passthrough and decoded[cut].raw:  # empty raw: nothing forwardable (malformed)
                 await _write(out, decoded[cut].raw)
                 upstream_error_sent = True
             break

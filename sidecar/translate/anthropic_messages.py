@@ -1200,7 +1200,7 @@ class StreamDecoder:
         try:
             obj = orjson.loads(data) if data else None
         except orjson.JSONDecodeError:
-            return DecodedEvent([n.StreamError(502, "upstream", "upstream sent a malformed stream event")], raw)
+            return DecodedEvent([n.StreamError(502, "upstream", "upstream sent a malformed stream event")], b"")  # not forwardable: the client gets our error event
         if not isinstance(obj, dict):
             return DecodedEvent([], raw)
         kind = obj.get("type")

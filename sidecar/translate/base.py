@@ -70,7 +70,9 @@ class UpstreamErrorInfo:
 
 @dataclass(slots=True)
 class DecodedEvent:
-    """One upstream SSE event: its neutral meaning and its exact bytes."""
+    """One upstream SSE event: its neutral meaning and its exact bytes. A ``StreamError``
+    event with empty ``raw`` (a malformed chunk) has nothing a same-protocol client could
+    be forwarded: the pipeline sends the client protocol's own error event instead."""
 
     events: list[neutral.Event]
     raw: bytes
@@ -192,3 +194,46 @@ def auth_headers(tier: CompiledTier) -> dict[str, str]:
     if tier.auth == "x-api-key":
         return {"x-api-key": key}
     return {"x-goog-api-key": key}
+
+
+class GuardedDecoder:
+    """A ``StreamDecoder`` that never raises: an exception from the wrapped decoder (an
+    upstream chunk whose JSON has the wrong shape, e.g. ``"choices": [false]``) becomes
+    one ``StreamError`` event, and the decoder reads nothing more.
+
+    The pipeline relies on it: before the first content event the error is a failure
+    like any other (the next tier is tried); after it, the client gets its protocol's
+    error event instead of a stream cut without one (promise 2). The fuzz tests
+    (tests/unit/test_fuzz_egress.py) feed every decoder hostile bytes through it."""
+
+    __slots__ = ("_inner", "_broken")
+
+    MESSAGE = "upstream sent a stream chunk of the wrong shape"
+
+    def __init__(self, inner: StreamDecoder) -> None:
+        self._inner = inner
+        self._broken = False
+
+    @property
+    def complete(self) -> bool:
+        return not self._broken and self._inner.complete
+
+    def _failed(self, raw: bytes) -> list[DecodedEvent]:
+        self._broken = True
+        return [DecodedEvent([neutral.StreamError(502, "upstream", self.MESSAGE)], raw)]
+
+    def feed(self, chunk: bytes) -> list[DecodedEvent]:
+        if self._broken:
+            return []
+        try:
+            return self._inner.feed(chunk)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
+            return self._failed(b"")
+
+    def close(self) -> list[DecodedEvent]:
+        if self._broken:
+            return []
+        try:
+            return self._inner.close()
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
+            return self._failed(b"")

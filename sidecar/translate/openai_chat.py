@@ -754,7 +754,7 @@ class StreamDecoder:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return DecodedEvent([n.StreamError(502, "upstream", "upstream sent a malformed stream chunk")], raw)
+            return DecodedEvent([n.StreamError(502, "upstream", "upstream sent a malformed stream chunk")], b"")  # not forwardable: the client gets our error event
         if not isinstance(obj, dict):
             return DecodedEvent([], raw)
         if "error" in obj:
