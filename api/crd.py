@@ -42,7 +42,8 @@ from . import models as m
 # like the specs) so the CRD's status schema and the operator's status builder cannot drift.
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-BreakerState = Literal["closed", "open", "half-open", "unknown"]
+BreakerState = Literal["closed", "open", "half-open", "rate-limited", "disabled", "unknown"]
+FailureClass = Literal["transient", "rate-limited", "permanent"]
 
 
 class _Status(BaseModel):
@@ -63,15 +64,29 @@ class Condition(_Status):
 
 
 class TierBreakerStatus(_Status):
-    """One tier's circuit breaker, as the selected sidecars report it."""
+    """One tier's health, as the selected sidecars report it (see docs/failure-handling.md)."""
 
     state: BreakerState = Field(
-        description="Worst state across the pods that report this tier: open > half-open > closed; unknown when no pod reported it."
+        description="Worst state across the pods that report this tier: disabled > open > rate-limited > "
+        "half-open > closed; unknown when no pod reported it. disabled: a permanent failure (401, 403, "
+        "404 model) took the tier out until its ModelSource, Secret or the binding changes, or an admin resets it."
     )
+    closed_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier is closed (in service).")
     open_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier's breaker is open.")
     half_open_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier's breaker is half-open.")
+    rate_limited_in_pods: int = Field(
+        default=0, ge=0, description="Pods in which this tier waits out the upstream's Retry-After."
+    )
+    disabled_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier is disabled.")
     reporting_pods: int = Field(default=0, ge=0, description="Pods that reported this tier (configured with the current chain).")
+    disabled_reason: str | None = Field(
+        default=None, max_length=256,
+        description="Why the tier is disabled, as the upstream answered it (e.g. 401); absent unless disabled in some pod.",
+    )
     last_failure: str | None = Field(default=None, description="Most recent failure reason reported by any pod.")
+    last_failure_class: FailureClass | None = Field(
+        default=None, description="The class of that failure: transient, rate-limited or permanent."
+    )
     last_failure_at: str | None = Field(default=None, description="When that failure happened (RFC 3339).")
 
 
@@ -90,6 +105,16 @@ class ChainTierStatus(_Status):
         "ProfileNotFound or ProtocolMismatch.",
     )
     message: str | None = Field(default=None, description="The exact problem, naming the object and key at fault.")
+    incompatible: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="What spec.requires asks for that this tier's CapabilityProfile lacks (e.g. vision, "
+        "maxContextTokens>=100000); absent when the tier has all of it. Requests skip an incompatible tier.",
+    )
+    degradable: bool | None = Field(
+        default=None,
+        description="Set with incompatible: true when allowDegrading lets the tier serve anyway (degraded) "
+        "because its profile strips or maps every missing feature; false when requests skip it.",
+    )
     breaker: TierBreakerStatus | None = Field(default=None, description="Breaker state from the sidecars; absent until a pod reports.")
 
 
@@ -128,7 +153,9 @@ class BindingSummary(_Status):
 
     primary: str = Field(description="PRIMARY column: source/model of tier 0, or (unbound: reason).")
     active: str | None = Field(default=None, description="ACTIVE column: the tier serving now, e.g. `tier1 backup/gpt-4o-mini`; `-` before any traffic.")
-    breakers: str = Field(description="BREAKERS column: tiers whose breaker is open in at least one pod / tiers in the chain.")
+    breakers: str = Field(
+        description="BREAKERS column: tiers out of service (breaker open or tier disabled) in at least one pod / tiers in the chain."
+    )
     pods: str = Field(description="PODS column: configured/selected.")
 
 
@@ -148,7 +175,9 @@ class AssistantBindingStatus(_Status):
         default_factory=list, max_length=50, description="Aliases another binding of a shared pod already claims: `alias (taken by ns/name)`."
     )
     summary: BindingSummary | None = Field(default=None, description="Printer-column strings.")
-    conditions: list[Condition] = Field(default_factory=list, max_length=8, description="Resolved and Ready.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=8, description="Resolved, Ready and ChainCompatible."
+    )
 
 
 class CatalogStatus(_Status):
@@ -477,7 +506,7 @@ KINDS: tuple[KindInfo, ...] = (
             {"name": "Active", "type": "string", "jsonPath": ".status.summary.active",
              "description": "The tier serving now (last used, from the sidecars)"},
             {"name": "Breakers", "type": "string", "jsonPath": ".status.summary.breakers",
-             "description": "Tiers whose breaker is open in at least one pod / tiers"},
+             "description": "Tiers out of service (breaker open or tier disabled) in at least one pod / tiers"},
             {"name": "Pods", "type": "string", "jsonPath": ".status.summary.pods",
              "description": "Pods running the current config / pods selected"},
             {"name": "Ready", "type": "string", "jsonPath": _cond("Ready"),
@@ -485,6 +514,8 @@ KINDS: tuple[KindInfo, ...] = (
             AGE,
             {"name": "Reason", "type": "string", "jsonPath": _cond("Ready", "reason"), "priority": 1,
              "description": "Why it is (not) ready"},
+            {"name": "Compatible", "type": "string", "jsonPath": _cond("ChainCompatible"), "priority": 1,
+             "description": "Does every tier have what spec.requires asks for?"},
         ),
     ),
     KindInfo(
