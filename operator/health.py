@@ -1,9 +1,15 @@
 """Tier health from the sidecars' ``GET /admin/status``, aggregated per binding. Pure.
 
-Each selected pod's sidecar reports, per binding, each tier's breaker (closed / open /
-half-open, last failure) and the tier that served its last request. A pod's report
-counts for a tier only when the pod runs the same chain (same tier index, source and
-model): a sidecar still on an older config says nothing about the current chain.
+Each selected pod's sidecar reports, per binding, each tier's state (closed / open /
+half-open / rate-limited / disabled, see docs/failure-handling.md), its last failure and
+that failure's class, why a disabled tier was disabled, and the tier that served its last
+request. A pod's report counts for a tier only when the pod runs the same chain (same
+tier index, source and model): a sidecar still on an older config says nothing about the
+current chain.
+
+Nothing a sidecar reports is copied blindly into status: states and classes outside the
+known sets are ignored (the CRD's enums would refuse the whole status patch), and free
+text is cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -16,23 +22,58 @@ from switchyard.compiler.compile import BindingReport
 
 from .conditions import rfc3339
 
+CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED, UNKNOWN = (
+    "closed", "open", "half-open", "rate-limited", "disabled", "unknown",
+)
+STATES = (CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED)
+FAILURE_CLASSES = ("transient", "rate-limited", "permanent")
+# The state a tier shows across pods is its worst: a tier disabled anywhere needs a human.
+_SEVERITY = {DISABLED: 5, OPEN: 4, RATE_LIMITED: 3, HALF_OPEN: 2, CLOSED: 1}
+MAX_REASON = 256
+
+
+def _text(value: Any, limit: int = MAX_REASON) -> str | None:
+    if value is None or value == "":
+        return None
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 @dataclass(frozen=True)
 class TierHealth:
-    state: str  # closed | open | half-open | unknown
+    state: str  # one of STATES, or unknown
     open_in_pods: int = 0
     half_open_in_pods: int = 0
     reporting_pods: int = 0
     last_failure: str | None = None
     last_failure_at: float | None = None
+    rate_limited_in_pods: int = 0
+    disabled_in_pods: int = 0
+    disabled_reason: str | None = None
+    last_failure_class: str | None = None
+
+    @property
+    def closed_in_pods(self) -> int:
+        return max(0, self.reporting_pods - self.open_in_pods - self.half_open_in_pods
+                   - self.rate_limited_in_pods - self.disabled_in_pods)
+
+    @property
+    def out_of_service_in_pods(self) -> int:
+        """Pods in which no request goes to this tier until something happens (open or disabled)."""
+        return self.open_in_pods + self.disabled_in_pods
 
     def as_status(self) -> dict[str, Any]:
         return {
             "state": self.state,
+            "closedInPods": self.closed_in_pods,
             "openInPods": self.open_in_pods,
             "halfOpenInPods": self.half_open_in_pods,
+            "rateLimitedInPods": self.rate_limited_in_pods,
+            "disabledInPods": self.disabled_in_pods,
             "reportingPods": self.reporting_pods,
+            "disabledReason": self.disabled_reason if self.disabled_in_pods else None,
             "lastFailure": self.last_failure,
+            "lastFailureClass": self.last_failure_class,
             "lastFailureAt": rfc3339(self.last_failure_at) if self.last_failure_at else None,
         }
 
@@ -65,11 +106,9 @@ class BindingHealth:
     active: ActiveTier | None = None
 
     @property
-    def open_tiers(self) -> int:
-        return sum(1 for t in self.tiers.values() if t.open_in_pods > 0)
-
-
-_SEVERITY = {"open": 3, "half-open": 2, "closed": 1}
+    def out_of_service_tiers(self) -> int:
+        """Tiers open or disabled in at least one pod (the BREAKERS column's numerator)."""
+        return sum(1 for t in self.tiers.values() if t.out_of_service_in_pods > 0)
 
 
 def _binding_entry(pod_status: Mapping[str, Any], namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -82,8 +121,9 @@ def _binding_entry(pod_status: Mapping[str, Any], namespace: str, name: str) -> 
 def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) -> BindingHealth:
     """Combine the admin status of the binding's selected pods into one health view."""
     chain = {t.index: (t.source, t.model) for t in report.tiers}
-    counts: dict[int, dict[str, int]] = {i: {"open": 0, "half-open": 0, "closed": 0} for i in chain}
-    last_failure: dict[int, tuple[float, str]] = {}
+    counts: dict[int, dict[str, int]] = {i: dict.fromkeys(STATES, 0) for i in chain}
+    last_failure: dict[int, tuple[float, str, str | None]] = {}  # -> (at, reason, class)
+    disabled_reason: dict[int, tuple[float, str]] = {}  # -> (at of that pod's last failure, reason)
     last_used: dict[tuple[int, str, str], tuple[float, int]] = {}  # -> (latest at, pods)
     for status in pod_statuses:
         entry = _binding_entry(status, report.namespace, report.name)
@@ -94,13 +134,20 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) 
             if idx not in chain or (t.get("source"), t.get("model")) != chain[idx]:
                 continue
             breaker = t.get("breaker") or {}
-            state = breaker.get("state", "closed")
-            if state in counts[idx]:
-                counts[idx][state] += 1
+            state = breaker.get("state", CLOSED)
+            if state not in counts[idx]:
+                continue  # a state this operator does not know: say nothing rather than guess
+            counts[idx][state] += 1
             at = breaker.get("last_failure_at")
-            if breaker.get("last_failure") and isinstance(at, (int, float)):
+            at = float(at) if isinstance(at, (int, float)) else 0.0
+            if breaker.get("last_failure") and at:
                 if idx not in last_failure or at > last_failure[idx][0]:
-                    last_failure[idx] = (float(at), str(breaker["last_failure"]))
+                    cls = breaker.get("last_failure_class")
+                    last_failure[idx] = (at, str(breaker["last_failure"]), cls if cls in FAILURE_CLASSES else None)
+            if state == DISABLED:
+                why = _text(breaker.get("disabled_reason")) or "unknown"
+                if idx not in disabled_reason or at > disabled_reason[idx][0]:
+                    disabled_reason[idx] = (at, why)
         used = entry.get("last_used")
         if used and used.get("tier") in chain and (used.get("source"), used.get("model")) == chain[used["tier"]]:
             key = (used["tier"], used["source"], used["model"])
@@ -112,16 +159,21 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) 
     for idx, c in counts.items():
         reporting = sum(c.values())
         if reporting == 0:
-            state = "unknown"
+            state = UNKNOWN
         else:
             state = max((s for s, n in c.items() if n), key=lambda s: _SEVERITY[s])
         lf = last_failure.get(idx)
+        dr = disabled_reason.get(idx)
         tiers[idx] = TierHealth(
             state=state,
-            open_in_pods=c["open"],
-            half_open_in_pods=c["half-open"],
+            open_in_pods=c[OPEN],
+            half_open_in_pods=c[HALF_OPEN],
+            rate_limited_in_pods=c[RATE_LIMITED],
+            disabled_in_pods=c[DISABLED],
             reporting_pods=reporting,
-            last_failure=lf[1] if lf else None,
+            disabled_reason=dr[1] if dr else None,
+            last_failure=_text(lf[1]) if lf else None,
+            last_failure_class=lf[2] if lf else None,
             last_failure_at=lf[0] if lf else None,
         )
     active = None
@@ -131,13 +183,25 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) 
     return BindingHealth(tiers=tiers, active=active)
 
 
-def all_resolvable_tiers_open(report: BindingReport, health: BindingHealth) -> bool:
-    """Every resolvable tier has its breaker open in every pod that reports it (and some pod does)."""
+def disabled_tiers(pod_status: Mapping[str, Any], namespace: str, name: str) -> list[int]:
+    """The tiers of binding ``name`` that this one sidecar reports disabled."""
+    entry = _binding_entry(pod_status, namespace, name)
+    if entry is None:
+        return []
+    return sorted(
+        t["tier"] for t in entry.get("tiers") or []
+        if isinstance(t.get("tier"), int) and (t.get("breaker") or {}).get("state") == DISABLED
+    )
+
+
+def all_resolvable_tiers_out(report: BindingReport, health: BindingHealth) -> bool:
+    """Every resolvable tier is out of service (breaker open, or disabled) in every pod that
+    reports it, and some pod does: no selected pod can serve a request now."""
     usable = [t.index for t in report.tiers if t.resolvable]
     if not usable:
         return False
     for idx in usable:
         h = health.tiers.get(idx)
-        if h is None or h.reporting_pods == 0 or h.open_in_pods < h.reporting_pods:
+        if h is None or h.reporting_pods == 0 or h.out_of_service_in_pods < h.reporting_pods:
             return False
     return True

@@ -323,9 +323,11 @@ class Reconciler:
         synced = await asyncio.gather(*(self._sync_pod(p, desired[p.key], token, mono) for p in pods))
         pod_status = {p.key: st for p, st in zip(pods, synced, strict=True)}
 
+        requires = {b.name: bool(b.spec.requires and b.spec.requires.needed()) for b in bindings}
         for snap in binding_snaps:
             await self._binding_status(snap, reports.get(snap.name), bad_bindings.get(snap.name), pods, pod_bindings,
-                                       desired, pod_status, sorted(conflicts.get(snap.name, ())), now)
+                                       desired, pod_status, sorted(conflicts.get(snap.name, ())), now,
+                                       requires.get(snap.name, False))
         for snap in profile_snaps:
             st = prune(profile_status(snap.generation, bad_profiles.get(snap.name), snap.status, now=now))
             await self._write_status(snap, st)
@@ -412,6 +414,7 @@ class Reconciler:
         pod_status: dict[tuple[str, str], dict[str, Any] | None],
         conflicts: list[str],
         now: float,
+        requires: bool = False,
     ) -> None:
         selected = [p for p in pods if snap.name in pod_bindings.get(p.key, ())]
         configured = [p for p in selected if self.pushes.runs(p, desired[p.key].version)]
@@ -431,6 +434,7 @@ class Reconciler:
             health=health,
             pods=PodsView(selected=len(selected), configured=len(configured), problems=problems),
             alias_conflicts=tuple(conflicts),
+            requires=requires,
         )
         await self._write_status(snap, prune(binding_status(inputs, now=now)))
 

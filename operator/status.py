@@ -14,7 +14,7 @@ from typing import Any
 from switchyard.compiler.compile import BindingReport
 
 from .conditions import FALSE, TRUE, UNKNOWN, condition
-from .health import BindingHealth, all_resolvable_tiers_open
+from .health import BindingHealth, all_resolvable_tiers_out
 
 UNBOUND_MESSAGES = {
     "PrimaryNull": "spec.primary is null: the binding is deliberately unbound and answers every request "
@@ -57,6 +57,7 @@ class BindingInputs:
     health: BindingHealth = field(default_factory=BindingHealth)
     pods: PodsView = field(default_factory=PodsView)
     alias_conflicts: tuple[str, ...] = ()
+    requires: bool = False  # the spec has a `requires` that asks for something
 
 
 def _tier_label(source: str, model: str | None) -> str:
@@ -94,12 +95,47 @@ def _ready(inp: BindingInputs) -> tuple[str, str, str]:
     if inp.pods.configured == 0:
         why = "; ".join(f"{p.pod}: {p.reason} {p.message}".strip() for p in inp.pods.problems[:3])
         return FALSE, "ConfigNotApplied", f"no selected pod runs the current config yet ({why or 'push pending'})"
-    if all_resolvable_tiers_open(r, inp.health):
+    if all_resolvable_tiers_out(r, inp.health):
+        if any(inp.health.tiers[t.index].disabled_in_pods for t in r.tiers if t.resolvable):
+            return FALSE, "AllTiersOpen", (
+                "every resolvable tier is out of service in every pod (breaker open or tier disabled): requests get "
+                "a 503 until a cooldown ends or a disabled tier's ModelSource, Secret or binding changes"
+            )
         return FALSE, "AllTiersOpen", "every resolvable tier's breaker is open in every pod: requests get a 503 until a cooldown ends"
     active = inp.health.active
     serving = f"; serving from {active.label}" if active else ""
     fallback = " (a fallback)" if active and active.tier > 0 else ""
     return TRUE, "Serving", f"{inp.pods.configured} of {inp.pods.selected} pods configured{serving}{fallback}"
+
+
+def _compatible(inp: BindingInputs) -> tuple[str, str, str]:
+    """ChainCompatible: does every tier have what spec.requires asks for? (From the compiler's
+    report; Ready does not depend on it: requests skip an incompatible tier.)"""
+    r = inp.report
+    if r is None:
+        return UNKNOWN, "InvalidSpec", inp.invalid_message or "the spec does not validate"
+    if r.unbound:
+        return UNKNOWN, r.unbound_reason or "Unbound", "the binding is unbound: no tier to check"
+    unchecked = [t for t in r.tiers if not t.resolvable]
+    tail = ""
+    if unchecked:
+        tail = "; not checked (unresolvable): " + ", ".join(f"tier{t.index}" for t in unchecked)
+    if not r.compatible:
+        return FALSE, "Incompatible", incompatibility(r) + tail
+    if not inp.requires:
+        return TRUE, "NoRequirements", "spec.requires is not set: every tier is taken as compatible"
+    checked = len(r.tiers) - len(unchecked)
+    return TRUE, "Compatible", f"{checked} of {len(r.tiers)} tiers have what spec.requires asks for{tail}"
+
+
+def incompatibility(report: BindingReport) -> str:
+    """``tier1 (local/qwen): lacks vision; tier2 (...): lacks tools, maxContextTokens>=100000 (serves degraded)``."""
+    parts = []
+    for t in report.tiers:
+        if t.incompatible:
+            how = " (serves degraded: allowDegrading)" if t.degradable else ""
+            parts.append(f"tier{t.index} ({_tier_label(t.source, t.model)}): lacks {', '.join(t.incompatible)}{how}")
+    return "; ".join(parts)
 
 
 def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
@@ -123,12 +159,13 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
         primary = _tier_label(r.tiers[0].source, r.tiers[0].model) if r.tiers else "(none)"
     summary: dict[str, Any] = {
         "primary": primary,
-        "breakers": f"{inp.health.open_tiers}/{len(chain)}",
+        "breakers": f"{inp.health.out_of_service_tiers}/{len(chain)}",
         "pods": f"{inp.pods.configured}/{inp.pods.selected}",
         "active": inp.health.active.label if inp.health.active is not None else "-",
     }
     res = _resolved(inp)
     rdy = _ready(inp)
+    cmp = _compatible(inp)
     status: dict[str, Any] = {
         "observedGeneration": inp.generation,
         "primaryConfigured": bool(prev.get("primaryConfigured")) or inp.primary_evidence,
@@ -143,6 +180,7 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
         "conditions": [
             condition("Resolved", *res, now=now, generation=inp.generation, previous=prev_conditions),
             condition("Ready", *rdy, now=now, generation=inp.generation, previous=prev_conditions),
+            condition("ChainCompatible", *cmp, now=now, generation=inp.generation, previous=prev_conditions),
         ],
     }
     if inp.health.active is not None:

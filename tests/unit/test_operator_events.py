@@ -82,3 +82,67 @@ def test_limiter_bucket_caps_a_storm_per_object() -> None:
     assert lim.admit("other", EventSpec("Warning", "R", "m", "s0"), 0.0) is not None  # per object
     lim.forget("o")
     assert lim.admit("o", EventSpec("Warning", "R", "m", "s0"), 10.0) is not None
+
+
+# --------------------------------------------------------------------------- disabled tiers (issue 10)
+
+
+def tiers(t0: TierHealth, labels: dict[int, str] = LABELS) -> HealthMemo:
+    return HealthMemo.of(BindingHealth(tiers={0: t0, 1: TierHealth("closed", reporting_pods=2)}), labels)
+
+
+CLOSED = TierHealth("closed", reporting_pods=2)
+OPEN = TierHealth("open", open_in_pods=1, reporting_pods=2, last_failure="503")
+
+
+def disabled(pods: int = 1, reason: str = "401") -> TierHealth:
+    return TierHealth("disabled", disabled_in_pods=pods, reporting_pods=2, disabled_reason=reason, last_failure=reason,
+                      last_failure_class="permanent")
+
+
+def test_tier_disabled_once_with_the_upstreams_reason() -> None:
+    events = health_events(tiers(CLOSED), tiers(disabled()), selected_pods=2)
+    assert reasons(events) == [("Warning", "TierDisabled")]
+    assert events[0].message == (
+        "tier0 main/gpt-4o: disabled in 1 of 2 pods: the upstream answered 401; no request goes to it until its "
+        "ModelSource, Secret or this binding changes, or an admin resets it")
+    assert events[0].subject == "tier0"
+    # Every later poll sees the same state, or the tier disabled in one more pod: nothing new.
+    assert health_events(tiers(disabled()), tiers(disabled()), selected_pods=2) == []
+    assert health_events(tiers(disabled()), tiers(disabled(2, "403")), selected_pods=2) == []
+
+
+def test_tier_enabled_when_no_pod_has_it_disabled() -> None:
+    events = health_events(tiers(disabled(2)), tiers(CLOSED), selected_pods=2)
+    assert reasons(events) == [("Normal", "TierEnabled")]
+    assert events[0].message == "tier0 main/gpt-4o: back in service, no longer disabled in any pod"
+    assert health_events(tiers(disabled(2)), tiers(disabled(1)), selected_pods=2) == []
+
+
+def test_an_open_tier_that_gets_disabled_is_not_closed() -> None:
+    # The prompt-free check answered 401: open -> disabled. "BreakerClosed" would be a lie.
+    events = health_events(tiers(OPEN), tiers(disabled()), selected_pods=2)
+    assert reasons(events) == [("Warning", "TierDisabled")]
+
+
+def test_a_tier_that_now_points_elsewhere_raises_nothing_for_its_old_self() -> None:
+    moved = {0: "other/gpt-4.1", 1: "local/llama"}
+    assert health_events(tiers(disabled()), tiers(CLOSED, moved), selected_pods=2) == []
+    events = health_events(tiers(disabled()), tiers(disabled(1, "404"), moved), selected_pods=2)
+    assert reasons(events) == [("Warning", "TierDisabled")]
+    assert "tier0 other/gpt-4.1" in events[0].message and "answered 404" in events[0].message
+
+
+def test_disabled_state_survives_silence_and_restarts() -> None:
+    prev = tiers(disabled())
+    silent = HealthMemo.of(BindingHealth(tiers={0: TierHealth("unknown"), 1: TierHealth("unknown")}), LABELS)
+    carried = silent.carry_over(prev)
+    assert dict(carried.disabled_in_pods)[0] == 1 and dict(carried.disabled_reasons)[0] == "401"
+    assert health_events(prev, carried, selected_pods=2) == []
+    status = {"chain": [
+        {"tier": 0, "source": "main", "model": "gpt-4o", "breaker": {"disabledInPods": 1, "disabledReason": "401"}},
+        {"tier": 1, "source": "local", "model": "llama", "breaker": {"disabledInPods": 0}}]}
+    rebuilt = HealthMemo.from_status(status)
+    assert rebuilt is not None
+    assert health_events(rebuilt, tiers(disabled()), selected_pods=2) == []  # a new leader does not replay it
+    assert reasons(health_events(rebuilt, tiers(CLOSED), selected_pods=2)) == [("Normal", "TierEnabled")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from switchyard.compiler.compile import BindingReport, TierReport
-from switchyard.operator.health import aggregate, all_resolvable_tiers_open
+from switchyard.operator.health import aggregate, all_resolvable_tiers_out, disabled_tiers
 
 REPORT = BindingReport("ns", "b", ["b"], False, None, False, [
     TierReport(0, "main", "gpt-4o", "openai-chat", True),
@@ -15,12 +15,16 @@ REPORT = BindingReport("ns", "b", ["b"], False, None, False, [
 
 
 def pod_status(states: list[str], *, last: tuple[int, str, str, float] | None = None, name: str = "b",
-               failures: dict[int, tuple[str, float]] | None = None, models: tuple[str, ...] = ("gpt-4o", "llama", "")) -> dict[str, Any]:
+               failures: dict[int, tuple[str, float]] | None = None, models: tuple[str, ...] = ("gpt-4o", "llama", ""),
+               classes: dict[int, str] | None = None, disabled: dict[int, str] | None = None) -> dict[str, Any]:
     tiers = []
     for i, (src, state) in enumerate(zip(("main", "local", "gone"), states, strict=False)):
         f = (failures or {}).get(i)
-        tiers.append({"tier": i, "source": src, "model": models[i],
-                      "breaker": {"state": state, "last_failure": f[0] if f else None, "last_failure_at": f[1] if f else None}})
+        breaker = {"state": state, "last_failure": f[0] if f else None, "last_failure_at": f[1] if f else None,
+                   "last_failure_class": (classes or {}).get(i)}
+        if (disabled or {}).get(i):
+            breaker["disabled_reason"] = disabled[i]  # type: ignore[index]
+        tiers.append({"tier": i, "source": src, "model": models[i], "breaker": breaker})
     used = {"tier": last[0], "source": last[1], "model": last[2], "at": last[3]} if last else None
     return {"configured": True, "version": "v", "bindings": [
         {"name": name, "namespace": "ns", "tiers": tiers, "last_used": used}]}
@@ -34,7 +38,7 @@ def test_counts_per_tier_across_pods() -> None:
     t0 = h.tiers[0]
     assert (t0.state, t0.open_in_pods, t0.half_open_in_pods, t0.reporting_pods) == ("open", 1, 1, 2)
     assert (t0.last_failure, t0.last_failure_at) == ("timeout", 20.0)  # the most recent
-    assert h.tiers[1].state == "closed" and h.open_tiers == 1
+    assert h.tiers[1].state == "closed" and h.out_of_service_tiers == 1
     assert h.tiers[2].reporting_pods == 0 and h.tiers[2].state == "unknown"  # model "" != None: not this chain
 
 
@@ -56,9 +60,58 @@ def test_reports_from_another_chain_are_ignored() -> None:
     assert h.tiers[1].open_in_pods == 1
 
 
-def test_all_resolvable_tiers_open() -> None:
+def test_all_resolvable_tiers_out() -> None:
     both_open = aggregate(REPORT, [pod_status(["open", "open", "closed"]), pod_status(["open", "open", "closed"])])
-    assert all_resolvable_tiers_open(REPORT, both_open)
+    assert all_resolvable_tiers_out(REPORT, both_open)
     one_pod_ok = aggregate(REPORT, [pod_status(["open", "open", "closed"]), pod_status(["open", "closed", "closed"])])
-    assert not all_resolvable_tiers_open(REPORT, one_pod_ok)
-    assert not all_resolvable_tiers_open(REPORT, aggregate(REPORT, []))  # nobody reported: not "all open"
+    assert not all_resolvable_tiers_out(REPORT, one_pod_ok)
+    assert not all_resolvable_tiers_out(REPORT, aggregate(REPORT, []))  # nobody reported: not "all open"
+
+
+def test_the_five_states_are_counted_and_the_worst_shown() -> None:
+    h = aggregate(REPORT, [
+        pod_status(["disabled", "rate-limited", "closed"], failures={0: ("401", 30.0), 1: ("429(retry in 12s)", 31.0)},
+                   classes={0: "permanent", 1: "rate-limited"}, disabled={0: "401"}),
+        pod_status(["open", "half-open", "closed"], failures={0: ("503", 20.0)}, classes={0: "transient"}),
+        pod_status(["closed", "closed", "closed"]),
+    ])
+    t0, t1 = h.tiers[0], h.tiers[1]
+    assert t0.state == "disabled"  # disabled > open > rate-limited > half-open > closed
+    assert (t0.disabled_in_pods, t0.open_in_pods, t0.closed_in_pods, t0.reporting_pods) == (1, 1, 1, 3)
+    assert (t0.disabled_reason, t0.last_failure, t0.last_failure_class) == ("401", "401", "permanent")
+    assert t1.state == "rate-limited" and (t1.rate_limited_in_pods, t1.half_open_in_pods, t1.closed_in_pods) == (1, 1, 1)
+    assert t1.last_failure_class == "rate-limited"
+    assert h.out_of_service_tiers == 1  # rate-limited is not out of service: it comes back by itself
+    st = t0.as_status()
+    assert {k: st[k] for k in ("state", "closedInPods", "openInPods", "halfOpenInPods", "rateLimitedInPods",
+                               "disabledInPods", "reportingPods", "disabledReason", "lastFailureClass")} == {
+        "state": "disabled", "closedInPods": 1, "openInPods": 1, "halfOpenInPods": 0, "rateLimitedInPods": 0,
+        "disabledInPods": 1, "reportingPods": 3, "disabledReason": "401", "lastFailureClass": "permanent"}
+    assert t1.as_status()["disabledReason"] is None
+
+
+def test_what_the_sidecar_says_is_bounded_and_checked() -> None:
+    h = aggregate(REPORT, [
+        pod_status(["disabled", "exploded", "closed"], failures={0: ("x" * 1000, 5.0)}, classes={0: "cosmic"},
+                   disabled={0: "y" * 1000}),
+    ])
+    t0 = h.tiers[0]
+    assert len(t0.disabled_reason or "") == 256 and len(t0.last_failure or "") == 256
+    assert t0.last_failure_class is None  # not a class the CRD's enum allows: left out, not guessed
+    assert h.tiers[1].reporting_pods == 0 and h.tiers[1].state == "unknown"  # an unknown state is not counted
+    # A disabled tier whose sidecar gave no reason still says so.
+    assert aggregate(REPORT, [pod_status(["disabled", "closed", "closed"])]).tiers[0].disabled_reason == "unknown"
+
+
+def test_disabled_tiers_of_one_pod() -> None:
+    st = pod_status(["disabled", "open", "disabled"], disabled={0: "401", 2: "404"})
+    assert disabled_tiers(st, "ns", "b") == [0, 2]
+    assert disabled_tiers(st, "ns", "other") == [] and disabled_tiers({}, "ns", "b") == []
+
+
+def test_disabled_counts_as_out_of_service_for_ready() -> None:
+    mixed = aggregate(REPORT, [pod_status(["disabled", "open", "closed"], disabled={0: "401"}),
+                               pod_status(["open", "disabled", "closed"], disabled={1: "403"})])
+    assert all_resolvable_tiers_out(REPORT, mixed)
+    rate_limited = aggregate(REPORT, [pod_status(["disabled", "rate-limited", "closed"], disabled={0: "401"})])
+    assert not all_resolvable_tiers_out(REPORT, rate_limited)  # waiting out a Retry-After: back by itself

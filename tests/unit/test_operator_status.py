@@ -25,9 +25,11 @@ from switchyard.operator.status import (
 NOW = 1_800_000_000.0
 
 
-def report(*resolvable: bool, unbound: str | None = None, legacy: bool = False) -> BindingReport:
+def report(*resolvable: bool, unbound: str | None = None, legacy: bool = False,
+           lacks: dict[int, tuple[str, ...]] | None = None, degradable: frozenset[int] = frozenset()) -> BindingReport:
     tiers = [
-        TierReport(i, f"src{i}", f"m{i}", "openai-chat", ok, None if ok else "SecretNotFound", None if ok else f"Secret k{i} not found")
+        TierReport(i, f"src{i}", f"m{i}", "openai-chat", ok, None if ok else "SecretNotFound", None if ok else f"Secret k{i} not found",
+                   incompatible=(lacks or {}).get(i, ()), degradable=i in degradable)
         for i, ok in enumerate(resolvable)
     ]
     return BindingReport("ns", "b", ["b"], unbound is not None, unbound, legacy, [] if unbound else tiers)
@@ -56,7 +58,8 @@ def test_serving_binding() -> None:
     health = BindingHealth(tiers={0: TierHealth("closed", reporting_pods=2), 1: TierHealth("closed", reporting_pods=2)},
                            active=ActiveTier(0, "src0", "m0", NOW - 5, 2))
     st = build(inputs(report(True, True), health=health, pods=PODS_OK))
-    assert conds(st) == {"Resolved": ("True", "AllTiersResolved"), "Ready": ("True", "Serving")}
+    assert conds(st) == {"Resolved": ("True", "AllTiersResolved"), "Ready": ("True", "Serving"),
+                         "ChainCompatible": ("True", "NoRequirements")}
     assert st["summary"] == {"primary": "src0/m0", "active": "tier0 src0/m0", "breakers": "0/2", "pods": "2/2"}
     assert st["observedGeneration"] == 3 and st["primaryConfigured"] is True
     assert st["active"] == {"tier": 0, "source": "src0", "model": "m0", "lastUsedAt": rfc3339(NOW - 5), "pods": 2}
@@ -113,7 +116,7 @@ def test_resolved_names_every_unresolvable_tier_exactly() -> None:
 @pytest.mark.parametrize("reason", ["PrimaryNull", "PrimaryCleared", "PrimaryNotSet"])
 def test_unbound_binding(reason: str) -> None:
     st = build(inputs(report(unbound=reason), pods=PODS_OK))
-    assert conds(st) == {"Resolved": ("False", reason), "Ready": ("False", reason)}
+    assert conds(st) == {"Resolved": ("False", reason), "Ready": ("False", reason), "ChainCompatible": ("Unknown", reason)}
     assert st["summary"]["primary"] == f"(unbound: {reason})"
     assert st["chain"] == [] and st["summary"]["breakers"] == "0/0"
 
@@ -170,3 +173,59 @@ def test_merge_patch_and_prune() -> None:
     assert desired == {"a": 1, "summary": {"pods": "2/2"}}
     assert merge_patch(current, desired) == {"summary": {"pods": "2/2", "active": None}, "gone": None}
     assert merge_patch(desired, desired) == {}
+
+
+# --------------------------------------------------------------------------- failure classes (issue 10)
+
+
+def test_breakers_count_tiers_out_of_service_open_or_disabled() -> None:
+    health = BindingHealth(tiers={
+        0: TierHealth("disabled", disabled_in_pods=1, reporting_pods=2, disabled_reason="401",
+                      last_failure="401", last_failure_class="permanent", last_failure_at=NOW),
+        1: TierHealth("rate-limited", rate_limited_in_pods=2, reporting_pods=2, last_failure="429(retry in 12s)",
+                      last_failure_class="rate-limited", last_failure_at=NOW),
+        2: TierHealth("open", open_in_pods=1, half_open_in_pods=1, reporting_pods=2),
+        3: TierHealth("closed", reporting_pods=2),
+    })
+    st = build(inputs(report(True, True, True, True), health=health, pods=PODS_OK))
+    assert st["summary"]["breakers"] == "2/4"  # tier0 disabled + tier2 open; rate-limited comes back by itself
+    b0, b1 = st["chain"][0]["breaker"], st["chain"][1]["breaker"]
+    assert b0 == {"state": "disabled", "closedInPods": 1, "openInPods": 0, "halfOpenInPods": 0, "rateLimitedInPods": 0,
+                  "disabledInPods": 1, "reportingPods": 2, "disabledReason": "401", "lastFailure": "401",
+                  "lastFailureClass": "permanent", "lastFailureAt": rfc3339(NOW)}
+    assert (b1["state"], b1["rateLimitedInPods"], b1["lastFailureClass"]) == ("rate-limited", 2, "rate-limited")
+    assert "disabledReason" not in b1
+    assert conds(st)["Ready"] == ("True", "Serving")
+
+
+def test_not_ready_when_every_tier_is_disabled_or_open_everywhere() -> None:
+    disabled = TierHealth("disabled", disabled_in_pods=2, reporting_pods=2, disabled_reason="401")
+    opened = TierHealth("open", open_in_pods=2, reporting_pods=2)
+    st = build(inputs(report(True, True), health=BindingHealth(tiers={0: disabled, 1: opened}), pods=PODS_OK))
+    ready = get(st["conditions"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AllTiersOpen")
+    assert "breaker open or tier disabled" in ready["message"]
+    assert st["summary"]["breakers"] == "2/2"
+
+
+def test_chain_compatible_names_each_tier_and_missing_feature() -> None:
+    r = report(True, True, True, lacks={1: ("vision",), 2: ("tools", "maxContextTokens>=100000")}, degradable=frozenset({2}))
+    st = build(inputs(r, pods=PODS_OK, requires=True))
+    c = get(st["conditions"], "ChainCompatible")
+    assert (c["status"], c["reason"]) == ("False", "Incompatible")
+    assert c["message"] == ("tier1 (src1/m1): lacks vision; "
+                            "tier2 (src2/m2): lacks tools, maxContextTokens>=100000 (serves degraded: allowDegrading)")
+    assert st["chain"][1]["incompatible"] == ["vision"] and st["chain"][1]["degradable"] is False
+    assert st["chain"][2]["degradable"] is True and "incompatible" not in st["chain"][0]
+    assert conds(st)["Ready"] == ("True", "Serving")  # Ready stays as it was: requests skip the tier
+
+
+def test_chain_compatible_when_every_checked_tier_has_it() -> None:
+    st = build(inputs(report(True, False, True), pods=PODS_OK, requires=True))
+    c = get(st["conditions"], "ChainCompatible")
+    assert (c["status"], c["reason"]) == ("True", "Compatible")
+    assert c["message"] == "2 of 3 tiers have what spec.requires asks for; not checked (unresolvable): tier1"
+    st = build(inputs(report(True, False, lacks={0: ("vision",)}), pods=PODS_OK, requires=True))
+    assert get(st["conditions"], "ChainCompatible")["message"] == (
+        "tier0 (src0/m0): lacks vision; not checked (unresolvable): tier1")
+    assert conds(build(inputs(None, invalid_message="bad")))["ChainCompatible"] == ("Unknown", "InvalidSpec")
