@@ -6,15 +6,22 @@ by version hash), the pod or its sidecar (re)started or moved (its incarnation c
 or the sidecar reports another version than the one remembered (it restarted in place).
 A failed push is retried with exponential backoff; a new version is tried at once.
 
-``put_config`` and ``get_status`` are the only calls to the sidecars' admin API; each is
-bounded by the connect and request timeouts, so one unreachable sidecar costs at most
-that, and the reconciler runs them concurrently under a shared semaphore.
+It also remembers, per pod, the ``.metadata.generation`` of each binding in the config
+the sidecar is known to run, so that when a binding changes, the tiers the sidecar had
+disabled for a permanent failure are reset once, after the new config is in place
+(``generation_changed`` / ``generation_applied``; see the reconciler).
+
+``put_config``, ``get_status`` and ``reset_tier`` are the only calls to the sidecars'
+admin API; each is bounded by the connect and request timeouts, so one unreachable
+sidecar costs at most that, and the reconciler runs them concurrently under a shared
+semaphore.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -31,6 +38,7 @@ class _PodRecord:
     failures: int = 0
     next_attempt_at: float = 0.0
     problem: PodProblem | None = None
+    generations: dict[str, int] = field(default_factory=dict)  # binding -> generation its sidecar runs
 
 
 class PushMemory:
@@ -87,6 +95,27 @@ class PushMemory:
 
     def set_problem(self, pod: PodInfo, problem: PodProblem | None) -> None:
         self._record(pod).problem = problem
+
+    def generation_changed(self, pod: PodInfo, binding: str, generation: int, baseline: int | None) -> bool:
+        """Does ``pod`` run ``binding`` at a generation other than the one it ran before?
+
+        ``baseline`` stands in for a pod this process has not configured yet: the generation
+        the binding's status was last written for (so a change made while the operator was
+        down is still noticed after a restart). No baseline: nothing to compare, no change."""
+        generations = self._record(pod).generations
+        if binding not in generations and baseline is not None:
+            generations[binding] = baseline  # remembered even if the pod cannot be reached now
+        known = generations.get(binding)
+        return known is not None and known != generation
+
+    def generation_applied(self, pod: PodInfo, binding: str, generation: int) -> None:
+        self._record(pod).generations[binding] = generation
+
+    def retain_generations(self, pod: PodInfo, bindings: frozenset[str] | set[str]) -> None:
+        """Forget bindings the pod no longer runs (its sidecar forgets their tiers' state too)."""
+        rec = self._record(pod)
+        for name in [n for n in rec.generations if n not in bindings]:
+            del rec.generations[name]
 
     def retry_in(self, pods: list[PodInfo], now: float) -> float | None:
         """Seconds until the earliest pending retry among ``pods`` (None: nothing pending)."""
@@ -168,3 +197,22 @@ async def get_status(
         return None, PodProblem(pod.name, "Unreachable", f"{url}: {type(e).__name__}")
     except (orjson.JSONDecodeError, ValueError):
         return None, PodProblem(pod.name, "Rejected", "GET /admin/status did not answer a JSON object")
+
+
+async def reset_tier(
+    session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, binding: str, tier: int, timeouts: AdminTimeouts
+) -> PodProblem | None:
+    """POST /admin/bindings/{binding}/reset?tier=N: put one tier back in service. None when done."""
+    path = f"{url}/admin/bindings/{quote(binding, safe='')}/reset?tier={int(tier)}"
+    try:
+        async with session.post(path, headers={"Authorization": f"Bearer {token}"}, timeout=timeouts.client()) as resp:
+            raw = await resp.read()
+            if resp.status == 200:
+                return None
+            if resp.status in (401, 403):
+                return PodProblem(pod.name, "Unauthorized", "the sidecar refused the admin token")
+            return PodProblem(pod.name, "Rejected", f"reset of {binding} tier {tier}: HTTP {resp.status}: {_message(raw)}")
+    except TimeoutError:
+        return PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
+    except aiohttp.ClientError as e:
+        return PodProblem(pod.name, "Unreachable", f"{url}: {type(e).__name__}")

@@ -11,7 +11,10 @@ whatever event woke them):
      pod's config;
   3. push each pod's config where its sidecar does not run that version yet, then read
      every sidecar's ``/admin/status`` (concurrently, bounded timeouts, shared semaphore);
-  4. write each binding's and profile's status through the status subresource when it
+  4. when a binding's generation changed since its pod last ran it, reset the tiers that
+     pod's sidecar had disabled for a permanent failure (``POST .../reset?tier=N``, once
+     the new config runs there): "disabled until the binding changes";
+  5. write each binding's and profile's status through the status subresource when it
      changed, and post Events for health transitions (rate-limited).
 ``("catalog", namespace, name)`` - refresh one ModelSource's catalog and credential check,
   write its status, and re-reconcile the namespace when the catalog changed.
@@ -42,9 +45,9 @@ from switchyard.sidecar.config import CompiledConfig
 from . import catalog as catalogs
 from .conditions import rfc3339
 from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
-from .health import BindingHealth, aggregate
+from .health import BindingHealth, aggregate, disabled_tiers
 from .kube import Kube, KubeError
-from .push import AdminTimeouts, PushMemory, get_status, put_config
+from .push import AdminTimeouts, PushMemory, get_status, put_config, reset_tier
 from .selection import PodInfo, selects
 from .settings import COMPONENT, Settings
 from .status import (
@@ -78,6 +81,10 @@ class CatalogRecord:
 
 def _label(source: str, model: str | None) -> str:
     return f"{source}/{model}" if model else source
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _first_error(errs: list[Any]) -> str:
@@ -323,6 +330,17 @@ class Reconciler:
         synced = await asyncio.gather(*(self._sync_pod(p, desired[p.key], token, mono) for p in pods))
         pod_status = {p.key: st for p, st in zip(pods, synced, strict=True)}
 
+        generations = {b.name: b.generation for b in binding_snaps if b.generation is not None}
+        baselines = {b.name: self._previous(b).get("observedGeneration") for b in binding_snaps}
+        reread = await asyncio.gather(*(
+            self._reset_after_change(p, pod_status[p.key], pod_bindings[p.key], generations, baselines, token,
+                                     desired[p.key].version)
+            for p in pods
+        ))
+        for p, st in zip(pods, reread, strict=True):
+            if st is not None:
+                pod_status[p.key] = st
+
         requires = {b.name: bool(b.spec.requires and b.spec.requires.needed()) for b in bindings}
         for snap in binding_snaps:
             await self._binding_status(snap, reports.get(snap.name), bad_bindings.get(snap.name), pods, pod_bindings,
@@ -402,6 +420,57 @@ class Reconciler:
         else:
             self.pushes.set_problem(pod, None)
         return status
+
+    async def _reset_after_change(
+        self,
+        pod: PodInfo,
+        status: dict[str, Any] | None,
+        names: frozenset[str],
+        generations: dict[str, int],
+        baselines: dict[str, Any],
+        token: str | None,
+        version: str,
+    ) -> dict[str, Any] | None:
+        """Reset the tiers this pod's sidecar disabled, for bindings whose generation changed
+        since the pod last ran them. Returns the pod's fresh status when something was reset.
+
+        A permanent failure disables a tier "until its ModelSource, Secret or the binding
+        changes": the sidecar itself re-enables a tier whose own config changed (key, model,
+        URL...); a change to the binding that leaves the tier's config as it was (another
+        alias, breaker, requires...) is only visible here. Done once per generation and pod,
+        after the new config runs there; retried on the next pass if the sidecar did not answer."""
+        changed = [
+            name for name in sorted(names)
+            if name in generations
+            and self.pushes.generation_changed(pod, name, generations[name], _int(baselines.get(name)))
+        ]
+        for name in sorted(names):
+            if name in generations and name not in changed:
+                self.pushes.generation_applied(pod, name, generations[name])
+        self.pushes.retain_generations(pod, names)
+        if not changed or status is None or token is None or pod.admin_url is None or not self.pushes.runs(pod, version):
+            return None  # nothing to do, or not yet: the pod does not run the new config
+        assert self.session is not None
+        reset = False
+        for name in changed:
+            problem = None
+            for tier in disabled_tiers(status, pod.namespace, name):
+                async with self._admin_sem:
+                    problem = await reset_tier(self.session, pod, pod.admin_url, token, name, tier, self.timeouts)
+                if problem is not None:
+                    log.warning("could not reset disabled tier %d of %s in %s/%s (%s: %s); retrying",
+                                tier, name, pod.namespace, pod.name, problem.reason, problem.message)
+                    break
+                reset = True
+                log.info("reset disabled tier %d of %s in %s/%s: the binding changed (generation %d)",
+                         tier, name, pod.namespace, pod.name, generations[name])
+            if problem is None:
+                self.pushes.generation_applied(pod, name, generations[name])
+        if not reset:
+            return None
+        async with self._admin_sem:
+            fresh, _ = await get_status(self.session, pod, pod.admin_url, token, self.timeouts)
+        return fresh
 
     async def _binding_status(
         self,

@@ -60,3 +60,24 @@ def test_retain_forgets_gone_pods_of_that_namespace_only() -> None:
     m.pushed(pod(name="b"), "v1")
     m.retain({("ns", "a")}, "ns")
     assert m.runs(pod(name="a"), "v1") and not m.runs(pod(name="b"), "v1")
+
+
+def test_generation_memory_per_pod_and_binding() -> None:
+    m = PushMemory()
+    # First sight without a baseline (a new binding): nothing to compare with.
+    assert not m.generation_changed(pod(), "support", 1, None)
+    m.generation_applied(pod(), "support", 1)
+    assert not m.generation_changed(pod(), "support", 1, None)
+    assert m.generation_changed(pod(), "support", 2, None)
+    # A pod this process has not configured: the status's observedGeneration is the baseline,
+    # remembered even when the pod cannot be reached now.
+    other = pod(name="q")
+    assert m.generation_changed(other, "support", 3, 2)
+    assert m.generation_changed(other, "support", 3, 3)  # the baseline was kept: still to do
+    m.generation_applied(other, "support", 3)
+    assert not m.generation_changed(other, "support", 3, 3)
+    # A binding the pod no longer runs is forgotten (its sidecar forgot its tiers too).
+    m.retain_generations(other, frozenset())
+    assert not m.generation_changed(other, "support", 4, None)
+    # A restarted sidecar starts from nothing.
+    assert not m.generation_changed(pod("u1|http://10.0.0.1:4001|1|t1"), "support", 2, None)

@@ -114,3 +114,82 @@ async def test_a_status_overwritten_elsewhere_is_healed_once_the_watch_lag_is_ov
     assert len(kube.patches) == 2
     rec.on_leadership(True)  # a new term forgets what it wrote in the last one
     assert rec.written == {}
+
+
+# --------------------------------------------------------------------------- disabled tiers and the binding's generation
+
+
+async def test_a_changed_binding_resets_the_tiers_its_sidecar_disabled_once() -> None:
+    """A real sidecar on loopback: a tier disabled there comes back when the binding's
+    generation changes (and only then), after the new config runs; the status and the
+    Events follow it."""
+    from switchyard.sidecar.app import Listen, Sidecar
+    from switchyard.sidecar.routing import breaker
+
+    token = "t-" + "x" * 20
+    sc = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), admin_token=token, drain_seconds=0.1)
+    _, admin_port = await sc.start()
+    try:
+        binding = obj("AssistantBinding", "support", {"selector": {"matchLabels": {"app": "a"}}, "aliases": ["support"],
+                                                      "primary": {"sourceRef": {"name": "main"}}})
+        rec, kube, index_b = make([binding])
+        url = f"http://127.0.0.1:{admin_port}"
+        rec.world.pods_by_ns["ns"] = [PodInfo("ns", "p-0", "u", {"app": "a"}, "Running", "127.0.0.1", url, "u|1")]  # type: ignore[index]
+        admin = {"metadata": {"name": "switchyard-admin-token", "namespace": "ns", "resourceVersion": "1"},
+                 "data": {"token": b64(token)}}
+        rec.world.secrets_by_key[("ns", "switchyard-admin-token")] = [snapshot_secret(admin, keep_data=True)]  # type: ignore[index]
+        clock = [1000.0]
+        rec.mono = lambda: clock[0]
+        await rec.start()
+
+        def tier0():  # type: ignore[no-untyped-def]
+            b = sc.runtime.snapshot.by_name["support"]  # type: ignore[union-attr]
+            return sc.runtime.health(b, b.tiers[0])
+
+        def disable_tier0() -> None:
+            """What a 401 does in the sidecar (with the tier's fingerprint: only a change to it re-enables)."""
+            b = sc.runtime.snapshot.by_name["support"]  # type: ignore[union-attr]
+            breaker.disable(tier0(), "401", b.tiers[0].fingerprint(), 0.0)
+
+        def last_breaker() -> dict[str, Any]:
+            return [p for p in kube.patches if p[2] == "support" and "chain" in p[3]][-1][3]["chain"][0]["breaker"]
+
+        def current() -> dict[str, Any]:
+            w = rec.written.get(("AssistantBinding", "ns", "support"))
+            return dict(w[1]) if w else index_b["ns"][0].status
+
+        async def settle(generation: int, spec: dict[str, Any]) -> None:
+            """The index brings back what was written (as the watch would), then a pass."""
+            clock[0] += 61  # past the event limiter's interval: any new event would pass
+            body = obj("AssistantBinding", "support", spec, status=current(), generation=generation)
+            index_b["ns"][:] = [snapshot("AssistantBinding", body)]
+            await rec.reconcile_namespace("ns")
+
+        await rec.reconcile_namespace("ns")
+        assert sc.runtime.snapshot is not None and last_breaker()["state"] == "closed"
+
+        disable_tier0()
+        await settle(1, binding["spec"])
+        assert last_breaker()["state"] == "disabled" and last_breaker()["disabledReason"] == "401"
+        assert [e["reason"] for e in kube.events] == ["TierDisabled"]
+        await settle(1, binding["spec"])
+        assert tier0().state.value == "disabled"  # same generation: left alone
+        assert [e["reason"] for e in kube.events] == ["TierDisabled"]  # once, not per poll
+
+        spec2 = {**binding["spec"], "aliases": ["support", "helpdesk"]}  # the tier's own config is unchanged
+        await settle(2, spec2)
+        assert sc.runtime.snapshot.by_name["support"].aliases == ["support", "helpdesk"]  # type: ignore[union-attr]
+        assert tier0().state.value == "closed"
+        assert last_breaker()["state"] == "closed" and last_breaker()["disabledInPods"] == 0
+        assert [e["reason"] for e in kube.events] == ["TierDisabled", "TierEnabled"]
+
+        # Disabled again under generation 2: stays disabled until the next change.
+        disable_tier0()
+        await settle(2, spec2)
+        await settle(2, spec2)
+        assert tier0().state.value == "disabled"
+        assert [e["reason"] for e in kube.events] == ["TierDisabled", "TierEnabled", "TierDisabled"]
+    finally:
+        await rec.stop()
+        await sc.stop()
+
