@@ -11,6 +11,9 @@ What the operator watches, and why:
 - A mutating webhook on Pod CREATE injects the sidecar (kopf manages the
   MutatingWebhookConfiguration ``switchyard.dev``; failurePolicy Ignore, so an operator
   outage never blocks unrelated pods).
+- A validating webhook on AssistantBinding CREATE/UPDATE checks the chain against the
+  indexes and returns warnings (``kubectl apply`` prints them); it always allows, and is
+  registered with failurePolicy Ignore (ValidatingWebhookConfiguration ``switchyard.dev``).
 
 Only ``@kopf.on.event`` and ``@kopf.index`` handlers are used: kopf then writes nothing to
 the watched objects (no finalizers, no annotations), so the operator never touches a
@@ -177,11 +180,34 @@ def inject_sidecar(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo
         patch.spec.update(spec)
 
 
+async def validate_binding(
+    *, body: kopf.Body | None = None, old: kopf.Body | None = None, warnings: list[str] | None = None,
+    memo: kopf.Memo | None = None, **_: Any,
+) -> None:
+    """Warn about unresolvable and incompatible tiers; never refuse.
+
+    kopf answers ``allowed: false`` when a handler raises, and failurePolicy Ignore covers
+    only a webhook that cannot be reached, so nothing may escape from here. Async on
+    purpose: kopf runs sync handlers in threads, and the check reads the indexes and the
+    reconciler's memory, which only the event loop may touch."""
+    try:
+        rec = getattr(getattr(memo, "holder", None), "reconciler", None)
+        if rec is None or body is None or warnings is None:
+            return  # not started yet: no indexes to check against
+        warnings.extend(rec.check_binding(dict(body), dict(old) if old is not None else None))
+    except Exception:
+        log.exception("the apply-time check of an AssistantBinding failed; admitted without warnings")
+
+
 def register_webhook() -> None:
     """Registered only when the webhook is on (kopf refuses admission handlers without a server)."""
     kopf.on.mutate("v1", "pods", id="inject-sidecar", operations=["CREATE"], ignore_failures=True, persistent=False)(
         inject_sidecar
     )
+    kopf.on.validate(
+        GROUP, VERSION, "assistantbindings", id="check-binding", operations=["CREATE", "UPDATE"],
+        ignore_failures=True, persistent=False,
+    )(validate_binding)
 
 
 class ServiceWebhookServer(kopf.WebhookServer):

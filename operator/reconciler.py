@@ -22,6 +22,9 @@ whatever event woke them):
 Events from kopf's watches only enqueue keys (see ``main.py``); a resync timer enqueues
 every namespace now and then, and pods with sidecars every ``health_interval_seconds``.
 Only the leader works the queue (``leader.py``); a standby keeps its indexes warm.
+
+``check_binding`` serves the validating admission webhook (both replicas): it reads the
+same indexes and returns warnings from ``validation``; it writes nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from switchyard.sidecar.config import CompiledConfig
 from . import catalog as catalogs
 from .conditions import rfc3339
 from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
+from . import validation
 from .health import BindingHealth, aggregate, disabled_tiers
 from .kube import Kube, KubeError
 from .push import AdminTimeouts, PushMemory, get_status, put_config, reset_tier
@@ -61,7 +65,7 @@ from .status import (
     source_status,
 )
 from .workqueue import WorkQueue
-from .world import Snap, World
+from .world import Snap, World, snapshot
 
 log = logging.getLogger("switchyard.operator")
 
@@ -584,6 +588,44 @@ class Reconciler:
         for key in [k for k in self.written if k[1] == ns and k[0] != "ModelSource" and (k[0], k[2]) not in live]:
             del self.written[key]
         self.pushes.retain({p.key for p in pods}, ns)
+
+    # ------------------------------------------------------------------ admission
+
+    def check_binding(self, body: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+        """Warnings for an AssistantBinding being applied, from what the indexes hold now.
+
+        Read-only and synchronous (no API call, no await): it runs inside the admission
+        request. A namespace this operator does not watch gets no warnings (its indexes
+        know nothing there, so every reference would look missing)."""
+        snap = snapshot("AssistantBinding", body)
+        ns = snap.namespace
+        if self.s.namespaces and ns not in self.s.namespaces:
+            return []
+        indexed = next((b for b in self.world.bindings(ns) if b.name == snap.name), None)
+        was_set = (
+            snap.primary_evidence
+            or bool(((old or {}).get("status") or {}).get("primaryConfigured"))
+            or bool(indexed is not None and indexed.status.get("primaryConfigured"))
+        )
+        source_snaps = self.world.sources(ns)
+        cats = {(ns, s.name): rec.ids for s in source_snaps if (rec := self._catalog_record(s)) is not None}
+
+        def secret_keys(name: str) -> dict[str, bool] | None:
+            sec = self.world.secret(ns, name)
+            if sec is None:
+                return None
+            if sec.data is not None:
+                return {k: bool(v) for k, v in sec.data.items()}
+            return dict.fromkeys(sec.keys, True)
+
+        return validation.binding_warnings(
+            snap.manifest(),
+            sources=[s.manifest() for s in source_snaps],
+            profiles=[p.manifest() for p in self.world.profiles(ns)],
+            secret_keys=secret_keys,
+            catalogs=cats,
+            primary_was_set=was_set,
+        )
 
     # ------------------------------------------------------------------ catalogs
 

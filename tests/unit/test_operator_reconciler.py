@@ -193,3 +193,18 @@ async def test_a_changed_binding_resets_the_tiers_its_sidecar_disabled_once() ->
         await rec.stop()
         await sc.stop()
 
+
+async def test_check_binding_warns_from_the_indexes() -> None:
+    binding = obj("AssistantBinding", "new", {
+        "primary": {"sourceRef": {"name": "main"}}, "fallbacks": [{"sourceRef": {"name": "ghost"}}],
+        "requires": {"vision": True, "minContextTokens": 10_000_000}})
+    rec, _, _ = make([])
+    assert rec.check_binding(binding) == [
+        "switchyard: tier0 (main/gpt-4o) lacks maxContextTokens>=10000000 (spec.requires): requests will skip this tier",
+        "switchyard: tier1 (ghost) is unresolvable: SourceNotFound: ModelSource ghost not found",
+    ]
+    # A namespace the operator does not watch: its indexes know nothing there, so no warning.
+    from dataclasses import replace
+
+    rec.s = replace(rec.s, namespaces=("elsewhere",))
+    assert rec.check_binding(binding) == []
