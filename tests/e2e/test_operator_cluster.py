@@ -258,11 +258,11 @@ def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), {})
 
 
-def table(kube: kube_tools.Cluster, ns: str, kind: str) -> dict[str, dict[str, str]]:
-    """`kubectl get KIND` as {name: {COLUMN: value}} (columns split on 2+ spaces)."""
+def table(kube: kube_tools.Cluster, ns: str, kind: str, *flags: str) -> dict[str, dict[str, str]]:
+    """`kubectl get KIND [FLAGS]` as {name: {COLUMN: value}} (columns split on 2+ spaces)."""
     import re
 
-    lines = kube.kubectl("get", kind, "-n", ns).stdout.rstrip("\n").splitlines()
+    lines = kube.kubectl("get", kind, "-n", ns, *flags).stdout.rstrip("\n").splitlines()
     header = lines[0]
     starts = [m.start() for m in re.finditer(r"(?<!\S)\S", header)]
     cols = [header[s:e].strip() for s, e in zip(starts, starts[1:] + [None])]

@@ -64,7 +64,8 @@ def test_explicit_null_primary_kept_by_create_dropped_by_client_side_apply(kube:
     applied = json.loads(obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
     assert applied["spec"]["primary"] is None
     # Defaults are applied by the API server, and never to primary.
-    assert obj["spec"]["breaker"] == {"consecutiveFailures": 3, "cooldownSeconds": 30, "halfOpenRequests": 1}
+    assert obj["spec"]["breaker"] == {"consecutiveFailures": 3, "cooldownSeconds": 30, "halfOpenRequests": 1,
+                                      "probe": "models", "maxCooldownSeconds": 300, "maxRetryAfterSeconds": 300}
 
 
 def test_status_is_a_subresource(kube: kube_tools.Cluster, crds: None, kube_ns: str) -> None:
