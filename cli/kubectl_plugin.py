@@ -7,7 +7,7 @@
 
 Installed with the Python package as the console script ``kubectl-switchyard``; kubectl
 finds it on ``PATH`` as a plugin. Flags go after the plugin name:
-``kubectl switchyard -n team-a status support``.
+``kubectl switchyard status support -n team-a`` (flags before or after the command).
 
 How it reaches the cluster: it runs ``kubectl`` (``$KUBECTL``, else the one on ``PATH``),
 so every kubeconfig, context and credential plugin works exactly as for kubectl, and it
@@ -580,25 +580,33 @@ def cmd_explain(ctx: Ctx, name: str) -> int:
     return code
 
 
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Connection and output flags, accepted before or after the command."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    parser.add_argument("-n", "--namespace", default=d(None), help="namespace (default: the context's)")
+    parser.add_argument("--context", default=d(None), help="kubeconfig context")
+    parser.add_argument("--kubeconfig", default=d(None), help="kubeconfig file")
+    parser.add_argument("-o", "--output", choices=["text", "json"], default=d("text"))
+    parser.add_argument("--kubectl", default=d(None), help="kubectl binary (default: $KUBECTL, else kubectl on PATH)")
+    parser.add_argument("--admin-token-secret", default=d(DEFAULT_TOKEN_SECRET), help="the namespace's admin-token Secret")
+    parser.add_argument("--admin-token-key", default=d(DEFAULT_TOKEN_KEY), help="its key")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kubectl switchyard",
         allow_abbrev=False,
         description="Inspect and test Switchyard bindings (status, test, models, explain).",
-        epilog="Flags go after `switchyard`: kubectl switchyard -n team-a status support",
+        epilog="Example: kubectl switchyard status support -n team-a",
     )
-    p.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("--kubeconfig", help="kubeconfig file")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p.add_argument("--kubectl", default=None, help="kubectl binary (default: $KUBECTL, else kubectl on PATH)")
-    p.add_argument("--admin-token-secret", default=DEFAULT_TOKEN_SECRET, help="the namespace's admin-token Secret")
-    p.add_argument("--admin-token-key", default=DEFAULT_TOKEN_KEY)
+    _common(p, suppress=False)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("status", help="chain, breakers, active tier and pods of a binding (from its status)")
+    s = sub.add_parser("status", help="chain, breakers, active tier and pods of a binding (from its status)", allow_abbrev=False)
     s.add_argument("binding")
-    s = sub.add_parser("models", help="the live model catalog of a ModelSource (from its status)")
+    _common(s, suppress=True)
+    s = sub.add_parser("models", help="the live model catalog of a ModelSource (from its status)", allow_abbrev=False)
     s.add_argument("source")
+    _common(s, suppress=True)
     for cmd, text in (("test", "ask each sidecar whether every tier resolves (sends no prompt)"),
                       ("explain", "why the last request went where it went (from the sidecars' status)")):
         s = sub.add_parser(cmd, help=text, allow_abbrev=False)
@@ -606,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--pod", help="only this pod")
         s.add_argument("--admin-url", help="a sidecar's admin URL, instead of the pod proxy")
         s.add_argument("--admin-token", help="its admin token (default: the namespace's Secret, or $SWITCHYARD_ADMIN_TOKEN)")
+        _common(s, suppress=True)
     return p
 
 

@@ -395,7 +395,7 @@ def test_a_binding_is_served_through_the_chart_install(chart: Env) -> None:
 def test_plugin_status_and_models(chart: Env) -> None:
     kube = chart.kube
     poll("active tier in status", lambda: get(kube, APP, "ab/demo")["status"].get("active"), timeout=30)
-    cp = chart.plugin("-n", APP, "status", "demo")
+    cp = chart.plugin("status", "demo", "-n", APP)
     out = cp.stdout
     assert "AssistantBinding team-a/demo" in out
     assert re.search(r"^\s+0\*\s+main\s+gpt-demo\s+openai-chat\s+yes\s+closed", out, re.M), out
