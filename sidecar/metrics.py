@@ -11,6 +11,7 @@ Each sidecar has its own ``CollectorRegistry`` so tests can run several in one p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -43,71 +44,105 @@ OUTCOMES = (
 )
 
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Labelled(Generic[M]):
+    """A labelled metric whose children are remembered by label values.
+
+    prometheus_client's ``labels()`` takes a lock and ``str()``s every value on each
+    call (~8 us); a request asks for five to eight children, so the request path gets
+    them from this dict instead (~0.2 us). The dict is as bounded as the label values
+    (by configuration, see above). ``remove`` and ``clear`` go through here, so it
+    never hands out a child the metric has dropped.
+    """
+
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric: M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+    def remove(self, *values: str) -> None:
+        self._children.pop(values, None)
+        self.metric.remove(*values)
+
+    def clear(self) -> None:
+        self._children.clear()
+        self.metric.clear()
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.requests = Labelled(Counter(
             "switchyard_requests",
             "Requests answered, by the tier that served them (tier -1: none did), outcome, ingress protocol and caller.",
             ["binding", "tier", "source", "outcome", "ingress", "caller"],
             registry=r,
-        )
-        self.attempts = Counter(
+        ))
+        self.attempts = Labelled(Counter(
             "switchyard_upstream_attempts",
             "Upstream attempts by tier and result (ok or a fallbackOn reason).",
             ["binding", "tier", "source", "result"],
             registry=r,
-        )
-        self.fallbacks = Counter(
+        ))
+        self.fallbacks = Labelled(Counter(
             "switchyard_fallbacks",
             "Times a request passed over a tier, by the tier passed over, the failure class and the reason.",
             ["binding", "from_tier", "class", "reason"],
             registry=r,
-        )
-        self.probes = Counter(
+        ))
+        self.probes = Labelled(Counter(
             "switchyard_probes",
             "Prompt-free recovery checks of open tiers, by outcome (passed, or the failure class).",
             ["binding", "tier", "source", "outcome"],
             registry=r,
-        )
-        self.breaker_transitions = Counter(
+        ))
+        self.breaker_transitions = Labelled(Counter(
             "switchyard_breaker_transitions",
             "Breaker state changes, by the state entered.",
             ["binding", "tier", "source", "to_state"],
             registry=r,
-        )
-        self.active_tier = Gauge(
+        ))
+        self.active_tier = Labelled(Gauge(
             "switchyard_active_tier",
             "The tier that served the binding's last successful request (0 = primary).",
             ["binding"],
             registry=r,
-        )
-        self.upstream_latency = Histogram(
+        ))
+        self.upstream_latency = Labelled(Histogram(
             "switchyard_upstream_latency_seconds",
             "Duration of each upstream attempt, to the end of the answer.",
             ["binding", "tier", "source"],
             buckets=LATENCY_BUCKETS,
             registry=r,
-        )
-        self.ttft = Histogram(
+        ))
+        self.ttft = Labelled(Histogram(
             "switchyard_time_to_first_token_seconds",
             "From receiving the request to the first content sent to the client.",
             ["binding", "tier", "source"],
             buckets=LATENCY_BUCKETS,
             registry=r,
-        )
-        self.tokens = Counter(
+        ))
+        self.tokens = Labelled(Counter(
             "switchyard_tokens",
             "Tokens reported by upstreams, by kind (input, output, cached_input, reasoning).",
             ["binding", "tier", "source", "kind"],
             registry=r,
-        )
-        self.degraded = Counter(
+        ))
+        self.degraded = Labelled(Counter(
             "switchyard_degraded_fields",
             "Request features a tier could not honour, by the action taken.",
             ["binding", "tier", "field", "action"],
             registry=r,
-        )
+        ))
         self.config_info = Info(
             "switchyard_config", "The config the sidecar serves (version hash, schema).", registry=r
         )
