@@ -7,7 +7,11 @@
   metrics.
 
 ``Sidecar.stop()`` drains: new API requests get a retryable 503 at once, requests and
-streams in flight get up to ``drain_seconds`` to finish, then connections close.
+streams in flight get up to ``drain_seconds`` to finish; those still running then are
+cancelled and each is answered with a retryable error in its client's protocol (a
+started stream ends with its protocol's error event, never cut without one); then the
+listeners close. ``stop()`` returns within ``drain_seconds`` + ``DRAIN_GRACE_SECONDS``
++ a few seconds of closing.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ def build_admin_app(rt: Runtime, token: str | None) -> web.Application:
     app[admin.ADMIN_TOKEN] = token
     app.add_routes(admin.routes())
     return app
+
+
+DRAIN_GRACE_SECONDS = 2.0  # after the deadline: time for cancelled requests to send their error
+CLOSE_SECONDS = 2.0  # then: time the listeners give what is left (count_tokens, admin calls)
 
 
 @dataclass
@@ -97,7 +105,7 @@ class Sidecar:
                 app,
                 handler_cancellation=True,  # a client that goes away cancels its upstream call
                 access_log=None,
-                shutdown_timeout=self.drain_seconds,
+                shutdown_timeout=CLOSE_SECONDS,  # stop() drains first, with its own deadline
             )
             await runner.setup()
             site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -113,7 +121,15 @@ class Sidecar:
         """Drain and close: refuse new requests, let in-flight ones finish (bounded)."""
         rt = self.runtime
         rt.draining = True
-        await rt.wait_idle(self.drain_seconds)
+        if not await rt.wait_idle(self.drain_seconds):
+            # Past the deadline: each request still running answers a retryable error
+            # (see pipeline.handle and _stream) instead of losing its connection.
+            rt.drain_expired = True
+            left = list(rt.tasks)
+            log.warning("drain deadline passed with %d request(s) in flight; ending them with a retryable error", len(left))
+            for task in left:
+                task.cancel()
+            await rt.wait_idle(DRAIN_GRACE_SECONDS)
         if self._prober is not None:
             self._prober.cancel()
             await asyncio.gather(self._prober, return_exceptions=True)

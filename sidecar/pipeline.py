@@ -52,6 +52,7 @@ from switchyard.sidecar.upstream import (
     UpstreamError,
     UpstreamReset,
     UpstreamTimeout,
+    buffered_body,
     header_map,
     read_body,
     read_chunk,
@@ -141,11 +142,27 @@ async def handle(
             ex.outcome = "rejected"
         return _error_response(ex, err)
     except asyncio.CancelledError:
+        if rt.drain_expired and ex.status != 200:
+            # Sidecar.stop cancelled us at the drain deadline: answer, do not vanish.
+            _uncancel()
+            err = GatewayError(ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, code="draining", retry_after=1)
+            ex.status, ex.outcome, ex.error = err.status, "drained", err.message
+            return _error_response(ex, err)
         ex.outcome = "client-gone"
         raise
     finally:
         rt.end()
         _account(rt, ex)
+
+
+DRAIN_MESSAGE = "the gateway is shutting down; retry"
+
+
+def _uncancel() -> None:
+    """A cancellation we answer instead of propagating: let the task run on cleanly."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _serve(
@@ -608,8 +625,10 @@ async def _error_answer(at: _Attempt, resp: aiohttp.ClientResponse) -> _Outcome:
     tier, binding = at.tier, at.binding
     headers = header_map(resp.headers)
     try:
-        async with asyncio.timeout_at(at.total_deadline):
-            raw = await read_body(resp, 1 << 20)
+        raw = buffered_body(resp, 1 << 20)
+        if raw is None:
+            async with asyncio.timeout_at(at.total_deadline):
+                raw = await read_body(resp, 1 << 20)
     except (TimeoutError, UpstreamError):
         raw = b""
     info = at.egress.read_error(resp.status, raw, headers)
@@ -647,11 +666,13 @@ def _scrub(text: str, tier: CompiledTier) -> str:
 
 
 async def _whole(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
-    try:
-        async with asyncio.timeout_at(at.total_deadline):
-            raw = await read_body(resp, at.rt.max_upstream_body_bytes)
-    except TimeoutError:
-        raise UpstreamTimeout("total") from None
+    raw = buffered_body(resp, at.rt.max_upstream_body_bytes)
+    if raw is None:  # still arriving: wait for the rest within the attempt's limit
+        try:
+            async with asyncio.timeout_at(at.total_deadline):
+                raw = await read_body(resp, at.rt.max_upstream_body_bytes)
+        except TimeoutError:
+            raise UpstreamTimeout("total") from None
     try:
         obj = orjson.loads(raw) if raw else None
         if not isinstance(obj, dict):
@@ -802,6 +823,11 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
             break
     except UpstreamReset:
         failure, message = Failure(classify.CONNECT_ERROR, "reset"), "the upstream connection broke mid-stream"
+    except asyncio.CancelledError:
+        if not at.rt.drain_expired:
+            raise  # the client went away: nobody to tell
+        _uncancel()
+        await _end_stream_early(at, out, relay, ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, "drained")
 
     if failure is None and not decoder.complete:
         failure, message = Failure(classify.SERVER_ERROR, "truncated"), "the upstream stream ended without its end marker"
@@ -833,6 +859,20 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
         kind = ErrorKind.TIMEOUT if failure.reason in (classify.TIMEOUT, classify.DEADLINE) else ErrorKind.UPSTREAM
         await _write(out, enc.error(errors.DEFAULT_STATUS[kind], kind.value, message))
     await out.write_eof()
+    raise _Served(out)
+
+
+async def _end_stream_early(at: _Attempt, out: web.StreamResponse, relay: _Relay, kind: ErrorKind, message: str, outcome: str) -> None:
+    """End a started stream that is not the tier's fault (drain deadline, our own bug):
+    the client protocol's error event, no verdict on the tier. Raises ``_Served``."""
+    at.ex.outcome, at.ex.error = outcome, message
+    breaker.release(at.rt.health(at.binding, at.tier), at.admission)
+    enc = relay.encoder or at.encoder()
+    try:
+        await _write(out, enc.error(errors.DEFAULT_STATUS[kind], kind.value, message))
+        await out.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client is gone too
     raise _Served(out)
 
 

@@ -94,6 +94,12 @@ class Runtime:
     clock: Callable[[], float] = time.monotonic
     in_flight: int = 0
     _idle: asyncio.Event | None = None
+    # The handler tasks of the requests in flight, and whether the drain deadline has
+    # passed: ``Sidecar.stop`` then cancels them, and the pipeline answers each with a
+    # retryable error in its client's protocol (an error event for a started stream)
+    # instead of cutting the connection.
+    tasks: set[asyncio.Task[object]] = field(default_factory=set)
+    drain_expired: bool = False
     prober: Prober = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,8 +109,12 @@ class Runtime:
     def begin(self) -> None:
         self.in_flight += 1
         self.metrics.in_flight.set(self.in_flight)
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
 
     def end(self) -> None:
+        self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.in_flight -= 1
         self.metrics.in_flight.set(self.in_flight)
         if self.in_flight == 0 and self._idle is not None:
