@@ -124,6 +124,18 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def buffered_body(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body when all of it has already arrived (a small answer usually comes
+    with its head): no await and no timer to arm. None while some is still on the way."""
+    content = resp.content
+    if not content.is_eof() or content.exception() is not None:
+        return None
+    raw = content.read_nowait()
+    if len(raw) > limit:
+        raise UpstreamReset(f"upstream body larger than {limit} bytes")
+    return raw
+
+
 async def read_chunk(resp: aiohttp.ClientResponse) -> bytes:
     """The next piece of a streamed body; b"" at the end."""
     try:
