@@ -263,20 +263,26 @@ def _cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == type_), {})
 
 
+_STATE_COUNTS = (("openInPods", "open"), ("halfOpenInPods", "half-open"), ("rateLimitedInPods", "rate-limited"),
+                 ("disabledInPods", "disabled"))
+
+
 def _breaker_text(b: dict[str, Any] | None) -> str:
     if not b:
         return "-"
     state = b.get("state", "unknown")
     pods = b.get("reportingPods", 0)
     parts = [state]
-    if b.get("openInPods"):
-        parts.append(f"open in {b['openInPods']}/{pods} pods")
-    if b.get("halfOpenInPods"):
-        parts.append(f"half-open in {b['halfOpenInPods']}/{pods} pods")
+    for key, name in _STATE_COUNTS:
+        if b.get(key):
+            parts.append(f"{name} in {b[key]}/{pods} pods")
     if state == "closed" and pods:
         parts.append(f"{pods} pods")
+    if b.get("disabledReason"):
+        parts.append(f"disabled for {b['disabledReason']}")
     if b.get("lastFailure"):
-        parts.append(f"last failure {b['lastFailure']} at {_when(b.get('lastFailureAt'))}")
+        cls = f" [{b['lastFailureClass']}]" if b.get("lastFailureClass") else ""
+        parts.append(f"last failure {b['lastFailure']}{cls} at {_when(b.get('lastFailureAt'))}")
     return ", ".join(parts)
 
 
@@ -305,6 +311,9 @@ def render_status(binding: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tu
         for t in chain:
             if not t.get("resolvable") and t.get("message"):
                 lines.append(f"  tier{t['tier']}: {t['message']}")
+            if t.get("incompatible"):
+                how = "serves degraded (allowDegrading)" if t.get("degradable") else "skipped"
+                lines.append(f"  tier{t['tier']}: lacks what the binding requires: {', '.join(t['incompatible'])}; {how}")
     else:
         lines.append("  chain: (none: the binding is unbound)" if resolved.get("reason") in ("PrimaryCleared", "PrimaryNotSet")
                      else "  chain: (not resolved yet)")

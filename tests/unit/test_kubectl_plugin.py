@@ -59,6 +59,11 @@ def test_status_shows_chain_breakers_active_and_why_a_tier_cannot_serve() -> Non
     text = "\n".join(lines)
     assert code == BAD_NEWS  # tier 2 cannot serve
     assert "1*" in text and "open in 1/1 pods, last failure 500" in text
+    lines, _ = render_status({**BINDING, "status": {**BINDING["status"], "chain": [
+        {"tier": 0, "source": "a", "model": "m", "resolvable": True, "breaker": {
+            "state": "disabled", "disabledInPods": 1, "rateLimitedInPods": 1, "reportingPods": 2,
+            "disabledReason": "401", "lastFailure": "401", "lastFailureClass": "permanent"}}]}}, [])
+    assert "disabled, rate-limited in 1/2 pods, disabled in 1/2 pods, disabled for 401, last failure 401 [permanent]" in "\n".join(lines)
     assert "no: SecretNotFound" in text and "tier2: Secret anthropic-key not found" in text
     assert "active:   tier1 local-llama/llama" in text
     assert "app-0  Running  10.0.0.5" in text
