@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from switchyard.sidecar.config import SCHEMA_VERSION, CompiledConfig
 from switchyard.sidecar.pipeline import RUNTIME
+from switchyard.sidecar.pipeline import read_request_body
 from switchyard.sidecar.routing.breaker import effective_state
 from switchyard.sidecar.state import Runtime, binding_key
 
@@ -64,7 +65,7 @@ async def require_token(request: web.Request, handler: Any) -> web.StreamRespons
 
 async def put_config(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    raw = await request.content.read(MAX_CONFIG_BYTES + 1)
+    raw = await read_request_body(request.content, MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
         rt.metrics.config_updates.labels("rejected").inc()
         return _problem(413, f"config larger than {MAX_CONFIG_BYTES} bytes")

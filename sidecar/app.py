@@ -12,6 +12,10 @@ cancelled and each is answered with a retryable error in its client's protocol (
 started stream ends with its protocol's error event, never cut without one); then the
 listeners close. ``stop()`` returns within ``drain_seconds`` + ``DRAIN_GRACE_SECONDS``
 + a few seconds of closing.
+
+``Limits`` bounds what a client may hold before any handler runs (docs/reliability.md):
+request line, header size and count (aiohttp answers a 400 beyond them), and the time
+to send a request head or to leave a kept-alive connection idle (slowloris).
 """
 
 from __future__ import annotations
@@ -59,6 +63,29 @@ DRAIN_GRACE_SECONDS = 2.0  # after the deadline: time for cancelled requests to 
 CLOSE_SECONDS = 2.0  # then: time the listeners give what is left (count_tokens, admin calls)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one client connection may take, enforced by aiohttp before any handler runs."""
+
+    max_line_size: int = 8190  # bytes of the request line (method, path, query)
+    max_field_size: int = 8190  # bytes of one header line
+    max_headers: int = 128  # header lines per request
+    # Seconds a connection may stay idle between requests, and so also the longest a
+    # client may take to send a request's head (aiohttp arms one timer for both): a
+    # client dribbling its headers a byte at a time is cut after this.
+    idle_seconds: float = 30.0
+    # Seconds a client may take to send a whole request body (read_json; 408 after).
+    body_seconds: float = 60.0
+
+    def handler_args(self) -> dict[str, float | int]:
+        return {
+            "max_line_size": self.max_line_size,
+            "max_field_size": self.max_field_size,
+            "max_headers": self.max_headers,
+            "keepalive_timeout": self.idle_seconds,
+        }
+
+
 @dataclass
 class Listen:
     host: str = "127.0.0.1"
@@ -77,10 +104,13 @@ class Sidecar:
         listen: Listen | None = None,
         admin_token: str | None = None,
         drain_seconds: float = 20.0,
+        limits: Limits | None = None,
     ) -> None:
         self.runtime = runtime or Runtime()
         self.listen = listen or Listen()
         self.drain_seconds = drain_seconds
+        self.limits = limits or Limits()
+        self.runtime.body_read_seconds = self.limits.body_seconds
         if not admin_token and not is_loopback(self.listen.admin_host):
             raise ValueError(
                 f"the admin listener on {self.listen.admin_host} needs a token: "
@@ -106,6 +136,7 @@ class Sidecar:
                 handler_cancellation=True,  # a client that goes away cancels its upstream call
                 access_log=None,
                 shutdown_timeout=CLOSE_SECONDS,  # stop() drains first, with its own deadline
+                **self.limits.handler_args(),
             )
             await runner.setup()
             site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -150,6 +150,14 @@ async def handle(
             return _error_response(ex, err)
         ex.outcome = "client-gone"
         raise
+    except (RecursionError, orjson.JSONEncodeError) as exc:
+        # A body nested deeper than a translator or orjson's encoder goes (orjson reads
+        # 1024 levels but writes 254): the request's fault, answered as such.
+        if ex.status == 200:
+            raise
+        err = GatewayError(ErrorKind.INVALID_REQUEST, f"request body is nested too deeply to be translated ({type(exc).__name__})")
+        ex.status, ex.outcome, ex.error = err.status, "rejected", err.message
+        return _error_response(ex, err)
     finally:
         rt.end()
         _account(rt, ex)
@@ -203,10 +211,16 @@ async def _serve(
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit:
         raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
+    seconds = request.app[RUNTIME].body_read_seconds
     try:
-        raw = await request.content.read(limit + 1)
+        async with asyncio.timeout(seconds):
+            raw = await read_request_body(request.content, limit + 1)
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "request body could not be read") from exc
+    except TimeoutError as exc:  # a client dribbling its body (slowloris) does not hold us
+        raise GatewayError(
+            ErrorKind.INVALID_REQUEST, f"request body not received within {seconds:g}s", status=408, code="request_timeout"
+        ) from exc
     if len(raw) > limit:
         raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
     if not raw:
@@ -217,7 +231,42 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         raise GatewayError(ErrorKind.INVALID_REQUEST, f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
     if not isinstance(body, dict):
         raise GatewayError(ErrorKind.INVALID_REQUEST, "request body must be a JSON object")
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and not _shallow(body):
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return body
+
+
+async def read_request_body(content: aiohttp.StreamReader, most: int) -> bytes:
+    """The whole body, or its first ``most`` bytes. (``StreamReader.read(n)`` returns what
+    has arrived so far, not n bytes: a body larger than one TCP read was cut short.)"""
+    first = await content.read(most)
+    if not first or len(first) >= most or content.is_eof():
+        return first
+    parts, size = [first], len(first)
+    while size < most and (chunk := await content.read(most - size)):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+# orjson reads 1024 levels but writes only 254, and a translation or an echo (the
+# Responses API echoes metadata) wraps a client's JSON in a few levels more: a body that
+# deep would fail after the upstream answered. Refused up front, in the caller's protocol.
+MAX_JSON_DEPTH = 190
+_ORJSON_WRITE_DEPTH = 254
+
+
+def _shallow(body: dict[str, Any]) -> bool:
+    """At most MAX_JSON_DEPTH levels, checked by orjson's own writer (C speed, no walk):
+    the body wrapped in enough lists that it fails exactly when it is too deep."""
+    probe: Any = body
+    for _ in range(_ORJSON_WRITE_DEPTH - MAX_JSON_DEPTH):
+        probe = [probe]
+    try:
+        orjson.dumps(probe)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def resolve_binding(
@@ -597,9 +646,9 @@ async def _attempt(at: _Attempt) -> _Outcome:
         return _Outcome(Failure(classify.EMPTY, exc.detail))
     except _StreamFailed as exc:
         return _Outcome(exc.failure, exc.error)
-    except (_Served, asyncio.CancelledError):
+    except _Served:
         raise
-    except BaseException:
+    except BaseException:  # the client went away (CancelledError), or a bug: no verdict on the tier
         breaker.release(at.rt.health(at.binding, tier), at.admission)
         raise
     finally:
@@ -828,6 +877,9 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
             raise  # the client went away: nobody to tell
         _uncancel()
         await _end_stream_early(at, out, relay, ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, "drained")
+    except Exception:  # a bug of ours mid-stream: still end the stream with an error event
+        log.exception("stream relay failed for binding %s tier %d", at.binding.name, at.tier.index)
+        await _end_stream_early(at, out, relay, ErrorKind.INTERNAL, "the gateway failed while relaying this stream", "broken-stream")
 
     if failure is None and not decoder.complete:
         failure, message = Failure(classify.SERVER_ERROR, "truncated"), "the upstream stream ended without its end marker"

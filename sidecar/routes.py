@@ -17,6 +17,7 @@ A path that does not exist is answered in the protocol its prefix suggests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -29,6 +30,7 @@ from switchyard.sidecar.translate import load_all
 from switchyard.sidecar.translate.base import adapter_for
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("switchyard.sidecar")
 
 # Extra routes registered by adapters that bring their own endpoints (Gemini's
 # model-in-path URLs, Anthropic's count_tokens): (method, path, handler).
@@ -54,7 +56,9 @@ def error_response(path: str, err: GatewayError) -> web.Response:
 
 @web.middleware
 async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and methods, answered in the protocol the path belongs to."""
+    """Unknown paths and methods, answered in the protocol the path belongs to; and the
+    last line of defence: an exception no handler answered becomes a protocol-shaped 500
+    (logged with its traceback, never shown to the client) instead of aiohttp's text."""
     try:
         return await handler(request)
     except web.HTTPNotFound:
@@ -65,6 +69,16 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
         return error_response(
             request.path,
             GatewayError(ErrorKind.INVALID_REQUEST, f"method {request.method} not allowed on {request.path}", status=405),
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        if request.writer is not None and request.writer.output_size:
+            raise  # an answer has started; aiohttp closes the connection
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(
+            request.path,
+            GatewayError(ErrorKind.INTERNAL, "the gateway failed on this request (logged); this is a bug", code="internal_error"),
         )
 
 

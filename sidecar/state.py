@@ -100,6 +100,7 @@ class Runtime:
     # instead of cutting the connection.
     tasks: set[asyncio.Task[object]] = field(default_factory=set)
     drain_expired: bool = False
+    body_read_seconds: float = 60.0  # a client sending its body slower than this gets a 408
     prober: Prober = field(init=False)
 
     def __post_init__(self) -> None:
