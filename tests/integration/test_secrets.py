@@ -57,3 +57,78 @@ async def test_no_key_leaks_anywhere(gateway: GatewayFactory, sim: Simulator, lo
     for m in ("primary", "claude", "gem"):
         for rec in sim.requests(m):
             assert CLIENT_KEY not in str(dict(rec.headers)) and CLIENT_KEY not in rec.raw.decode(errors="replace")
+
+
+# ------------------------------------------------------------------ every ingress, every credential header
+
+CLIENT_CREDENTIALS = {
+    "Authorization": f"Bearer {CLIENT_KEY}",
+    "x-api-key": CLIENT_KEY,
+    "x-goog-api-key": CLIENT_KEY,
+    "api-key": CLIENT_KEY,  # Azure OpenAI style
+    "Proxy-Authorization": f"Basic {CLIENT_KEY}",
+    "Cookie": f"session={CLIENT_KEY}",
+}
+
+INGRESS_CALLS = [
+    ("openai-chat", "/v1/chat/completions", {"model": "helper", "messages": [{"role": "user", "content": "hi"}]}, {}),
+    ("openai-responses", "/v1/responses", {"model": "helper", "input": "hi"}, {}),
+    ("anthropic-messages", "/v1/messages", {"model": "helper", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]},
+     {"anthropic-version": "2023-06-01", "anthropic-beta": "prompt-caching-2024-07-31"}),
+    ("gemini", f"/v1beta/models/helper:generateContent?key={CLIENT_KEY}", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, {}),
+]
+
+
+def _stream(ingress: str, path: str, body: dict) -> tuple[str, dict]:
+    if ingress == "gemini":
+        return path.replace(":generateContent?", ":streamGenerateContent?alt=sse&"), body
+    return path, {**body, "stream": True}
+
+
+async def test_no_key_leaks_on_any_ingress_and_no_client_credential_travels(gateway: GatewayFactory, sim: Simulator, logs) -> None:  # noqa: ANN001
+    """Each ingress (OpenAI chat, Responses, Anthropic, Gemini), whole and streamed, served by
+    each tier protocol (same protocol: the passthrough path; others: translated), healthy and
+    failing: no tier key in any answer, header, log line, metric or admin answer, and no
+    client credential (any header, or Gemini's ?key=) in anything an upstream received."""
+    bindings = "---\n".join(binding(f"via-{m}", m) for m in ("primary", "claude", "gem"))
+    gw = await gateway(bindings)
+    seen: list[str] = []
+    async with aiohttp.ClientSession() as s:
+        for mount in ("primary", "claude", "gem"):
+            for fault in (None, "401", "429", "500", "error-event"):
+                for ingress, path, body, extra in INGRESS_CALLS:
+                    for stream in (False, True):
+                        if fault:
+                            sim.fault(mount, fault)
+                        p, b = _stream(ingress, path, body) if stream else (path, body)
+                        p = p.replace("helper", f"via-{mount}")
+                        b = {**b, "model": f"via-{mount}"} if "model" in b else b
+                        async with s.post(gw.api + p, json=b, headers={**CLIENT_CREDENTIALS, **extra}) as r:
+                            seen.append(str(dict(r.headers)))
+                            seen.append(await r.text())
+                        sim.clear_faults(mount)
+        for path in ("/admin/status", "/metrics"):
+            async with s.get(gw.admin + path) as r:
+                seen.append(await r.text())
+        for mount in ("primary", "claude", "gem"):
+            async with s.post(gw.admin + f"/admin/bindings/via-{mount}/test") as r:
+                seen.append(await r.text())
+    seen.extend(logs.lines)
+    haystack = "\n".join(seen)
+    for name, key in KEYS.items():
+        assert key not in haystack, f"the {name} key leaked"
+        assert key[-8:] not in haystack, f"a fragment of the {name} key leaked"
+    received = 0
+    for mount in ("primary", "claude", "gem"):
+        for rec in sim.requests(mount):
+            received += 1
+            headers = {k.lower(): v for k, v in rec.headers.items()}
+            blob = str(headers) + str(rec.query) + rec.path + rec.raw.decode(errors="replace")
+            assert CLIENT_KEY not in blob, f"a client credential reached {mount}: {blob[:300]}"
+            assert "cookie" not in headers and "proxy-authorization" not in headers and "api-key" not in headers
+            assert "key" not in rec.query, rec.query
+            # ... and the tier's own key did arrive, in the header its protocol uses
+            tier_key = KEYS[mount]
+            assert tier_key in (headers.get("authorization", "") + headers.get("x-api-key", "") + headers.get("x-goog-api-key", ""))
+        assert sim.requests(mount), f"{mount} was never called"
+    assert received >= 3 * 4 * 2
