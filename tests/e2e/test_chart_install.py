@@ -178,8 +178,9 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Env]:
     kube = cluster
+    failed_before = request.session.testsfailed
     env = Env(kube, tmp_path_factory.mktemp("chart-install"))
     kube.ensure_namespace(SYSTEM)
     kube.ensure_namespace(APP)
@@ -206,20 +207,12 @@ def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory)
     try:
         yield env
     finally:
-        failed = getattr(kube, "_saw_failure", False) or getattr(env, "_failed", False)
+        failed = request.session.testsfailed > failed_before
         env.operator.stop()
         if failed:
             log("operator log (tail):\n" + "\n".join(env.operator.logs().splitlines()[-60:]))
         env.sim.stop()
         log("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in env.timings.items()))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and "chart" in getattr(item, "funcargs", {}):
-        item.funcargs["chart"]._failed = True  # type: ignore[attr-defined]
 
 
 def check_operator_clean(env: Env) -> None:
