@@ -180,10 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from switchyard.sidecar.app import AdminTokenRequired
+
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except AdminTokenRequired as exc:  # a refusal to start, said in one line
+        print(f"switchyard: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ from switchyard.sidecar.state import Runtime
 log = logging.getLogger("switchyard.sidecar")
 
 
+class AdminTokenRequired(ValueError):
+    """The admin listener is bound off loopback without a token (refused at start)."""
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -112,9 +116,14 @@ class Sidecar:
         self.limits = limits or Limits()
         self.runtime.body_read_seconds = self.limits.body_seconds
         if not admin_token and not is_loopback(self.listen.admin_host):
-            raise ValueError(
+            raise AdminTokenRequired(
                 f"the admin listener on {self.listen.admin_host} needs a token: "
                 "set SWITCHYARD_ADMIN_TOKEN or --admin-token-file, or bind it to 127.0.0.1"
+            )
+        if not is_loopback(self.listen.host):
+            log.warning(
+                "the API listener on %s takes no credential: whoever reaches it spends this gateway's keys",
+                self.listen.host,
             )
         self._api = build_api_app(self.runtime)
         self._admin = build_admin_app(self.runtime, admin_token)
