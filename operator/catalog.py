@@ -152,6 +152,17 @@ def not_checked(reason: str, message: str) -> CredentialCheck:
     return CredentialCheck(FALSE, reason, message, False, "CredentialMissing", f"not fetched: {message}")
 
 
+async def _read_all(content: aiohttp.StreamReader, most: int) -> bytes:
+    """The whole body, at most ``most`` bytes (``StreamReader.read(n)`` returns only what
+    has arrived so far: a catalog larger than one read was cut and failed to parse)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < most and (chunk := await content.read(most - size)):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 async def fetch(
     session: aiohttp.ClientSession, provider: str, base_url: str, credential: str | None, *, timeout_seconds: float
 ) -> tuple[str, Outcome]:
@@ -165,7 +176,7 @@ async def fetch(
         first_url = first_url or url
         try:
             async with session.get(url, headers=headers, timeout=timeout, allow_redirects=False) as resp:
-                raw = await resp.content.read(32 * 1024 * 1024)
+                raw = await _read_all(resp.content, 32 * 1024 * 1024)
                 page = parse_page(provider, resp.status, raw)
         except TimeoutError:
             return first_url, Outcome(ok=False, error="timeout")

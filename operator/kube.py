@@ -10,6 +10,7 @@ the API server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,12 +28,24 @@ MERGE_PATCH = "application/merge-patch+json"
 USER_AGENT = "switchyard-operator"  # the field manager name in managedFields
 
 
+RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+MAX_RETRY_WAIT_SECONDS = 5.0
+
+
 class KubeError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
@@ -44,6 +57,7 @@ class Kube:
         self._info: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=5.0)
+        self.retry_delays: tuple[float, ...] = (0.2, 1.0)  # seconds before the 2nd and 3rd attempt
 
     async def _connect(self) -> None:
         self._info = await self._login()
@@ -66,6 +80,33 @@ class Kube:
     async def request(
         self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", retry_login: bool = True
     ) -> Any:
+        """One API call. Reads and merge patches (idempotent: the same patch twice gives the
+        same object) are retried on the API server's transient answers (409, 429, 5xx,
+        honouring Retry-After) and on dropped connections, ``len(retry_delays)`` times; a
+        create or an optimistic update (the lease's PUT, where 409 means "someone else
+        wrote") is not."""
+        retriable = method in ("GET", "PATCH")
+        delays = self.retry_delays if retriable else ()
+        for attempt in range(len(delays) + 1):
+            try:
+                return await self._request_once(method, path, body, content_type=content_type, retry_login=retry_login)
+            except KubeError as e:
+                if attempt == len(delays) or e.status not in RETRY_STATUSES:
+                    raise
+                wait = min(max(delays[attempt], e.retry_after or 0.0), MAX_RETRY_WAIT_SECONDS)
+                log.info("%s %s answered %d; retrying in %.1fs", method, path, e.status, wait)
+            except (aiohttp.ClientConnectionError, TimeoutError) as e:
+                if attempt == len(delays):
+                    raise
+                wait = delays[attempt]
+                log.info("%s %s failed (%s); retrying in %.1fs", method, path, type(e).__name__, wait)
+                await self._connect()
+            await asyncio.sleep(wait)  # backoff between attempts
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request_once(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json", retry_login: bool = True
+    ) -> Any:
         if self._session is None or self._info is None:
             await self._connect()
         assert self._session is not None and self._info is not None
@@ -78,14 +119,14 @@ class Kube:
             raw = await resp.read()
             if resp.status == 401 and retry_login:
                 await self._connect()
-                return await self.request(method, path, body, content_type=content_type, retry_login=False)
+                return await self._request_once(method, path, body, content_type=content_type, retry_login=False)
             if resp.status >= 400:
                 try:
                     st = orjson.loads(raw)
                     reason, message = str(st.get("reason", "")), str(st.get("message", ""))
                 except (orjson.JSONDecodeError, AttributeError):
                     reason, message = resp.reason or "", raw[:300].decode(errors="replace")
-                raise KubeError(resp.status, reason, message)
+                raise KubeError(resp.status, reason, message, retry_after=_seconds(resp.headers.get("Retry-After")))
             return orjson.loads(raw) if raw else None
 
     # -- switchyard objects ---------------------------------------------------------

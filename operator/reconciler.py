@@ -71,6 +71,7 @@ log = logging.getLogger("switchyard.operator")
 
 Key = tuple[str, ...]
 WATCH_LAG_SECONDS = 10.0  # trust a status this process wrote over the index for this long
+STATUS_RETRY_SECONDS = 2.0  # a namespace with a failed status write is reconciled again after this
 PLURAL = {"AssistantBinding": "assistantbindings", "ModelSource": "modelsources", "CapabilityProfile": "capabilityprofiles"}
 
 
@@ -346,13 +347,26 @@ class Reconciler:
                 pod_status[p.key] = st
 
         requires = {b.name: bool(b.spec.requires and b.spec.requires.needed()) for b in bindings}
+        # One object's failed status write (the API server's 5xx, 429 or 409 after the
+        # client's own retries, a dropped connection) neither stops the others' nor is lost:
+        # the namespace is reconciled again soon and recomputes every status.
+        failed: list[str] = []
         for snap in binding_snaps:
-            await self._binding_status(snap, reports.get(snap.name), bad_bindings.get(snap.name), pods, pod_bindings,
-                                       desired, pod_status, sorted(conflicts.get(snap.name, ())), now,
-                                       requires.get(snap.name, False))
+            try:
+                await self._binding_status(snap, reports.get(snap.name), bad_bindings.get(snap.name), pods, pod_bindings,
+                                           desired, pod_status, sorted(conflicts.get(snap.name, ())), now,
+                                           requires.get(snap.name, False))
+            except (KubeError, aiohttp.ClientError, TimeoutError) as e:
+                failed.append(f"AssistantBinding/{snap.name}: {e}")
         for snap in profile_snaps:
             st = prune(profile_status(snap.generation, bad_profiles.get(snap.name), snap.status, now=now))
-            await self._write_status(snap, st)
+            try:
+                await self._write_status(snap, st)
+            except (KubeError, aiohttp.ClientError, TimeoutError) as e:
+                failed.append(f"CapabilityProfile/{snap.name}: {e}")
+        if failed:
+            log.warning("status write failed in %s (%s); reconciling again in %.0fs", ns, "; ".join(failed[:3]), STATUS_RETRY_SECONDS)
+            self.queue.add(("ns", ns), STATUS_RETRY_SECONDS)
 
         self._forget_gone(ns, binding_snaps + profile_snaps, pods)
         self.passes += 1
