@@ -213,8 +213,11 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
     seconds = request.app[RUNTIME].body_read_seconds
     try:
-        async with asyncio.timeout(seconds):
+        if request.content.is_eof():  # all of it came with the head: nothing to wait for
             raw = await read_request_body(request.content, limit + 1)
+        else:
+            async with asyncio.timeout(seconds):
+                raw = await read_request_body(request.content, limit + 1)
     except (aiohttp.ClientPayloadError, ConnectionError) as exc:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "request body could not be read") from exc
     except TimeoutError as exc:  # a client dribbling its body (slowloris) does not hold us
