@@ -385,6 +385,7 @@ class Result:
     statuses: Counter[int] = field(default_factory=Counter)
     lost: list[dict[str, Any]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    fallback_served: int = 0  # answered with content by a tier other than the primary
     faults_applied: Counter[str] = field(default_factory=Counter)
     config_swaps: Counter[str] = field(default_factory=Counter)
     transitions: dict[str, float] = field(default_factory=dict)
@@ -416,6 +417,7 @@ class Result:
             "duration_s": round(self.duration_s, 1),
             "sent": self.sent,
             "content": self.classes[CONTENT],
+            "content_from_a_fallback": self.fallback_served,
             "protocol_errors": self.classes[PROTOCOL_ERROR],
             "lost": self.lost_count,
             "by_ingress": {f"{i}/{c}": n for (i, c), n in sorted(self.by_ingress.items())},
@@ -444,6 +446,7 @@ class Options:
     warmup: float = 5.0
     rss_bound_mb: float = 25.0
     bad_share: float = 0.03
+    healthy_share: float = 0.4  # chance an upstream is healthy for a fault period
     stream_share: float = 0.6
     seed: int = 1
     request_timeout: float = 30.0
@@ -511,10 +514,13 @@ async def run(opts: Options) -> Result:
                                 async with session.post(url, data=body, headers=headers) as r:
                                     raw = await r.read()
                                     status, ctype = r.status, r.headers.get("Content-Type", "")
+                                    tier = r.headers.get("x-switchyard-tier")
                         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                             cls, why, status = LOST, f"no answer: {type(exc).__name__}: {exc}"[:200], 0
                         else:
                             cls, why = classify(call, status, ctype, raw)
+                            if cls == CONTENT and tier not in (None, "0"):
+                                res.fallback_served += 1
                         res.latencies.append(time.monotonic() - started)
                         res.classes[cls] += 1
                         res.by_ingress[(call.ingress, cls)] += 1
@@ -527,7 +533,7 @@ async def run(opts: Options) -> Result:
                     names = [m.name for m in mounts]
                     while not stop.is_set():
                         for name in names:
-                            label, spec = rng.choice(FAULTS)
+                            label, spec = FAULTS[0] if rng.random() < opts.healthy_share else rng.choice(FAULTS[1:])
                             async with session.delete(f"{sim.origin}/_sim/{name}/faults") as r:
                                 r.raise_for_status()
                             if spec is not None:
@@ -604,7 +610,7 @@ Switchyard soak: {s['duration_s']} s, {opts.concurrency} concurrent clients, fau
 config replaced every {opts.config_every:g} s ({s['config_swaps']}), CPU: {os.cpu_count()} cores (shared)
 
   requests sent        {s['sent']}
-  answered, content    {s['content']}
+  answered, content    {s['content']}   (of which from a fallback tier: {s['content_from_a_fallback']})
   protocol errors      {s['protocol_errors']}   statuses: {s['statuses']}
   LOST                 {s['lost']}
   latency p50 / p99    {s['latency_ms']['p50']} ms / {s['latency_ms']['p99']} ms  (full answer, client side)
