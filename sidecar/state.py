@@ -106,10 +106,10 @@ class Runtime:
     def __post_init__(self) -> None:
         self.prober = Prober(self)
         self.metrics.watch_breakers(self.breaker_states)
+        self.metrics.in_flight.set_function(lambda: self.in_flight)  # read at scrape time
 
     def begin(self) -> None:
         self.in_flight += 1
-        self.metrics.in_flight.set(self.in_flight)
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
@@ -117,7 +117,6 @@ class Runtime:
     def end(self) -> None:
         self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
         self.in_flight -= 1
-        self.metrics.in_flight.set(self.in_flight)
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
 
