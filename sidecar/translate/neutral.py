@@ -188,6 +188,19 @@ class Usage:
     cache_creation_tokens: int = 0  # written to cache (Anthropic)
     reasoning_tokens: int = 0  # part of output_tokens spent thinking
 
+    def __post_init__(self) -> None:
+        # Counts come from upstreams: clamped to 0..2**53-1 (what a JSON number carries
+        # exactly), so an absurd one cannot make the client's answer unencodable (orjson
+        # writes 64-bit integers; the renderers add counts up).
+        for name in _USAGE_FIELDS:
+            v = getattr(self, name)
+            if isinstance(v, (int, float)) and not 0 <= v <= MAX_TOKEN_COUNT:
+                setattr(self, name, int(min(max(v, 0), MAX_TOKEN_COUNT)))
+
+
+MAX_TOKEN_COUNT = 2**53 - 1
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens", "reasoning_tokens")
+
 
 @dataclass(slots=True)
 class Choice:

@@ -248,3 +248,22 @@ def test_render_response_and_encoders_take_any_neutral_value(ingress: str) -> No
         assert isinstance(ok, bytes) and isinstance(bad, bytes)
 
     run()
+
+
+@pytest.mark.parametrize("egress", EGRESS)
+def test_absurd_usage_counts_cannot_make_an_answer_unencodable(egress: str) -> None:
+    """Found by the long fuzz run: a count near 2**64 summed by a renderer overflowed
+    orjson's 64-bit integers after the answer was committed (a 500). Counts are clamped."""
+    seed = (golden_json("upstream_response.json", egress=egress) or [None])[0]
+    assert seed is not None
+    huge = 2**64 - 3
+    body = orjson.loads(orjson.dumps(seed))
+    if egress == "openai-chat":
+        body["usage"] = {"prompt_tokens": huge, "completion_tokens": huge, "total_tokens": huge}
+    elif egress == "anthropic-messages":
+        body["usage"] = {"input_tokens": huge, "output_tokens": huge, "cache_creation_input_tokens": huge, "cache_read_input_tokens": huge}
+    else:
+        body["usageMetadata"] = {"promptTokenCount": huge, "candidatesTokenCount": huge, "totalTokenCount": huge}
+    answer = adapter_for(egress).parse_response(body)
+    for ingress in INGRESS:
+        orjson.dumps(adapter_for(ingress).render_response(answer, alias="alias", request=None))
