@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +99,22 @@ class Exchange:
             h[H_SOURCE] = t.source
             h[H_MODEL] = t.model
         if self.trail:
-            h[H_REASON] = ", ".join(t.short() for t in self.trail)
+            h[H_REASON] = header_safe(", ".join(t.short() for t in self.trail))
         if self.degraded:
-            h[H_DEGRADED] = degraded_header(self.degraded)
+            # Unknown-field names come from the client's JSON keys: never raw in a header.
+            h[H_DEGRADED] = header_safe(degraded_header(self.degraded))
         return h
+
+
+_UNSAFE_IN_HEADER = re.compile(r"[^\x20-\x7e]")
+
+
+def header_safe(text: str) -> str:
+    """Printable ASCII only: a control character (CR, LF ...) would be a header injection
+    (aiohttp refuses to send it, which failed the whole answer), anything else is escaped."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass

@@ -476,3 +476,19 @@ async def test_a_broken_upstream_chunk_mid_stream_is_our_error_event_not_the_gar
             raw = await r.read()
     assert b"hello" in raw and frame.strip() not in raw
     assert soak.classify_stream("openai-chat", raw)[0] == soak.PROTOCOL_ERROR, raw
+
+
+async def test_client_json_keys_never_reach_a_response_header_raw(gateway: GatewayFactory) -> None:
+    """Unknown fields are reported in x-switchyard-degraded by name; a name holding CR/LF or
+    another control character was put in the header as is, and aiohttp refused to send the
+    answer (a 500). Now escaped."""
+    gw = await gateway(binding("helper", "claude"))  # OpenAI client, Anthropic tier: unknown fields are reported
+    body = {"model": "helper", "messages": [{"role": "user", "content": "hi"}], "x\r\nSet-Cookie: a=b": 1, "\u001f\u00e9": 2}
+    async with aiohttp.ClientSession() as s:
+        for stream in (False, True):
+            async with s.post(gw.api + "/v1/chat/completions", json={**body, "stream": stream}) as r:
+                raw = await r.read()
+                assert r.status == 200, raw
+                degraded = r.headers["x-switchyard-degraded"]
+                assert "\\r\\n" in degraded and "\\x1f" in degraded and "Set-Cookie" not in r.headers
+                assert all(0x20 <= ord(c) < 0x7F for c in degraded)
