@@ -1148,7 +1148,8 @@ def parse_response(body: dict[str, Any]) -> n.Response:
         if kind == "text":
             parts.append(n.Text(str(b.get("text") or "")))
         elif kind == "thinking":
-            parts.append(n.Thinking(str(b.get("thinking") or ""), b.get("signature") or None, origin=PROTOCOL))
+            sig = b.get("signature") if isinstance(b.get("signature"), str) else None
+            parts.append(n.Thinking(str(b.get("thinking") or ""), sig or None, origin=PROTOCOL))
         elif kind == "redacted_thinking":
             parts.append(n.Thinking(redacted=str(b.get("data") or ""), origin=PROTOCOL))
         elif kind == "tool_use":
@@ -1234,8 +1235,9 @@ class StreamDecoder:
             return [n.TextDelta(block["text"])] if block.get("text") else []
         if kind == "thinking":
             self._blocks[index] = ("thinking", -1)
-            if block.get("thinking") or block.get("signature"):
-                return [n.ThinkingDelta(str(block.get("thinking") or ""), block.get("signature") or None, origin=PROTOCOL)]
+            sig = block.get("signature") if isinstance(block.get("signature"), str) else None
+            if block.get("thinking") or sig:
+                return [n.ThinkingDelta(str(block.get("thinking") or ""), sig or None, origin=PROTOCOL)]
             return []
         if kind == "redacted_thinking":
             self._blocks[index] = ("redacted", -1)

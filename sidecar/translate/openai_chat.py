@@ -236,7 +236,10 @@ def _tools(body: dict[str, Any]) -> tuple[list[n.Tool], list[Any]]:
         if t.get("type") == "function":
             fn = t.get("function")
             expect(isinstance(fn, dict) and isinstance(fn.get("name"), str), f"'tools[{i}].function.name' is required", "tools")
-            tools.append(n.Tool(fn["name"], fn.get("description"), fn.get("parameters"), fn.get("strict")))
+            params = fn.get("parameters")
+            expect(params is None or isinstance(params, dict), f"'tools[{i}].function.parameters' must be an object", "tools")
+            desc, strict = fn.get("description"), fn.get("strict")
+            tools.append(n.Tool(fn["name"], desc if isinstance(desc, str) else None, params, strict if isinstance(strict, bool) else None))
         else:
             other.append(t)
     return tools, other
