@@ -850,13 +850,13 @@ async def _stream(at: _Attempt, resp: aiohttp.ClientResponse) -> None:
 
     at.commit()
     out = await _open_stream(at.request, ex)
-    await _write(out, (relay.encoder.start() if relay.encoder else b"") + relay.render(pending))
 
     # ---- content has started: a failure now ends the stream with an error event
     failure: Failure | None = None
     message = ""
     upstream_error_sent = False  # same protocol: the upstream's own error event was relayed
     try:
+        await _write(out, (relay.encoder.start() if relay.encoder else b"") + relay.render(pending))
         while not ended:
             try:
                 async with asyncio.timeout_at(at.total_deadline):

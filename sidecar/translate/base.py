@@ -226,7 +226,7 @@ class GuardedDecoder:
         if self._broken:
             return []
         try:
-            return self._inner.feed(chunk)
+            return self._checked(self._inner.feed(chunk))
         except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
             return self._failed(b"")
 
@@ -234,6 +234,52 @@ class GuardedDecoder:
         if self._broken:
             return []
         try:
-            return self._inner.close()
+            return self._checked(self._inner.close())
         except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError):
             return self._failed(b"")
+
+    def _checked(self, out: list[DecodedEvent]) -> list[DecodedEvent]:
+        """Events carrying an upstream value of the wrong type or range (a list where a
+        signature goes, a choice index of 1e19) would break the client's encoder later:
+        they are a wrong-shaped chunk too."""
+        for d in out:
+            for ev in d.events:
+                if not valid_event(ev):
+                    return self._failed(b"")
+        return out
+
+
+_MAX_INDEX = 1024  # choices, tool calls: far more than any provider sends
+_FINISH = frozenset({None, "stop", "length", "tool_calls", "content_filter", "pause", "refusal", "error"})
+
+
+def _idx(v: object) -> bool:
+    return type(v) is int and 0 <= v < _MAX_INDEX
+
+
+def _opt_str(v: object) -> bool:
+    return v is None or type(v) is str
+
+
+def valid_event(ev: neutral.Event) -> bool:
+    """A neutral stream event whose fields have the types (and index ranges) the
+    encoders rely on."""
+    n = neutral
+    if isinstance(ev, n.TextDelta):
+        return type(ev.text) is str and _idx(ev.choice)
+    if isinstance(ev, n.ThinkingDelta):
+        return type(ev.text) is str and _opt_str(ev.signature) and _opt_str(ev.redacted) and _idx(ev.choice) and _opt_str(ev.origin)
+    if isinstance(ev, n.ToolCallStart):
+        return _idx(ev.call) and type(ev.id) is str and type(ev.name) is str and _idx(ev.choice)
+    if isinstance(ev, n.ToolCallDelta):
+        return _idx(ev.call) and type(ev.arguments) is str and _idx(ev.choice)
+    if isinstance(ev, n.StreamFinish):
+        return ev.reason in _FINISH and _idx(ev.choice) and _opt_str(ev.stop_sequence)
+    if isinstance(ev, n.StreamUsage):
+        u = ev.usage
+        return isinstance(u, n.Usage) and all(type(getattr(u, f)) is int for f in n._USAGE_FIELDS)
+    if isinstance(ev, n.StreamStart):
+        return type(ev.id) is str and type(ev.model) is str
+    if isinstance(ev, n.StreamError):
+        return type(ev.status) is int and type(ev.kind) is str and type(ev.message) is str
+    return False

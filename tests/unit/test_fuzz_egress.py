@@ -267,3 +267,42 @@ def test_absurd_usage_counts_cannot_make_an_answer_unencodable(egress: str) -> N
     answer = adapter_for(egress).parse_response(body)
     for ingress in INGRESS:
         orjson.dumps(adapter_for(ingress).render_response(answer, alias="alias", request=None))
+
+
+class _Yields:
+    def __init__(self, *events: n.Event) -> None:
+        self.events = list(events)
+        self.complete = True
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        from switchyard.sidecar.translate.base import DecodedEvent
+
+        return [DecodedEvent(self.events, chunk)]
+
+    def close(self) -> list[Any]:
+        return []
+
+
+@pytest.mark.parametrize("event", [
+    n.ThinkingDelta("x", signature=[None]),  # type: ignore[arg-type]
+    n.TextDelta(True),  # type: ignore[arg-type]
+    n.TextDelta("x", choice=18446744073709551616),
+    n.ToolCallStart(-1, "id", "name"),
+    n.ToolCallDelta(0, {"a": 1}),  # type: ignore[arg-type]
+    n.StreamFinish("SAFETY"),  # type: ignore[arg-type]
+    n.StreamStart(["id"], "m"),  # type: ignore[arg-type]
+])
+def test_guard_refuses_events_of_the_wrong_type_or_range(event: n.Event) -> None:
+    """Found by the long fuzz run: upstream values of the wrong type passed into neutral
+    events (an Anthropic thinking block's signature as a list, a Gemini choice index of
+    1.8e19) and broke the client's encoder mid-stream."""
+    (d,) = GuardedDecoder(_Yields(n.TextDelta("fine"), event)).feed(b"x")
+    assert [type(e) for e in d.events] == [n.StreamError]
+
+
+def test_well_typed_events_pass_the_guard() -> None:
+    good = [n.StreamStart("id", "m"), n.TextDelta("a", 1), n.ThinkingDelta("t", "sig", None, 0, "gemini"),
+            n.ToolCallStart(0, "c", "f"), n.ToolCallDelta(0, "{}"), n.StreamFinish("tool_calls", 0, None),
+            n.StreamUsage(n.Usage(1, 2)), n.StreamError(502, "upstream", "x")]
+    (d,) = GuardedDecoder(_Yields(*good)).feed(b"x")
+    assert d.events == good
