@@ -355,6 +355,16 @@ class SidecarProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
+    async def wait(self, timeout: float = 30.0) -> int | None:
+        """Wait for an exit already asked for (a second SIGTERM could land after the
+        process removed its handlers, and kill it): the exit code, None on timeout."""
+        assert self.proc is not None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.proc.wait()
+        except TimeoutError:
+            return None
+
     async def stop(self, timeout: float = 30.0) -> tuple[int | None, float]:
         """SIGTERM and wait: (exit code or None if it had to be killed, seconds)."""
         if self.proc is None or self.proc.returncode is not None:
