@@ -214,12 +214,13 @@ def settings() -> Settings:
 
 
 async def test_a_failed_status_write_does_not_stop_the_others_and_is_written_on_the_next_pass() -> None:
+    wall = lambda: 1_767_225_600.0  # noqa: E731 - one wall clock: condition timestamps compare equal
     clean = FlakyKube()
-    await Reconciler(settings(), world([]), clean).reconcile_namespace("ns")  # type: ignore[arg-type]
+    await Reconciler(settings(), world([]), clean, wall=wall).reconcile_namespace("ns")  # type: ignore[arg-type]
     expected = dict(clean.patches)
 
     kube = FlakyKube({"alpha": [KubeError(409, "Conflict", "the object has been modified"), aiohttp.ServerDisconnectedError()]})
-    rec = Reconciler(settings(), world([]), kube)  # type: ignore[arg-type]
+    rec = Reconciler(settings(), world([]), kube, wall=wall)  # type: ignore[arg-type]
     await rec.reconcile_namespace("ns")
     assert [n for n, _ in kube.patches] == ["beta"]  # beta written although alpha failed first
     due = rec.queue.due_in(("ns", "ns"))
