@@ -7,10 +7,13 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test run lint bench crds clean
 
+# -P: never put the current directory on sys.path. The repository root holds the folder
+# `operator/`, which would otherwise shadow the standard library's `operator` module for
+# `python -m ...` run from here (a fresh venv imports it late, during runpy's start-up).
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PYTHON) -P -m venv $(VENV)
+	$(BIN)/python -P -m pip install --quiet --upgrade pip
+	$(BIN)/python -P -m pip install --quiet -e '.[test]'
 	touch $@
 
 demo: $(BIN)/.installed
