@@ -200,13 +200,20 @@ async def validate_binding(
 
 
 def register_webhook() -> None:
-    """Registered only when the webhook is on (kopf refuses admission handlers without a server)."""
-    kopf.on.mutate("v1", "pods", id="inject-sidecar", operations=["CREATE"], ignore_failures=True, persistent=False)(
+    """Registered only when the webhook is on (kopf refuses admission handlers without a server).
+
+    ``persistent=True``: kopf removes non-persistent webhooks from the configuration when
+    an operator process exits, and the replica that stays up does not put them back (it
+    re-patches only when its own server's address changes). With two replicas behind one
+    Service, a rolling update would silently switch injection off. A persistent webhook
+    whose every replica is gone costs nothing worse than failurePolicy Ignore already
+    allows: the API server admits the pod uninjected."""
+    kopf.on.mutate("v1", "pods", id="inject-sidecar", operations=["CREATE"], ignore_failures=True, persistent=True)(
         inject_sidecar
     )
     kopf.on.validate(
         GROUP, VERSION, "assistantbindings", id="check-binding", operations=["CREATE", "UPDATE"],
-        ignore_failures=True, persistent=False,
+        ignore_failures=True, persistent=True,
     )(validate_binding)
 
 

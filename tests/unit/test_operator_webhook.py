@@ -55,3 +55,31 @@ def test_spec_patch_for_kopf() -> None:
     patch, _ = spec_patch(pod(), S)
     assert [c["name"] for c in patch["containers"]] == ["app", "switchyard"]
     assert spec_patch(pod(annotate=False), S) == ({}, [])
+
+
+def test_webhooks_survive_one_replica_exiting() -> None:
+    """kopf rewrites the webhook configuration on exit with only the persistent webhooks
+    (`build_webhooks(persistent_only=True)`); the replica that stays up does not restore the
+    rest. Both of ours must be kept, or a rolling update switches injection off."""
+    import kopf
+    from kopf._core.engines.admission import build_webhooks
+    from kopf._cogs.structs.references import Resource
+
+    from switchyard.operator import main
+
+    registry, previous = kopf.OperatorRegistry(), kopf.get_default_registry()
+    kopf.set_default_registry(registry)
+    try:
+        main.register_webhook()
+    finally:
+        kopf.set_default_registry(previous)
+    resources = [
+        Resource("", "v1", "pods", namespaced=True),
+        Resource(main.GROUP, main.VERSION, "assistantbindings", namespaced=True),
+    ]
+    kept = build_webhooks(
+        registry._webhooks.get_all_handlers(), resources=resources, name_suffix="switchyard.dev",
+        client_config={"url": "https://example.invalid"}, persistent_only=True,
+    )
+    assert sorted(w["name"] for w in kept) == ["check-binding.switchyard.dev", "inject-sidecar.switchyard.dev"]
+    assert all(w["failurePolicy"] == "Ignore" and w["rules"] for w in kept)
