@@ -756,8 +756,13 @@ def render_yaml(doc: dict[str, Any]) -> str:
 
 
 def rendered_files(repo: Path) -> dict[Path, str]:
-    """Every generated file (CRDs and the resource reference), path -> content."""
-    out = {repo / "crds" / name: render_yaml(doc) for name, doc in all_crds().items()}
+    """Every generated file (the CRDs, the Helm chart's copy of them, and the resource
+    reference), path -> content."""
+    out: dict[Path, str] = {}
+    for name, doc in all_crds().items():
+        text = render_yaml(doc)
+        out[repo / "crds" / name] = text
+        out[repo / "charts" / "switchyard" / "crds" / name] = text
     out[repo / "docs" / "resources.md"] = resources_markdown()
     return out
 
