@@ -468,6 +468,8 @@ async def _walk_chain(
             except RequestError as exc:
                 breaker.release(health, admission)
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc
+            for feature, action in call.notes:  # the adapter's own changes, counted like the profile's
+                rt.metrics.degraded.labels(binding.name, str(tier.index), feature, action.split("(")[0]).inc()
 
         try:
             result = await _attempt(

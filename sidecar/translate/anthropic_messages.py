@@ -962,7 +962,7 @@ def _max_tokens(req: n.Request, tier: CompiledTier) -> int:
     return DEFAULT_MAX_TOKENS
 
 
-def _thinking_out(req: n.Request, tier: CompiledTier, body: dict[str, Any]) -> None:
+def _thinking_out(req: n.Request, tier: CompiledTier, body: dict[str, Any], notes: list[tuple[str, str]]) -> None:
     """Neutral reasoning -> ``thinking`` (and ``output_config.effort``).
 
     A tier whose profile says ``reasoning: effort`` gets adaptive thinking with an
@@ -970,7 +970,8 @@ def _thinking_out(req: n.Request, tier: CompiledTier, body: dict[str, Any]) -> N
     asked for adaptive thinking (enabled, no budget); any other gets manual thinking
     with a token budget (effort -> budget via ``common.effort_to_budget``; an
     unspecified amount is the "medium" budget), at least 1024 and below max_tokens,
-    which is raised to budget + the answer allowance when needed."""
+    which is raised to budget + the answer allowance when needed. What it had to change
+    from the client's own numbers is added to ``notes`` (reported as degradations)."""
     r = req.reasoning
     if r is None:
         return
@@ -991,8 +992,13 @@ def _thinking_out(req: n.Request, tier: CompiledTier, body: dict[str, Any]) -> N
     if isinstance(limit, int) and not isinstance(limit, bool) and body["max_tokens"] > limit:
         body["max_tokens"] = limit
         budget = min(budget, limit - 1)
+    if req.max_tokens is not None and body["max_tokens"] != req.max_tokens:
+        notes.append(("maxOutputTokens", f"map({body['max_tokens']})"))  # room for the thinking budget
     if budget < MIN_THINKING_BUDGET:
-        return  # no room to think under this tier's output limit
+        notes.append(("reasoning", "strip"))  # no room to think under this tier's output limit
+        return
+    if r.budget_tokens is not None and budget != r.budget_tokens:
+        notes.append(("reasoning", f"map({budget})"))
     body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
@@ -1007,7 +1013,13 @@ def _budget_effort(budget: int | None) -> str | None:
     return EFFORT_OUT.get(budget_to_effort(budget) or "")
 
 
-def build_body(req: n.Request, tier: CompiledTier) -> dict[str, Any]:
+def build_body(req: n.Request, tier: CompiledTier, notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The Messages request for a tier. Fields the API refuses in this combination
+    (sampling with thinking, temperature with top_p, thinking with a forced tool) are
+    left out, and each such change is appended to ``notes`` as (feature, action), which
+    the pipeline reports in ``x-switchyard-degraded`` and the log line like the profile's
+    own decisions: never a silent drop."""
+    notes = [] if notes is None else notes
     messages = _messages_out(req)
     body: dict[str, Any] = {"model": tier.model, "max_tokens": _max_tokens(req, tier), "messages": messages}
     if req.system:
@@ -1057,20 +1069,32 @@ def build_body(req: n.Request, tier: CompiledTier) -> dict[str, Any]:
     manual = not _adaptive(req, tier)
     skip = forced or (manual and _mid_tool_loop_without_thinking(messages))
     if req.reasoning is not None and not (req.reasoning.enabled and skip):
+        _thinking_out(req, tier, body, notes)
+    elif req.reasoning is not None:
         # Thinking is left out (not "disabled") when the call forces a tool use (manual
         # thinking refuses it, some adaptive models too) or when manual thinking would
         # start in the middle of a tool loop whose assistant turn had none.
-        _thinking_out(req, tier, body)
+        notes.append(("reasoning", "strip"))
     thinking = body.get("thinking", {}).get("type") in ("enabled", "adaptive")
-    if req.temperature is not None and not thinking:
-        body["temperature"] = clamp(req.temperature, 0.0, 1.0)
-    if req.top_p is not None and "temperature" not in body:
+    if req.temperature is not None:
+        if thinking:
+            notes.append(("temperature", "strip"))  # thinking refuses sampling changes
+        else:
+            body["temperature"] = clamp(req.temperature, 0.0, 1.0)
+            if body["temperature"] != req.temperature:
+                notes.append(("temperature", f"map({body['temperature']:g})"))  # Anthropic's range is [0, 1]
+    if req.top_p is not None:
         # Current Claude models refuse temperature and top_p together (temperature
         # wins); with thinking on, top_p must be within [0.95, 1].
-        if not thinking or req.top_p >= 0.95:
+        if "temperature" not in body and (not thinking or req.top_p >= 0.95):
             body["top_p"] = clamp(req.top_p, 0.0, 1.0)
-    if req.top_k is not None and not thinking:
-        body["top_k"] = req.top_k
+        else:
+            notes.append(("topP", "strip"))
+    if req.top_k is not None:
+        if thinking:
+            notes.append(("topK", "strip"))
+        else:
+            body["top_k"] = req.top_k
 
     meta = dict(req.extras.get("metadata") or {}) if same else {}
     user = req.user or (req.metadata or {}).get("user_id")
@@ -1107,8 +1131,9 @@ def _headers(tier: CompiledTier, stream: bool, client_headers: Mapping[str, str]
 
 
 def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-    body = build_body(req, tier)
-    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream, client_headers), orjson.dumps(body), req.stream)
+    notes: list[tuple[str, str]] = []
+    body = build_body(req, tier, notes)
+    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream, client_headers), orjson.dumps(body), req.stream, notes)
 
 
 def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:

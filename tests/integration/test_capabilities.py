@@ -83,6 +83,24 @@ async def test_fields_with_no_equivalent_are_reported_not_dropped_silently(gatew
     assert headers["x-switchyard-degraded"] == "unknownFields(prediction,presence_penalty)=strip"
 
 
+async def test_what_the_anthropic_api_refuses_with_thinking_is_reported(gateway: GatewayFactory, sim: Simulator) -> None:
+    """An OpenAI client asking for reasoning and sampling on a Claude tier: thinking refuses
+    temperature and top_p, so they are left out, and the header says so (no silent drop)."""
+    gw = await gateway(binding("helper", "claude"))
+    body = {"model": "helper", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low",
+            "temperature": 0.3, "top_p": 0.5}
+    status, headers, _ = await post(gw.api + "/v1/chat/completions", body)
+    assert status == 200
+    assert headers["x-switchyard-degraded"] == "temperature=strip, topP=strip"
+    (seen,) = sim.requests("claude")
+    assert seen.body["thinking"]["type"] in ("enabled", "adaptive")
+    assert "temperature" not in seen.body and "top_p" not in seen.body
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.admin + "/metrics") as r:
+            metrics = await r.text()
+    assert 'switchyard_degraded_fields_total{action="strip",binding="helper",field="temperature",tier="0"} 1.0' in metrics
+
+
 async def test_stop_sequences_beyond_the_destination_limit_are_mapped(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(binding("helper", "gem"))  # Gemini takes at most 5
     body = {"model": "helper", "messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d"]}

@@ -291,6 +291,11 @@ def built(req: n.Request, t: CompiledTier | None = None) -> dict[str, Any]:
     return orjson.loads(am.build_call(req, t or tier()).body or b"{}")
 
 
+def notes(req: n.Request, t: CompiledTier | None = None) -> list[tuple[str, str]]:
+    """What the adapter changed on its own to fit the API (reported as degradations)."""
+    return am.build_call(req, t or tier()).notes
+
+
 def test_egress_alternation_tool_results_first_and_ids() -> None:
     req = neutral(messages=[
         n.Message("user", [n.Text("a")]),
@@ -315,8 +320,17 @@ def test_egress_max_tokens_and_thinking_budget() -> None:
     assert b["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert b["max_tokens"] == 2548  # raised: budget + the answer the client asked for
     assert "temperature" not in b and "top_k" not in b and "top_p" not in b  # refused with thinking on
+    assert notes(neutral(max_tokens=500, reasoning=n.Reasoning(effort="low"), temperature=0.2, top_k=5, top_p=0.5)) == [
+        ("maxOutputTokens", "map(2548)"), ("temperature", "strip"), ("topP", "strip"), ("topK", "strip"),
+    ]
     capped = built(neutral(reasoning=n.Reasoning(effort="high")), tier(maxOutputTokens=16000))
     assert capped["max_tokens"] == 16000 and capped["thinking"]["budget_tokens"] == 15999
+    assert notes(neutral(reasoning=n.Reasoning(effort="high")), tier(maxOutputTokens=16000)) == []  # no client number changed
+    assert notes(neutral(reasoning=n.Reasoning(budget_tokens=20000)), tier(maxOutputTokens=16000)) == [("reasoning", "map(15999)")]
+    assert notes(neutral(max_tokens=900, reasoning=n.Reasoning(effort="low")), tier(maxOutputTokens=1000)) == [
+        ("maxOutputTokens", "map(1000)"), ("reasoning", "strip"),  # no room for the 1024-token minimum
+    ]
+    assert notes(neutral(max_tokens=500, temperature=0.2, top_k=5)) == []
     adaptive = built(neutral(reasoning=n.Reasoning(effort="minimal")), tier(reasoning="effort"))
     assert adaptive["thinking"] == {"type": "adaptive"} and adaptive["output_config"] == {"effort": "low"}
     assert built(neutral(reasoning=n.Reasoning(enabled=False)))["thinking"] == {"type": "disabled"}
@@ -326,6 +340,9 @@ def test_egress_forced_tools_leave_thinking_out() -> None:
     t = n.Tool("f", None, {"type": "object"})
     b = built(neutral(tools=[t], tool_choice=n.ToolChoice("required"), reasoning=n.Reasoning(effort="high")))
     assert b["tool_choice"] == {"type": "any"} and "thinking" not in b
+    assert notes(neutral(tools=[t], tool_choice=n.ToolChoice("required"), reasoning=n.Reasoning(effort="high"))) == [
+        ("reasoning", "strip"),
+    ]
     so = built(neutral(response_format=n.ResponseFormat("json_object"), reasoning=n.Reasoning(effort="low")))
     assert so["tool_choice"]["name"] == am.FORMAT_TOOL and "thinking" not in so
     with_tools = built(neutral(tools=[t], response_format=n.ResponseFormat("json_object")))
@@ -338,6 +355,7 @@ def test_egress_sampling_and_stop_rules() -> None:
     b = built(neutral(temperature=1.7, top_p=0.3, top_k=9, stop=["END"], user="u", parallel_tool_calls=False,
                       tools=[n.Tool("f")]))
     assert b["temperature"] == 1.0 and "top_p" not in b and b["top_k"] == 9
+    assert notes(neutral(temperature=1.7, top_p=0.3, top_k=9)) == [("temperature", "map(1)"), ("topP", "strip")]
     assert b["stop_sequences"] == ["END"] and b["metadata"] == {"user_id": "u"}
     assert b["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     assert b["tools"][0]["input_schema"] == {"type": "object", "properties": {}}
