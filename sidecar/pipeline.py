@@ -34,7 +34,7 @@ from switchyard.sidecar import errors
 from switchyard.sidecar.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.routing import breaker, classify
-from switchyard.sidecar.routing.caller import identify
+from switchyard.sidecar.routing.caller import identify, metric_label
 from switchyard.sidecar.routing.classify import Failure
 from switchyard.sidecar.routing.profile import Decision, apply_to_request, decide, degraded_header
 from switchyard.sidecar.state import LastUsed, Runtime, Snapshot, binding_key
@@ -982,7 +982,9 @@ def _account(rt: Runtime, ex: Exchange) -> None:
     source = tier.source if tier is not None else ""
     m = rt.metrics
     if b is not None:
-        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol, ex.caller).inc()
+        snap = rt.snapshot
+        caller = metric_label(ex.caller, snap.by_caller if snap is not None else ())
+        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol, caller).inc()
         if tier is not None and ex.ttft is not None and ex.outcome in ("success", "broken-stream"):
             m.ttft.labels(name, tier_label, source).observe(ex.ttft)
         if tier is not None and ex.usage is not None:

@@ -4,13 +4,15 @@ Read from ``x-switchyard-caller`` when the client says it (any short token), els
 recognised from the User-Agent of the clients people point at a gateway. The name is
 used in the request log, the ``caller`` metric label, and by bindings that restrict or
 route by caller (``AssistantBinding.spec.callers``). Unrecognised clients are
-``unknown``; a caller name never carries anything but ``[a-z0-9._-]`` (bounded metric
-label values).
+``unknown``; a caller name never carries anything but ``[a-z0-9._-]``. The metric label
+is bounded too (``metric_label``): a name the header made up that no binding lists is
+``other`` there, so a client cannot grow the series without limit; the log line keeps it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 
 # (substring of the lower-cased User-Agent, caller name), first match wins.
 KNOWN = (
@@ -29,6 +31,7 @@ KNOWN = (
     ("openai/js", "openai-sdk"),
 )
 _TOKEN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+KNOWN_NAMES = frozenset(name for _, name in KNOWN) | {"unknown"}
 
 
 def identify(header: str | None, user_agent: str | None) -> str:
@@ -40,3 +43,9 @@ def identify(header: str | None, user_agent: str | None) -> str:
         if needle in ua:
             return name
     return "unknown"
+
+
+def metric_label(caller: str, configured: Container[str]) -> str:
+    """The ``caller`` metric label: a client recognised here or a caller some binding
+    lists in ``callers``; any other self-declared name is ``other``."""
+    return caller if caller in KNOWN_NAMES or caller in configured else "other"

@@ -176,3 +176,14 @@ async def test_a_binding_restricted_to_callers_refuses_others(gateway: GatewayFa
     status, headers, _ = await post(gw.api + "/v1/chat/completions", {"model": "general", "messages": [{"role": "user", "content": "hi"}]})
     assert status == 200 and headers["x-switchyard-binding"] == "general"
     assert sum(1 for r in sim.requests("claude")) == 0
+    # A self-declared name no binding lists is "other" in the metric (bounded series).
+    status, _, _ = await post(
+        gw.api + "/v1/chat/completions", {"model": "general", "messages": [{"role": "user", "content": "hi"}]},
+        {"x-switchyard-caller": "made-up-42"},
+    )
+    assert status == 200
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gw.admin + "/metrics") as r:
+            metrics = await r.text()
+    served = [line for line in metrics.splitlines() if line.startswith("switchyard_requests_total{") and 'binding="general"' in line]
+    assert any('caller="other"' in line for line in served) and not any("made-up-42" in line for line in served), served
