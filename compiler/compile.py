@@ -405,6 +405,7 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
         headers=dict(spec.headers),
         timeouts=timeouts,
         profile=flat,
+        allow_link_local=url_key[1],
     )
     return tier, TierReport(index, name, model, protocol.value, True)
 

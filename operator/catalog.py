@@ -27,6 +27,14 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from switchyard.compiler.network import LINK_LOCAL_NOT_ALLOWED
+from switchyard.sidecar.upstream import LinkLocalRefused
+
+LINK_LOCAL_MESSAGE = (
+    "the baseURL's name resolves to a link-local or cloud metadata address; "
+    "set spec.network.allowLinkLocal: true if that is really a model server"
+)
+
 from .conditions import FALSE, TRUE, UNKNOWN
 from .status import CredentialCheck
 
@@ -139,6 +147,8 @@ class Outcome:
             reason = "Unauthorized" if self.status == 401 else "Forbidden"
             msg = f"{where} answered {self.status}{detail}: the credential was refused"
             return CredentialCheck(FALSE, reason, msg, False, reason, msg)
+        if self.error == LINK_LOCAL_NOT_ALLOWED:  # refused when resolving: nothing was sent
+            return not_checked(LINK_LOCAL_NOT_ALLOWED, f"{where} not sent: {LINK_LOCAL_MESSAGE}")
         if self.error:
             msg = f"{where} failed: {self.error}"
             return CredentialCheck(UNKNOWN, "CheckFailed", msg, False, "Unreachable", msg)
@@ -181,7 +191,8 @@ async def fetch(
         except TimeoutError:
             return first_url, Outcome(ok=False, error="timeout")
         except aiohttp.ClientError as e:
-            return first_url, Outcome(ok=False, error=type(e).__name__)
+            refused = isinstance(getattr(e, "os_error", None), LinkLocalRefused)
+            return first_url, Outcome(ok=False, error=LINK_LOCAL_NOT_ALLOWED if refused else type(e).__name__)
         if not page.ok:
             return first_url, Outcome(ok=False, status=page.status, code=page.code)
         ids += page.ids

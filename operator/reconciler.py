@@ -44,6 +44,7 @@ from switchyard.api.models import AssistantBinding, ModelSource
 from switchyard.compiler.compile import BindingReport, compile_config
 from switchyard.compiler.network import check_base_url
 from switchyard.sidecar.config import CompiledConfig
+from switchyard.sidecar.upstream import GuardedResolver
 
 from . import catalog as catalogs
 from .conditions import rfc3339
@@ -131,6 +132,9 @@ class Reconciler:
         self.leader: Any = None  # set by main: a LeaderElector, or None (election off: always lead)
         self.ready = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
+        # Catalog fetches of sources without spec.network.allowLinkLocal: a name that
+        # resolves to a link-local or metadata address is refused when connecting.
+        self.guarded_session: aiohttp.ClientSession | None = None
         self._admin_sem = asyncio.Semaphore(settings.push.concurrency)
         self._catalog_sem = asyncio.Semaphore(settings.catalog.concurrency)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -144,6 +148,9 @@ class Reconciler:
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(trust_env=False)
+        self.guarded_session = aiohttp.ClientSession(
+            trust_env=False, connector=aiohttp.TCPConnector(resolver=GuardedResolver())
+        )
         for i in range(max(1, self.s.reconcile_workers)):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"switchyard-worker-{i}"))
         self._tasks.append(asyncio.create_task(self._resync(), name="switchyard-resync"))
@@ -156,8 +163,9 @@ class Reconciler:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.session is not None:
-            await self.session.close()
+        for session in (self.session, self.guarded_session):
+            if session is not None:
+                await session.close()
         await self.kube.close()
 
     def on_leadership(self, leader: bool) -> None:
@@ -682,10 +690,11 @@ class Reconciler:
                     check = catalogs.not_checked("SecretUnreadable", f"Secret {cref.name} key {cref.key} is not valid base64")
         before = self.catalogs.get((ns, name))
         if check is None:
-            assert self.session is not None
+            session = self.session if net and net.allow_link_local else self.guarded_session
+            assert session is not None
             async with self._catalog_sem:
                 url, outcome = await catalogs.fetch(
-                    self.session, spec.provider.value, spec.effective_base_url, credential,
+                    session, spec.provider.value, spec.effective_base_url, credential,
                     timeout_seconds=self.s.catalog.timeout_seconds,
                 )
             check = outcome.check(url, keyless=cref is None)

@@ -82,6 +82,9 @@ class CompiledTier(_Frozen):
     # strips or maps every missing feature).
     incompatible: list[str] = Field(default_factory=list)
     degradable: bool = False
+    # spec.network.allowLinkLocal of the source: without it, a baseURL name that resolves
+    # to a link-local or cloud metadata address is refused at connect time (upstream.py).
+    allow_link_local: bool = False
 
     @field_serializer("credential", when_used="always")
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:

@@ -643,7 +643,7 @@ async def _attempt(at: _Attempt) -> _Outcome:
     try:
         try:
             async with asyncio.timeout_at(at.first_deadline):
-                resp = await at.rt.upstreams.open(at.call, connect_seconds=connect)
+                resp = await at.rt.upstreams.open(at.call, connect_seconds=connect, allow_link_local=at.tier.allow_link_local)
         except TimeoutError:
             raise UpstreamTimeout("first-byte") from None
 

@@ -125,7 +125,9 @@ class Prober:
         limit = min(tier.timeouts.first_byte_seconds, PROBE_TIMEOUT_CAP_SECONDS)
         try:
             async with asyncio.timeout(limit):
-                resp = await self.rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds)
+                resp = await self.rt.upstreams.open(
+                    call, connect_seconds=tier.timeouts.connect_seconds, allow_link_local=tier.allow_link_local
+                )
                 try:
                     body = await read_body(resp, 1 << 20)
                 finally:

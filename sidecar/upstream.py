@@ -17,13 +17,17 @@ exception types below, which the classifier maps onto ``fallbackOn`` reasons:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+import errno
+import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
+from switchyard.sidecar.addresses import is_link_local
 from switchyard.sidecar.translate.base import UpstreamCall
 
 
@@ -45,23 +49,63 @@ class UpstreamReset(UpstreamError):
     pass
 
 
-class Upstreams:
-    """Keep-alive pools, one per upstream origin."""
+class LinkLocalRefused(OSError):
+    """A baseURL name resolved to a link-local or cloud metadata address."""
 
-    def __init__(self, *, limit_per_origin: int = 256, keepalive_seconds: float = 30.0) -> None:
+
+class GuardedResolver(AbstractResolver):
+    """DNS resolution that refuses link-local and cloud metadata addresses.
+
+    The compiler refuses such addresses written in a ``baseURL`` (``compiler/network.py``),
+    but it does no lookups: a name can resolve to ``169.254.169.254`` (a typo, a hostile
+    DNS record, DNS rebinding). This closes that at connect time, on every resolution
+    (aiohttp's DNS cache lasts ``ttl_dns_cache``), for sources without
+    ``spec.network.allowLinkLocal``. If any address of the answer is refused, the whole
+    name is: a mixed answer is not one to pick from."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        answers = await self._inner.resolve(host, port, family)
+        for a in answers:
+            if is_link_local(a["host"]):
+                raise LinkLocalRefused(
+                    errno.EACCES,
+                    f"{host} resolves to {a['host']}, a link-local or cloud metadata address "
+                    "(set spec.network.allowLinkLocal: true on the ModelSource if that is really a model server)",
+                )
+        return answers
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class Upstreams:
+    """Keep-alive pools, one per upstream origin (and link-local policy)."""
+
+    def __init__(
+        self, *, limit_per_origin: int = 256, keepalive_seconds: float = 30.0,
+        resolver: Callable[[], AbstractResolver] | None = None,
+    ) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._limit = limit_per_origin
         self._keepalive = keepalive_seconds
+        self._resolver = resolver  # DNS for each new pool (aiohttp's default when None)
 
-    def session(self, url: str) -> aiohttp.ClientSession:
+    def session(self, url: str, *, allow_link_local: bool = False) -> aiohttp.ClientSession:
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
+        if allow_link_local:  # its own pool: a guarded one must never reuse its connections
+            origin += " allow-link-local"
         s = self._sessions.get(origin)
         if s is None or s.closed:
+            inner = self._resolver() if self._resolver is not None else None
             connector = aiohttp.TCPConnector(
                 limit=self._limit,
                 keepalive_timeout=self._keepalive,
                 ttl_dns_cache=60,
+                resolver=inner if allow_link_local else GuardedResolver(inner),
             )
             s = aiohttp.ClientSession(
                 connector=connector,
@@ -77,10 +121,10 @@ class Upstreams:
         for s in sessions:
             await s.close()
 
-    async def open(self, call: UpstreamCall, *, connect_seconds: float) -> aiohttp.ClientResponse:
+    async def open(self, call: UpstreamCall, *, connect_seconds: float, allow_link_local: bool = False) -> aiohttp.ClientResponse:
         """Send the request and wait for the response head. The caller bounds the wait
         (first-byte deadline) with ``asyncio.timeout_at``; connect has its own limit."""
-        session = self.session(call.url)
+        session = self.session(call.url, allow_link_local=allow_link_local)
         try:
             return await session.request(
                 call.method,
@@ -95,7 +139,7 @@ class Upstreams:
         except aiohttp.ClientSSLError as exc:
             raise UpstreamConnectError("tls") from exc
         except aiohttp.ClientConnectorDNSError as exc:
-            raise UpstreamConnectError("dns") from exc
+            raise UpstreamConnectError("link-local" if isinstance(exc.os_error, LinkLocalRefused) else "dns") from exc
         except aiohttp.ClientConnectorError as exc:
             refused = isinstance(exc.os_error, ConnectionRefusedError)
             raise UpstreamConnectError("refused" if refused else "connect") from exc
