@@ -13,8 +13,9 @@ computed from the board at scrape time, so metric and admin status always agree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from switchyard.sidecar.config import CompiledBinding, CompiledConfig, CompiledTier
@@ -119,6 +120,15 @@ class Runtime:
         self.in_flight -= 1
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """A side request (token counting) that the drain waits for like an API request."""
+        self.begin()
+        try:
+            yield
+        finally:
+            self.end()
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight, at most ``timeout`` seconds."""

@@ -121,9 +121,10 @@ class Upstreams:
         for s in sessions:
             await s.close()
 
-    async def open(self, call: UpstreamCall, *, connect_seconds: float, allow_link_local: bool = False) -> aiohttp.ClientResponse:
+    async def open(self, call: UpstreamCall, *, connect_seconds: float, allow_link_local: bool) -> aiohttp.ClientResponse:
         """Send the request and wait for the response head. The caller bounds the wait
-        (first-byte deadline) with ``asyncio.timeout_at``; connect has its own limit."""
+        (first-byte deadline) with ``asyncio.timeout_at``; connect has its own limit.
+        ``allow_link_local`` is the tier's (no default: every caller decides)."""
         session = self.session(call.url, allow_link_local=allow_link_local)
         try:
             return await session.request(

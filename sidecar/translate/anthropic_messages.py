@@ -1388,14 +1388,24 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_count_tokens(request: web.Request) -> web.StreamResponse:
+    """``/v1/messages/count_tokens``, held open by the drain like an API request."""
+    from switchyard.sidecar import pipeline
+
+    headers: dict[str, str] = {}
+    rt = request.app[pipeline.RUNTIME]
+    with rt.holding():
+        return await _serve_count_tokens(request, rt, headers)
+
+
+async def _serve_count_tokens(request: web.Request, rt: Any, headers: dict[str, str]) -> web.StreamResponse:
     from aiohttp import web
 
     from switchyard.sidecar import errors, pipeline
     from switchyard.sidecar.errors import ErrorKind, GatewayError
 
-    headers: dict[str, str] = {}
     try:
-        rt = request.app[pipeline.RUNTIME]
+        if rt.draining:
+            raise GatewayError(ErrorKind.UNAVAILABLE, pipeline.DRAIN_MESSAGE, code="draining", retry_after=1)
         snap = rt.snapshot
         if snap is None:
             raise GatewayError(ErrorKind.UNAVAILABLE, "this sidecar has not received its configuration yet", code="not_configured")
@@ -1473,7 +1483,7 @@ async def _count_tokens(rt: Any, binding: str, tier: CompiledTier, body: dict[st
     resp = None
     try:
         async with asyncio.timeout(tier.timeouts.total_seconds):
-            resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds)
+            resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds, allow_link_local=tier.allow_link_local)
             raw = await read_body(resp, 1 << 20)
     except (TimeoutError, UpstreamError) as exc:
         raise GatewayError(ErrorKind.UPSTREAM, f"tier {tier.index} ({tier.source}) could not count tokens: {type(exc).__name__}", binding=binding) from exc

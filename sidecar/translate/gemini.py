@@ -1531,14 +1531,24 @@ def _tier_is_out(rt: Any, binding: Any, tier: CompiledTier, now: float) -> str |
 
 async def count_tokens(request: web.Request, model: str) -> web.Response:
     """``:countTokens``, forwarded to the first tier of the binding that has a token
-    count endpoint (Gemini or Anthropic), falling through on 429/5xx/transport errors."""
+    count endpoint (Gemini or Anthropic), falling through on 429/5xx/transport errors.
+    Held open by the drain like an API request."""
+    from switchyard.sidecar import pipeline
+
+    rt = request.app[pipeline.RUNTIME]
+    with rt.holding():
+        return await _count_tokens(request, rt, model)
+
+
+async def _count_tokens(request: web.Request, rt: Any, model: str) -> web.Response:
     from switchyard.sidecar import pipeline
     from switchyard.sidecar.translate.base import adapter_for
     from switchyard.sidecar.upstream import UpstreamError, header_map, read_body
 
-    rt = request.app[pipeline.RUNTIME]
     headers: dict[str, str] = {}
     try:
+        if rt.draining:
+            raise GatewayError(ErrorKind.UNAVAILABLE, pipeline.DRAIN_MESSAGE, code="draining", retry_after=1)
         snap = rt.snapshot
         if snap is None:
             raise GatewayError(ErrorKind.UNAVAILABLE, "this sidecar has not received its configuration yet", code="not_configured", retry_after=5)
@@ -1567,7 +1577,7 @@ async def count_tokens(request: web.Request, model: str) -> web.Response:
                 continue
             try:
                 async with asyncio.timeout(tier.timeouts.first_byte_seconds):
-                    resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds)
+                    resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds, allow_link_local=tier.allow_link_local)
                     try:
                         status, raw, resp_headers = resp.status, await read_body(resp, 1 << 20), header_map(resp.headers)
                     finally:

@@ -159,6 +159,39 @@ async def test_streams_still_running_at_the_drain_deadline_end_with_an_error_eve
     sim.clear_faults()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("ingress", ["anthropic-messages", "gemini"])
+async def test_the_drain_waits_for_token_counts_too(sim: Simulator, ingress: str) -> None:
+    """A token count in flight when the drain starts is answered: the drain waits for it
+    like an API request (the listener's close alone would cut it after CLOSE_SECONDS)."""
+    from switchyard.sidecar.app import CLOSE_SECONDS
+
+    mount = "claude" if ingress == "anthropic-messages" else "gem"
+    slow_ok = "{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 20}"
+    result = compile_config(load(sources(sim, slow_ok) + "\n---\n" + binding("helper", mount)))
+    sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), drain_seconds=CLOSE_SECONDS + 5)
+    sidecar.load(result.config)
+    api, _ = await sidecar.start()
+    base = f"http://127.0.0.1:{api}"
+    sim.fault(mount, "slow", delay_ms=(CLOSE_SECONDS + 1) * 1000, endpoint="count_tokens")
+    if ingress == "anthropic-messages":
+        url, body, headers = base + "/v1/messages/count_tokens", {"model": "helper", "messages": MESSAGES["messages"]}, {"anthropic-version": "2023-06-01"}
+    else:
+        url, body, headers = base + "/v1beta/models/helper:countTokens", GEMINI, {}
+    async with aiohttp.ClientSession() as s:
+        async def count() -> tuple[int, bytes]:
+            async with s.post(url, json=body, headers=headers) as r:
+                return r.status, await r.read()
+
+        counting = asyncio.create_task(count())
+        await sim.wait_for_requests(mount, 1)
+        await sidecar.stop()
+        status, raw = await counting
+    assert status == 200, raw
+    assert orjson.loads(raw).get("input_tokens" if ingress == "anthropic-messages" else "totalTokens", 0) > 0
+    sim.clear_faults()
+
+
 def _tasks_back_to(n: int) -> Any:
     async def probe() -> bool:
         return len(asyncio.all_tasks()) <= n

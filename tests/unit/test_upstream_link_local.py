@@ -65,7 +65,7 @@ async def test_a_name_resolving_to_a_metadata_address_is_refused(host: str, port
     ups = Upstreams(resolver=FakeDNS)
     try:
         with pytest.raises(UpstreamConnectError, match="^link-local$") as info:
-            await ups.open(call(host, port), connect_seconds=2)
+            await ups.open(call(host, port), connect_seconds=2, allow_link_local=False)
         assert isinstance(info.value.__cause__.os_error, LinkLocalRefused)  # type: ignore[union-attr]
         assert "spec.network.allowLinkLocal" in str(info.value.__cause__)
     finally:
@@ -75,7 +75,7 @@ async def test_a_name_resolving_to_a_metadata_address_is_refused(host: str, port
 async def test_other_names_connect_and_allow_link_local_lifts_the_guard(port: int) -> None:
     ups = Upstreams(resolver=FakeDNS)
     try:
-        resp = await ups.open(call("api.test", port), connect_seconds=2)
+        resp = await ups.open(call("api.test", port), connect_seconds=2, allow_link_local=False)
         assert resp.status == 200
         resp.close()
         # The source opted in: the same rebinding-style answer is used as resolved
@@ -84,7 +84,7 @@ async def test_other_names_connect_and_allow_link_local_lifts_the_guard(port: in
         assert resp.status == 200
         resp.close()
         with pytest.raises(UpstreamConnectError, match="^link-local$"):
-            await ups.open(call("mixed.test", port), connect_seconds=2)
+            await ups.open(call("mixed.test", port), connect_seconds=2, allow_link_local=False)
     finally:
         await ups.close()
 
@@ -93,7 +93,7 @@ async def test_an_unknown_name_is_still_a_dns_error(port: int) -> None:
     ups = Upstreams(resolver=FakeDNS)
     try:
         with pytest.raises(UpstreamConnectError, match="^dns$"):
-            await ups.open(call("nowhere.test", port), connect_seconds=2)
+            await ups.open(call("nowhere.test", port), connect_seconds=2, allow_link_local=False)
     finally:
         await ups.close()
 
