@@ -30,13 +30,13 @@ import orjson
 from switchyard.compiler.network import LINK_LOCAL_NOT_ALLOWED
 from switchyard.sidecar.upstream import LinkLocalRefused
 
+from .conditions import FALSE, TRUE, UNKNOWN
+from .status import CredentialCheck
+
 LINK_LOCAL_MESSAGE = (
     "the baseURL's name resolves to a link-local or cloud metadata address; "
     "set spec.network.allowLinkLocal: true if that is really a model server"
 )
-
-from .conditions import FALSE, TRUE, UNKNOWN
-from .status import CredentialCheck
 
 ANTHROPIC_VERSION = "2023-06-01"
 MAX_PAGES = 20

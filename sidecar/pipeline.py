@@ -438,7 +438,7 @@ async def _walk_chain(
             if parsed.origin != tier.protocol and parsed.extras:
                 extras = sorted(parsed.extras)
         decision = decide(used, tier.profile, extras=extras)
-        _count_degraded(rt, binding, tier, decision)
+        _count_degraded(rt, binding, tier, decision.degraded)
         if decision.reject:
             breaker.release(health, admission)
             feats = ", ".join(decision.reject)
@@ -468,8 +468,7 @@ async def _walk_chain(
             except RequestError as exc:
                 breaker.release(health, admission)
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc
-            for feature, action in call.notes:  # the adapter's own changes, counted like the profile's
-                rt.metrics.degraded.labels(binding.name, str(tier.index), feature, action.split("(")[0]).inc()
+            _count_degraded(rt, binding, tier, call.notes)  # the adapter's own changes, counted like the profile's
 
         try:
             result = await _attempt(
@@ -553,8 +552,8 @@ def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: f
     )
 
 
-def _count_degraded(rt: Runtime, b: CompiledBinding, tier: CompiledTier, d: Decision) -> None:
-    for label, action in d.degraded:
+def _count_degraded(rt: Runtime, b: CompiledBinding, tier: CompiledTier, items: list[tuple[str, str]]) -> None:
+    for label, action in items:
         feature = label.split("(")[0]
         rt.metrics.degraded.labels(b.name, str(tier.index), feature, action.split("(")[0]).inc()
 

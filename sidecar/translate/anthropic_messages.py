@@ -1391,18 +1391,18 @@ async def handle_count_tokens(request: web.Request) -> web.StreamResponse:
     """``/v1/messages/count_tokens``, held open by the drain like an API request."""
     from switchyard.sidecar import pipeline
 
-    headers: dict[str, str] = {}
     rt = request.app[pipeline.RUNTIME]
     with rt.holding():
-        return await _serve_count_tokens(request, rt, headers)
+        return await _serve_count_tokens(request, rt)
 
 
-async def _serve_count_tokens(request: web.Request, rt: Any, headers: dict[str, str]) -> web.StreamResponse:
+async def _serve_count_tokens(request: web.Request, rt: Any) -> web.StreamResponse:
     from aiohttp import web
 
     from switchyard.sidecar import errors, pipeline
     from switchyard.sidecar.errors import ErrorKind, GatewayError
 
+    headers: dict[str, str] = {}
     try:
         if rt.draining:
             raise GatewayError(ErrorKind.UNAVAILABLE, pipeline.DRAIN_MESSAGE, code="draining", retry_after=1)
