@@ -457,7 +457,9 @@ async def _walk_chain(
 
         synth_stream = ex.stream and "streaming" in decision.edits
         if not cross and not decision.structural:
-            call = ingress.build_passthrough_call(ingress.prepare_passthrough(body, tier, decision.edits), tier, forward)
+            notes: list[tuple[str, str]] = []
+            call = ingress.build_passthrough_call(ingress.prepare_passthrough(body, tier, decision.edits, notes), tier, forward)
+            call.notes += notes
         else:
             try:
                 parsed = parsed or _parse(ingress, body, path_model, ex.stream)
@@ -468,7 +470,8 @@ async def _walk_chain(
             except RequestError as exc:
                 breaker.release(health, admission)
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc
-            _count_degraded(rt, binding, tier, call.notes)  # the adapter's own changes, counted like the profile's
+        if call.notes:  # the adapter's own changes, counted like the profile's
+            _count_degraded(rt, binding, tier, call.notes)
 
         try:
             result = await _attempt(

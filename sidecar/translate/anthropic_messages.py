@@ -498,12 +498,14 @@ def features_used(body: dict[str, Any]) -> dict[str, Any]:
 _MEDIA_BLOCK = {"vision": "image", "documents": "document"}
 
 
-def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any]) -> dict[str, Any]:
+def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """A shallow copy for a same-protocol tier: its model, the profile's edits, unknown
     fields kept. Nested values are copied only where they change (never mutates ``body``).
 
     Thoughts another protocol produced (``signature: ""``, see the module docstring) are
-    removed: Anthropic rejects a thinking block whose signature it did not issue."""
+    removed: Anthropic rejects a thinking block whose signature it did not issue. What that
+    and the budget fit change in the client's thinking is appended to ``notes``."""
+    notes = [] if notes is None else notes
     out = dict(body)
     out["model"] = tier.model
     for feature, value in edits.items():
@@ -541,7 +543,8 @@ def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping
             # Manual thinking needs the last assistant turn of a tool loop to start with
             # a thinking block; with the foreign one gone, think again next turn instead.
             out.pop("thinking", None)
-    _fit_thinking_budget(out)
+            notes.append(("reasoning", "strip"))
+    _fit_thinking_budget(out, notes)
     return out
 
 
@@ -555,7 +558,7 @@ def _pop_sub(body: dict[str, Any], key: str, sub: str) -> None:
             body.pop(key)
 
 
-def _fit_thinking_budget(body: dict[str, Any]) -> None:
+def _fit_thinking_budget(body: dict[str, Any], notes: list[tuple[str, str]]) -> None:
     """Manual thinking needs 1024 <= budget_tokens < max_tokens; a mapped max_tokens
     may break that, so the budget follows (and thinking goes if it cannot fit)."""
     thinking, mt = body.get("thinking"), body.get("max_tokens")
@@ -565,8 +568,10 @@ def _fit_thinking_budget(body: dict[str, Any]) -> None:
     if isinstance(budget, int) and budget >= mt:
         if mt - 1 >= MIN_THINKING_BUDGET:
             body["thinking"] = {**thinking, "budget_tokens": mt - 1}
+            notes.append(("reasoning", f"map({mt - 1})"))
         else:
             body.pop("thinking")
+            notes.append(("reasoning", "strip"))
 
 
 def _without_blocks(messages: list[Any], kind: str) -> list[Any]:

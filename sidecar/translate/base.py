@@ -133,9 +133,12 @@ class Adapter(Protocol):
         Keys are CapabilityProfile feature names (camelCase)."""
         ...
 
-    def prepare_passthrough(self, body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_passthrough(
+        self, body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any], notes: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
         """A copy of a same-protocol body for `tier`: its model, without the features in
-        `strip` (feature name -> new value or None to delete). Unknown fields kept."""
+        `strip` (feature name -> new value or None to delete). Unknown fields kept. Any
+        change the adapter makes beyond `strip` is appended to `notes` (as for build_call)."""
         ...
 
     def render_response(

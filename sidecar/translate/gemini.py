@@ -572,7 +572,7 @@ _GEN_EDITS = {
 }
 
 
-def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any]) -> dict[str, Any]:
+def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """A copy of a Gemini body for a Gemini tier. The model lives in the URL
     (``build_passthrough_call``), so the body gets no model field; unknown fields stay."""
     out = dict(body)

@@ -362,7 +362,7 @@ def features_used(body: dict[str, Any]) -> dict[str, Any]:
 _MEDIA_PART = {"vision": "image_url", "documents": "file", "audio": "input_audio"}
 
 
-def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any]) -> dict[str, Any]:
+def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     out = dict(body)
     out["model"] = tier.model
     for feature, value in edits.items():

@@ -477,7 +477,7 @@ def features_used(body: dict[str, Any]) -> dict[str, Any]:
     return used
 
 
-def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any]) -> dict[str, Any]:
+def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     raise IngressOnly("prepare_passthrough")
 
 

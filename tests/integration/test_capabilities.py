@@ -101,6 +101,18 @@ async def test_what_the_anthropic_api_refuses_with_thinking_is_reported(gateway:
     assert 'switchyard_degraded_fields_total{action="strip",binding="helper",field="temperature",tier="0"} 1.0' in metrics
 
 
+async def test_a_same_protocol_thinking_budget_cut_is_reported(gateway: GatewayFactory, sim: Simulator) -> None:
+    """Anthropic in, Anthropic out (pass-through): a budget that does not fit under
+    max_tokens is cut to fit, and the header says so."""
+    gw = await gateway(binding("helper", "claude"))
+    body = {"model": "helper", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}],
+            "thinking": {"type": "enabled", "budget_tokens": 4000}}
+    status, headers, _ = await post(gw.api + "/v1/messages", body, {"anthropic-version": "2023-06-01"})
+    assert status == 200 and headers["x-switchyard-degraded"] == "reasoning=map(1999)"
+    (seen,) = sim.requests("claude")
+    assert seen.body["thinking"] == {"type": "enabled", "budget_tokens": 1999}
+
+
 async def test_stop_sequences_beyond_the_destination_limit_are_mapped(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(binding("helper", "gem"))  # Gemini takes at most 5
     body = {"model": "helper", "messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d"]}

@@ -240,6 +240,13 @@ def test_passthrough_keeps_unknown_fields_and_never_mutates() -> None:
     assert out["context_management"] == raw["context_management"] and out["container"] == "c1" and out["speed"] == "fast"
     assert out["stop_sequences"] == ["a", "b"] and out["max_tokens"] == 4000
     assert out["thinking"] == {"type": "enabled", "budget_tokens": 3999}  # kept below the mapped max_tokens
+    notes: list[tuple[str, str]] = []
+    am.prepare_passthrough(raw, tier(), {"maxOutputTokens": 4000}, notes)
+    assert notes == [("reasoning", "map(3999)")]  # reported, not a silent budget cut
+    am.prepare_passthrough(raw, tier(), {"maxOutputTokens": 1000}, notes := [])
+    assert notes == [("reasoning", "strip")]  # no room for the 1,024-token minimum
+    am.prepare_passthrough(body(max_tokens=8000, thinking={"type": "enabled", "budget_tokens": 5000}), tier(), {}, notes := [])
+    assert notes == []  # a budget that fits is left alone
     assert out["output_config"] == {"effort": "low"}
     assert out["messages"][0]["content"] == [{"type": "text", "text": "q"}, {"type": "future_block", "x": 1}]
     assert out["messages"][2]["content"][0]["content"] == [{"type": "text", "text": "r"}]
@@ -257,10 +264,12 @@ def test_passthrough_strips_reasoning_and_foreign_thoughts() -> None:
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r"}]},
         ],
     )
-    out = am.prepare_passthrough(raw, tier(), {})
+    notes: list[tuple[str, str]] = []
+    out = am.prepare_passthrough(raw, tier(), {}, notes)
     assert out["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]
     # Manual thinking cannot restart inside a tool loop whose turn lost its thinking block.
     assert "thinking" not in out
+    assert notes == [("reasoning", "strip")]
     stripped = am.prepare_passthrough(body(thinking={"type": "adaptive"}, output_config={"effort": "high"}), tier(), {"reasoning": None})
     assert "thinking" not in stripped and "output_config" not in stripped
 
