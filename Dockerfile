@@ -27,6 +27,7 @@ COPY pyproject.toml README.md ./
 COPY api/ api/
 COPY cli/ cli/
 COPY compiler/ compiler/
+COPY netguard/ netguard/
 COPY operator/ operator/
 COPY sidecar/ sidecar/
 COPY simulator/ simulator/

@@ -375,7 +375,7 @@ def switchyard_config(folder: Path) -> bytes:
     would skip the 429 tier instead of trying it, which is not the cost measured."""
     from switchyard.api.manifests import load_manifests
     from switchyard.compiler import compile_config
-    from switchyard.sidecar.config import CompiledConfig
+    from switchyard.sidecar.contract.config import CompiledConfig
 
     resources, errors = load_manifests(folder)
     if errors:

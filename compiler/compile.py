@@ -3,7 +3,7 @@
 Pure: no I/O, no clock, no Kubernetes client. The operator and standalone mode call it
 with what they read (the API server's objects, or YAML files) and get back
 
-- a ``CompiledConfig`` (``switchyard.sidecar.config``) ready to push, with its version
+- a ``CompiledConfig`` (``switchyard.sidecar.contract.config``) ready to push, with its version
   hash, holding only what the request path needs, and
 - a ``BindingReport`` per binding: each tier resolvable or the exact reason it is not,
   which the operator turns into status and conditions and ``switchyard check`` prints.
@@ -33,7 +33,7 @@ from switchyard.api.models import (
     WireProtocol,
 )
 from switchyard.compiler.network import Refusal, check_base_url
-from switchyard.sidecar.config import (
+from switchyard.sidecar.contract.config import (
     CompiledBinding,
     CompiledBreaker,
     CompiledConfig,

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 # The address classes live with the sidecar, whose connector checks resolved addresses
 # too; re-exported here as the policy's vocabulary.
-from switchyard.sidecar.addresses import (  # noqa: F401
+from switchyard.netguard.addresses import (  # noqa: F401
     LINK_LOCAL_V4,
     LINK_LOCAL_V6,
     METADATA_ADDRESSES,

@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from switchyard.compiler.network import LINK_LOCAL_NOT_ALLOWED
-from switchyard.sidecar.upstream import LinkLocalRefused
+from switchyard.netguard.resolver import LinkLocalRefused
 
 from .conditions import FALSE, TRUE, UNKNOWN
 from .status import CredentialCheck

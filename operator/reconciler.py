@@ -43,8 +43,8 @@ from switchyard.api.manifests import ResourceSet, parse_document
 from switchyard.api.models import AssistantBinding, ModelSource
 from switchyard.compiler.compile import BindingReport, compile_config
 from switchyard.compiler.network import check_base_url
-from switchyard.sidecar.config import CompiledConfig
-from switchyard.sidecar.upstream import GuardedResolver
+from switchyard.sidecar.contract.config import CompiledConfig
+from switchyard.netguard.resolver import GuardedResolver
 
 from . import catalog as catalogs
 from .conditions import rfc3339

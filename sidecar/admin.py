@@ -27,7 +27,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from switchyard.sidecar.config import SCHEMA_VERSION, CompiledConfig
+from switchyard.sidecar.contract.config import SCHEMA_VERSION, CompiledConfig
 from switchyard.sidecar.pipeline import RUNTIME
 from switchyard.sidecar.pipeline import read_request_body
 from switchyard.sidecar.routing.breaker import effective_state

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from switchyard.sidecar import admin, routes
-from switchyard.sidecar.config import CompiledConfig
+from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.pipeline import RUNTIME
 from switchyard.sidecar.state import Runtime
 

@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from switchyard.sidecar import errors
-from switchyard.sidecar.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.routing.caller import identify, metric_label

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from switchyard.sidecar.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.translate.base import UpstreamCall, adapter_for, auth_headers
 from switchyard.sidecar.upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, header_map, read_body

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from switchyard.sidecar.config import CompiledBinding, CompiledConfig, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledTier
 from switchyard.sidecar.metrics import Metrics
 from switchyard.sidecar.probe import Prober
 from switchyard.sidecar.routing import breaker

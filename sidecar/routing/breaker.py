@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
-from switchyard.sidecar.config import CompiledBreaker
+from switchyard.sidecar.contract.config import CompiledBreaker
 
 TRANSIENT = "transient"
 RATE_LIMITED = "rate-limited"

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchyard.sidecar.config import CompiledProfile
+from switchyard.sidecar.contract.config import CompiledProfile
 from switchyard.sidecar.translate import neutral
 
 # Edits whose mapped value is a plain replacement of one field: these can be applied to

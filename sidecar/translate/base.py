@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from switchyard.sidecar.config import CompiledTier
+from switchyard.sidecar.contract.config import CompiledTier
 
 from . import neutral
 

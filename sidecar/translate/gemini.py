@@ -55,7 +55,7 @@ import orjson
 from aiohttp import web
 
 from switchyard.sidecar import errors
-from switchyard.sidecar.config import CompiledTier
+from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail, clip
 
 from . import neutral as n

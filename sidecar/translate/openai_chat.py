@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from switchyard.sidecar.config import CompiledTier
+from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from . import neutral as n

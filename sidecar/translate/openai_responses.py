@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from switchyard.sidecar.config import CompiledTier
+from switchyard.sidecar.contract.config import CompiledTier
 
 from . import neutral as n
 from .base import RequestError, UpstreamCall, UpstreamErrorInfo, register

@@ -1,6 +1,6 @@
 """Tier health transitions for each failure class, driven by a fake clock (no sleeping)."""
 
-from switchyard.sidecar.config import CompiledBreaker
+from switchyard.sidecar.contract.config import CompiledBreaker
 from switchyard.sidecar.routing.breaker import (
     PERMANENT,
     RATE_LIMITED,

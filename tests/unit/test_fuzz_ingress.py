@@ -25,7 +25,7 @@ from fuzzing import EGRESS, FUZZ, INGRESS, json_values, mutants, request_seeds
 from switchyard.api.capabilities import builtin_profiles
 from switchyard.api.models import FEATURE_NAMES
 from switchyard.compiler.compile import _flatten
-from switchyard.sidecar.config import CompiledProfile, CompiledTier
+from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.routing.profile import apply_to_request, decide
 from switchyard.sidecar.translate import load_all
 from switchyard.sidecar.translate.base import RequestError, adapter_for

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from switchyard.sidecar.config import CompiledProfile, CompiledTier
+from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.translate import common
 from switchyard.sidecar.translate.base import adapter_for
 from switchyard.sidecar.translate.sse import SSEDecoder

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from switchyard.sidecar.config import (
+from switchyard.sidecar.contract.config import (
     CompiledBinding,
     CompiledConfig,
     CompiledProfile,

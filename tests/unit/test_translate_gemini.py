@@ -23,7 +23,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from switchyard.sidecar.config import CompiledBinding, CompiledConfig, CompiledProfile, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledProfile, CompiledTier
 from switchyard.sidecar.translate import gemini as g
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import RequestError

@@ -15,7 +15,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switchyard.sidecar.config import CompiledProfile, CompiledTier
+from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import adapter_for
 

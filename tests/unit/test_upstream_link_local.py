@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from switchyard.sidecar.translate.base import UpstreamCall
-from switchyard.sidecar.upstream import GuardedResolver, LinkLocalRefused, UpstreamConnectError, Upstreams
+from switchyard.netguard.resolver import GuardedResolver, LinkLocalRefused
+from switchyard.sidecar.upstream import UpstreamConnectError, Upstreams
 
 ZONE = {
     "api.test": ["127.0.0.1"],
