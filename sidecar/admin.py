@@ -28,8 +28,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from switchyard.sidecar.contract.config import SCHEMA_VERSION, CompiledConfig
-from switchyard.sidecar.pipeline import RUNTIME
-from switchyard.sidecar.pipeline import read_request_body
+from switchyard.sidecar.pipeline.intake import read_request_body
+from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.routing.breaker import effective_state
 from switchyard.sidecar.state import Runtime, binding_key
 

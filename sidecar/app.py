@@ -1,6 +1,6 @@
 """The sidecar process: two aiohttp applications over one ``Runtime``, and their lifecycle.
 
-- the **API** app speaks the client protocols (routes in ``routes.py``) and is bound to
+- the **API** app speaks the client protocols (routes in ``http/routes.py``) and is bound to
   127.0.0.1 by default: in a pod the app reaches it over loopback, and nothing else can
   spend the credentials it holds;
 - the **admin** app (``admin.py``) takes config pushes and answers status, health and
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from switchyard.sidecar import admin, routes
+from switchyard.sidecar import admin
+from switchyard.sidecar.http import routes
 from switchyard.sidecar.contract.config import CompiledConfig
-from switchyard.sidecar.pipeline import RUNTIME
-from switchyard.sidecar.state import Runtime
+from switchyard.sidecar.state import RUNTIME, Runtime
 
 log = logging.getLogger("switchyard.sidecar")
 
@@ -163,7 +163,7 @@ class Sidecar:
         rt.draining = True
         if not await rt.wait_idle(self.drain_seconds):
             # Past the deadline: each request still running answers a retryable error
-            # (see pipeline.handle and _stream) instead of losing its connection.
+            # (see pipeline.chain.handle and attempt._stream) instead of losing its connection.
             rt.drain_expired = True
             left = list(rt.tasks)
             log.warning("drain deadline passed with %d request(s) in flight; ending them with a retryable error", len(left))

@@ -19,15 +19,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.translate.base import UpstreamCall, adapter_for, auth_headers
-from switchyard.sidecar.upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, header_map, read_body
+from switchyard.sidecar.upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, error_text, fetch
 
-if TYPE_CHECKING:
-    from switchyard.sidecar.state import Runtime
+from switchyard.sidecar.routing.breaker import BreakerBoard, TierHealth
+from switchyard.sidecar.upstream import Upstreams
+
+
+class Host(Protocol):
+    """What the prober uses of the sidecar's state (``state.Runtime`` is one): declared
+    here so that this module needs nothing from ``state``, which owns the prober."""
+
+    snapshot: Any
+    breakers: BreakerBoard
+    clock: Callable[[], float]
+    upstreams: Upstreams
+    metrics: Any
+
+    def health(self, b: CompiledBinding, tier: CompiledTier) -> TierHealth: ...
+
+    def note_transitions(self, b: CompiledBinding, tier: CompiledTier, h: TierHealth, seen: int) -> None: ...
 
 log = logging.getLogger("switchyard.probe")
 
@@ -47,7 +63,7 @@ def probe_call(tier: CompiledTier) -> UpstreamCall:
 
 
 class Prober:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Host) -> None:
         self.rt = runtime
         self._tasks: set[asyncio.Task[None]] = set()
         self.checks = 0  # checks run, for tests and status
@@ -124,31 +140,27 @@ class Prober:
         call = probe_call(tier)
         limit = min(tier.timeouts.first_byte_seconds, PROBE_TIMEOUT_CAP_SECONDS)
         try:
-            async with asyncio.timeout(limit):
-                resp = await self.rt.upstreams.open(
-                    call, connect_seconds=tier.timeouts.connect_seconds, allow_link_local=tier.allow_link_local
-                )
-                try:
-                    body = await read_body(resp, 1 << 20)
-                finally:
-                    resp.close()
-        except (TimeoutError, UpstreamTimeout):
+            got = await fetch(
+                self.rt.upstreams, call, connect_seconds=tier.timeouts.connect_seconds, total_seconds=limit,
+                allow_link_local=tier.allow_link_local,
+            )
+        except UpstreamTimeout:
             return classify.Failure(classify.TIMEOUT, "check")
         except UpstreamConnectError as exc:
             return classify.Failure(classify.CONNECT_ERROR, str(exc))
         except UpstreamError:
             return classify.Failure(classify.CONNECT_ERROR, "reset")
-        if resp.status < 300:
+        if got.status < 300:
             return None
-        info = adapter_for(tier.protocol).read_error(resp.status, body, header_map(resp.headers))
+        info = adapter_for(tier.protocol).read_error(got.status, error_text(got.body, tier), got.headers)
         failure = classify.from_status(
-            resp.status,
-            header_map(resp.headers),
+            got.status,
+            got.headers,
             wall_now=time.time(),
             quota=info.quota,
             auth=info.auth,
             body_retry_after=info.retry_after,
         )
         if failure.reason == classify.CLIENT_ERROR:  # the check itself was refused: count it as not back yet
-            return classify.Failure(classify.SERVER_ERROR, f"check {resp.status}", resp.status)
+            return classify.Failure(classify.SERVER_ERROR, f"check {got.status}", got.status)
         return failure

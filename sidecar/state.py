@@ -6,6 +6,11 @@
 - ``Runtime``: the current snapshot, the breaker board, the last tier that served each
   binding, the metrics and the upstream pools. Owned by the aiohttp app.
 
+- ``TierLease``: one admitted use of a tier. ``Runtime.admit`` asks the tier's breaker;
+  the lease records the verdict (``succeeded`` / ``failed``) and, left without one (the
+  client went away, the request was refused before sending), gives the admission back.
+  Every breaker transition a request causes goes through a lease.
+
 Breaker transitions are counted here (``note_transitions``); the breaker-state metric is
 computed from the board at scrape time, so metric and admin status always agree.
 """
@@ -18,11 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledTier
 from switchyard.sidecar.metrics import Metrics
 from switchyard.sidecar.probe import Prober
-from switchyard.sidecar.routing import breaker
-from switchyard.sidecar.routing.breaker import BreakerBoard, State, TierHealth
+from switchyard.sidecar.routing import breaker, classify
+from switchyard.sidecar.routing.breaker import Admission, BreakerBoard, State, TierHealth
 from switchyard.sidecar.upstream import Upstreams
 
 
@@ -178,6 +185,31 @@ class Runtime:
     def health(self, b: CompiledBinding, tier: CompiledTier) -> TierHealth:
         return self.breakers.get(binding_key(b), tier.key)
 
+    def admit(self, b: CompiledBinding, tier: CompiledTier) -> TierLease:
+        """Ask the tier's breaker for one use of it (see ``TierLease``)."""
+        h = self.health(b, tier)
+        seen = h.transition_count
+        admission = breaker.admit(h, b.breaker, self.clock(), time.time())
+        self.note_transitions(b, tier, h, seen)
+        if not admission.allowed and admission.probe_due:
+            self.prober.kick(b, tier)
+        return TierLease(self, b, tier, h, admission)
+
+    def out_now(self, b: CompiledBinding, tier: CompiledTier) -> str | None:
+        """Why the breaker keeps this tier out right now, read only: for side requests
+        (token counts) that neither take a half-open trial nor count toward health."""
+        h = self.breakers.peek(binding_key(b), tier.key)
+        if h is None:
+            return None
+        now = self.clock()
+        if h.state is State.DISABLED:
+            return "disabled"
+        if h.state is State.OPEN and now < h.open_until:
+            return "breaker-open"
+        if h.rate_limited_until > now:
+            return "rate-limited"
+        return None
+
     def note_transitions(self, b: CompiledBinding, tier: CompiledTier, h: TierHealth, seen: int) -> None:
         """Count transitions that happened since ``seen`` (h.transition_count before)."""
         new = h.transition_count - seen
@@ -211,3 +243,63 @@ class Runtime:
                 state = breaker.effective_state(h, now) if h is not None else "closed"
                 out.append((b.name, str(t.index), t.source, state))
         return out
+
+
+class TierLease:
+    """One admitted use of a tier, from ``Runtime.admit``.
+
+    ``allowed`` / ``admission`` say whether the breaker let the request through (and
+    why not). An allowed lease is used as a context manager: inside it, ``succeeded()``
+    or ``failed(failure)`` records the verdict once; leaving it without a verdict
+    releases the admission (a half-open trial slot is given back), so no path can leak
+    a trial or forget a transition."""
+
+    __slots__ = ("rt", "binding", "tier", "health", "admission", "settled")
+
+    def __init__(self, rt: Runtime, binding: CompiledBinding, tier: CompiledTier, health: TierHealth, admission: Admission) -> None:
+        self.rt, self.binding, self.tier, self.health, self.admission = rt, binding, tier, health, admission
+        self.settled = False
+
+    @property
+    def allowed(self) -> bool:
+        return self.admission.allowed
+
+    def __enter__(self) -> TierLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def succeeded(self) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        seen = self.health.transition_count
+        breaker.record_success(self.health, self.binding.breaker, self.admission, time.time())
+        self.rt.note_transitions(self.binding, self.tier, self.health, seen)
+
+    def failed(self, failure: classify.Failure) -> None:
+        """A failure that is the tier's (``classify.TIER_FAULTS``) counts toward its
+        breaker; any other (the request's fault, its deadline) is no verdict at all."""
+        if self.settled:
+            return
+        if failure.reason not in classify.TIER_FAULTS:
+            self.release()
+            return
+        self.settled = True
+        rt, h = self.rt, self.health
+        seen = h.transition_count
+        breaker.record_failure(
+            h, self.binding.breaker, self.admission, failure.cls, failure.trail_text(), rt.clock(), time.time(),
+            failure.retry_after, self.tier.fingerprint() if failure.cls == breaker.PERMANENT else None,
+        )  # fmt: skip
+        rt.note_transitions(self.binding, self.tier, h, seen)
+
+    def release(self) -> None:
+        if not self.settled:
+            self.settled = True
+            breaker.release(self.health, self.admission)
+
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+"""Where the aiohttp applications keep their ``Runtime``."""

@@ -13,11 +13,22 @@ exception types below, which the classifier maps onto ``fallbackOn`` reasons:
      +-- UpstreamConnectError   (connection refused, DNS, TLS, connect timeout)
      +-- UpstreamTimeout        (first byte / total deadline passed)
      +-- UpstreamReset          (connection closed or payload broken mid-answer)
+
+``Upstreams.open`` sends a call and returns the response head (generation: the caller
+reads the body or stream under its own deadlines); ``Upstreams.fetch`` sends a call and
+returns a small whole answer (prompt-free checks, token counts).
+
+Everything read from an upstream that can reach a client, a log line or a status as
+text (error bodies, in-stream error events) goes through ``scrub`` first, before any
+clipping: it removes the tier's key, and any 8-character or longer prefix of it, so an
+upstream that echoes a key back cannot leak it (promise 6).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +36,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from switchyard.netguard.resolver import GuardedResolver, LinkLocalRefused
+from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.translate.base import UpstreamCall
 
 
@@ -115,6 +127,70 @@ class Upstreams:
             raise UpstreamReset(_describe(exc)) from exc
         except aiohttp.InvalidURL as exc:
             raise UpstreamConnectError(f"invalid URL {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A small whole answer from ``Upstreams.fetch``."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+async def fetch(
+    upstreams: Upstreams, call: UpstreamCall, *, connect_seconds: float, total_seconds: float, allow_link_local: bool,
+    limit: int = 1 << 20,
+) -> Fetched:
+    """Send ``call`` and read its whole answer within ``total_seconds``. Raises
+    ``UpstreamTimeout("total")`` past it, and the other ``UpstreamError``s as ``open``."""
+    try:
+        async with asyncio.timeout(total_seconds):
+            resp = await upstreams.open(call, connect_seconds=connect_seconds, allow_link_local=allow_link_local)
+            try:
+                return Fetched(resp.status, await read_body(resp, limit), header_map(resp.headers))
+            finally:
+                resp.close()
+    except TimeoutError:
+        raise UpstreamTimeout("total") from None
+
+
+SCRUB_MIN_PREFIX = 8  # an echoed prefix of a key this long is removed too
+_REDACTED = b"***"
+
+
+def scrub(data: bytes, secrets: Iterable[str]) -> bytes:
+    """``data`` without any of ``secrets``, nor any prefix of one at least
+    ``SCRUB_MIN_PREFIX`` bytes long (an upstream that echoes a truncated key)."""
+    for secret in secrets:
+        key = secret.encode()
+        if not key:
+            continue
+        probe = key[: min(len(key), SCRUB_MIN_PREFIX)]
+        i = data.find(probe)
+        while i != -1:
+            end = i + len(probe)
+            while end - i < len(key) and end < len(data) and data[end] == key[end - i]:
+                end += 1
+            data = data[:i] + _REDACTED + data[end:]
+            i = data.find(probe, i + len(_REDACTED))
+    return data
+
+
+def tier_secrets(tier: CompiledTier) -> tuple[str, ...]:
+    key = tier.credential.get_secret_value() if tier.credential is not None else ""
+    return (key,) if key else ()
+
+
+def error_text(raw: bytes, tier: CompiledTier) -> bytes:
+    """An upstream's error bytes, safe to read, clip and show: the tier's key removed."""
+    return scrub(raw, tier_secrets(tier)) if tier.credential is not None else raw
+
+
+def scrub_str(text: str, tier: CompiledTier) -> str:
+    if tier.credential is None:
+        return text
+    return scrub(text.encode(), tier_secrets(tier)).decode("utf-8", "replace")
 
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -1,20 +1,11 @@
-"""Protocol translation: one adapter per wire protocol around one neutral form.
+"""Protocol translation: one adapter per wire protocol around one neutral form. Pure.
 
-`neutral` is the meeting point; `base` the adapter contract and registry; `sse` the
-event-stream codec; `openai_chat`, `anthropic_messages`, `gemini` and
-`openai_responses` the adapters. Everything here is pure (no I/O, no clock).
+`neutral` is the meeting point; `base` the adapter contract (one ``Adapter`` object per
+protocol) and ``adapter_for``, which imports an adapter when it is first needed; `sse`
+the event-stream codec; `common` helpers shared by adapters; `openai_chat`,
+`anthropic_messages`, `gemini` and `openai_responses` the adapters.
+
+Nothing here does I/O, reads a clock for a decision, or imports aiohttp, asyncio, the
+pipeline, the HTTP layer, upstream or state (enforced by the import contracts in
+``pyproject.toml``, checked by ``make lint``).
 """
-
-import importlib
-
-ADAPTER_MODULES = ("openai_chat", "anthropic_messages", "gemini", "openai_responses")
-
-
-def load_all() -> None:
-    """Import every adapter module present, which registers it."""
-    for name in ADAPTER_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise

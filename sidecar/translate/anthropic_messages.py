@@ -39,24 +39,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from switchyard.sidecar.contract.config import CompiledTier
-from switchyard.sidecar.errors import clip
+from switchyard.sidecar.errors import ErrorKind, GatewayError, anthropic_error_body, clip
 
 from . import neutral as n
 from .base import (
+    Adapter,
     DecodedEvent,
     RequestError,
     UpstreamCall,
     UpstreamErrorInfo,
     UpstreamFormatError,
     auth_headers,
-    register,
 )
 from .common import (
     args_object,
@@ -69,9 +70,6 @@ from .common import (
     opt_number,
 )
 from .sse import SSEDecoder, encode
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 PROTOCOL = "anthropic-messages"
 API_VERSION = "2023-06-01"
@@ -810,8 +808,6 @@ class StreamEncoder:
         return out + _sse("message_stop", {"type": "message_stop"})
 
     def error(self, status: int, kind: str, message: str) -> bytes:
-        from switchyard.sidecar.errors import ErrorKind, GatewayError, anthropic_error_body
-
         try:
             ek = ErrorKind(kind)
         except ValueError:
@@ -1351,178 +1347,75 @@ def check_request(body: dict[str, Any]) -> None:
     expect(isinstance(mt, int) and not isinstance(mt, bool) and mt > 0, "max_tokens: Field required (a positive integer)", "max_tokens")
 
 
-class _Adapter:
-    protocol = PROTOCOL
-    sse_content_type = "text/event-stream"
-    forward_headers: frozenset[str] = ADAPTER_FORWARD_HEADERS
-    parse_request = staticmethod(parse_request)
-    request_model = staticmethod(request_model)
-    request_streams = staticmethod(request_streams)
-    check_request = staticmethod(check_request)
-    features_used = staticmethod(features_used)
-    prepare_passthrough = staticmethod(prepare_passthrough)
-    render_response = staticmethod(render_response)
-    build_call = staticmethod(build_call)
-    build_passthrough_call = staticmethod(build_passthrough_call)
-    parse_response = staticmethod(parse_response)
-    read_error = staticmethod(read_error)
-
-    @staticmethod
-    def stream_encoder(*, alias: str, request: n.Request | None) -> StreamEncoder:
-        return StreamEncoder(alias=alias, request=request)
-
-    @staticmethod
-    def stream_decoder() -> StreamDecoder:
-        return StreamDecoder()
-
-
-ADAPTER = register(_Adapter())
-
-
-# ================================================================ HTTP endpoints
+# ================================================================ token counting
 #
-# The only part of this module that does I/O (through Runtime.upstreams). Thin: the
-# Messages endpoint is the pipeline; count_tokens asks the binding's first resolvable
-# tier, and never sends the prompt to a generation endpoint.
+# Pure halves of the one token-count flow (sidecar/pipeline/count.py): what to count,
+# the call to the tier's own count endpoint, and reading its answer.
+
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 
-async def handle_messages(request: web.Request) -> web.StreamResponse:
-    from switchyard.sidecar import pipeline
-
-    return await pipeline.handle(request, ADAPTER)
-
-
-async def handle_count_tokens(request: web.Request) -> web.StreamResponse:
-    """``/v1/messages/count_tokens``, held open by the drain like an API request."""
-    from switchyard.sidecar import pipeline
-
-    rt = request.app[pipeline.RUNTIME]
-    with rt.holding():
-        return await _serve_count_tokens(request, rt)
+def count_request(body: dict[str, Any], path_model: str | None = None) -> n.Request:
+    """The request whose input a ``/v1/messages/count_tokens`` body asks to count
+    (``max_tokens`` is optional there)."""
+    return dataclasses.replace(parse_request({**body, "max_tokens": body.get("max_tokens", 1)}), stream=False)
 
 
-async def _serve_count_tokens(request: web.Request, rt: Any) -> web.StreamResponse:
-    from aiohttp import web
-
-    from switchyard.sidecar import errors, pipeline
-    from switchyard.sidecar.errors import ErrorKind, GatewayError
-
-    headers: dict[str, str] = {}
-    try:
-        if rt.draining:
-            raise GatewayError(ErrorKind.UNAVAILABLE, pipeline.DRAIN_MESSAGE, code="draining", retry_after=1)
-        snap = rt.snapshot
-        if snap is None:
-            raise GatewayError(ErrorKind.UNAVAILABLE, "this sidecar has not received its configuration yet", code="not_configured")
-        body = await pipeline.read_json(request, rt.max_body_bytes)
-        binding = pipeline.resolve_binding(request, snap, ADAPTER, body, None)
-        headers[pipeline.H_BINDING] = binding.name
-        tier = next((t for t in binding.tiers if not t.problem), None)
-        if binding.unbound or tier is None:
-            why = "is deliberately unbound" if binding.unbound else "has no resolvable tier"
-            raise GatewayError(ErrorKind.UNAVAILABLE, f"binding {binding.name} {why}; nothing can count tokens", binding=binding.name)
-        headers.update({pipeline.H_TIER: str(tier.index), pipeline.H_SOURCE: tier.source, pipeline.H_MODEL: tier.model})
-        forward = {k: v for k, v in request.headers.items() if k.lower() in ADAPTER_FORWARD_HEADERS}
-        status, payload = await _count_tokens(rt, binding.name, tier, body, forward)
-        return web.Response(body=payload, status=status, headers=headers, content_type="application/json")
-    except GatewayError as err:
-        if err.retry_after:
-            headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
-        return web.Response(body=errors.render_error(PROTOCOL, err), status=err.status, headers=headers, content_type="application/json")
+def render_count(tokens: int) -> dict[str, Any]:
+    return {"input_tokens": tokens}
 
 
-def count_tokens_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
-    """The counting call for ``tier`` (pure). Anthropic: its own count_tokens endpoint with
-    the body as is (model swapped). Gemini: ``:countTokens`` with the whole request the
-    Gemini adapter would build. Others have no counting endpoint: a RequestError."""
-    if tier.protocol == PROTOCOL:
+def count_call(
+    tier: CompiledTier,
+    *,
+    body: dict[str, Any] | None = None,
+    request: n.Request | None = None,
+    client_headers: Mapping[str, str] | None = None,
+) -> UpstreamCall:
+    """Anthropic's ``/v1/messages/count_tokens``: a same-protocol body as is (the tier's
+    model, no ``stream``), or what ``build_body`` makes of a neutral request, keeping the
+    fields the endpoint accepts."""
+    url = _url(tier, "/v1/messages/count_tokens")
+    if body is not None:
         out = {**body, "model": tier.model}
         out.pop("stream", None)
-        return UpstreamCall("POST", _url(tier, "/v1/messages/count_tokens"), _headers(tier, False, client_headers), orjson.dumps(out), False)
-    if tier.protocol == "gemini":
-        from dataclasses import replace
-
-        from . import load_all
-        from .base import adapter_for
-
-        load_all()  # adapter_for loads the adapters only into an empty registry
-        try:
-            gemini = adapter_for("gemini")
-        except KeyError:
-            raise RequestError("this gateway has no Gemini adapter loaded, so a Gemini tier cannot count tokens") from None
-        req = replace(parse_request({**body, "max_tokens": body.get("max_tokens", 1)}), stream=False)
-        inner = orjson.loads(gemini.build_call(req, tier).body or b"{}")
-        inner["model"] = f"models/{tier.model}"
-        url = f"{tier.base_url.rstrip('/')}/v1beta/models/{tier.model}:countTokens"
-        h = {"Content-Type": "application/json", **tier.headers, **auth_headers(tier)}
-        return UpstreamCall("POST", url, h, orjson.dumps({"generateContentRequest": inner}), False)
-    raise RequestError(
-        f"tier {tier.index} ({tier.source}/{tier.model}) speaks {tier.protocol}, which has no token-counting "
-        "endpoint; Switchyard does not send a prompt to a generation endpoint just to count it"
-    )
+        return UpstreamCall("POST", url, _headers(tier, False, client_headers), orjson.dumps(out), False)
+    assert request is not None
+    built = build_body(dataclasses.replace(request, stream=False, max_tokens=request.max_tokens or 1024), tier)
+    keep = {k: built[k] for k in _COUNTED if k in built}
+    return UpstreamCall("POST", url, _headers(tier, False), orjson.dumps(keep), False)
 
 
-def count_tokens_answer(tier: CompiledTier, body: bytes) -> bytes:
-    """The tier's 2xx counting answer as Anthropic's ``{"input_tokens": N}``."""
-    obj = orjson.loads(body)
-    if tier.protocol == PROTOCOL:
-        if not isinstance(obj, dict) or not isinstance(obj.get("input_tokens"), int):
-            raise UpstreamFormatError("count_tokens answer without input_tokens")
-        return body
-    if not isinstance(obj, dict) or not isinstance(obj.get("totalTokens", 0), int):
-        raise UpstreamFormatError("countTokens answer without totalTokens")
-    return orjson.dumps({"input_tokens": int(obj.get("totalTokens") or 0)})
-
-
-async def _count_tokens(rt: Any, binding: str, tier: CompiledTier, body: dict[str, Any], forward: Mapping[str, str]) -> tuple[int, bytes]:
-    import asyncio
-
-    from switchyard.sidecar import errors
-    from switchyard.sidecar.errors import ErrorKind, GatewayError
-    from switchyard.sidecar.upstream import UpstreamError, read_body
-
+def read_count(raw: bytes) -> tuple[int, dict[str, Any]]:
     try:
-        call = count_tokens_call(body, tier, forward)
-    except RequestError as exc:
-        raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, code="count_tokens_unsupported", param=exc.param, binding=binding) from exc
-    resp = None
-    try:
-        async with asyncio.timeout(tier.timeouts.total_seconds):
-            resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds, allow_link_local=tier.allow_link_local)
-            raw = await read_body(resp, 1 << 20)
-    except (TimeoutError, UpstreamError) as exc:
-        raise GatewayError(ErrorKind.UPSTREAM, f"tier {tier.index} ({tier.source}) could not count tokens: {type(exc).__name__}", binding=binding) from exc
-    finally:
-        if resp is not None:
-            resp.close()
-    if resp.status >= 300:
-        if tier.protocol == PROTOCOL:
-            info = read_error(resp.status, raw, {})
-        else:
-            info = UpstreamErrorInfo(clip(raw.decode("utf-8", "replace")) or f"HTTP {resp.status}")
-        message = info.message
-        if tier.credential is not None:
-            message = message.replace(tier.credential.get_secret_value(), "***")
-        kind = errors.kind_for_status(resp.status)
-        status = resp.status
-        if resp.status in (401, 403):  # the gateway's credential for the tier, not the client's
-            kind, status = ErrorKind.UPSTREAM, 502
-        raise GatewayError(kind, f"tier {tier.index} ({tier.source}/{tier.model}) answered HTTP {resp.status} to count_tokens: {message}", status=status, binding=binding)
-    try:
-        return 200, count_tokens_answer(tier, raw)
-    except (orjson.JSONDecodeError, UpstreamFormatError) as exc:
-        raise GatewayError(ErrorKind.UPSTREAM, f"tier {tier.index} ({tier.source}) sent an unreadable token count", binding=binding) from exc
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFormatError("count_tokens answer is not JSON") from exc
+    tokens = obj.get("input_tokens") if isinstance(obj, dict) else None
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        raise UpstreamFormatError("count_tokens answer without input_tokens")
+    return tokens, obj
 
 
-def _register_routes() -> None:
-    from switchyard.sidecar import routes
-
-    for method, path, handler in (
-        ("POST", "/v1/messages", handle_messages),
-        ("POST", "/v1/messages/count_tokens", handle_count_tokens),
-    ):
-        if not any(m == method and p == path for m, p, _ in routes.EXTRA_ROUTES):
-            routes.EXTRA_ROUTES.append((method, path, handler))
-
-
-_register_routes()
+ADAPTER = Adapter(
+    protocol=PROTOCOL,
+    sse_content_type="text/event-stream",
+    forward_headers=ADAPTER_FORWARD_HEADERS,
+    parse_request=parse_request,
+    request_model=request_model,
+    request_streams=request_streams,
+    check_request=check_request,
+    features_used=features_used,
+    prepare_passthrough=prepare_passthrough,
+    render_response=render_response,
+    stream_encoder=StreamEncoder,
+    build_call=build_call,
+    build_passthrough_call=build_passthrough_call,
+    parse_response=parse_response,
+    stream_decoder=StreamDecoder,
+    read_error=read_error,
+    count_request=count_request,
+    render_count=render_count,
+    count_call=count_call,
+    read_count=read_count,
+)

@@ -20,7 +20,7 @@ forwarded as they are (``StreamDecoder`` events keep their raw bytes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -108,83 +108,91 @@ class StreamEncoder(Protocol):
         ...
 
 
-class Adapter(Protocol):
+@dataclass(slots=True, eq=False)
+class Adapter:
+    """One wire protocol's adapter: an explicit object of pure functions, one per module
+    (``<protocol>.ADAPTER``), built where its functions are defined. A face a protocol
+    does not have (the Responses API is ingress-only; OpenAI chat has no token-count
+    endpoint) raises or answers None, as its field says."""
+
     protocol: str  # "openai-chat" | "anthropic-messages" | "gemini" | "openai-responses"
     sse_content_type: str  # content type of this protocol's streams
     forward_headers: frozenset[str]  # lower-case client headers kept on same-protocol calls
 
     # ---- ingress ----
-    def parse_request(self, body: dict[str, Any], *, path_model: str | None = None, stream: bool | None = None) -> neutral.Request: ...
-
-    def request_model(self, body: dict[str, Any]) -> str | None:
-        """The model name a raw body asks for (binding resolution), without a full parse."""
-        ...
-
-    def request_streams(self, body: dict[str, Any]) -> bool: ...
-
-    def check_request(self, body: dict[str, Any]) -> None:
-        """Cheap shape check of a raw body (raises RequestError), so a body that is
-        missing what its protocol requires is refused before any upstream sees it, on
-        the same-protocol path too (which never runs the full parse)."""
-        ...
-
-    def features_used(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Capability features a raw body uses -> the amount used (True, a count, a number).
-        Keys are CapabilityProfile feature names (camelCase)."""
-        ...
-
-    def prepare_passthrough(
-        self, body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any], notes: list[tuple[str, str]] | None = None
-    ) -> dict[str, Any]:
-        """A copy of a same-protocol body for `tier`: its model, without the features in
-        `strip` (feature name -> new value or None to delete). Unknown fields kept. Any
-        change the adapter makes beyond `strip` is appended to `notes` (as for build_call)."""
-        ...
-
-    def render_response(
-        self, response: neutral.Response, *, alias: str, request: neutral.Request | None = None
-    ) -> dict[str, Any]: ...
-
-    def stream_encoder(self, *, alias: str, request: neutral.Request | None) -> StreamEncoder: ...
+    parse_request: Callable[..., neutral.Request]
+    """(body, *, path_model=None, stream=None) -> the neutral request (raises RequestError)."""
+    request_model: Callable[[dict[str, Any]], str | None]
+    """The model name a raw body asks for (binding resolution), without a full parse."""
+    request_streams: Callable[[dict[str, Any]], bool]
+    check_request: Callable[[dict[str, Any]], None]
+    """Cheap shape check of a raw body (raises RequestError), so a body that is missing
+    what its protocol requires is refused before any upstream sees it, on the
+    same-protocol path too (which never runs the full parse)."""
+    features_used: Callable[[dict[str, Any]], dict[str, Any]]
+    """Capability features a raw body uses -> the amount used (True, a count, a number).
+    Keys are CapabilityProfile feature names (camelCase)."""
+    prepare_passthrough: Callable[..., dict[str, Any]]
+    """(body, tier, strip, notes=None) -> a copy of a same-protocol body for ``tier``: its
+    model, without the features in ``strip`` (feature name -> new value or None to
+    delete). Unknown fields kept. Any change the adapter makes beyond ``strip`` is
+    appended to ``notes`` (as for build_call)."""
+    render_response: Callable[..., dict[str, Any]]
+    """(response, *, alias, request=None) -> the client protocol's answer object."""
+    stream_encoder: Callable[..., StreamEncoder]
+    """(*, alias, request) -> a fresh encoder for one streamed answer."""
 
     # ---- egress ----
-    def build_call(
-        self, request: neutral.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None
-    ) -> UpstreamCall:
-        """The call for a neutral request. ``client_headers`` (the client's
-        ``forward_headers``) are given only when the tier speaks the client's protocol."""
-        ...
+    build_call: Callable[..., UpstreamCall]
+    """(request, tier, client_headers=None) -> the call for a neutral request.
+    ``client_headers`` (the client's ``forward_headers``) are given only when the tier
+    speaks the client's protocol."""
+    build_passthrough_call: Callable[[dict[str, Any], CompiledTier, Mapping[str, str]], UpstreamCall]
+    """The call for a same-protocol body. ``client_headers`` are the client's headers named
+    in ``forward_headers`` (never credentials), e.g. ``anthropic-beta``."""
+    parse_response: Callable[[dict[str, Any]], neutral.Response]
+    stream_decoder: Callable[[], StreamDecoder]
+    read_error: Callable[[int, bytes, Mapping[str, str]], UpstreamErrorInfo]
 
-    def build_passthrough_call(
-        self, body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]
-    ) -> UpstreamCall:
-        """The call for a same-protocol body. ``client_headers`` are the client's headers
-        named in ``forward_headers`` (never credentials), e.g. ``anthropic-beta``."""
-        ...
-
-    def parse_response(self, body: dict[str, Any]) -> neutral.Response: ...
-
-    def stream_decoder(self) -> StreamDecoder: ...
-
-    def read_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo: ...
-
-
-_REGISTRY: dict[str, Adapter] = {}
-
-
-def register(adapter: Adapter) -> Adapter:
-    _REGISTRY[adapter.protocol] = adapter
-    return adapter
+    # ---- token counting (one flow for every protocol: sidecar/pipeline/count.py) ----
+    count_request: Callable[[dict[str, Any], str | None], neutral.Request] | None = None
+    """Ingress: (body, path_model) -> the neutral request whose input is to be counted;
+    None when the protocol has no token-count endpoint of its own."""
+    render_count: Callable[[int], dict[str, Any]] | None = None
+    """Ingress: a token count as this protocol's count answer."""
+    count_call: Callable[..., UpstreamCall | None] = field(default=lambda *a, **k: None)
+    """Egress: (tier, *, body=None, request=None, client_headers=None) -> the call that
+    counts ``body`` (same protocol, sent as is but for the model) or ``request`` (neutral)
+    on the tier's own token-count endpoint; None when the protocol has none (a count is
+    never answered by running a generation)."""
+    read_count: Callable[[bytes], tuple[int, dict[str, Any]]] | None = None
+    """Egress: a 2xx count answer -> (tokens, the answer object as sent, for a
+    same-protocol client). Raises UpstreamFormatError on a wrong shape."""
 
 
 def adapter_for(protocol: str) -> Adapter:
-    adapter = _REGISTRY.get(protocol)
-    if adapter is None:
-        from . import load_all
-
-        load_all()
-        adapter = _REGISTRY[protocol]
+    """The adapter of a wire protocol, imported the first time it is asked for (a sidecar
+    whose bindings speak one protocol never loads the others). KeyError if unknown."""
+    adapter = _LOADED.get(protocol)
+    if adapter is not None:
+        return adapter
+    match protocol:
+        case "openai-chat":
+            from .openai_chat import ADAPTER as adapter
+        case "anthropic-messages":
+            from .anthropic_messages import ADAPTER as adapter
+        case "gemini":
+            from .gemini import ADAPTER as adapter
+        case "openai-responses":
+            from .openai_responses import ADAPTER as adapter
+        case _:
+            raise KeyError(f"no adapter for protocol {protocol!r}")
+    _LOADED[protocol] = adapter
     return adapter
+
+
+PROTOCOLS = ("openai-chat", "anthropic-messages", "gemini", "openai-responses")
+_LOADED: dict[str, Adapter] = {}
 
 
 def auth_headers(tier: CompiledTier) -> dict[str, str]:

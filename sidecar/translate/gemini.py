@@ -4,8 +4,9 @@ Ingress: what Gemini CLI and the ``google-genai`` SDK send to
 ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with
 ``alt=sse``, else one JSON array written element by element) is parsed into the neutral
 form; neutral answers and event streams are rendered back as ``GenerateContentResponse``
-objects. ``:countTokens`` and ``GET /v1beta/models[/{model}]`` are served here too (the
-routes are appended to ``routes.EXTRA_ROUTES`` when this module is imported).
+objects. The token count (``:countTokens``) and the model list
+(``GET /v1beta/models[/{model}]``) have their pure halves here; their routes are in the
+sidecar's HTTP layer (``sidecar/http``).
 
 Egress: a neutral request becomes a ``generateContent`` / ``streamGenerateContent?alt=sse``
 call with the key in ``x-goog-api-key``; answers and streams (SSE or JSON array) are read
@@ -14,9 +15,9 @@ back into neutral form; ``read_error`` reads Google's error body.
 Gemini carries the model and the streaming choice in the URL, not in the body. The
 pipeline hands those over through ``pipeline.handle(path_model=..., stream=...)``; the
 URL facts the adapter itself needs (stream or not, SSE or JSON array) travel in a
-*view*: ``ADAPTER`` (whole answers), ``SSE_STREAM`` and ``ARRAY_STREAM``, three immutable
-instances of one adapter class that differ only in those facts. The route handler picks
-the view; the registry holds ``ADAPTER``.
+*view*: ``ADAPTER`` (whole answers), ``SSE_STREAM`` and ``ARRAY_STREAM``, three
+``Adapter`` objects that differ only in those facts. The route handler picks the view;
+``adapter_for("gemini")`` gives ``ADAPTER``.
 
 Field notes (checked against ai.google.dev's API reference and the google-genai SDK):
 
@@ -41,32 +42,29 @@ docs/protocols/gemini.md has the field-by-field table.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import mimetypes
 import re
-import time
 from collections import deque
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledTier
-from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail, clip
+from switchyard.sidecar.errors import ErrorKind, GatewayError, clip
 
 from . import neutral as n
 from .base import (
+    Adapter,
     DecodedEvent,
     RequestError,
     UpstreamCall,
     UpstreamErrorInfo,
     UpstreamFormatError,
     auth_headers,
-    register,
 )
 from .common import args_object, args_text, budget_to_effort, clamp, effort_to_budget, expect, new_id
 from .sse import SSEDecoder, encode
@@ -1331,53 +1329,53 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
 # ================================================================ count tokens
 
 
-def build_count_tokens_call(body: dict[str, Any], tier: CompiledTier, *, path_model: str) -> UpstreamCall | None:
-    """The token-count call for one tier: Gemini's ``:countTokens`` or Anthropic's
-    ``/v1/messages/count_tokens``. None when the tier's protocol has no such endpoint
-    (a count is never answered by running a generation)."""
+def count_request(body: dict[str, Any], path_model: str | None = None) -> n.Request:
+    """The request a ``:countTokens`` body asks to count: its ``generateContentRequest``
+    when it has one, else its own ``contents``."""
     inner = _get(body, "generateContentRequest")
-    if tier.protocol == PROTOCOL:
+    req = parse_request(inner if isinstance(inner, dict) else body, path_model=path_model, stream=False)
+    return dataclasses.replace(req, extras={}, max_tokens=req.max_tokens or 1024)
+
+
+def render_count(tokens: int) -> dict[str, Any]:
+    return {"totalTokens": tokens}
+
+
+def count_call(
+    tier: CompiledTier,
+    *,
+    body: dict[str, Any] | None = None,
+    request: n.Request | None = None,
+    client_headers: Mapping[str, str] | None = None,
+) -> UpstreamCall:
+    """Gemini's ``:countTokens``: a same-protocol body as is (a wrapped
+    ``generateContentRequest`` names the tier's model), or the whole request this adapter
+    would build for a neutral one, wrapped."""
+    if body is not None:
         out = dict(body)
+        inner = _get(body, "generateContentRequest")
         if isinstance(inner, dict):
             key = _key(out, "generateContentRequest") or "generateContentRequest"
             out[key] = {**inner, "model": _model_path(tier.model)}
         return UpstreamCall("POST", _url(tier, "countTokens"), _headers(tier, False), orjson.dumps(out), False)
-    if tier.protocol == "anthropic-messages":
-        from .base import adapter_for
-
-        try:
-            anthropic = adapter_for("anthropic-messages")
-        except KeyError:
-            return None
-        req = parse_request(inner if isinstance(inner, dict) else body, path_model=path_model, stream=False)
-        req = dataclasses.replace(req, extras={}, max_tokens=req.max_tokens or 1024)
-        call = anthropic.build_call(req, tier)
-        built = orjson.loads(call.body or b"{}")
-        keep = {k: built[k] for k in ("model", "messages", "system", "tools", "tool_choice", "thinking") if k in built}
-        url = call.url.split("?")[0]
-        if not url.endswith("/messages"):
-            return None
-        return UpstreamCall("POST", url + "/count_tokens", dict(call.headers), orjson.dumps(keep), False)
-    return None
+    assert request is not None
+    built = build_body(dataclasses.replace(request, stream=False), tier)
+    built["model"] = _model_path(tier.model)
+    return UpstreamCall("POST", _url(tier, "countTokens"), _headers(tier, False), orjson.dumps({"generateContentRequest": built}), False)
 
 
-def parse_count_tokens(protocol: str, body: bytes) -> dict[str, Any]:
-    """A tier's token count as Gemini's ``CountTokensResponse``."""
+def read_count(raw: bytes) -> tuple[int, dict[str, Any]]:
+    """A ``CountTokensResponse``; proto3 JSON omits a zero ``totalTokens``."""
     try:
-        obj = orjson.loads(body)
+        obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFormatError("token count answer is not JSON") from exc
     if not isinstance(obj, dict):
         raise UpstreamFormatError("token count answer is not an object")
-    if protocol == PROTOCOL:
-        total = _get(obj, "totalTokens")
-        if total is not None and not isinstance(total, int):
-            raise UpstreamFormatError("countTokens answer without an integer totalTokens")
-        return {**obj, "totalTokens": int(total or 0)}  # proto3 JSON omits a zero count
-    tokens = obj.get("input_tokens")
-    if not isinstance(tokens, int):
-        raise UpstreamFormatError("count_tokens answer without input_tokens")
-    return {"totalTokens": tokens}
+    total = _get(obj, "totalTokens")
+    if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
+        raise UpstreamFormatError("countTokens answer without an integer totalTokens")
+    return int(total or 0), {**obj, "totalTokens": int(total or 0)}
 
 
 # ======================================================================= models
@@ -1427,64 +1425,6 @@ def check_request(body: dict[str, Any]) -> None:
         expect(isinstance(c, dict) and isinstance(c.get("parts"), list), f"'contents[{i}].parts' must be an array", "contents")
 
 
-class _Adapter:
-    """The Gemini adapter. Instances differ only in the URL facts of the request they
-    serve (``stream``, ``sse``); see the module docstring."""
-
-    protocol = PROTOCOL
-    forward_headers: frozenset[str] = frozenset()
-    parse_request = staticmethod(parse_request)
-    request_model = staticmethod(request_model)
-    check_request = staticmethod(check_request)
-    prepare_passthrough = staticmethod(prepare_passthrough)
-    render_response = staticmethod(render_response)
-    build_call = staticmethod(build_call)
-    parse_response = staticmethod(parse_response)
-    read_error = staticmethod(read_error)
-
-    def __init__(self, *, stream: bool = False, sse: bool = True) -> None:
-        self.stream = stream
-        self.sse = sse
-        self.sse_content_type = "text/event-stream" if sse else "application/json"
-
-    def request_streams(self, body: dict[str, Any]) -> bool:
-        return self.stream
-
-    def features_used(self, body: dict[str, Any]) -> dict[str, Any]:
-        return features_used(body, stream=self.stream)
-
-    def stream_encoder(self, *, alias: str, request: n.Request | None) -> StreamEncoder:
-        return StreamEncoder(alias=alias, request=request, sse=self.sse)
-
-    def build_passthrough_call(self, body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
-        return build_passthrough_call(body, tier, client_headers, stream=self.stream, sse=self.sse)
-
-    @staticmethod
-    def stream_decoder() -> StreamDecoder:
-        return StreamDecoder()
-
-
-ADAPTER = register(_Adapter())
-SSE_STREAM = _Adapter(stream=True, sse=True)
-ARRAY_STREAM = _Adapter(stream=True, sse=False)
-
-
-# ======================================================================= routes
-#
-# Thin handlers: generation goes through ``pipeline.handle`` like every protocol; the
-# token count and the model list are answered here. Paths follow Google's:
-#   POST /{v1beta,v1,v1alpha}/models/{model}:{generateContent,streamGenerateContent,countTokens}
-#   GET  /{v1beta,v1alpha}/models, /{v1beta,v1alpha}/models/{model}
-# (GET /v1/models is OpenAI's list and stays theirs.)
-
-
-def _gemini_error(err: GatewayError, headers: Mapping[str, str] | None = None) -> web.Response:
-    h = dict(headers or {})
-    if err.retry_after:
-        h["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
-    return web.Response(body=errors.render_error(PROTOCOL, err), status=err.status, headers=h, content_type="application/json")
-
-
 def split_model_method(name: str) -> tuple[str, str] | None:
     """``gemini-2.5-flash:generateContent`` -> (model, method); the last ':' splits."""
     model, sep, method = name.rpartition(":")
@@ -1493,171 +1433,42 @@ def split_model_method(name: str) -> tuple[str, str] | None:
     return model.removeprefix("models/"), method
 
 
-async def handle_model_method(request: web.Request) -> web.StreamResponse:
-    from switchyard.sidecar import pipeline
-
-    parsed = split_model_method(request.match_info["name"])
-    if parsed is None:
-        return _gemini_error(GatewayError(
-            ErrorKind.NOT_FOUND, f"no route for POST {request.path}: expected models/{{model}}:{{method}}", code="unknown_route"
-        ))
-    model, method = parsed
-    if method == "generateContent":
-        return await pipeline.handle(request, ADAPTER, path_model=model, stream=False)
-    if method == "streamGenerateContent":
-        view = SSE_STREAM if request.query.get("alt") == "sse" else ARRAY_STREAM
-        return await pipeline.handle(request, view, path_model=model, stream=True)
-    if method == "countTokens":
-        return await count_tokens(request, model)
-    return _gemini_error(GatewayError(
-        ErrorKind.NOT_FOUND,
-        f"method {method!r} is not served by this gateway (generateContent, streamGenerateContent and countTokens are)",
-        code="unknown_method",
-    ))
-
-
-def _tier_is_out(rt: Any, binding: Any, tier: CompiledTier, now: float) -> str | None:
-    """Why the breaker board keeps this tier out right now (read only: a token count
-    neither uses a half-open probe nor counts toward the tier's health)."""
-    from switchyard.sidecar.routing.breaker import State
-
-    health = rt.health(binding, tier)
-    if health.state == State.OPEN and now < health.open_until:
-        return "breaker-open"
-    if health.rate_limited_until > now:
-        return "rate-limited"
-    return None
+ADAPTER = Adapter(
+    protocol=PROTOCOL,
+    sse_content_type="text/event-stream",
+    forward_headers=frozenset(),
+    parse_request=parse_request,
+    request_model=request_model,
+    request_streams=lambda body: False,
+    check_request=check_request,
+    features_used=features_used,
+    prepare_passthrough=prepare_passthrough,
+    render_response=render_response,
+    stream_encoder=lambda *, alias, request: StreamEncoder(alias=alias, request=request, sse=True),
+    build_call=build_call,
+    build_passthrough_call=build_passthrough_call,
+    parse_response=parse_response,
+    stream_decoder=StreamDecoder,
+    read_error=read_error,
+    count_request=count_request,
+    render_count=render_count,
+    count_call=count_call,
+    read_count=read_count,
+)
 
 
-async def count_tokens(request: web.Request, model: str) -> web.Response:
-    """``:countTokens``, forwarded to the first tier of the binding that has a token
-    count endpoint (Gemini or Anthropic), falling through on 429/5xx/transport errors.
-    Held open by the drain like an API request."""
-    from switchyard.sidecar import pipeline
-
-    rt = request.app[pipeline.RUNTIME]
-    with rt.holding():
-        return await _count_tokens(request, rt, model)
-
-
-async def _count_tokens(request: web.Request, rt: Any, model: str) -> web.Response:
-    from switchyard.sidecar import pipeline
-    from switchyard.sidecar.translate.base import adapter_for
-    from switchyard.sidecar.upstream import UpstreamError, header_map, read_body
-
-    headers: dict[str, str] = {}
-    try:
-        if rt.draining:
-            raise GatewayError(ErrorKind.UNAVAILABLE, pipeline.DRAIN_MESSAGE, code="draining", retry_after=1)
-        snap = rt.snapshot
-        if snap is None:
-            raise GatewayError(ErrorKind.UNAVAILABLE, "this sidecar has not received its configuration yet", code="not_configured", retry_after=5)
-        body = await pipeline.read_json(request, rt.max_body_bytes)
-        binding = pipeline.resolve_binding(request, snap, ADAPTER, body, model)
-        headers[pipeline.H_BINDING] = binding.name
-        if binding.unbound or not binding.tiers:
-            raise GatewayError(ErrorKind.UNAVAILABLE, f"binding {binding.name} is unbound; it serves no model", code="binding_unbound", binding=binding.name)
-        trail: list[TierTrail] = []
-        without_endpoint: list[str] = []
-        for tier in binding.tiers:
-            if tier.problem:
-                trail.append(TierTrail(tier.index, tier.source, tier.model, "unresolvable"))
-                continue
-            out = _tier_is_out(rt, binding, tier, time.monotonic())
-            if out:
-                trail.append(TierTrail(tier.index, tier.source, tier.model, out))
-                continue
-            try:
-                call = build_count_tokens_call(body, tier, path_model=model)
-            except RequestError as exc:
-                raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name) from exc
-            if call is None:
-                without_endpoint.append(tier.protocol)
-                trail.append(TierTrail(tier.index, tier.source, tier.model, f"no-token-count({tier.protocol})"))
-                continue
-            try:
-                async with asyncio.timeout(tier.timeouts.first_byte_seconds):
-                    resp = await rt.upstreams.open(call, connect_seconds=tier.timeouts.connect_seconds, allow_link_local=tier.allow_link_local)
-                    try:
-                        status, raw, resp_headers = resp.status, await read_body(resp, 1 << 20), header_map(resp.headers)
-                    finally:
-                        resp.close()
-            except TimeoutError:
-                trail.append(TierTrail(tier.index, tier.source, tier.model, "timeout"))
-                continue
-            except UpstreamError:
-                trail.append(TierTrail(tier.index, tier.source, tier.model, "connect-error"))
-                continue
-            if status >= 300:
-                info = adapter_for(tier.protocol).read_error(status, raw, resp_headers)
-                if status == 429 or status >= 500 or status in (401, 403, 404) or info.quota:
-                    trail.append(TierTrail(tier.index, tier.source, tier.model, str(status)))
-                    continue
-                message = info.message
-                if tier.credential is not None and tier.credential.get_secret_value() in message:
-                    message = message.replace(tier.credential.get_secret_value(), "***")
-                raise GatewayError(
-                    errors.kind_for_status(status),
-                    f"tier {tier.index} ({tier.source}/{tier.model}) answered HTTP {status} to the token count: {message}",
-                    status=status, code="upstream_error", binding=binding.name, trail=trail,
-                )  # fmt: skip
-            try:
-                answer = parse_count_tokens(tier.protocol, raw)
-            except UpstreamFormatError:
-                trail.append(TierTrail(tier.index, tier.source, tier.model, "malformed"))
-                continue
-            headers.update({pipeline.H_TIER: str(tier.index), pipeline.H_SOURCE: tier.source, pipeline.H_MODEL: tier.model})
-            if trail:
-                headers[pipeline.H_REASON] = ", ".join(t.short() for t in trail)
-            return web.Response(body=orjson.dumps(answer), headers=headers, content_type="application/json")
-        if len(without_endpoint) == len([t for t in binding.tiers if not t.problem]):
-            raise GatewayError(
-                ErrorKind.INVALID_REQUEST,
-                f"countTokens is not available for {model!r}: the tiers of binding {binding.name} speak "
-                f"{', '.join(sorted(set(without_endpoint))) or 'no protocol'}, which has no token-count endpoint "
-                "(a count is never answered by running a generation)",
-                code="count_tokens_unsupported", binding=binding.name, trail=trail,
-            )  # fmt: skip
-        raise GatewayError(
-            ErrorKind.UNAVAILABLE, f"no tier of binding {binding.name} could count tokens", code="all_tiers_failed", binding=binding.name, trail=trail
-        )
-    except GatewayError as err:
-        return _gemini_error(err, headers)
-
-
-async def handle_list_models(request: web.Request) -> web.Response:
-    from switchyard.sidecar import pipeline
-
-    q = request.query
-    size = q.get("pageSize") or q.get("page_size")
-    body = model_listing(
-        request.app[pipeline.RUNTIME].snapshot,
-        page_size=int(size) if size and size.isdigit() else None,
-        page_token=q.get("pageToken") or q.get("page_token"),
+def _stream_view(*, sse: bool) -> Adapter:
+    """The adapter as the ingress of a streamed request: Gemini says "stream" in the URL
+    (``:streamGenerateContent``, ``?alt=sse`` for SSE, else one JSON array), not the body."""
+    return dataclasses.replace(
+        ADAPTER,
+        sse_content_type="text/event-stream" if sse else "application/json",
+        request_streams=lambda body: True,
+        features_used=lambda body: features_used(body, stream=True),
+        stream_encoder=lambda *, alias, request: StreamEncoder(alias=alias, request=request, sse=sse),
+        build_passthrough_call=lambda body, tier, client_headers: build_passthrough_call(body, tier, client_headers, stream=True, sse=sse),
     )
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-async def handle_get_model(request: web.Request) -> web.Response:
-    from switchyard.sidecar import pipeline
-
-    name = request.match_info["name"].removeprefix("models/")
-    snap = request.app[pipeline.RUNTIME].snapshot
-    binding = snap.resolve(name) if snap is not None and not name.endswith("*") else None
-    if binding is None:
-        return _gemini_error(GatewayError(ErrorKind.NOT_FOUND, f"models/{name} is not an alias of any binding on this gateway", code="model_not_found"))
-    return web.Response(body=orjson.dumps(model_info(name, binding)), content_type="application/json")
-
-
-def _register_routes() -> None:
-    from switchyard.sidecar import routes
-
-    table = [("POST", f"/{v}/models/{{name:.+}}", handle_model_method) for v in ("v1beta", "v1", "v1alpha")]
-    for v in ("v1beta", "v1alpha"):
-        table.append(("GET", f"/{v}/models", handle_list_models))
-        table.append(("GET", f"/{v}/models/{{name:.+}}", handle_get_model))
-    have = {(m, p) for m, p, _ in routes.EXTRA_ROUTES}
-    routes.EXTRA_ROUTES.extend(r for r in table if (r[0], r[1]) not in have)
-
-
-_register_routes()
+SSE_STREAM = _stream_view(sse=True)
+ARRAY_STREAM = _stream_view(sse=False)

@@ -24,17 +24,17 @@ from typing import Any
 import orjson
 
 from switchyard.sidecar.contract.config import CompiledTier
-from switchyard.sidecar.errors import clip
+from switchyard.sidecar.errors import ErrorKind, GatewayError, clip, openai_error_object
 
 from . import neutral as n
 from .base import (
+    Adapter,
     DecodedEvent,
     RequestError,
     UpstreamCall,
     UpstreamErrorInfo,
     UpstreamFormatError,
     auth_headers,
-    register,
 )
 from .common import (
     args_text,
@@ -522,8 +522,6 @@ class StreamEncoder:
         return out + b"data: [DONE]\n\n"
 
     def error(self, status: int, kind: str, message: str) -> bytes:
-        from switchyard.sidecar.errors import ErrorKind, GatewayError, openai_error_object
-
         err = GatewayError(ErrorKind(kind), message, status=status)
         return encode(orjson.dumps({"error": openai_error_object(err)}))
 
@@ -817,29 +815,21 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
     )
 
 
-class _Adapter:
-    protocol = PROTOCOL
-    sse_content_type = "text/event-stream"
-    forward_headers: frozenset[str] = frozenset()
-    parse_request = staticmethod(parse_request)
-    request_model = staticmethod(request_model)
-    request_streams = staticmethod(request_streams)
-    check_request = staticmethod(check_request)
-    features_used = staticmethod(features_used)
-    prepare_passthrough = staticmethod(prepare_passthrough)
-    render_response = staticmethod(render_response)
-    build_call = staticmethod(build_call)
-    build_passthrough_call = staticmethod(build_passthrough_call)
-    parse_response = staticmethod(parse_response)
-    read_error = staticmethod(read_error)
-
-    @staticmethod
-    def stream_encoder(*, alias: str, request: n.Request | None) -> StreamEncoder:
-        return StreamEncoder(alias=alias, request=request)
-
-    @staticmethod
-    def stream_decoder() -> StreamDecoder:
-        return StreamDecoder()
-
-
-ADAPTER = register(_Adapter())
+ADAPTER = Adapter(
+    protocol=PROTOCOL,
+    sse_content_type="text/event-stream",
+    forward_headers=frozenset(),
+    parse_request=parse_request,
+    request_model=request_model,
+    request_streams=request_streams,
+    check_request=check_request,
+    features_used=features_used,
+    prepare_passthrough=prepare_passthrough,
+    render_response=render_response,
+    stream_encoder=StreamEncoder,
+    build_call=build_call,
+    build_passthrough_call=build_passthrough_call,
+    parse_response=parse_response,
+    stream_decoder=StreamDecoder,
+    read_error=read_error,
+)

@@ -46,19 +46,16 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from switchyard.sidecar.contract.config import CompiledTier
 
 from . import neutral as n
-from .base import RequestError, UpstreamCall, UpstreamErrorInfo, register
+from .base import Adapter, RequestError, UpstreamCall, UpstreamErrorInfo
 from .common import args_text, expect, new_id, now, opt_number, split_data_url
 from .sse import encode
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 PROTOCOL = "openai-responses"
 
@@ -870,82 +867,30 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
     raise IngressOnly("read_error")
 
 
-class _Adapter:
-    protocol = PROTOCOL
-    sse_content_type = "text/event-stream"
-    forward_headers: frozenset[str] = frozenset()
-    parse_request = staticmethod(parse_request)
-    request_model = staticmethod(request_model)
-    request_streams = staticmethod(request_streams)
-    features_used = staticmethod(features_used)
-    prepare_passthrough = staticmethod(prepare_passthrough)
-    render_response = staticmethod(render_response)
-    build_call = staticmethod(build_call)
-    build_passthrough_call = staticmethod(build_passthrough_call)
-    parse_response = staticmethod(parse_response)
-    read_error = staticmethod(read_error)
-
-    @staticmethod
-    def stream_encoder(*, alias: str, request: n.Request | None) -> StreamEncoder:
-        return StreamEncoder(alias=alias, request=request)
-
-    @staticmethod
-    def stream_decoder() -> Any:
-        raise IngressOnly("stream_decoder")
-
-    @staticmethod
-    def check_request(body: dict[str, Any]) -> None:
-        """Nothing cheap to add: every Responses request takes the full parse (no tier
-        speaks this protocol) before anything is sent."""
+def check_request(body: dict[str, Any]) -> None:
+    """Nothing cheap to add: every Responses request takes the full parse (no tier
+    speaks this protocol) before anything is sent."""
 
 
-ADAPTER = register(_Adapter())
+def stream_decoder() -> Any:
+    raise IngressOnly("stream_decoder")
 
 
-# ======================================================================== route
-
-
-async def handle_responses(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/responses``: the Responses API, served by any tier via the neutral form."""
-    from switchyard.sidecar import pipeline
-
-    return await pipeline.handle(request, ADAPTER)
-
-
-async def handle_stored_response(request: web.Request) -> web.StreamResponse:
-    """Retrieve, delete, cancel or list the input of a stored response: the gateway
-    stores none, and says so in the OpenAI error shape instead of a bare 404."""
-    from switchyard.sidecar import routes
-    from switchyard.sidecar.errors import ErrorKind, GatewayError
-
-    rid = request.match_info.get("response_id", "")
-    return routes.error_response(
-        request.path,
-        GatewayError(
-            ErrorKind.NOT_FOUND,
-            f"response {rid!r} is not stored: this gateway keeps no responses (send store: false and the "
-            "full conversation in 'input')",
-            code="response_not_stored",
-        ),
-    )
-
-
-_ROUTES = (
-    ("POST", "/v1/responses", handle_responses),
-    ("POST", "/responses", handle_responses),
-    ("GET", "/v1/responses/{response_id}", handle_stored_response),
-    ("DELETE", "/v1/responses/{response_id}", handle_stored_response),
-    ("POST", "/v1/responses/{response_id}/cancel", handle_stored_response),
-    ("GET", "/v1/responses/{response_id}/input_items", handle_stored_response),
+ADAPTER = Adapter(
+    protocol=PROTOCOL,
+    sse_content_type="text/event-stream",
+    forward_headers=frozenset(),
+    parse_request=parse_request,
+    request_model=request_model,
+    request_streams=request_streams,
+    check_request=check_request,
+    features_used=features_used,
+    prepare_passthrough=prepare_passthrough,
+    render_response=render_response,
+    stream_encoder=StreamEncoder,
+    build_call=build_call,
+    build_passthrough_call=build_passthrough_call,
+    parse_response=parse_response,
+    stream_decoder=stream_decoder,
+    read_error=read_error,
 )
-
-
-def _register_routes() -> None:
-    from switchyard.sidecar import routes
-
-    for method, path, handler in _ROUTES:
-        if not any(m == method and p == path for m, p, _ in routes.EXTRA_ROUTES):
-            routes.EXTRA_ROUTES.append((method, path, handler))
-
-
-_register_routes()

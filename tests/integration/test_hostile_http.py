@@ -430,7 +430,7 @@ async def test_a_handler_bug_is_a_protocol_shaped_500_with_the_trace_only_in_the
     def boom(body: Any) -> Any:
         raise KeyError("simulated bug")
 
-    monkeypatch.setattr(anthropic_messages._Adapter, "features_used", staticmethod(boom))
+    monkeypatch.setattr(anthropic_messages.ADAPTER, "features_used", boom)
     async with aiohttp.ClientSession() as s:
         async with s.post(gw.api + "/v1/messages", headers={"anthropic-version": "2023-06-01"},
                           json={"model": "helper", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}) as r:
@@ -441,10 +441,10 @@ async def test_a_handler_bug_is_a_protocol_shaped_500_with_the_trace_only_in_the
 
 
 async def test_a_bug_mid_stream_ends_the_stream_with_an_error_event(gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    from switchyard.sidecar import pipeline
+    from switchyard.sidecar.pipeline import attempt
 
     gw = await gateway(binding("helper", "claude"))  # OpenAI client, Anthropic tier: the encoder runs
-    real = pipeline._Relay.render
+    real = attempt.Relay.render
     calls = {"n": 0}
 
     def flaky(self: Any, items: Any) -> bytes:
@@ -453,7 +453,7 @@ async def test_a_bug_mid_stream_ends_the_stream_with_an_error_event(gateway: Gat
             raise ValueError("simulated encoder bug")
         return real(self, items)
 
-    monkeypatch.setattr(pipeline._Relay, "render", flaky)
+    monkeypatch.setattr(attempt.Relay, "render", flaky)
     async with aiohttp.ClientSession() as s:
         async with s.post(gw.api + "/v1/chat/completions",
                           json={"model": "helper", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as r:

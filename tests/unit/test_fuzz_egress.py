@@ -27,12 +27,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzzing import EGRESS, FUZZ, INGRESS, golden_files, golden_json, json_values, mutants
-from switchyard.sidecar.translate import load_all
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import GuardedDecoder, UpstreamFormatError, adapter_for
 from switchyard.sidecar.translate.sse import SSEDecoder
-
-load_all()
 
 PARSE_RESPONSE_ERRORS = (UpstreamFormatError, ValueError, TypeError, AttributeError)
 

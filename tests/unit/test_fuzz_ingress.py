@@ -27,10 +27,7 @@ from switchyard.api.models import FEATURE_NAMES
 from switchyard.compiler.compile import _flatten
 from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.routing.profile import apply_to_request, decide
-from switchyard.sidecar.translate import load_all
 from switchyard.sidecar.translate.base import RequestError, adapter_for
-
-load_all()
 
 _PROVIDER = {"openai-chat": "openai", "anthropic-messages": "anthropic", "gemini": "gemini"}
 _AUTH = {"openai-chat": "bearer", "anthropic-messages": "x-api-key", "gemini": "x-goog-api-key"}

@@ -634,20 +634,22 @@ def test_render_response_validates_as_an_sdk_message() -> None:
 
 
 def test_count_tokens_call_per_tier_protocol() -> None:
+    from switchyard.sidecar.translate import gemini, openai_chat
+
     raw = {"model": "assistant", "messages": [{"role": "user", "content": "hi"}], "system": "s"}
-    call = am.count_tokens_call(raw, tier(), {"anthropic-beta": "token-counting-2024-11-01"})
+    call = am.count_call(tier(), body=raw, client_headers={"anthropic-beta": "token-counting-2024-11-01"})
     assert call.url == "https://api.anthropic.com/v1/messages/count_tokens"
     assert orjson.loads(call.body or b"") == {**raw, "model": "claude-tier-model"}
     assert call.headers["anthropic-beta"] == "token-counting-2024-11-01" and call.headers["x-api-key"] == "sk-tier-key"
-    with pytest.raises(RequestError, match="speaks openai-chat, which has no token-counting endpoint"):
-        am.count_tokens_call(raw, tier("openai-chat"), {})
-    gemini = am.count_tokens_call(raw, tier("gemini"), {"anthropic-beta": "x"})
-    assert gemini.url == "https://generativelanguage.googleapis.com/v1beta/models/claude-tier-model:countTokens"
-    assert gemini.headers["x-goog-api-key"] == "sk-tier-key" and "anthropic-beta" not in gemini.headers
-    inner = orjson.loads(gemini.body or b"")["generateContentRequest"]
+    assert openai_chat.ADAPTER.count_call(tier("openai-chat"), request=am.count_request(raw)) is None, "no count endpoint"
+    g = gemini.ADAPTER.count_call(tier("gemini"), request=am.count_request(raw))
+    assert g is not None
+    assert g.url == "https://generativelanguage.googleapis.com/v1beta/models/claude-tier-model:countTokens"
+    assert g.headers["x-goog-api-key"] == "sk-tier-key" and "anthropic-beta" not in g.headers
+    inner = orjson.loads(g.body or b"")["generateContentRequest"]
     assert inner["model"] == "models/claude-tier-model" and inner["contents"][0]["parts"] == [{"text": "hi"}]
     assert inner["systemInstruction"]["parts"] == [{"text": "s"}]
-    assert am.count_tokens_answer(tier("gemini"), b'{"totalTokens": 31}') == b'{"input_tokens":31}'
+    assert am.render_count(gemini.read_count(b'{"totalTokens": 31}')[0]) == {"input_tokens": 31}
 
 
 # ============================================== the real routes, on loopback

@@ -685,22 +685,25 @@ def test_render_response_validates_as_an_sdk_response() -> None:
 
 
 def test_count_tokens_call_per_tier_protocol() -> None:
+    from switchyard.sidecar.translate import anthropic_messages, openai_chat
+
     body = {"contents": [user({"text": "hi"})]}
-    call = g.build_count_tokens_call(body, tier(), path_model="assistant")
+    call = g.count_call(tier(), body=body)
     assert call is not None and call.url.endswith("/v1beta/models/gemini-tier-model:countTokens")
     assert orjson.loads(call.body or b"") == body and call.headers["x-goog-api-key"] == "sk-tier-key"
     wrapped = {"generateContentRequest": {"model": "models/assistant", "contents": body["contents"], "generationConfig": {"seed": 1}}}
-    call = g.build_count_tokens_call(wrapped, tier(), path_model="assistant")
+    call = g.count_call(tier(), body=wrapped)
     assert orjson.loads(call.body or b"")["generateContentRequest"]["model"] == "models/gemini-tier-model"  # type: ignore[union-attr]
     assert wrapped["generateContentRequest"]["model"] == "models/assistant", "input not mutated"
-    assert g.build_count_tokens_call(body, tier("openai-chat"), path_model="assistant") is None
-    anthropic = g.build_count_tokens_call({**body, "systemInstruction": {"parts": [{"text": "sys"}]}}, tier("anthropic-messages"), path_model="a")
-    if anthropic is not None:  # only when the Anthropic adapter is installed
-        sent = orjson.loads(anthropic.body or b"")
-        assert anthropic.url == "https://api.anthropic.com/v1/messages/count_tokens"
-        assert set(sent) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"} and "max_tokens" not in sent
-    assert g.parse_count_tokens("gemini", b'{"promptTokensDetails": []}') == {"promptTokensDetails": [], "totalTokens": 0}
-    assert g.parse_count_tokens("anthropic-messages", b'{"input_tokens": 12}') == {"totalTokens": 12}
+    assert openai_chat.ADAPTER.count_call(tier("openai-chat"), request=g.count_request(body, "assistant")) is None
+    with_system = {**body, "systemInstruction": {"parts": [{"text": "sys"}]}}
+    anthropic = anthropic_messages.ADAPTER.count_call(tier("anthropic-messages"), request=g.count_request(with_system, "a"))
+    assert anthropic is not None
+    sent = orjson.loads(anthropic.body or b"")
+    assert anthropic.url == "https://api.anthropic.com/v1/messages/count_tokens"
+    assert set(sent) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"} and "max_tokens" not in sent
+    assert g.read_count(b'{"promptTokensDetails": []}')[1] == {"promptTokensDetails": [], "totalTokens": 0}
+    assert g.render_count(anthropic_messages.read_count(b'{"input_tokens": 12}')[0]) == {"totalTokens": 12}
 
 
 # ======================================================= the real routes, loopback
@@ -850,7 +853,7 @@ async def test_count_tokens_route(gateway: Any) -> None:
     with pytest.raises(genai_errors.ClientError) as info:
         await client.aio.models.count_tokens(model="gpt", contents="hello")
     assert info.value.code == 400 and info.value.status == "INVALID_ARGUMENT"
-    assert "openai-chat" in info.value.message and "no token-count endpoint" in info.value.message
+    assert "openai-chat" in info.value.message and "no token-counting endpoint" in info.value.message
     assert len(fake.seen) == before, "no prompt sent to a generation endpoint"
     async with http.post(f"{root}/v1beta/models/nope:countTokens", json={"contents": []}) as r:
         assert r.status == 404 and (await r.json())["error"]["status"] == "NOT_FOUND"

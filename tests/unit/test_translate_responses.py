@@ -32,7 +32,7 @@ from pydantic import TypeAdapter
 from switchyard.api.manifests import ResourceSet
 from switchyard.api.models import AssistantBinding, ModelSource
 from switchyard.compiler import compile_config
-from switchyard.sidecar import routes
+from switchyard.sidecar.http import routes
 from switchyard.sidecar.app import Listen, Sidecar
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate import openai_responses as R
@@ -424,8 +424,8 @@ def test_egress_faces_refuse_clearly() -> None:
             call()
 
 
-def test_routes_are_registered_once() -> None:
-    paths = [(m, p) for m, p, _ in routes.EXTRA_ROUTES if "responses" in p]
+def test_routes_are_in_the_one_table_once() -> None:
+    paths = [(r.method, r.path) for r in routes.api_routes() if "responses" in r.path]
     assert sorted(paths) == [
         ("DELETE", "/v1/responses/{response_id}"),
         ("GET", "/v1/responses/{response_id}"),
@@ -645,7 +645,7 @@ def test_stream_rate_limit_error_code() -> None:
 
 def test_stream_without_stream_start_and_synthesized() -> None:
     """The pipeline's synthesized stream (a full answer re-chunked) streams the same."""
-    from switchyard.sidecar.pipeline import synthesize_events
+    from switchyard.sidecar.pipeline.attempt import synthesize_events
 
     answer = n.Response("x", "m", [n.Choice([n.Thinking("t"), n.Text("hi"), n.ToolCall("c1", "f", "{}")], "tool_calls")], n.Usage(1, 2))
     events = check_stream(encode_all(synthesize_events(answer)))

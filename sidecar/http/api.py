@@ -1,0 +1,158 @@
+"""Handlers of the API listener. Thin: each names its ingress adapter and hands over to
+``pipeline.chain.handle`` (generation) or ``pipeline.count.count_tokens``; the model
+lists are answered here from the config snapshot, in the shape the client's own headers
+ask for. Errors are answered in the protocol the path belongs to."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from switchyard.sidecar.errors import ErrorKind, GatewayError
+from switchyard.sidecar.pipeline.chain import handle
+from switchyard.sidecar.pipeline.count import count_tokens
+from switchyard.sidecar.pipeline.exchange import error_in
+from switchyard.sidecar.state import RUNTIME
+from switchyard.sidecar.translate import anthropic_messages, gemini, openai_chat, openai_responses
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def protocol_for_path(path: str) -> str:
+    """The protocol a path belongs to, for answering errors in the caller's own shape."""
+    if path.startswith("/v1beta"):
+        return "gemini"
+    if path.startswith("/v1/messages"):
+        return "anthropic-messages"
+    if path.startswith("/v1/responses"):
+        return "openai-responses"
+    return "openai-chat"
+
+
+def error_response(path: str, err: GatewayError) -> web.Response:
+    return error_in(protocol_for_path(path), err)
+
+
+# ------------------------------------------------------------------ generation
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await handle(request, openai_chat.ADAPTER)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/responses``: the Responses API, served by any tier via the neutral form."""
+    return await handle(request, openai_responses.ADAPTER)
+
+
+async def stored_response(request: web.Request) -> web.StreamResponse:
+    """Retrieve, delete, cancel or list the input of a stored response: the gateway
+    stores none, and says so in the OpenAI error shape instead of a bare 404."""
+    rid = request.match_info.get("response_id", "")
+    return error_response(
+        request.path,
+        GatewayError(
+            ErrorKind.NOT_FOUND,
+            f"response {rid!r} is not stored: this gateway keeps no responses (send store: false and the "
+            "full conversation in 'input')",
+            code="response_not_stored",
+        ),
+    )
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await handle(request, anthropic_messages.ADAPTER)
+
+
+async def messages_count_tokens(request: web.Request) -> web.StreamResponse:
+    return await count_tokens(request, anthropic_messages.ADAPTER)
+
+
+async def gemini_model_method(request: web.Request) -> web.StreamResponse:
+    """``POST /{v1beta,v1,v1alpha}/models/{model}:{generateContent,streamGenerateContent,countTokens}``."""
+    parsed = gemini.split_model_method(request.match_info["name"])
+    if parsed is None:
+        return error_in("gemini", GatewayError(
+            ErrorKind.NOT_FOUND, f"no route for POST {request.path}: expected models/{{model}}:{{method}}", code="unknown_route"
+        ))  # fmt: skip
+    model, method = parsed
+    if method == "generateContent":
+        return await handle(request, gemini.ADAPTER, path_model=model, stream=False)
+    if method == "streamGenerateContent":
+        view = gemini.SSE_STREAM if request.query.get("alt") == "sse" else gemini.ARRAY_STREAM
+        return await handle(request, view, path_model=model, stream=True)
+    if method == "countTokens":
+        return await count_tokens(request, gemini.ADAPTER, path_model=model)
+    return error_in("gemini", GatewayError(
+        ErrorKind.NOT_FOUND,
+        f"method {method!r} is not served by this gateway (generateContent, streamGenerateContent and countTokens are)",
+        code="unknown_method",
+    ))  # fmt: skip
+
+
+# ---------------------------------------------------------------------- models
+
+
+def _is_google_client(request: web.Request) -> bool:
+    # google-genai defaults to /v1 (not /v1beta), where OpenAI's list lives too.
+    return "x-goog-api-key" in request.headers or "x-goog-api-client" in request.headers
+
+
+def _json(body: object) -> web.Response:
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def _page_size(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the aliases clients can ask for, in OpenAI's, Anthropic's or
+    Gemini's shape (chosen by the client's own headers)."""
+    snap = request.app[RUNTIME].snapshot
+    if _is_google_client(request):
+        q = request.query
+        return _json(gemini.model_listing(snap, page_size=_page_size(q.get("pageSize")), page_token=q.get("pageToken")))
+    aliases = [a for a in snap.aliases() if not a.endswith("*")] if snap else []
+    if "anthropic-version" in request.headers:
+        data = [{"type": "model", "id": a, "display_name": a, "created_at": "1970-01-01T00:00:00Z"} for a in aliases]
+        return _json({"data": data, "has_more": False, "first_id": aliases[0] if aliases else None, "last_id": aliases[-1] if aliases else None})
+    return _json({"object": "list", "data": [{"id": a, "object": "model", "created": 0, "owned_by": "switchyard"} for a in aliases]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{model}``: one alias, in OpenAI's or (for Google clients) Gemini's
+    shape; 404 otherwise."""
+    snap = request.app[RUNTIME].snapshot
+    name = request.match_info["model"].removeprefix("models/")
+    binding = snap.resolve(name) if snap else None
+    if binding is None:
+        return error_response(
+            request.path if not _is_google_client(request) else "/v1beta",
+            GatewayError(ErrorKind.NOT_FOUND, f"model {name!r} is not an alias on this gateway", code="model_not_found"),
+        )
+    if _is_google_client(request):
+        return _json(gemini.model_info(name, binding))
+    return _json({"id": name, "object": "model", "created": 0, "owned_by": "switchyard"})
+
+
+async def gemini_list_models(request: web.Request) -> web.Response:
+    """``GET /{v1beta,v1alpha}/models``, paged."""
+    q = request.query
+    size = _page_size(q.get("pageSize") or q.get("page_size"))
+    return _json(gemini.model_listing(request.app[RUNTIME].snapshot, page_size=size, page_token=q.get("pageToken") or q.get("page_token")))
+
+
+async def gemini_get_model(request: web.Request) -> web.Response:
+    name = request.match_info["name"].removeprefix("models/")
+    snap = request.app[RUNTIME].snapshot
+    binding = snap.resolve(name) if snap is not None and not name.endswith("*") else None
+    if binding is None:
+        return error_in("gemini", GatewayError(ErrorKind.NOT_FOUND, f"models/{name} is not an alias of any binding on this gateway", code="model_not_found"))
+    return _json(gemini.model_info(name, binding))
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"service":"switchyard"}', content_type="application/json")

@@ -1,0 +1,151 @@
+"""What one request did, and how that is told: response headers, metrics, the log line.
+
+``Exchange`` is filled in as the request moves down the chain (``chain``, ``attempt``);
+``error_response`` answers a ``GatewayError`` in the caller's protocol with the
+explainability headers (promise 4); ``account`` counts the request and writes its one
+log line when it ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from switchyard.sidecar import errors
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.errors import GatewayError, TierTrail
+from switchyard.sidecar.routing.caller import metric_label
+from switchyard.sidecar.routing.profile import degraded_header
+from switchyard.sidecar.state import Runtime
+from switchyard.sidecar.translate import neutral as n
+from switchyard.sidecar.translate.base import Adapter
+
+log = logging.getLogger("switchyard.request")
+
+H_BINDING = "x-switchyard-binding"
+H_TIER = "x-switchyard-tier"
+H_SOURCE = "x-switchyard-source"
+H_MODEL = "x-switchyard-model"
+H_REASON = "x-switchyard-fallback-reason"
+H_DEGRADED = "x-switchyard-degraded"
+
+
+@dataclass
+class Exchange:
+    """What one request did, for headers, metrics and the log line."""
+
+    ingress: Adapter
+    started: float
+    caller: str = "unknown"
+    binding: CompiledBinding | None = None
+    stream: bool = False
+    trail: list[TierTrail] = field(default_factory=list)
+    served_by: CompiledTier | None = None
+    degraded: list[tuple[str, str]] = field(default_factory=list)
+    outcome: str = "rejected"
+    status: int = 0
+    ttft: float | None = None
+    usage: n.Usage | None = None
+    error: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        h: dict[str, str] = {}
+        if self.binding is not None:
+            h[H_BINDING] = self.binding.name
+        if self.served_by is not None:
+            t = self.served_by
+            h[H_TIER] = str(t.index)
+            h[H_SOURCE] = t.source
+            h[H_MODEL] = t.model
+        if self.trail:
+            h[H_REASON] = header_safe(", ".join(t.short() for t in self.trail))
+        if self.degraded:
+            # Unknown-field names come from the client's JSON keys: never raw in a header.
+            h[H_DEGRADED] = header_safe(degraded_header(self.degraded))
+        return h
+
+
+_UNSAFE_IN_HEADER = re.compile(r"[^\x20-\x7e]")
+
+
+def header_safe(text: str) -> str:
+    """Printable ASCII only: a control character (CR, LF ...) would be a header injection
+    (aiohttp refuses to send it, which failed the whole answer), anything else is escaped."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+
+def error_response(ex: Exchange, err: GatewayError) -> web.Response:
+    """``err`` in the caller's protocol, with the headers of what was tried."""
+    return error_in(ex.ingress.protocol, err, ex.headers())
+
+
+def error_in(protocol: str, err: GatewayError, headers: dict[str, str] | None = None) -> web.Response:
+    headers = dict(headers or {})
+    if err.retry_after:
+        headers["Retry-After"] = retry_after_header(err.retry_after)
+    if err.code == "draining":
+        headers["Connection"] = "close"
+    return web.Response(
+        body=errors.render_error(protocol, err),
+        status=err.status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up, at least 1 (what clients' ``Retry-After`` parsers take)."""
+    return str(max(1, int(seconds + 0.999)))
+
+
+def account(rt: Runtime, ex: Exchange) -> None:
+    b = ex.binding
+    name = b.name if b is not None else ""
+    tier = ex.served_by
+    tier_label = str(tier.index) if tier is not None else "-1"
+    source = tier.source if tier is not None else ""
+    m = rt.metrics
+    if b is not None:
+        snap = rt.snapshot
+        caller = metric_label(ex.caller, snap.by_caller if snap is not None else ())
+        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol, caller).inc()
+        if tier is not None and ex.ttft is not None and ex.outcome in ("success", "broken-stream"):
+            m.ttft.labels(name, tier_label, source).observe(ex.ttft)
+        if tier is not None and ex.usage is not None:
+            u = ex.usage
+            for kind, value in (
+                ("input", u.input_tokens),
+                ("output", u.output_tokens),
+                ("cached_input", u.cached_input_tokens),
+                ("reasoning", u.reasoning_tokens),
+            ):
+                if value:
+                    m.tokens.labels(name, tier_label, source, kind).inc(value)
+    if log.isEnabledFor(logging.INFO):
+        record: dict[str, Any] = {
+            "binding": name or None,
+            "ingress": ex.ingress.protocol,
+            "caller": ex.caller,
+            "stream": ex.stream,
+            "status": ex.status,
+            "outcome": ex.outcome,
+            "tier": tier.index if tier is not None else None,
+            "source": source or None,
+            "model": tier.model if tier is not None else None,
+            "trail": [t.short() for t in ex.trail],
+            "degraded": [f"{f}={a}" for f, a in ex.degraded],
+            "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),
+        }
+        if ex.ttft is not None:
+            record["ttft_ms"] = round(ex.ttft * 1000, 2)
+        if ex.error:
+            record["error"] = ex.error
+        log.info("request", extra={"switchyard": record})
