@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from switchyard.api import crd as gen
 from switchyard.api.cel import CEL_RULES
 from switchyard.api.models import KINDS
+from switchyard.api.openapi import openapi_schema
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "e2e" / "manifests"
@@ -259,7 +260,7 @@ def test_breaker_range_rule_restates_the_model(breaker: dict[str, Any], ok: bool
     from switchyard.api.models import Breaker
 
     (rule,) = CEL_RULES["Breaker"]
-    value = _cel_value(gen.openapi_schema(Breaker), breaker)
+    value = _cel_value(openapi_schema(Breaker), breaker)
     got = _program(rule.rule).evaluate({"self": celpy.json_to_cel(value)})
     assert bool(got) is ok
     assert "cooldownSeconds 1-3600" in rule.message
