@@ -1,7 +1,8 @@
 """The committed CRDs and docs/resources.md are exactly what the generator renders.
 
-Change api/models.py (or api/crd.py), then run `python -m switchyard.api.crd` and commit
-the result; this test names the stale file otherwise.
+Change api/models.py (or the generator: api/status.py, cel.py, openapi.py, crd.py,
+reference.py), then run `python -m switchyard.api.crd` and commit the result; this test
+names the stale file otherwise.
 """
 
 from __future__ import annotations

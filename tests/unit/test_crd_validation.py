@@ -28,7 +28,9 @@ from openapi_schema_validator import OAS30Validator
 from pydantic import ValidationError
 
 from switchyard.api import crd as gen
+from switchyard.api.cel import CEL_RULES
 from switchyard.api.models import KINDS
+from switchyard.api.openapi import openapi_schema
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "tests" / "e2e" / "manifests"
@@ -257,8 +259,8 @@ def test_breaker_range_rule_restates_the_model(breaker: dict[str, Any], ok: bool
     # readable summary, checked here on its own.
     from switchyard.api.models import Breaker
 
-    (rule,) = gen.CEL_RULES["Breaker"]
-    value = _cel_value(gen.openapi_schema(Breaker), breaker)
+    (rule,) = CEL_RULES["Breaker"]
+    value = _cel_value(openapi_schema(Breaker), breaker)
     got = _program(rule.rule).evaluate({"self": celpy.json_to_cel(value)})
     assert bool(got) is ok
     assert "cooldownSeconds 1-3600" in rule.message
@@ -273,7 +275,7 @@ def test_every_python_validator_has_a_cel_rule() -> None:
         if isinstance(cls, type) and getattr(cls, "__pydantic_decorators__", None)
         and (cls.__pydantic_decorators__.model_validators or cls.__pydantic_decorators__.field_validators)
     }
-    assert with_validators <= set(gen.CEL_RULES), with_validators - set(gen.CEL_RULES)
+    assert with_validators <= set(CEL_RULES), with_validators - set(CEL_RULES)
 
 
 if os.environ.get("SWITCHYARD_PRINT_CEL"):  # pragma: no cover - debugging aid

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from switchyard.api.crd import AssistantBindingStatus, CapabilityProfileStatus, ModelSourceStatus
+from switchyard.api.status import AssistantBindingStatus, CapabilityProfileStatus, ModelSourceStatus
 from switchyard.compiler.compile import BindingReport, TierReport
 from switchyard.operator.conditions import condition, get, rfc3339
 from switchyard.operator.health import ActiveTier, BindingHealth, TierHealth

@@ -1,0 +1,180 @@
+"""The status models: what the operator writes under ``.status`` of each kind.
+
+Plain pydantic models, camelCase on the wire like the specs in ``models.py``, so that the
+CRDs' status schemas and the operator's status builders cannot drift apart: ``openapi.py``
+turns these classes into the status schemas that ``crd.py`` puts in the CRDs (without
+defaults: the operator writes the whole status), and ``switchyard.operator.status`` builds
+dicts that ``tests/unit/test_operator_status.py`` validates against them. Nothing here
+imports the rest of ``api/``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+# Same names as the sidecar's breaker (sidecar/routing/breaker.py: STATES, plus `unknown` when
+# no pod reported) and operator/health.py; api/ cannot import either.
+BreakerState = Literal["closed", "open", "half-open", "rate-limited", "disabled", "unknown"]
+# Same names as the failure classes in sidecar/routing/breaker.py and operator/health.py.
+FailureClass = Literal["transient", "rate-limited", "permanent"]
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Condition(_Status):
+    """A standard Kubernetes condition (the shape of metav1.Condition)."""
+
+    type: str = Field(max_length=316, description="Condition type, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the condition's last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    last_transition_time: str = Field(description="When the status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the condition was computed from."
+    )
+
+
+class TierBreakerStatus(_Status):
+    """One tier's health, as the selected sidecars report it (see docs/failure-handling.md)."""
+
+    state: BreakerState = Field(
+        description="Worst state across the pods that report this tier: disabled > open > rate-limited > "
+        "half-open > closed; unknown when no pod reported it. disabled: a permanent failure (401, 403, "
+        "404 model) took the tier out until its ModelSource, Secret or the binding changes, or an admin resets it."
+    )
+    closed_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier is closed (in service).")
+    open_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier's breaker is open.")
+    half_open_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier's breaker is half-open.")
+    rate_limited_in_pods: int = Field(
+        default=0, ge=0, description="Pods in which this tier waits out the upstream's Retry-After."
+    )
+    disabled_in_pods: int = Field(default=0, ge=0, description="Pods in which this tier is disabled.")
+    reporting_pods: int = Field(default=0, ge=0, description="Pods that reported this tier (configured with the current chain).")
+    disabled_reason: str | None = Field(
+        default=None, max_length=256,
+        description="Why the tier is disabled, as the upstream answered it (e.g. 401); absent unless disabled in some pod.",
+    )
+    last_failure: str | None = Field(default=None, description="Most recent failure reason reported by any pod.")
+    last_failure_class: FailureClass | None = Field(
+        default=None, description="The class of that failure: transient, rate-limited or permanent."
+    )
+    last_failure_at: str | None = Field(default=None, description="When that failure happened (RFC 3339).")
+
+
+class ChainTierStatus(_Status):
+    """One tier of the resolved chain: resolvable, or exactly why not."""
+
+    tier: int = Field(ge=0, description="Position in the chain: 0 is the primary, 1-3 the fallbacks.")
+    source: str = Field(description="The ModelSource name.")
+    model: str | None = Field(default=None, description="The model requested from it (after defaultModel).")
+    protocol: str | None = Field(default=None, description="Wire protocol of the tier.")
+    resolvable: bool = Field(description="True when the tier can take traffic (source, secret, model and profile all resolve).")
+    reason: str | None = Field(
+        default=None,
+        description="Why the tier is not resolvable: SourceNotFound, SecretNotFound, SecretKeyMissing, "
+        "SecretUnreadable, EnvCredentialNotAllowed, ModelNotSet, ModelNotAllowed, ModelNotInCatalog, "
+        "ProfileNotFound or ProtocolMismatch.",
+    )
+    message: str | None = Field(default=None, description="The exact problem, naming the object and key at fault.")
+    incompatible: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="What spec.requires asks for that this tier's CapabilityProfile lacks (e.g. vision, "
+        "maxContextTokens>=100000); absent when the tier has all of it. Requests skip an incompatible tier.",
+    )
+    degradable: bool | None = Field(
+        default=None,
+        description="Set with incompatible: true when allowDegrading lets the tier serve anyway (degraded) "
+        "because its profile strips or maps every missing feature; false when requests skip it.",
+    )
+    breaker: TierBreakerStatus | None = Field(default=None, description="Breaker state from the sidecars; absent until a pod reports.")
+
+
+class ActiveTierStatus(_Status):
+    """The tier that served the binding's most recent request (from the sidecars' last-used record)."""
+
+    tier: int = Field(ge=0, description="Chain position of the tier that served last.")
+    source: str = Field(description="Its ModelSource.")
+    model: str = Field(description="Its model.")
+    last_used_at: str | None = Field(default=None, description="When it last served (RFC 3339).")
+    pods: int = Field(default=0, ge=0, description="Pods whose most recent request this tier served.")
+
+
+class PodProblem(_Status):
+    """A selected pod whose sidecar does not run the current config, and why."""
+
+    pod: str = Field(description="Pod name.")
+    reason: str = Field(
+        description="AdminTokenMissing, NoAddress, Unreachable, Unauthorized, SchemaMismatch, Rejected or Stale."
+    )
+    message: str = Field(default="", description="Details (never a secret).")
+
+
+class PodsStatus(_Status):
+    """How many pods carry this binding and run its current config."""
+
+    selected: int = Field(default=0, ge=0, description="Pods matched by spec.selector that carry the sidecar.")
+    configured: int = Field(default=0, ge=0, description="Of those, pods whose sidecar runs the current config version.")
+    problems: list[PodProblem] = Field(
+        default_factory=list, max_length=20, description="Up to 20 pods that are not configured, with the reason."
+    )
+
+
+class BindingSummary(_Status):
+    """Short strings for `kubectl get assistantbinding` columns."""
+
+    primary: str = Field(description="PRIMARY column: source/model of tier 0, or (unbound: reason).")
+    active: str | None = Field(default=None, description="ACTIVE column: the tier serving now, e.g. `tier1 backup/gpt-4o-mini`; `-` before any traffic.")
+    breakers: str = Field(
+        description="BREAKERS column: tiers out of service (breaker open or tier disabled) in at least one pod / tiers in the chain."
+    )
+    pods: str = Field(description="PODS column: configured/selected.")
+
+
+class AssistantBindingStatus(_Status):
+    """What the operator reports on an AssistantBinding."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The .metadata.generation this status describes.")
+    primary_configured: bool = Field(
+        default=False,
+        description="True once spec.primary has been set (to a tier or to null). Kept across restarts so a "
+        "primary that was cleared stays cleared and the deprecated boundCredential is never read again.",
+    )
+    chain: list[ChainTierStatus] = Field(default_factory=list, max_length=4, description="The resolved chain, tier by tier.")
+    active: ActiveTierStatus | None = Field(default=None, description="The tier serving now; absent before any traffic.")
+    pods: PodsStatus = Field(default_factory=PodsStatus, description="Selected and configured pods.")
+    alias_conflicts: list[str] = Field(
+        default_factory=list, max_length=50, description="Aliases another binding of a shared pod already claims: `alias (taken by ns/name)`."
+    )
+    summary: BindingSummary | None = Field(default=None, description="Printer-column strings.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=8, description="Resolved, Ready and ChainCompatible."
+    )
+
+
+class CatalogStatus(_Status):
+    """The live model list of a ModelSource, from its list-models endpoint."""
+
+    models: list[str] = Field(default_factory=list, max_length=2000, description="Model ids the upstream lists (at most 2000).")
+    count: int = Field(default=0, ge=0, description="How many models the upstream lists (may exceed the ids kept).")
+    fetched_at: str | None = Field(default=None, description="When the list was fetched (RFC 3339).")
+
+
+class ModelSourceStatus(_Status):
+    """What the operator reports on a ModelSource."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The .metadata.generation this status describes.")
+    catalog: CatalogStatus | None = Field(default=None, description="The live model catalog; absent until fetched.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=8, description="CredentialValid and CatalogReady.")
+
+
+class CapabilityProfileStatus(_Status):
+    """What the operator reports on a CapabilityProfile."""
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The .metadata.generation this status describes.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=8, description="Valid.")
