@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import profile_hotpath as ph  # noqa: E402
-import run as bench  # noqa: E402
+import profile_hotpath as ph
+import run as bench
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as bench  # noqa: E402  (bench/run.py: processes, manifests, load)
+import run as bench
 
 # Import `switchyard` from another tree: point the editable install's mapping there first.
 TREE_BOOT = (

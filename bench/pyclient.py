@@ -93,7 +93,7 @@ async def stream(url: str, body: bytes, count: int, timeout: float) -> dict[str,
     for _ in range(count):
         done: asyncio.Future[tuple[float, float, int, bytes]] = loop.create_future()
         t0 = time.perf_counter()
-        transport, _p = await loop.create_connection(lambda: _StreamOnce(done, t0), host, port)
+        transport, _p = await loop.create_connection(lambda: _StreamOnce(done, t0), host, port)  # noqa: B023 (called at once)
         transport.write(raw)
         first, end, n, head = await asyncio.wait_for(done, timeout)
         transport.close()

@@ -278,7 +278,7 @@ class Proc:
         for p in list(cls.started):
             try:
                 p.stop()
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:
                 pass
 
 
@@ -286,7 +286,7 @@ def http_get(url: str, timeout: float = 2.0) -> int:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status
-    except Exception:  # noqa: BLE001
+    except Exception:
         return 0
 
 

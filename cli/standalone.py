@@ -44,7 +44,7 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
 def report_lines(result: CompileResult) -> list[str]:
     """Human-readable chain report: one line per binding, one per tier."""
     lines = []
-    for (ns, name), rep in sorted(result.reports.items()):
+    for (_ns, name), rep in sorted(result.reports.items()):
         head = f"binding {name} (aliases: {', '.join(rep.aliases) or '-'})"
         if rep.unbound:
             lines.append(f"{head}: UNBOUND ({rep.unbound_reason}) - answers every request with a clear error")

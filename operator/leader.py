@@ -115,7 +115,7 @@ class LeaderElector:
                     if e.status != 409:  # 409: another replica wrote first; just retry
                         log.warning("leader election: %s", e)
                     leader = self.is_leader
-                except Exception as e:  # noqa: BLE001 - keep electing through API hiccups
+                except Exception as e:
                     log.warning("leader election: %s: %s", type(e).__name__, e)
                     leader = self.is_leader
                 self._set(leader)
@@ -135,6 +135,6 @@ class LeaderElector:
                 body["spec"]["holderIdentity"] = None
                 body["spec"]["leaseDurationSeconds"] = 1
                 await asyncio.wait_for(self.kube.replace_lease(self.s.lease_namespace, self.s.lease_name, body), 5)
-        except Exception as e:  # noqa: BLE001 - best effort on the way out
+        except Exception as e:
             log.info("leader election: release failed: %s", e)
 

@@ -44,11 +44,8 @@ from .leader import LeaderElector
 from .reconciler import Reconciler
 from .selection import carries_sidecar
 from .settings import (
-    CatalogSettings,
     LeaderSettings,
-    PushSettings,
     Settings,
-    SidecarSettings,
     WebhookSettings,
 )
 

@@ -20,7 +20,6 @@ Routes:
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Any
 
 import orjson

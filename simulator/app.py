@@ -503,7 +503,7 @@ async def _truncated(request: web.BaseRequest, ms: MountState, call: Call, raw: 
     return response
 
 
-def _handler(state: SimState, ms: MountState, endpoint: str):  # noqa: ANN202 - an aiohttp handler
+def _handler(state: SimState, ms: MountState, endpoint: str):
     wire = ms.wire
     mount_name = ms.name
 

@@ -24,7 +24,7 @@ times. Like the real API, a request without `anthropic-version` is refused (400)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import orjson
@@ -99,7 +99,7 @@ def _error(status: int, type_: str, message: str) -> ErrorResponse:
 
 
 def _rfc3339(seconds_from_now: float) -> str:
-    moment = datetime.now(timezone.utc) + timedelta(seconds=seconds_from_now)
+    moment = datetime.now(UTC) + timedelta(seconds=seconds_from_now)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

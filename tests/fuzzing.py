@@ -94,7 +94,7 @@ KNOWN_KEYS = sorted({
     "thought", "thoughtSignature", "input", "instructions", "output", "call_id", "summary", "encrypted_content",
     "format", "reasoning", "max_output_tokens", "previous_response_id", "store", "choices", "delta", "index",
     "finish_reason", "usage", "prompt_tokens", "completion_tokens", "candidates", "finishReason", "usageMetadata",
-    "promptTokenCount", "candidatesTokenCount", "error", "message", "status", "code", "delta", "content_block",
+    "promptTokenCount", "candidatesTokenCount", "error", "message", "status", "code", "content_block",
     "stop_reason", "input_tokens", "output_tokens", "item", "output_index", "refusal", "audio", "input_audio",
     "file", "file_data", "file_id", "filename", "image", "document", "citations", "redacted_thinking",
 })

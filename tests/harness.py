@@ -58,7 +58,7 @@ class Gateway:
         return c
 
     @property
-    def runtime(self):  # noqa: ANN201
+    def runtime(self):
         return self.sidecar.runtime
 
 

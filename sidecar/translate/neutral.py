@@ -22,7 +22,7 @@ Design rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 # ------------------------------------------------------------------- content parts
 
@@ -95,7 +95,7 @@ class Thinking:
     origin: str | None = None
 
 
-Part = Union[Text, Image, Document, Audio, ToolCall, ToolResult, Thinking]
+Part = Text | Image | Document | Audio | ToolCall | ToolResult | Thinking
 
 
 @dataclass(slots=True, frozen=True)
@@ -295,9 +295,9 @@ class StreamError:
     message: str
 
 
-Event = Union[
-    StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, StreamFinish, StreamUsage, StreamError
-]
+Event = (
+    StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | StreamFinish | StreamUsage | StreamError
+)
 
 CONTENT_EVENTS = (TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta)
 

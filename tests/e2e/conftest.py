@@ -18,7 +18,7 @@ import re
 import secrets
 import sys
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

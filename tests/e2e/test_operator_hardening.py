@@ -15,7 +15,6 @@ Every wait is a poll with a deadline.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -10,7 +10,7 @@ from switchyard.sidecar.app import Listen, Sidecar
 from switchyard.simulator import Simulator
 
 
-async def req(method: str, url: str, **kw) -> tuple[int, dict | str]:  # noqa: ANN003
+async def req(method: str, url: str, **kw) -> tuple[int, dict | str]:
     async with aiohttp.ClientSession() as s:
         async with s.request(method, url, **kw) as r:
             try:

@@ -32,7 +32,7 @@ async def post(gw: Gateway, body: dict, path: str = "/v1/chat/completions") -> t
             return r.status, dict(r.headers), await r.text()
 
 
-async def chat(gw: Gateway, **kw):  # noqa: ANN201
+async def chat(gw: Gateway, **kw):
     return await client(gw).chat.completions.with_raw_response.create(model="helper", messages=HI, **kw)
 
 

@@ -18,7 +18,7 @@ HI = [{"role": "user", "content": "hi"}]
 MOUNTS = ["primary", "claude", "gem"]  # OpenAI, Anthropic and Gemini wire formats
 
 
-async def chat(gw: Gateway, **kw):  # noqa: ANN201
+async def chat(gw: Gateway, **kw):
     return await gw.openai().chat.completions.with_raw_response.create(model="helper", messages=HI, **kw)
 
 

@@ -406,8 +406,8 @@ async def test_a_client_leaving_cancels_the_upstream_call_and_leaks_nothing(sim:
         writer.transport.abort()  # the client is gone
         await asyncio.wait_for(upstream.closed.wait(), 5)  # ... and so is the upstream call
         deadline = time.monotonic() + 5
-        while (rt.in_flight or len(asyncio.all_tasks()) > before) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)  # poll under a deadline
+        while (rt.in_flight or len(asyncio.all_tasks()) > before) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # no event says 'every task has ended': polled under a deadline
         assert rt.in_flight == 0
         assert len(asyncio.all_tasks()) <= before, [t.get_coro() for t in asyncio.all_tasks()]
         assert health.half_open_in_flight == 0, "the half-open trial was not given back"

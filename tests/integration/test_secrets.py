@@ -19,7 +19,7 @@ SCENARIOS = [
 ]
 
 
-async def test_no_key_leaks_anywhere(gateway: GatewayFactory, sim: Simulator, logs) -> None:  # noqa: ANN001
+async def test_no_key_leaks_anywhere(gateway: GatewayFactory, sim: Simulator, logs) -> None:
     gw = await gateway(binding("helper", "primary", "claude", "gem"))
     seen: list[str] = []
     async with aiohttp.ClientSession() as s:
@@ -85,7 +85,7 @@ def _stream(ingress: str, path: str, body: dict) -> tuple[str, dict]:
     return path, {**body, "stream": True}
 
 
-async def test_no_key_leaks_on_any_ingress_and_no_client_credential_travels(gateway: GatewayFactory, sim: Simulator, logs) -> None:  # noqa: ANN001
+async def test_no_key_leaks_on_any_ingress_and_no_client_credential_travels(gateway: GatewayFactory, sim: Simulator, logs) -> None:
     """Each ingress (OpenAI chat, Responses, Anthropic, Gemini), whole and streamed, served by
     each tier protocol (same protocol: the passthrough path; others: translated), healthy and
     failing: no tier key in any answer, header, log line, metric or admin answer, and no

@@ -5,6 +5,7 @@ from email.utils import formatdate
 import pytest
 
 from switchyard.sidecar.routing.classify import from_status, parse_duration, retry_after_seconds
+from datetime import UTC
 
 NOW = 1_800_000_000.0
 
@@ -43,9 +44,9 @@ def test_statuses_map_to_fallback_reasons() -> None:
 
 
 def test_anthropic_reset_instants() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    at = datetime.fromtimestamp(NOW + 42, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = datetime.fromtimestamp(NOW + 42, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert retry_after_seconds({"anthropic-ratelimit-tokens-reset": at}, NOW) == pytest.approx(42, abs=1)
 
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import types
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -134,10 +134,10 @@ async def test_429_retry_after_seconds_with_native_hints(sim, http) -> None:
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert json.loads(body)["error"]["code"] == "rate_limit_exceeded"
 
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     _, headers, body = await call(http, sim, "anthropic")
     assert headers["retry-after"] == "5"
-    reset = datetime.strptime(headers["anthropic-ratelimit-requests-reset"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    reset = datetime.strptime(headers["anthropic-ratelimit-requests-reset"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert 4 <= (reset - before).total_seconds() <= 7
     assert headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert {"anthropic-ratelimit-tokens-reset", "anthropic-ratelimit-input-tokens-reset", "anthropic-ratelimit-output-tokens-reset"} <= set(headers)
@@ -157,7 +157,7 @@ async def test_429_retry_after_as_http_date_or_milliseconds_or_native_only(sim, 
     sim.fault("anthropic", 429)
     _, headers, _ = await call(http, sim, "openai")
     when = parsedate_to_datetime(headers["retry-after"])
-    assert 25 <= (when - datetime.now(timezone.utc)).total_seconds() <= 31
+    assert 25 <= (when - datetime.now(UTC)).total_seconds() <= 31
     _, headers, _ = await call(http, sim, "openai")
     assert headers["retry-after-ms"] == "1500" and "retry-after" not in headers
     assert headers["x-ratelimit-reset-requests"] == "1.5s"
