@@ -24,13 +24,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY api/ api/
-COPY cli/ cli/
-COPY compiler/ compiler/
-COPY netguard/ netguard/
-COPY operator/ operator/
-COPY sidecar/ sidecar/
-COPY simulator/ simulator/
+COPY switchyard/ switchyard/
 # The project and every dependency as wheels (prebuilt where PyPI has them).
 RUN pip wheel --wheel-dir /wheels .
 

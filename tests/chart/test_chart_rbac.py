@@ -40,12 +40,12 @@ def _rbac(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_default_chart_rbac_equals_operator_rbac_yaml(render: Render) -> None:
-    reference = [d for d in yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()) if d]
+    reference = [d for d in yaml.safe_load_all((REPO / "switchyard" / "operator" / "rbac.yaml").read_text()) if d]
     assert _rbac(render()) == _rbac(reference)
 
 
 def test_watching_namespaces_grants_the_same_rules_per_namespace(render: Render) -> None:
-    reference = [d for d in yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()) if d]
+    reference = [d for d in yaml.safe_load_all((REPO / "switchyard" / "operator" / "rbac.yaml").read_text()) if d]
     ref_rules = {r for d in reference if d["kind"] == "ClusterRole" for r in map(_norm_rule, d["rules"])}
     docs = render(None, "operator.watchNamespaces={team-a,team-b}")
     cluster = [d for d in docs if d["kind"] == "ClusterRole"]

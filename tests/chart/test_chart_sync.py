@@ -15,7 +15,7 @@ from chart_helpers import CHART, REPO, Render
 FIX = "python -m switchyard.api.crd && cp api/profiles/*.yaml charts/switchyard/files/profiles/"
 
 
-@pytest.mark.parametrize(("source", "copy"), [("crds", "crds"), ("api/profiles", "files/profiles")])
+@pytest.mark.parametrize(("source", "copy"), [("crds", "crds"), ("switchyard/api/profiles", "files/profiles")])
 def test_chart_copy_equals_source(source: str, copy: str) -> None:
     src = {p.name: p.read_bytes() for p in (REPO / source).glob("*.yaml")}
     dst = {p.name: p.read_bytes() for p in (CHART / copy).glob("*.yaml")}
@@ -27,12 +27,12 @@ def test_chart_copy_equals_source(source: str, copy: str) -> None:
 def test_builtin_profiles_render_into_each_app_namespace(render: Render) -> None:
     docs = render(None, "appNamespaces={team-a,team-b}")
     profiles = [d for d in docs if d["kind"] == "CapabilityProfile"]
-    names = sorted(p.stem for p in (REPO / "api" / "profiles").glob("*.yaml"))
+    names = sorted(p.stem for p in (REPO / "switchyard" / "api" / "profiles").glob("*.yaml"))
     for ns in ("team-a", "team-b"):
         mine = {d["metadata"]["name"]: d for d in profiles if d["metadata"]["namespace"] == ns}
         assert sorted(mine) == names
         for name, doc in mine.items():
-            src = yaml.safe_load((REPO / "api" / "profiles" / f"{name}.yaml").read_text())
+            src = yaml.safe_load((REPO / "switchyard" / "api" / "profiles" / f"{name}.yaml").read_text())
             assert doc["spec"] == src["spec"] and doc["apiVersion"] == src["apiVersion"]
 
 

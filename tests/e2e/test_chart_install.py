@@ -285,7 +285,7 @@ def test_helm_install_creates_what_the_chart_renders(chart: Env) -> None:
     assert kinds == ["CapabilityProfile", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
                      "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
     caps = table(kube, APP, "cap")
-    assert sorted(caps) == sorted(p.stem for p in (REPO / "api" / "profiles").glob("*.yaml"))
+    assert sorted(caps) == sorted(p.stem for p in (REPO / "switchyard" / "api" / "profiles").glob("*.yaml"))
     assert caps["builtin-openai"]["PROTOCOL"] == "openai-chat"
     assert re.fullmatch(r"[A-Za-z0-9]{48}", chart.token)
     tls = get(kube, SYSTEM, "secret/switchyard-webhook-cert")

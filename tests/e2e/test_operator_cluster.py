@@ -239,7 +239,7 @@ def install(kube: kube_tools.Cluster) -> None:
     kube.ensure_namespace(kube_tools.OPERATOR_NAMESPACE)
     kube.kubectl("apply", "-f", str(REPO / "crds"))
     kube.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=switchyard", "--timeout=60s")
-    kube.kubectl("apply", "-f", str(REPO / "operator" / "rbac.yaml"))
+    kube.kubectl("apply", "-f", str(REPO / "switchyard" / "operator" / "rbac.yaml"))
     poll("CRDs in discovery", lambda: kube.kubectl("get", "ab,ms,cap", "-A", check=False).returncode == 0)
     poll("RBAC for the operator", lambda: kube.kubectl(
         "auth", "can-i", "patch", "assistantbindings.switchyard.dev", "--subresource=status", "-A",

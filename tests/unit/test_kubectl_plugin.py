@@ -3,7 +3,7 @@ explain (the cluster-facing parts run in tests/e2e/test_chart_kubectl_plugin.py)
 
 from __future__ import annotations
 
-from switchyard.kubectl_plugin import (
+from switchyard.cli.kubectl_plugin import (
     BAD_NEWS,
     FAILED,
     OK,

@@ -123,7 +123,7 @@ def test_the_compiler_makes_refused_tiers_unresolvable_with_a_reason() -> None:
     assert tiers[0].problem and tiers[0].problem.startswith(LINK_LOCAL_NOT_ALLOWED)
     assert tiers[0].credential is None  # nothing to send anywhere
     # `switchyard check` prints the reason
-    from switchyard.standalone import report_lines
+    from switchyard.cli.standalone import report_lines
 
     lines = "\n".join(report_lines(result))
     assert f"NOT RESOLVABLE: {LINK_LOCAL_NOT_ALLOWED}" in lines and f"NOT RESOLVABLE: {INSECURE_HTTP_NOT_ALLOWED}" in lines

@@ -92,7 +92,7 @@ def test_the_checker_catches_what_it_should() -> None:
 
 
 def test_operator_rbac_yaml_is_least_privilege() -> None:
-    docs = list(yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()))
+    docs = list(yaml.safe_load_all((REPO / "switchyard" / "operator" / "rbac.yaml").read_text()))
     assert findings(docs) == []
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from switchyard import standalone
+from switchyard.cli import standalone
 from switchyard.sidecar.app import Listen, Sidecar
 from switchyard.simulator import Simulator
 

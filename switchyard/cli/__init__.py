@@ -52,7 +52,8 @@ def _listen(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from switchyard import logs, standalone
+    from switchyard import logs
+    from switchyard.cli import standalone
 
     logs.setup(args.log_level)
     return _run_async(
@@ -63,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from switchyard import standalone
+    from switchyard.cli import standalone
 
     loaded = standalone.load(args.file)
     for e in loaded.errors:
@@ -118,7 +119,8 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from switchyard import demo, logs
+    from switchyard import logs
+    from switchyard.cli import demo
 
     logs.setup(args.log_level)
     return _run_async(demo.run(args))
