@@ -132,3 +132,53 @@ async def test_no_key_leaks_on_any_ingress_and_no_client_credential_travels(gate
             assert tier_key in (headers.get("authorization", "") + headers.get("x-api-key", "") + headers.get("x-goog-api-key", ""))
         assert sim.requests(mount), f"{mount} was never called"
     assert received >= 3 * 4 * 2
+
+
+# ------------------------------------------------- keys echoed back by an upstream (issue 15)
+
+STREAMS = {
+    "openai-chat": ("/v1/chat/completions", {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "hi"}]}, {}),
+    "anthropic-messages": ("/v1/messages", {"model": "echo", "stream": True, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]},
+                           {"anthropic-version": "2023-06-01"}),
+    "gemini": ("/v1beta/models/echo:streamGenerateContent?alt=sse", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, {}),
+}
+
+
+def _leaks(text: str, key: str) -> bool:
+    return key in text or key[:8] in text
+
+
+async def test_a_key_echoed_in_a_mid_stream_error_reaches_no_client_and_no_log(gateway: GatewayFactory, sim: Simulator, logs) -> None:
+    """Mid-stream upstream errors were relayed without scrubbing (same protocol: the raw
+    event; other protocols: its message), to the client and to the log line."""
+    for mount in ("primary", "claude", "gem"):
+        gw = await gateway(binding("echo", mount))
+        sim.configure(mount, chunks=4, chunk_delay_ms=30)  # content reaches the client before the error does
+        key = KEYS[mount]
+        async with aiohttp.ClientSession() as s:
+            for ingress, (path, body, headers) in STREAMS.items():
+                sim.fault(mount, "error-event", after_chunks=2, message=f"the key {key} is over quota")
+                async with s.post(gw.api + path, json=body, headers=headers) as r:
+                    text = await r.text()
+                assert r.status == 200 and "over quota" in text, (mount, ingress, text[-400:])
+                assert not _leaks(text, key), f"{mount} key reached a {ingress} client: {text[-400:]}"
+        assert not any(_leaks(line, key) for line in logs.lines), f"{mount} key in the log"
+
+
+async def test_a_token_count_refused_with_the_key_in_the_text_does_not_relay_it(gateway: GatewayFactory, sim: Simulator, logs) -> None:
+    """count_tokens relayed the upstream's 401 text, key included."""
+    gw = await gateway(binding("echo", "claude"))
+    key = KEYS["claude"]
+    sim.fault("claude", "401", endpoint="count_tokens", message=f"invalid x-api-key: {key}")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw.api + "/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"},
+                          json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}) as r:
+            text = await r.text()
+    assert r.status in (502, 503) and r.status != 401, text
+    assert not _leaks(text, key) and not any(_leaks(line, key) for line in logs.lines)
+    sim.fault("claude", "400", endpoint="count_tokens", message=f"bad request for key {key[:12]}")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw.api + "/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"},
+                          json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]}) as r:
+            text = await r.text()
+    assert r.status == 400 and "bad request for key" in text and not _leaks(text, key), text
