@@ -34,6 +34,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from switchyard.sidecar.contract.report import FAILURE_CLASSES, TIER_STATES
+
 from . import models as m
 
 # --------------------------------------------------------------------------- status models
@@ -42,8 +44,8 @@ from . import models as m
 # like the specs) so the CRD's status schema and the operator's status builder cannot drift.
 
 ConditionStatus = Literal["True", "False", "Unknown"]
-BreakerState = Literal["closed", "open", "half-open", "rate-limited", "disabled", "unknown"]
-FailureClass = Literal["transient", "rate-limited", "permanent"]
+BreakerState = Literal[(*TIER_STATES, "unknown")]  # type: ignore[valid-type]  # unknown: no pod reported the tier
+FailureClass = Literal[FAILURE_CLASSES]  # type: ignore[valid-type]
 
 
 class _Status(BaseModel):

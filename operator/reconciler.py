@@ -44,6 +44,7 @@ from switchyard.api.models import AssistantBinding, ModelSource
 from switchyard.compiler.compile import BindingReport, compile_config
 from switchyard.compiler.network import check_base_url
 from switchyard.sidecar.contract.config import CompiledConfig
+from switchyard.sidecar.contract.report import SidecarReport
 from switchyard.netguard.resolver import GuardedResolver
 
 from . import catalog as catalogs
@@ -407,7 +408,7 @@ class Reconciler:
 
     async def _sync_pod(
         self, pod: PodInfo, config: CompiledConfig, token: str | None, mono: float
-    ) -> dict[str, Any] | None:
+    ) -> SidecarReport | None:
         """Push the pod's config if needed, then read its status. Returns the status or None."""
         if not pod.injected:
             self.pushes.set_problem(pod, PodProblem(pod.name, "NotInjected", "asked for the sidecar but has no switchyard container (created while the webhook was down?)"))
@@ -436,9 +437,12 @@ class Reconciler:
         async with self._admin_sem:
             status, problem = await get_status(self.session, pod, pod.admin_url, token, self.timeouts)
         if status is None:
+            if problem is not None and problem != self.pushes.problem(pod):
+                log.warning("could not read the status of %s/%s (%s: %s); its tier health is not counted",
+                            pod.namespace, pod.name, problem.reason, problem.message)
             self.pushes.set_problem(pod, problem)
             return None
-        reported = status.get("version") if status.get("configured") else None
+        reported = status.running
         self.pushes.observed(pod, reported)
         if reported != config.version:
             self.pushes.set_problem(pod, PodProblem(pod.name, "Stale", f"the sidecar runs {reported or 'no config'}; pushing {config.version}"))
@@ -450,13 +454,13 @@ class Reconciler:
     async def _reset_after_change(
         self,
         pod: PodInfo,
-        status: dict[str, Any] | None,
+        status: SidecarReport | None,
         names: frozenset[str],
         generations: dict[str, int],
         baselines: dict[str, Any],
         token: str | None,
         version: str,
-    ) -> dict[str, Any] | None:
+    ) -> SidecarReport | None:
         """Reset the tiers this pod's sidecar disabled, for bindings whose generation changed
         since the pod last ran them. Returns the pod's fresh status when something was reset.
 
@@ -506,7 +510,7 @@ class Reconciler:
         pods: list[PodInfo],
         pod_bindings: dict[tuple[str, str], frozenset[str]],
         desired: dict[tuple[str, str], CompiledConfig],
-        pod_status: dict[tuple[str, str], dict[str, Any] | None],
+        pod_status: dict[tuple[str, str], SidecarReport | None],
         conflicts: list[str],
         now: float,
         requires: bool = False,
