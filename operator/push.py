@@ -88,6 +88,10 @@ class PushMemory:
             if rec.attempted != reported_version:
                 rec.next_attempt_at = 0.0
 
+    def running(self, pod: PodInfo) -> str | None:
+        """The config version this pod's sidecar is known to run (None: none, or not known)."""
+        return self._record(pod).version
+
     def runs(self, pod: PodInfo, version: str) -> bool:
         return self._record(pod).version == version
 
