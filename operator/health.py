@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchyard.compiler.compile import BindingReport
-from switchyard.sidecar.contract.report import FAILURE_CLASSES, TIER_STATES, ReportedBinding, SidecarReport, TierState
+from switchyard.sidecar.contract.report import FAILURE_CLASSES, TIER_STATES, SidecarReport, TierState
 
 from .conditions import rfc3339
 
-CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED = (
-    TierState.CLOSED.value, TierState.OPEN.value, TierState.HALF_OPEN.value, TierState.RATE_LIMITED.value,
-    TierState.DISABLED.value,
-)
+CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED = (s.value for s in (
+    TierState.CLOSED, TierState.OPEN, TierState.HALF_OPEN, TierState.RATE_LIMITED, TierState.DISABLED,
+))
 UNKNOWN = "unknown"  # status only: no pod reported the tier
 STATES = TIER_STATES
 # The state a tier shows across pods is its worst: a tier disabled anywhere needs a human.
@@ -115,10 +114,6 @@ class BindingHealth:
         return sum(1 for t in self.tiers.values() if t.out_of_service_in_pods > 0)
 
 
-def _binding_entry(pod_status: SidecarReport, namespace: str, name: str) -> ReportedBinding | None:
-    return pod_status.binding(namespace, name)
-
-
 def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> BindingHealth:
     """Combine the admin status of the binding's selected pods into one health view."""
     chain = {t.index: (t.source, t.model) for t in report.tiers}
@@ -127,7 +122,7 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
     disabled_reason: dict[int, tuple[float, str]] = {}  # -> (at of that pod's last failure, reason)
     last_used: dict[tuple[int, str, str], tuple[float, int]] = {}  # -> (latest at, pods)
     for status in pod_statuses:
-        entry = _binding_entry(status, report.namespace, report.name)
+        entry = status.binding(report.namespace, report.name)
         if entry is None:
             continue
         for t in entry.tiers:
@@ -185,7 +180,7 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
 
 def disabled_tiers(pod_status: SidecarReport, namespace: str, name: str) -> list[int]:
     """The tiers of binding ``name`` that this one sidecar reports disabled."""
-    entry = _binding_entry(pod_status, namespace, name)
+    entry = pod_status.binding(namespace, name)
     if entry is None:
         return []
     return sorted(t.tier for t in entry.tiers if t.breaker.state is TierState.DISABLED)

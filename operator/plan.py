@@ -167,11 +167,13 @@ def explain_invalid_sources(report: BindingReport, bad: Mapping[str, str]) -> Bi
 def blocked(pod: PodInfo, token: str | None, ref: AdminTokenRef) -> PodProblem | None:
     """Why this pod's sidecar cannot be given a config now (None: it can)."""
     if not pod.injected:
-        return PodProblem(pod.name, "NotInjected", "asked for the sidecar but has no switchyard container (created while the webhook was down?)")
+        return PodProblem(pod.name, "NotInjected",
+                          "asked for the sidecar but has no switchyard container (created while the webhook was down?)")
     if pod.admin_url is None:
         return PodProblem(pod.name, "NoAddress", f"pod is {pod.phase or 'not running'} without an IP yet")
     if token is None:
-        return PodProblem(pod.name, "AdminTokenMissing", f"Secret {ref.secret} (key {ref.key}) not found in namespace {pod.namespace}")
+        return PodProblem(pod.name, "AdminTokenMissing",
+                          f"Secret {ref.secret} (key {ref.key}) not found in namespace {pod.namespace}")
     return None
 
 
