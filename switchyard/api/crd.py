@@ -218,7 +218,7 @@ def rendered_files(repo: Path) -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m switchyard.api.crd", description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]), help="repository root")
+    parser.add_argument("--repo", default=str(Path(__file__).resolve().parents[2]), help="repository root")
     parser.add_argument("--check", action="store_true", help="exit 1 when a committed file is stale")
     args = parser.parse_args(argv)
     stale = []

@@ -15,12 +15,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from switchyard.sidecar.contract.report import FAILURE_CLASSES, TIER_STATES
+
 ConditionStatus = Literal["True", "False", "Unknown"]
-# Same names as the sidecar's breaker (sidecar/routing/breaker.py: STATES, plus `unknown` when
-# no pod reported) and operator/health.py; api/ cannot import either.
-BreakerState = Literal["closed", "open", "half-open", "rate-limited", "disabled", "unknown"]
-# Same names as the failure classes in sidecar/routing/breaker.py and operator/health.py.
-FailureClass = Literal["transient", "rate-limited", "permanent"]
+# The state and failure-class names are the status report contract's (defined once there).
+BreakerState = Literal[(*TIER_STATES, "unknown")]  # type: ignore[valid-type]  # unknown: no pod reported the tier
+FailureClass = Literal[FAILURE_CLASSES]  # type: ignore[valid-type]
 
 
 class _Status(BaseModel):

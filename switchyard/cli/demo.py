@@ -25,7 +25,7 @@ DEMO_DIR = Path("examples/demo")
 
 
 def _find_demo(path: str | None) -> Path | None:
-    candidates = [Path(path)] if path else [DEMO_DIR, Path(__file__).resolve().parent.parent / DEMO_DIR]
+    candidates = [Path(path)] if path else [DEMO_DIR, Path(__file__).resolve().parents[2] / DEMO_DIR]
     return next((p for p in candidates if p.is_dir()), None)
 
 

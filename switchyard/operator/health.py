@@ -1,32 +1,35 @@
 """Tier health from the sidecars' ``GET /admin/status``, aggregated per binding. Pure.
 
-Each selected pod's sidecar reports, per binding, each tier's state (closed / open /
-half-open / rate-limited / disabled, see docs/failure-handling.md), its last failure and
-that failure's class, why a disabled tier was disabled, and the tier that served its last
+Each selected pod's sidecar reports (``switchyard.sidecar.contract.report``, parsed by
+``push.get_status``), per binding, each tier's state (closed / open / half-open /
+rate-limited / disabled, see docs/failure-handling.md), its last failure and that
+failure's class, why a disabled tier was disabled, and the tier that served its last
 request. A pod's report counts for a tier only when the pod runs the same chain (same
 tier index, source and model): a sidecar still on an older config says nothing about the
 current chain.
 
-Nothing a sidecar reports is copied blindly into status: states and classes outside the
-known sets are ignored (the CRD's enums would refuse the whole status patch), and free
-text is cut to a bounded length.
+Nothing a sidecar reports is copied blindly into status: a state this operator does not
+know (the contract reads it as None) and classes outside the known set are ignored (the
+CRD's enums would refuse the whole status patch), and free text is cut to a bounded length.
+The result feeds ``status.binding_status`` and the Events of ``events.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from switchyard.compiler.compile import BindingReport
+from switchyard.sidecar.contract.report import FAILURE_CLASSES, TIER_STATES, SidecarReport, TierState
 
 from .conditions import rfc3339
 
-CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED, UNKNOWN = (
-    "closed", "open", "half-open", "rate-limited", "disabled", "unknown",
-)
-STATES = (CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED)
-FAILURE_CLASSES = ("transient", "rate-limited", "permanent")
+CLOSED, OPEN, HALF_OPEN, RATE_LIMITED, DISABLED = (s.value for s in (
+    TierState.CLOSED, TierState.OPEN, TierState.HALF_OPEN, TierState.RATE_LIMITED, TierState.DISABLED,
+))
+UNKNOWN = "unknown"  # status only: no pod reported the tier
+STATES = TIER_STATES
 # The state a tier shows across pods is its worst: a tier disabled anywhere needs a human.
 _SEVERITY = {DISABLED: 5, OPEN: 4, RATE_LIMITED: 3, HALF_OPEN: 2, CLOSED: 1}
 MAX_REASON = 256
@@ -111,14 +114,7 @@ class BindingHealth:
         return sum(1 for t in self.tiers.values() if t.out_of_service_in_pods > 0)
 
 
-def _binding_entry(pod_status: Mapping[str, Any], namespace: str, name: str) -> Mapping[str, Any] | None:
-    for b in pod_status.get("bindings") or []:
-        if b.get("name") == name and b.get("namespace", namespace) == namespace:
-            return b
-    return None
-
-
-def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) -> BindingHealth:
+def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> BindingHealth:
     """Combine the admin status of the binding's selected pods into one health view."""
     chain = {t.index: (t.source, t.model) for t in report.tiers}
     counts: dict[int, dict[str, int]] = {i: dict.fromkeys(STATES, 0) for i in chain}
@@ -126,32 +122,31 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) 
     disabled_reason: dict[int, tuple[float, str]] = {}  # -> (at of that pod's last failure, reason)
     last_used: dict[tuple[int, str, str], tuple[float, int]] = {}  # -> (latest at, pods)
     for status in pod_statuses:
-        entry = _binding_entry(status, report.namespace, report.name)
+        entry = status.binding(report.namespace, report.name)
         if entry is None:
             continue
-        for t in entry.get("tiers") or []:
-            idx = t.get("tier")
-            if idx not in chain or (t.get("source"), t.get("model")) != chain[idx]:
+        for t in entry.tiers:
+            idx = t.tier
+            if idx not in chain or (t.source, t.model) != chain[idx]:
                 continue
-            breaker = t.get("breaker") or {}
-            state = breaker.get("state", CLOSED)
-            if state not in counts[idx]:
+            breaker = t.breaker
+            if breaker.state is None:
                 continue  # a state this operator does not know: say nothing rather than guess
+            state = breaker.state.value
             counts[idx][state] += 1
-            at = breaker.get("last_failure_at")
-            at = float(at) if isinstance(at, (int, float)) else 0.0
-            if breaker.get("last_failure") and at:
+            at = breaker.last_failure_at or 0.0
+            if breaker.last_failure and at:
                 if idx not in last_failure or at > last_failure[idx][0]:
-                    cls = breaker.get("last_failure_class")
-                    last_failure[idx] = (at, str(breaker["last_failure"]), cls if cls in FAILURE_CLASSES else None)
+                    cls = breaker.last_failure_class
+                    last_failure[idx] = (at, breaker.last_failure, cls if cls in FAILURE_CLASSES else None)
             if state == DISABLED:
-                why = _text(breaker.get("disabled_reason")) or "unknown"
+                why = _text(breaker.disabled_reason) or "unknown"
                 if idx not in disabled_reason or at > disabled_reason[idx][0]:
                     disabled_reason[idx] = (at, why)
-        used = entry.get("last_used")
-        if used and used.get("tier") in chain and (used.get("source"), used.get("model")) == chain[used["tier"]]:
-            key = (used["tier"], used["source"], used["model"])
-            at = float(used.get("at") or 0.0)
+        used = entry.last_used
+        if used and used.tier in chain and (used.source, used.model) == chain[used.tier]:
+            key = (used.tier, used.source, used.model)
+            at = used.at or 0.0
             prev_at, pods = last_used.get(key, (0.0, 0))
             last_used[key] = (max(prev_at, at), pods + 1)
 
@@ -183,15 +178,12 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[Mapping[str, Any]]) 
     return BindingHealth(tiers=tiers, active=active)
 
 
-def disabled_tiers(pod_status: Mapping[str, Any], namespace: str, name: str) -> list[int]:
+def disabled_tiers(pod_status: SidecarReport, namespace: str, name: str) -> list[int]:
     """The tiers of binding ``name`` that this one sidecar reports disabled."""
-    entry = _binding_entry(pod_status, namespace, name)
+    entry = pod_status.binding(namespace, name)
     if entry is None:
         return []
-    return sorted(
-        t["tier"] for t in entry.get("tiers") or []
-        if isinstance(t.get("tier"), int) and (t.get("breaker") or {}).get("state") == DISABLED
-    )
+    return sorted(t.tier for t in entry.tiers if t.breaker.state is TierState.DISABLED)
 
 
 def all_resolvable_tiers_out(report: BindingReport, health: BindingHealth) -> bool:

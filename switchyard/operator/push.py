@@ -20,11 +20,12 @@ semaphore.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
+
+from switchyard.sidecar.contract.report import ReportError, SidecarReport, parse_report
 
 from .selection import PodInfo
 from .status import PodProblem
@@ -86,6 +87,10 @@ class PushMemory:
             rec.version = reported_version
             if rec.attempted != reported_version:
                 rec.next_attempt_at = 0.0
+
+    def running(self, pod: PodInfo) -> str | None:
+        """The config version this pod's sidecar is known to run (None: none, or not known)."""
+        return self._record(pod).version
 
     def runs(self, pod: PodInfo, version: str) -> bool:
         return self._record(pod).version == version
@@ -176,8 +181,12 @@ async def put_config(
 
 async def get_status(
     session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, timeouts: AdminTimeouts
-) -> tuple[dict[str, Any] | None, PodProblem | None]:
-    """GET /admin/status; (status, None) or (None, problem)."""
+) -> tuple[SidecarReport | None, PodProblem | None]:
+    """GET /admin/status; (report, None) or (None, problem).
+
+    A report that does not match the contract (``switchyard.sidecar.contract.report``) is a
+    problem of this pod (``Rejected``; ``SchemaMismatch`` for a newer report_version), never
+    an exception: the pod's health is then not counted, as for a pod that cannot be reached."""
     try:
         async with session.get(
             f"{url}/admin/status", headers={"Authorization": f"Bearer {token}"}, timeout=timeouts.client()
@@ -190,7 +199,10 @@ async def get_status(
             data = orjson.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-            return data, None
+            return parse_report(data), None
+    except ReportError as e:
+        reason = "SchemaMismatch" if e.newer_version else "Rejected"
+        return None, PodProblem(pod.name, reason, f"GET /admin/status: unreadable report: {e}")
     except TimeoutError:
         return None, PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
     except aiohttp.ClientError as e:

@@ -4,18 +4,18 @@ Two kinds of work, both idempotent and level-based (they recompute from the inde
 whatever event woke them):
 
 ``("ns", namespace)`` - reconcile a namespace:
-  1. parse its sources, profiles and bindings (a spec the model refuses is reported,
-     never crashed on);
-  2. compile every binding with the compiler, unchanged, for the status chain, and
-     once per distinct set of bindings selecting a sidecar pod (``only=``) for that
-     pod's config;
-  3. push each pod's config where its sidecar does not run that version yet, then read
-     every sidecar's ``/admin/status`` (concurrently, bounded timeouts, shared semaphore);
-  4. when a binding's generation changed since its pod last ran it, reset the tiers that
+  1. read its indexes and referenced Secrets, and ask the planner (``plan.py``, pure)
+     for each pod's config: every resource parsed (a spec the model refuses is reported,
+     never crashed on) and compiled with the compiler, unchanged; which pods to push;
+  2. push each planned pod's config (unless it is backing off after a failure, see
+     ``push.PushMemory``), then read every sidecar's ``/admin/status`` (concurrently,
+     bounded timeouts, shared semaphore);
+  3. when a binding's generation changed since its pod last ran it, reset the tiers that
      pod's sidecar had disabled for a permanent failure (``POST .../reset?tier=N``, once
      the new config runs there): "disabled until the binding changes";
-  5. write each binding's and profile's status through the status subresource when it
-     changed, and post Events for health transitions (rate-limited).
+  4. ask the planner for each binding's and profile's status from what the pods answered,
+     write it through the status subresource when it changed, and post Events for health
+     transitions (rate-limited).
 ``("catalog", namespace, name)`` - refresh one ModelSource's catalog and credential check,
   write its status, and re-reconcile the namespace when the catalog changed.
 
@@ -39,32 +39,24 @@ from typing import Any
 
 import aiohttp
 
-from switchyard.api.manifests import ResourceSet, parse_document
-from switchyard.api.models import AssistantBinding, ModelSource
-from switchyard.compiler.compile import BindingReport, compile_config
+from switchyard.api.manifests import parse_document
+from switchyard.api.models import ModelSource
 from switchyard.compiler.network import check_base_url
-from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.netguard.resolver import GuardedResolver
+from switchyard.sidecar.contract.config import CompiledConfig
+from switchyard.sidecar.contract.report import SidecarReport
 
 from . import catalog as catalogs
+from . import validation
 from .conditions import rfc3339
 from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
-from . import validation
-from .health import BindingHealth, aggregate, disabled_tiers
+from .health import disabled_tiers
 from .kube import Kube, KubeError
+from .plan import AdminTokenRef, BindingPlan, NamespaceInputs, PodOutcome, first_error, plan_configs, plan_statuses
 from .push import AdminTimeouts, PushMemory, get_status, put_config, reset_tier
-from .selection import PodInfo, selects
+from .selection import PodInfo
 from .settings import COMPONENT, Settings
-from .status import (
-    BindingInputs,
-    PodProblem,
-    PodsView,
-    binding_status,
-    merge_patch,
-    profile_status,
-    prune,
-    source_status,
-)
+from .status import PodProblem, merge_patch, prune, source_status
 from .workqueue import WorkQueue
 from .world import Snap, World, snapshot
 
@@ -91,11 +83,6 @@ def _label(source: str, model: str | None) -> str:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _first_error(errs: list[Any]) -> str:
-    e = errs[0]
-    return f"{e.field}: {e.message}" if e.field else e.message
 
 
 class Reconciler:
@@ -264,17 +251,6 @@ class Reconciler:
                 out[name] = data
         return out
 
-    @staticmethod
-    def _lookup(ns: str, secrets: dict[str, dict[str, str]]) -> Callable[[str, str, str], str | None]:
-        def lookup(namespace: str, name: str, key: str) -> str | None:
-            data = secrets.get(name) if namespace == ns else None
-            if data is None:
-                raise KeyError(name)
-            raw = data.get(key)
-            return None if raw is None else base64.b64decode(raw, validate=True).decode()
-
-        return lookup
-
     def _catalog_record(self, source: Snap) -> CatalogRecord | None:
         rec = self.catalogs.get((source.namespace, source.name))
         if rec is None:  # after a restart: what the previous leader wrote
@@ -289,138 +265,92 @@ class Reconciler:
             return None
         return rec
 
-    def _parse(self, snaps: list[Snap]) -> tuple[list[Any], dict[str, str]]:
-        ok, invalid = [], {}
-        for snap in snaps:
-            res, errs = parse_document(snap.manifest(), file=f"{snap.kind}/{snap.name}")
-            if res is None:
-                invalid[snap.name] = _first_error(errs) if errs else "not a valid object"
-            else:
-                ok.append(res)
-        return ok, invalid
-
     # ------------------------------------------------------------------ namespace
+
+    def inputs(self, ns: str, secrets: dict[str, dict[str, str]]) -> NamespaceInputs:
+        """What the planner needs of ``ns``: the indexes, the Secret data, the live
+        catalogs and what each pod's sidecar is known to run."""
+        source_snaps = self.world.sources(ns)
+        pods = [p for p in self.world.pods(ns) if not p.deleting]
+        return NamespaceInputs(
+            namespace=ns,
+            sources=source_snaps,
+            profiles=self.world.profiles(ns),
+            bindings=self.world.bindings(ns),
+            pods=pods,
+            secrets=secrets,
+            catalogs={s.name: rec.ids for s in source_snaps if (rec := self._catalog_record(s)) is not None},
+            running={p.key: self.pushes.running(p) for p in pods},
+            admin_token=AdminTokenRef(self.s.sidecar.admin_token_secret, self.s.sidecar.admin_token_key),
+        )
 
     async def reconcile_namespace(self, ns: str) -> None:
         now, mono = self.wall(), self.mono()
-        source_snaps, profile_snaps, binding_snaps = self.world.sources(ns), self.world.profiles(ns), self.world.bindings(ns)
-        pods = [p for p in self.world.pods(ns) if not p.deleting]
-        sources, bad_sources = self._parse(source_snaps)
-        profiles, bad_profiles = self._parse(profile_snaps)
-        bindings, bad_bindings = self._parse(binding_snaps)
-        rs = ResourceSet(sources=sources, profiles=profiles, bindings=bindings)
-        secrets = await self._secrets(ns)
-        lookup = self._lookup(ns, secrets)
-        cats = {(ns, s.name): rec.ids for s in source_snaps if (rec := self._catalog_record(s)) is not None}
-        was_set = {b.name: b.primary_evidence or bool(b.status.get("primaryConfigured")) for b in binding_snaps}
-
-        def primary_was_set(b: AssistantBinding) -> bool:
-            return was_set.get(b.name, False)
-
-        def compile_for(names: frozenset[str] | None) -> Any:
-            only = None if names is None else [(ns, n) for n in sorted(names)]
-            return compile_config(rs, credentials=lookup, primary_was_set=primary_was_set, only=only, catalogs=cats)
-
-        whole = compile_for(None)
-        reports: dict[str, BindingReport] = {name: r for (_, name), r in whole.reports.items()}
-        for name, r in list(reports.items()):
-            reports[name] = self._explain_invalid_sources(r, bad_sources)
-
-        # Each pod's config: the bindings that select it (pods with the same set share one).
-        by_set: dict[frozenset[str], Any] = {}
-        pod_bindings: dict[tuple[str, str], frozenset[str]] = {}
-        conflicts: dict[str, set[str]] = {}
-        for pod in pods:
-            names = frozenset(b.name for b in bindings if selects(b.spec.selector, pod.labels))
-            pod_bindings[pod.key] = names
-            if names not in by_set:
-                by_set[names] = compile_for(names)
-                for (_, bname), rep in by_set[names].reports.items():
-                    conflicts.setdefault(bname, set()).update(rep.alias_conflicts)
-        desired: dict[tuple[str, str], CompiledConfig] = {p.key: by_set[pod_bindings[p.key]].config for p in pods}
-
-        token = self._admin_token(secrets)
-        synced = await asyncio.gather(*(self._sync_pod(p, desired[p.key], token, mono) for p in pods))
+        inp = self.inputs(ns, await self._secrets(ns))
+        plan = plan_configs(inp)
+        pods, token = list(inp.pods), plan.admin_token
+        push = {p.pod.key for p in plan.pushes}
+        synced = await asyncio.gather(*(
+            self._sync_pod(p, plan.configs[p.key], token, plan.blocked.get(p.key), p.key in push, mono) for p in pods
+        ))
         pod_status = {p.key: st for p, st in zip(pods, synced, strict=True)}
 
-        generations = {b.name: b.generation for b in binding_snaps if b.generation is not None}
-        baselines = {b.name: self._previous(b).get("observedGeneration") for b in binding_snaps}
+        generations = {b.name: b.generation for b in inp.bindings if b.generation is not None}
+        baselines = {b.name: self._previous(b).get("observedGeneration") for b in inp.bindings}
         reread = await asyncio.gather(*(
-            self._reset_after_change(p, pod_status[p.key], pod_bindings[p.key], generations, baselines, token,
-                                     desired[p.key].version)
+            self._reset_after_change(p, pod_status[p.key], plan.pod_bindings[p.key], generations, baselines, token,
+                                     plan.configs[p.key].version)
             for p in pods
         ))
         for p, st in zip(pods, reread, strict=True):
             if st is not None:
                 pod_status[p.key] = st
 
-        requires = {b.name: bool(b.spec.requires and b.spec.requires.needed()) for b in bindings}
+        outcomes = {
+            p.key: PodOutcome(pod_status[p.key], self.pushes.runs(p, plan.configs[p.key].version), self.pushes.problem(p))
+            for p in pods
+        }
+        statuses = plan_statuses(inp, plan, outcomes, {b.name: self._previous(b) for b in inp.bindings}, now=now)
         # One object's failed status write (the API server's 5xx, 429 or 409 after the
         # client's own retries, a dropped connection) neither stops the others' nor is lost:
         # the namespace is reconciled again soon and recomputes every status.
         failed: list[str] = []
-        for snap in binding_snaps:
+        for snap in inp.bindings:
             try:
-                await self._binding_status(snap, reports.get(snap.name), bad_bindings.get(snap.name), pods, pod_bindings,
-                                           desired, pod_status, sorted(conflicts.get(snap.name, ())), now,
-                                           requires.get(snap.name, False))
+                await self._binding_status(snap, statuses.bindings[snap.name])
             except (KubeError, aiohttp.ClientError, TimeoutError) as e:
                 failed.append(f"AssistantBinding/{snap.name}: {e}")
-        for snap in profile_snaps:
-            st = prune(profile_status(snap.generation, bad_profiles.get(snap.name), snap.status, now=now))
+        for snap in inp.profiles:
             try:
-                await self._write_status(snap, st)
+                await self._write_status(snap, statuses.profiles[snap.name])
             except (KubeError, aiohttp.ClientError, TimeoutError) as e:
                 failed.append(f"CapabilityProfile/{snap.name}: {e}")
         if failed:
             log.warning("status write failed in %s (%s); reconciling again in %.0fs", ns, "; ".join(failed[:3]), STATUS_RETRY_SECONDS)
             self.queue.add(("ns", ns), STATUS_RETRY_SECONDS)
 
-        self._forget_gone(ns, binding_snaps + profile_snaps, pods)
+        self._forget_gone(ns, [*inp.bindings, *inp.profiles], pods)
         self.passes += 1
         retry = self.pushes.retry_in(pods, self.mono())
         if retry is not None:
             self.queue.add(("ns", ns), retry)
 
-    @staticmethod
-    def _explain_invalid_sources(report: BindingReport, bad: dict[str, str]) -> BindingReport:
-        if not bad:
-            return report
-        from dataclasses import replace
-
-        tiers = [
-            replace(t, message=f"ModelSource {t.source} is invalid: {bad[t.source]}")
-            if t.reason == "SourceNotFound" and t.source in bad else t
-            for t in report.tiers
-        ]
-        return replace(report, tiers=tiers)
-
-    def _admin_token(self, secrets: dict[str, dict[str, str]]) -> str | None:
-        data = secrets.get(self.s.sidecar.admin_token_secret) or {}
-        raw = data.get(self.s.sidecar.admin_token_key)
-        if not raw:
-            return None
-        try:
-            return base64.b64decode(raw, validate=True).decode().strip() or None
-        except ValueError:
-            return None
-
     async def _sync_pod(
-        self, pod: PodInfo, config: CompiledConfig, token: str | None, mono: float
-    ) -> dict[str, Any] | None:
-        """Push the pod's config if needed, then read its status. Returns the status or None."""
-        if not pod.injected:
-            self.pushes.set_problem(pod, PodProblem(pod.name, "NotInjected", "asked for the sidecar but has no switchyard container (created while the webhook was down?)"))
+        self,
+        pod: PodInfo,
+        config: CompiledConfig,
+        token: str | None,
+        blocked: PodProblem | None,
+        planned: bool,
+        mono: float,
+    ) -> SidecarReport | None:
+        """Push the pod's config if the plan says so (and it is not backing off), then read
+        its report. Returns the report or None."""
+        if blocked is not None:
+            self.pushes.set_problem(pod, blocked)
             return None
-        if pod.admin_url is None:
-            self.pushes.set_problem(pod, PodProblem(pod.name, "NoAddress", f"pod is {pod.phase or 'not running'} without an IP yet"))
-            return None
-        if token is None:
-            name, key = self.s.sidecar.admin_token_secret, self.s.sidecar.admin_token_key
-            self.pushes.set_problem(pod, PodProblem(pod.name, "AdminTokenMissing", f"Secret {name} (key {key}) not found in namespace {pod.namespace}"))
-            return None
-        assert self.session is not None
-        if self.pushes.needs_push(pod, config.version, mono):
+        assert self.session is not None and pod.admin_url is not None and token is not None
+        if planned and self.pushes.needs_push(pod, config.version, mono):
             async with self._admin_sem:
                 version, problem = await put_config(self.session, pod, pod.admin_url, token, config.to_wire(), self.timeouts)
             if problem is None and version == config.version:
@@ -436,9 +366,12 @@ class Reconciler:
         async with self._admin_sem:
             status, problem = await get_status(self.session, pod, pod.admin_url, token, self.timeouts)
         if status is None:
+            if problem is not None and problem != self.pushes.problem(pod):
+                log.warning("could not read the status of %s/%s (%s: %s); its tier health is not counted",
+                            pod.namespace, pod.name, problem.reason, problem.message)
             self.pushes.set_problem(pod, problem)
             return None
-        reported = status.get("version") if status.get("configured") else None
+        reported = status.running
         self.pushes.observed(pod, reported)
         if reported != config.version:
             self.pushes.set_problem(pod, PodProblem(pod.name, "Stale", f"the sidecar runs {reported or 'no config'}; pushing {config.version}"))
@@ -450,13 +383,13 @@ class Reconciler:
     async def _reset_after_change(
         self,
         pod: PodInfo,
-        status: dict[str, Any] | None,
+        status: SidecarReport | None,
         names: frozenset[str],
         generations: dict[str, int],
         baselines: dict[str, Any],
         token: str | None,
         version: str,
-    ) -> dict[str, Any] | None:
+    ) -> SidecarReport | None:
         """Reset the tiers this pod's sidecar disabled, for bindings whose generation changed
         since the pod last ran them. Returns the pod's fresh status when something was reset.
 
@@ -498,49 +431,18 @@ class Reconciler:
             fresh, _ = await get_status(self.session, pod, pod.admin_url, token, self.timeouts)
         return fresh
 
-    async def _binding_status(
-        self,
-        snap: Snap,
-        report: BindingReport | None,
-        invalid: str | None,
-        pods: list[PodInfo],
-        pod_bindings: dict[tuple[str, str], frozenset[str]],
-        desired: dict[tuple[str, str], CompiledConfig],
-        pod_status: dict[tuple[str, str], dict[str, Any] | None],
-        conflicts: list[str],
-        now: float,
-        requires: bool = False,
-    ) -> None:
-        selected = [p for p in pods if snap.name in pod_bindings.get(p.key, ())]
-        configured = [p for p in selected if self.pushes.runs(p, desired[p.key].version)]
-        problems = tuple(
-            self.pushes.problem(p) or PodProblem(p.name, "Pending", "config push pending")
-            for p in selected if p not in configured
-        )
-        statuses = [pod_status[p.key] for p in selected if pod_status.get(p.key)]
-        health = aggregate(report, statuses) if report is not None else BindingHealth()
-        inputs = BindingInputs(
-            name=snap.name,
-            generation=snap.generation,
-            previous=self._previous(snap),
-            primary_evidence=snap.primary_evidence,
-            report=report,
-            invalid_message=invalid,
-            health=health,
-            pods=PodsView(selected=len(selected), configured=len(configured), problems=problems),
-            alias_conflicts=tuple(conflicts),
-            requires=requires,
-        )
-        await self._write_status(snap, prune(binding_status(inputs, now=now)))
-
+    async def _binding_status(self, snap: Snap, planned: BindingPlan) -> None:
+        """Write the binding's planned status, then post the Events its health changes call for."""
+        await self._write_status(snap, planned.status)
+        report = planned.report
         if report is None:
             return
         key = (snap.namespace, snap.name)
         labels = {t.index: _label(t.source, t.model) for t in report.tiers}
         prev = self.health_memo.get(key) or HealthMemo.from_status(snap.status)
-        new = HealthMemo.of(health, labels).carry_over(prev)
+        new = HealthMemo.of(planned.health, labels).carry_over(prev)
         self.health_memo[key] = new
-        for ev in health_events(prev, new, selected_pods=len(selected)):
+        for ev in health_events(prev, new, selected_pods=planned.selected):
             await self._event("AssistantBinding", "switchyard.dev/v1alpha1", snap.namespace, snap.name, snap.uid, ev)
 
     def _previous(self, snap: Snap) -> dict[str, Any]:
@@ -660,7 +562,7 @@ class Reconciler:
         now = self.wall()
         res, errs = parse_document(snap.manifest(), file=f"ModelSource/{name}")
         if not isinstance(res, ModelSource):
-            check = catalogs.not_checked("InvalidSpec", _first_error(errs) if errs else "the spec does not validate")
+            check = catalogs.not_checked("InvalidSpec", first_error(errs) if errs else "the spec does not validate")
             await self._write_status(snap, prune(source_status(snap.generation, check, None, snap.status, now=now)))
             return
         spec = res.spec

@@ -13,6 +13,7 @@ bound to a loopback address (``app.build`` refuses anything else). ``/healthz``,
 Routes:
     PUT  /admin/config                 replace the compiled config (idempotent by version)
     GET  /admin/status                 config version, each binding's chain and breakers
+                                       (the report contract: ``contract/report.py``)
     POST /admin/bindings/{name}/test   does every tier resolve? (sends no prompt)
     GET  /healthz  /readyz  /metrics
 """
@@ -27,6 +28,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from switchyard.sidecar.contract.config import SCHEMA_VERSION, CompiledConfig
+from switchyard.sidecar.contract.report import (
+    ReportedBinding,
+    ReportedBreaker,
+    ReportedLastUsed,
+    ReportedTier,
+    ReportedTransition,
+    SidecarReport,
+    TierState,
+)
 from switchyard.sidecar.pipeline.intake import read_request_body
 from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.routing.breaker import effective_state
@@ -97,70 +107,70 @@ async def put_config(request: web.Request) -> web.Response:
     return _json({"applied": applied, "version": config.version})
 
 
-def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> dict[str, Any]:
+def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> ReportedBreaker:
     h = rt.health(b, t)
-    view: dict[str, Any] = {
-        "state": effective_state(h, now),
-        "consecutive_failures": h.consecutive_failures,
-        "last_failure": h.last_failure,
-        "last_failure_class": h.last_failure_class,
-        "last_failure_at": h.last_failure_at,
-        "last_success_at": h.last_success_at,
-        "transitions": [
-            {"at": tr.at, "from": tr.from_state, "to": tr.to_state, "reason": tr.reason} for tr in h.transitions[-5:]
+    is_open = h.state.value == TierState.OPEN
+    return ReportedBreaker(
+        state=effective_state(h, now),
+        consecutive_failures=h.consecutive_failures,
+        last_failure=h.last_failure,
+        last_failure_class=h.last_failure_class,
+        last_failure_at=h.last_failure_at,
+        last_success_at=h.last_success_at,
+        transitions=[
+            ReportedTransition(at=tr.at, from_state=tr.from_state, to_state=tr.to_state, reason=tr.reason)
+            for tr in h.transitions[-5:]
         ],
-    }
-    if h.state.value == "open":
-        view["retry_in_seconds"] = max(0.0, round(h.open_until - now, 3))
-        view["probing"] = h.probing
-    if h.disabled_reason is not None:
-        view["disabled_reason"] = h.disabled_reason
-    if h.rate_limited_until > now:
-        view["rate_limited_for_seconds"] = round(h.rate_limited_until - now, 3)
-    return view
+        retry_in_seconds=max(0.0, round(h.open_until - now, 3)) if is_open else None,
+        probing=h.probing if is_open else None,
+        disabled_reason=h.disabled_reason,
+        rate_limited_for_seconds=round(h.rate_limited_until - now, 3) if h.rate_limited_until > now else None,
+    )
+
+
+def status_report(rt: Runtime) -> SidecarReport:
+    """What ``GET /admin/status`` answers (the contract: ``contract/report.py``)."""
+    snap = rt.snapshot
+    now = rt.clock()
+    bindings = []
+    for b in snap.config.bindings if snap is not None else []:
+        last = rt.last_used.get(binding_key(b))
+        bindings.append(
+            ReportedBinding(
+                name=b.name,
+                namespace=b.namespace,
+                aliases=b.aliases,
+                unbound=b.unbound,
+                last_used=(
+                    ReportedLastUsed(tier=last.tier, source=last.source, model=last.model, at=last.at) if last else None
+                ),
+                tiers=[
+                    ReportedTier(
+                        tier=t.index,
+                        source=t.source,
+                        provider=t.provider,
+                        protocol=t.protocol,
+                        model=t.model,
+                        resolvable=t.problem is None,
+                        problem=t.problem,
+                        breaker=tier_health_view(rt, b, t, now),
+                    )
+                    for t in b.tiers
+                ],
+            )
+        )
+    return SidecarReport(
+        configured=snap is not None,
+        version=snap.config.version if snap else None,
+        schema_version=SCHEMA_VERSION,
+        loaded_at=rt.loaded_at,
+        draining=rt.draining,
+        bindings=bindings,
+    )
 
 
 async def get_status(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    snap = rt.snapshot
-    now = rt.clock()
-    out: dict[str, Any] = {
-        "configured": snap is not None,
-        "version": snap.config.version if snap else None,
-        "schema_version": SCHEMA_VERSION,
-        "loaded_at": rt.loaded_at,
-        "draining": rt.draining,
-        "bindings": [],
-    }
-    if snap is None:
-        return _json(out)
-    for b in snap.config.bindings:
-        last = rt.last_used.get(binding_key(b))
-        out["bindings"].append(
-            {
-                "name": b.name,
-                "namespace": b.namespace,
-                "aliases": b.aliases,
-                "unbound": b.unbound,
-                "last_used": (
-                    {"tier": last.tier, "source": last.source, "model": last.model, "at": last.at} if last else None
-                ),
-                "tiers": [
-                    {
-                        "tier": t.index,
-                        "source": t.source,
-                        "provider": t.provider,
-                        "protocol": t.protocol,
-                        "model": t.model,
-                        "resolvable": t.problem is None,
-                        "problem": t.problem,
-                        "breaker": tier_health_view(rt, b, t, now),
-                    }
-                    for t in b.tiers
-                ],
-            }
-        )
-    return _json(out)
+    return _json(status_report(request.app[RUNTIME]).to_wire())
 
 
 async def test_binding(request: web.Request) -> web.Response:
@@ -181,7 +191,7 @@ async def test_binding(request: web.Request) -> web.Response:
             "source_resolved": t.problem is None,
             "credential_present": t.problem is None and (t.auth == "none" or t.credential is not None),
             "model_allowed": t.problem is None or not t.problem.startswith(("ModelNotAllowed", "ModelNotInCatalog")),
-            "breaker_allows": effective_state(h, now) in ("closed", "half-open"),
+            "breaker_allows": effective_state(h, now) in (TierState.CLOSED, TierState.HALF_OPEN),
         }
         tiers.append(
             {

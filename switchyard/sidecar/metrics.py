@@ -18,11 +18,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from switchyard.sidecar.contract.report import TIER_STATES
+
 disable_created_metrics()  # `_created` series double the exposition and no query here uses them
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-BREAKER_STATES = ("closed", "open", "half-open", "rate-limited", "disabled")
+BREAKER_STATES = TIER_STATES
 
 FALLBACK_CLASSES = (
     "transient",  # 5xx, reset, connect error, timeout, empty answer

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from switchyard.compiler.compile import BindingReport, TierReport
 from switchyard.operator.health import aggregate, all_resolvable_tiers_out, disabled_tiers
+from switchyard.sidecar.contract.report import SidecarReport, parse_report
 
 REPORT = BindingReport("ns", "b", ["b"], False, None, False, [
     TierReport(0, "main", "gpt-4o", "openai-chat", True),
@@ -16,7 +16,7 @@ REPORT = BindingReport("ns", "b", ["b"], False, None, False, [
 
 def pod_status(states: list[str], *, last: tuple[int, str, str, float] | None = None, name: str = "b",
                failures: dict[int, tuple[str, float]] | None = None, models: tuple[str, ...] = ("gpt-4o", "llama", ""),
-               classes: dict[int, str] | None = None, disabled: dict[int, str] | None = None) -> dict[str, Any]:
+               classes: dict[int, str] | None = None, disabled: dict[int, str] | None = None) -> SidecarReport:
     tiers = []
     for i, (src, state) in enumerate(zip(("main", "local", "gone"), states, strict=False)):
         f = (failures or {}).get(i)
@@ -26,8 +26,8 @@ def pod_status(states: list[str], *, last: tuple[int, str, str, float] | None = 
             breaker["disabled_reason"] = disabled[i]  # type: ignore[index]
         tiers.append({"tier": i, "source": src, "model": models[i], "breaker": breaker})
     used = {"tier": last[0], "source": last[1], "model": last[2], "at": last[3]} if last else None
-    return {"configured": True, "version": "v", "bindings": [
-        {"name": name, "namespace": "ns", "tiers": tiers, "last_used": used}]}
+    return parse_report({"configured": True, "version": "v", "bindings": [
+        {"name": name, "namespace": "ns", "tiers": tiers, "last_used": used}]})
 
 
 def test_counts_per_tier_across_pods() -> None:
@@ -55,7 +55,7 @@ def test_active_tier_is_the_most_recent_last_used() -> None:
 def test_reports_from_another_chain_are_ignored() -> None:
     stale = pod_status(["open", "open", "open"], models=("gpt-3.5", "llama", ""), last=(0, "main", "gpt-3.5", 5.0))
     other = pod_status(["open"] * 3, name="someone-else")
-    h = aggregate(REPORT, [stale, other, {"configured": False, "bindings": []}])
+    h = aggregate(REPORT, [stale, other, parse_report({"configured": False, "bindings": []})])
     assert h.tiers[0].reporting_pods == 0 and h.active is None
     assert h.tiers[1].open_in_pods == 1
 
@@ -106,7 +106,7 @@ def test_what_the_sidecar_says_is_bounded_and_checked() -> None:
 def test_disabled_tiers_of_one_pod() -> None:
     st = pod_status(["disabled", "open", "disabled"], disabled={0: "401", 2: "404"})
     assert disabled_tiers(st, "ns", "b") == [0, 2]
-    assert disabled_tiers(st, "ns", "other") == [] and disabled_tiers({}, "ns", "b") == []
+    assert disabled_tiers(st, "ns", "other") == [] and disabled_tiers(parse_report({}), "ns", "b") == []
 
 
 def test_disabled_counts_as_out_of_service_for_ready() -> None:

@@ -36,20 +36,21 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from switchyard.sidecar.contract.config import CompiledBreaker
+from switchyard.sidecar.contract.report import TIER_STATES, FailureClass, TierState
 
-TRANSIENT = "transient"
-RATE_LIMITED = "rate-limited"
-PERMANENT = "permanent"
+TRANSIENT = FailureClass.TRANSIENT.value
+RATE_LIMITED = FailureClass.RATE_LIMITED.value
+PERMANENT = FailureClass.PERMANENT.value
 
 
 class State(str, Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half-open"
-    DISABLED = "disabled"
+    CLOSED = TierState.CLOSED.value
+    OPEN = TierState.OPEN.value
+    HALF_OPEN = TierState.HALF_OPEN.value
+    DISABLED = TierState.DISABLED.value
 
 
-STATES = ("closed", "open", "half-open", "rate-limited", "disabled")
+STATES = TIER_STATES
 """The values the breaker-state metric and status use (rate-limited is an overlay)."""
 
 
