@@ -28,13 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench
 
-# Import `switchyard` from another tree: point the editable install's mapping there first.
+# Import `switchyard` from another tree (a checkout of this layout, with `switchyard/` at
+# its root): put the tree first on sys.path; the editable install's finder comes later.
 TREE_BOOT = (
-    "import sys, glob, importlib; "
-    "f = importlib.import_module(glob.glob(sys.prefix + '/lib/python*/site-packages/__editable___switchyard_*_finder.py')"
-    "[0].rsplit('/', 1)[1][:-3]); "
-    "tree = sys.argv.pop(1); "
-    "f.MAPPING.update({k: tree + v[v.rindex('/'):] for k, v in f.MAPPING.items()}); "
+    "import sys; "
+    "tree = sys.argv.pop(1); sys.path.insert(0, tree); "
     "from switchyard.cli import main; sys.exit(main())"
 )
 

@@ -3,7 +3,7 @@
 - the **API** app speaks the client protocols (routes in ``http/routes.py``) and is bound to
   127.0.0.1 by default: in a pod the app reaches it over loopback, and nothing else can
   spend the credentials it holds;
-- the **admin** app (``admin.py``) takes config pushes and answers status, health and
+- the **admin** app (``http/admin.py``) takes config pushes and answers status, health and
   metrics.
 
 ``Sidecar.stop()`` drains: new API requests get a retryable 503 at once, requests and
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from switchyard.sidecar import admin
+from switchyard.sidecar.http import admin
 from switchyard.sidecar.http import routes
 from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.state import RUNTIME, Runtime

@@ -15,7 +15,7 @@ import pytest
 
 from harness import KEYS, binding, load, sources
 from switchyard.compiler import compile_config
-from switchyard.sidecar import admin
+from switchyard.sidecar.http import admin
 from switchyard.sidecar.app import AdminTokenRequired, Listen, Sidecar, is_loopback
 from switchyard.simulator import Simulator
 

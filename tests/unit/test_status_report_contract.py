@@ -18,7 +18,7 @@ from switchyard.api import status as api_status
 from switchyard.operator.push import AdminTimeouts, get_status
 from switchyard.operator.selection import PodInfo
 from switchyard.sidecar import metrics
-from switchyard.sidecar.admin import status_report
+from switchyard.sidecar.http.admin import status_report
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledProfile, CompiledTier
 from switchyard.sidecar.contract.report import (
     FAILURE_CLASSES,
