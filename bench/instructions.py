@@ -72,7 +72,8 @@ def main() -> int:
             (folder / "bench.yaml").write_text(bench.manifests(origin))
             m = proxy.wait_for(r"API on 127\.0\.0\.1:(\d+), admin on 127\.0\.0\.1:(\d+)", 300)
             req = urllib.request.Request(f"http://127.0.0.1:{m.group(2)}/admin/config",
-                                         data=bench.switchyard_config(folder), method="PUT")
+                                         data=bench.switchyard_config(folder), method="PUT",
+                                         headers={"Content-Type": "application/json"})
             urllib.request.urlopen(req, timeout=60).close()
             url, model = f"http://127.0.0.1:{m.group(1)}/v1/chat/completions", ph.ALIASES[args.path]
         body = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}

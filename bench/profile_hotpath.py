@@ -85,7 +85,7 @@ def main() -> int:
                                            "127.0.0.1", "--admin-port", "0", *args.sidecar_arg], 1, work)
             m = sy.wait_for(r"API on 127\.0\.0\.1:(\d+), admin on 127\.0\.0\.1:(\d+)", 30)
             api, admin = int(m.group(1)), int(m.group(2))
-            req = urllib.request.Request(f"http://127.0.0.1:{admin}/admin/config", data=wire, method="PUT")
+            req = urllib.request.Request(f"http://127.0.0.1:{admin}/admin/config", data=wire, method="PUT", headers={"Content-Type": "application/json"})
             urllib.request.urlopen(req, timeout=10).close()
             url = f"http://127.0.0.1:{api}/v1/chat/completions"
         body = {"model": ALIASES[args.path], "max_tokens": 64,

@@ -501,7 +501,7 @@ async def run(opts: Options) -> Result:
                                         {"SWITCHYARD_ADMIN_TOKEN": ADMIN_TOKEN}).start()
             _say(opts, f"soak: sidecar pid {proc.pid} on {proc.api}, simulator on {sim.origin}")
             connector = aiohttp.TCPConnector(limit=opts.concurrency * 2)
-            admin_auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            admin_auth = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
             async with aiohttp.ClientSession(connector=connector) as session:
                 t0 = time.monotonic()
                 deadline = t0 + opts.duration

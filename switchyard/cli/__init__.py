@@ -41,8 +41,18 @@ def _listen_args(p: argparse.ArgumentParser, *, admin_host: str = "127.0.0.1") -
     p.add_argument("--admin-host", default=admin_host, help=f"admin listener address (default {admin_host})")
     p.add_argument("--admin-port", type=int, default=4001, help="admin listener port (default 4001)")
     p.add_argument("--admin-token-file", help="file holding the admin bearer token (else $SWITCHYARD_ADMIN_TOKEN)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name the listeners answer besides loopback names and IP addresses (repeatable)")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin (https://app.example) whose pages may call the API (repeatable; none by default)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body accepted, in MiB (default 32)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _exposure(args: argparse.Namespace):
+    from switchyard.sidecar.http.guard import Exposure
+
+    return Exposure.of(hosts=args.allowed_host, origins=args.allowed_origin)
 
 
 def _listen(args: argparse.Namespace):
@@ -58,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
     return _run_async(
         standalone.serve(
-            args.file, _listen(args), admin_token=_admin_token(args), max_body_bytes=int(args.max_body_mb * 1024 * 1024)
+            args.file, _listen(args), admin_token=_admin_token(args), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            exposure=_exposure(args),
         )
     )
 
@@ -103,7 +114,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     async def main() -> int:
         import signal
 
-        sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args))
+        sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args), exposure=_exposure(args))
         sidecar.runtime.max_body_bytes = int(args.max_body_mb * 1024 * 1024)
         api, admin = await sidecar.start()
         print(f"switchyard sidecar: API on {args.host}:{api}, admin on {args.admin_host}:{admin}; waiting for config", file=sys.stderr, flush=True)

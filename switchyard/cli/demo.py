@@ -61,7 +61,9 @@ async def run(args: argparse.Namespace) -> int:
             for e in loaded.errors:
                 print(f"error: {e}", file=sys.stderr)
             return 2
-        sidecar = Sidecar(listen=Listen("127.0.0.1", args.port, "127.0.0.1", args.admin_port))
+        token_file = standalone.admin_token_path()
+        sidecar = Sidecar(listen=Listen("127.0.0.1", args.port, "127.0.0.1", args.admin_port),
+                          admin_token=standalone.local_admin_token(token_file))
         sidecar.load(loaded.result.config)
         api_port, admin_port = await sidecar.start()
         api = f"http://127.0.0.1:{api_port}"
@@ -76,7 +78,7 @@ async def run(args: argparse.Namespace) -> int:
 Try it yourself:
   curl -si {api}/v1/chat/completions -H 'content-type: application/json' \\
        -d '{{"model":"assistant","messages":[{{"role":"user","content":"hi"}}]}}' | grep -i x-switchyard
-  curl -s http://127.0.0.1:{admin_port}/admin/status | python3 -m json.tool
+  curl -s http://127.0.0.1:{admin_port}/admin/status -H "Authorization: Bearer $(cat {token_file})" | python3 -m json.tool
   ANTHROPIC_BASE_URL={api} ANTHROPIC_API_KEY=unused claude -p hello   # Claude Code, if installed
 Ctrl-C to stop.""",
             flush=True,

@@ -5,6 +5,12 @@ it with the operator's compiler, and serves it. Credentials come from Secrets in
 folder or, standalone only, from environment variables (``credentialRef.env``).
 ``SIGHUP`` re-reads the folder; a folder that no longer validates is reported and the
 previous config keeps serving.
+
+The admin listener always takes a token here: unless one is given
+(``SWITCHYARD_ADMIN_TOKEN`` or ``--admin-token-file``), one is generated once and kept in
+a file only the user can read (``admin_token_path()``), whose path is printed at start.
+A local process that can read the user's files can change the config anyway (the
+manifests are theirs); anything else, a web page included, cannot.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +29,7 @@ from pathlib import Path
 from switchyard.api.manifests import ManifestError, load_manifests
 from switchyard.compiler import CompileResult, compile_config
 from switchyard.sidecar.app import Listen, Sidecar
+from switchyard.sidecar.http.guard import Exposure
 
 log = logging.getLogger("switchyard.standalone")
 
@@ -64,7 +73,38 @@ def report_lines(result: CompileResult) -> list[str]:
     return lines
 
 
-async def serve(path: str, listen: Listen, *, admin_token: str | None, max_body_bytes: int) -> int:
+def admin_token_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/switchyard/admin-token`` (default ``~/.local/state/...``)."""
+    env = os.environ if environ is None else environ
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "switchyard" / "admin-token"
+
+
+def local_admin_token(path: Path) -> str:
+    """The token in ``path``, made (random, 0600, in a 0700 folder) if there is none.
+    A file others could read is not trusted: a new token replaces it."""
+    try:
+        st = path.stat()
+        if stat.S_IMODE(st.st_mode) & 0o077 == 0 and st.st_uid == os.getuid():
+            token = path.read_text().strip()
+            if token:
+                return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+async def serve(
+    path: str, listen: Listen, *, admin_token: str | None, max_body_bytes: int, exposure: Exposure | None = None,
+    token_path: Path | None = None,
+) -> int:
     loaded = load(path)
     if loaded.errors:
         for e in loaded.errors:
@@ -73,13 +113,18 @@ async def serve(path: str, listen: Listen, *, admin_token: str | None, max_body_
     assert loaded.result is not None
     for line in report_lines(loaded.result):
         print(line, file=sys.stderr)
-    sidecar = Sidecar(listen=listen, admin_token=admin_token)
+    token_note = ""
+    if not admin_token:
+        where = token_path or admin_token_path()
+        admin_token = local_admin_token(where)
+        token_note = f"; admin token in {where} (curl -H \"Authorization: Bearer $(cat {where})\" ...)"
+    sidecar = Sidecar(listen=listen, admin_token=admin_token, exposure=exposure)
     sidecar.runtime.max_body_bytes = max_body_bytes
     sidecar.load(loaded.result.config)
     api_port, admin_port = await sidecar.start()
     print(
         f"switchyard: serving {len(loaded.result.config.bindings)} binding(s) on http://{listen.host}:{api_port} "
-        f"(admin http://{listen.admin_host}:{admin_port}); config {loaded.result.config.version}",
+        f"(admin http://{listen.admin_host}:{admin_port}{token_note}); config {loaded.result.config.version}",
         file=sys.stderr,
         flush=True,
     )

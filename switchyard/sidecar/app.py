@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from switchyard.sidecar.http import admin
-from switchyard.sidecar.http import routes
+from switchyard.sidecar.http import api, guard, routes
 from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.state import RUNTIME, Runtime
 
@@ -48,15 +48,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_api_app(rt: Runtime) -> web.Application:
-    app = web.Application(middlewares=[routes.protocol_errors])
+def build_api_app(rt: Runtime, exposure: guard.Exposure | None = None) -> web.Application:
+    refuse = lambda request, err: api.error_response(request.path, err)  # noqa: E731
+    app = web.Application(middlewares=[guard.middleware(exposure or guard.Exposure(), refuse), routes.protocol_errors])
     app[RUNTIME] = rt
     app.add_routes(routes.api_routes())
     return app
 
 
-def build_admin_app(rt: Runtime, token: str | None) -> web.Application:
-    app = web.Application(middlewares=[admin.require_token])
+def build_admin_app(rt: Runtime, token: str | None, exposure: guard.Exposure | None = None) -> web.Application:
+    refuse = lambda request, err: admin.problem(err.status, err.message)  # noqa: E731
+    app = web.Application(middlewares=[guard.middleware(exposure or guard.Exposure(), refuse), admin.require_token])
     app[RUNTIME] = rt
     app[admin.ADMIN_TOKEN] = token
     app.add_routes(admin.routes())
@@ -109,8 +111,10 @@ class Sidecar:
         admin_token: str | None = None,
         drain_seconds: float = 20.0,
         limits: Limits | None = None,
+        exposure: guard.Exposure | None = None,
     ) -> None:
         self.runtime = runtime or Runtime()
+        admin_token = admin_token.strip() if admin_token else None  # a token file's trailing newline is not part of it
         self.listen = listen or Listen()
         self.drain_seconds = drain_seconds
         self.limits = limits or Limits()
@@ -125,8 +129,8 @@ class Sidecar:
                 "the API listener on %s takes no credential: whoever reaches it spends this gateway's keys",
                 self.listen.host,
             )
-        self._api = build_api_app(self.runtime)
-        self._admin = build_admin_app(self.runtime, admin_token)
+        self._api = build_api_app(self.runtime, exposure)
+        self._admin = build_admin_app(self.runtime, admin_token, exposure)
         self._runners: list[web.AppRunner] = []
         self._prober: asyncio.Task[None] | None = None
         self.ports: tuple[int, int] = (0, 0)

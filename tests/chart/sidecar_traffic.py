@@ -135,7 +135,7 @@ class LiveSidecar:
                 status, _h = await self._post(h, {"model": "doomed", "messages": HI})
                 assert status >= 500, self.log
             # A push from an operator of another schema version: refused, the config stays.
-            async with h.put(self.admin + "/admin/config", data=json.dumps({"schema_version": 999, "bindings": []})) as r:
+            async with h.put(self.admin + "/admin/config", data=json.dumps({"schema_version": 999, "bindings": []}), headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 409, await r.text()
 
     def requests(self, model: str, n: int) -> list[int]:

@@ -12,6 +12,8 @@ from switchyard.simulator import Simulator
 
 async def req(method: str, url: str, **kw) -> tuple[int, dict | str]:
     async with aiohttp.ClientSession() as s:
+        if "data" in kw:  # what the operator sends (the listener refuses other body types)
+            kw.setdefault("headers", {"Content-Type": "application/json"})
         async with s.request(method, url, **kw) as r:
             try:
                 return r.status, await r.json(content_type=None)

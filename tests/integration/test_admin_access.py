@@ -65,6 +65,7 @@ async def test_off_loopback_every_admin_route_needs_the_token_and_open_routes_le
         async with aiohttp.ClientSession() as s:
             for bad in (None, "Bearer wrong", f"bearer {TOKEN}", f"Bearer  {TOKEN}", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN[:-1]}"):
                 headers = {"Authorization": bad} if bad is not None else {}
+                headers["Content-Type"] = "application/json"
                 for method, path, data in routes:
                     async with s.request(method, base + path, data=data, headers=headers) as r:
                         text = await r.text()

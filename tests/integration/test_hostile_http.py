@@ -195,7 +195,7 @@ async def test_large_bodies_that_arrive_in_many_reads_are_read_whole(gateway: Ga
                 assert r.status == 200, await r.text()
         wire = big.with_version().to_wire()
         assert len(wire) > 1 << 20
-        async with s.put(gw.admin + "/admin/config", data=wire) as r:
+        async with s.put(gw.admin + "/admin/config", data=wire, headers={"Content-Type": "application/json"}) as r:
             assert r.status == 200 and (await r.json())["applied"] is True, await r.text()
 
 
@@ -211,10 +211,10 @@ def _raw_request(port: int, data: bytes, timeout: float = 10) -> bytes:
 @pytest.mark.parametrize(
     "head",
     [
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\nContent-Length: 2\r\n\r\n{}",
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(300)) + b"Content-Length: 2\r\n\r\n{}",
-        b"POST /v1/chat/completions?" + b"q" * 20000 + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n{}",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(300)) + b"Content-Length: 2\r\n\r\n{}",
+        b"POST /v1/chat/completions?" + b"q" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: nope\r\n\r\n{}",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello on the plain port
     ],
     ids=["header-too-long", "too-many-headers", "request-line-too-long", "bad-content-length", "tls-hello"],
@@ -247,7 +247,7 @@ def test_invalid_utf8_in_body_and_header(served: Served) -> None:
     status, _, raw = served.post(ROUTES["anthropic-messages"], b'{"model": "helper\xff", "max_tokens": 8, "messages": []}')
     assert status == 400 and protocol_error("anthropic-messages", status, raw)
     body = b'{"model":"helper","messages":[{"role":"user","content":"hi"}]}'
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-switchyard-binding: \xff\xfe\r\n"
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nx-switchyard-binding: \xff\xfe\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
     out = _raw_request(served.port, head + body)
     status_line, _, rest = out.partition(b"\r\n")
@@ -271,7 +271,7 @@ async def strict(sim: Simulator) -> Any:
 
 async def test_a_head_sent_a_byte_at_a_time_is_cut(strict: Any) -> None:
     sidecar, port = strict
-    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" * 50
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" * 50
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     t0 = time.monotonic()
     closed_after = None
@@ -301,7 +301,7 @@ async def test_a_head_sent_a_byte_at_a_time_is_cut(strict: Any) -> None:
 async def test_a_body_sent_slowly_is_a_408_in_the_callers_protocol(strict: Any) -> None:
     _, port = strict
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\n"
+    writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nanthropic-version: 2023-06-01\r\n"
                  b"Content-Length: 500\r\n\r\n{")
     await writer.drain()
     t0 = time.monotonic()
@@ -395,7 +395,7 @@ async def test_a_client_leaving_cancels_the_upstream_call_and_leaks_nothing(sim:
         before = len(asyncio.all_tasks())
         reader, writer = await asyncio.open_connection("127.0.0.1", api)
         body = orjson.dumps({"model": "helper", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
-        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
         await writer.drain()
         await asyncio.wait_for(upstream.started.wait(), 5)

@@ -90,7 +90,8 @@ async def test_sigterm_drains_streams_and_refuses_new_requests(sim: Simulator, t
     # One binding, one OpenAI-style tier: the Anthropic and Gemini clients are translated.
     write_manifests(tmp_path / "m", sim, binding("helper", "primary"))
     sim.configure("primary", chunks=8, chunk_delay_ms=120)  # about 1 s per answer
-    proc = await soak.SidecarProcess(["run", "-f", str(tmp_path / "m"), "--log-level", "warning"]).start()
+    proc = await soak.SidecarProcess(["run", "-f", str(tmp_path / "m"), "--log-level", "warning"],
+                                     {"XDG_STATE_HOME": str(tmp_path / "state")}).start()
     try:
         async with aiohttp.ClientSession() as s:
             inflight = [
@@ -216,7 +217,7 @@ async def test_a_config_swap_never_breaks_a_stream_in_flight(gateway: GatewayFac
             assert r.status == 200 and r.headers["x-switchyard-source"] == "primary"
             first = await r.content.readuntil(b"\n\n")
             assert b"content" in first or b"role" in first
-            async with s.put(gw.admin + "/admin/config", data=new.to_wire()) as put:
+            async with s.put(gw.admin + "/admin/config", data=new.to_wire(), headers={"Content-Type": "application/json"}) as put:
                 assert put.status == 200 and (await put.json())["applied"] is True
             rest = await r.read()
         raw = first + rest
@@ -241,7 +242,7 @@ async def test_readiness_and_life_without_an_operator(sim: Simulator) -> None:
     proc = await soak.SidecarProcess(
         ["sidecar", "--admin-host", "127.0.0.1", "--log-level", "warning"], {"SWITCHYARD_ADMIN_TOKEN": TOKEN}
     ).start()
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     try:
         async with aiohttp.ClientSession() as s:
             assert await get(s, proc.admin + "/readyz") == (503, "no config yet")
@@ -251,7 +252,7 @@ async def test_readiness_and_life_without_an_operator(sim: Simulator) -> None:
                 assert status == 503 and soak.error_body_ok(ingress, status, raw) and b"configuration" in raw, raw
 
             config = compile_config(load(sources(sim) + "\n---\n" + binding("helper", "primary"))).config
-            async with s.put(proc.admin + "/admin/config", data=config.to_wire()) as r:
+            async with s.put(proc.admin + "/admin/config", data=config.to_wire(), headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 401  # no token, no push
             async with s.put(proc.admin + "/admin/config", data=config.to_wire(), headers=auth) as r:
                 assert r.status == 200 and (await r.json())["applied"] is True
@@ -282,3 +283,34 @@ async def test_readiness_and_life_without_an_operator(sim: Simulator) -> None:
         assert await proc.wait(25) == 0
     finally:
         await proc.stop()
+
+
+# ----------------------------------------------------------------- standalone admin token
+
+
+async def test_standalone_makes_an_admin_token_only_the_user_can_read(sim: Simulator, tmp_path: Path) -> None:
+    """Issue 15: with no token on loopback, anything local (a web page through DNS
+    rebinding included) could push a config. `switchyard run` now always has one."""
+    write_manifests(tmp_path / "m", sim, binding("helper", "primary"))
+    state = tmp_path / "state"
+    proc = await soak.SidecarProcess(["run", "-f", str(tmp_path / "m"), "--log-level", "warning"],
+                                     {"XDG_STATE_HOME": str(state), "SWITCHYARD_ADMIN_TOKEN": ""}).start()
+    try:
+        token_file = state / "switchyard" / "admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600 and (state / "switchyard").stat().st_mode & 0o777 == 0o700
+        token = token_file.read_text().strip()
+        assert len(token) >= 32 and str(token_file) in "".join(proc.lines), "the start line says where it is"
+        async with aiohttp.ClientSession() as s:
+            async with s.get(proc.admin + "/admin/status") as r:
+                assert r.status == 401
+            async with s.get(proc.admin + "/admin/status", headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 200 and token not in await r.text()
+            async with s.get(proc.admin + "/readyz") as r:
+                assert r.status == 200
+    finally:
+        await proc.stop()
+    # The next start reuses it (a script that read it keeps working) ...
+    proc = await soak.SidecarProcess(["run", "-f", str(tmp_path / "m"), "--log-level", "warning"],
+                                     {"XDG_STATE_HOME": str(state), "SWITCHYARD_ADMIN_TOKEN": ""}).start()
+    await proc.stop()
+    assert token_file.read_text().strip() == token

@@ -53,7 +53,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def _problem(status: int, message: str) -> web.Response:
+def problem(status: int, message: str) -> web.Response:
     return _json({"error": {"message": message}}, status)
 
 
@@ -62,13 +62,14 @@ async def require_token(request: web.Request, handler: Any) -> web.StreamRespons
     if request.path.startswith("/admin/"):
         token = request.app[ADMIN_TOKEN]
         if token:
-            got = request.headers.get("Authorization", "")
-            expected = f"Bearer {token}"
-            alt = request.headers.get(ADMIN_TOKEN_HEADER, "")
-            bearer_ok = hmac.compare_digest(got.encode(), expected.encode())
-            header_ok = hmac.compare_digest(alt.encode(), token.encode())
+            # Header values are text decoded with surrogateescape: bytes that are not UTF-8
+            # compare (unequal) instead of failing to encode.
+            got = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            alt = request.headers.get(ADMIN_TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+            bearer_ok = hmac.compare_digest(got, f"Bearer {token}".encode())
+            header_ok = hmac.compare_digest(alt, token.encode())
             if not (bearer_ok or header_ok):
-                return _problem(401, "admin token required (Authorization: Bearer ...)")
+                return problem(401, "admin token required (Authorization: Bearer ...)")
     return await handler(request)
 
 
@@ -77,19 +78,19 @@ async def put_config(request: web.Request) -> web.Response:
     raw = await read_request_body(request.content, MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
         rt.metrics.config_updates.labels("rejected").inc()
-        return _problem(413, f"config larger than {MAX_CONFIG_BYTES} bytes")
+        return problem(413, f"config larger than {MAX_CONFIG_BYTES} bytes")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         rt.metrics.config_updates.labels("rejected").inc()
-        return _problem(400, f"config is not valid JSON: {exc.msg}")
+        return problem(400, f"config is not valid JSON: {exc.msg}")
     if not isinstance(data, dict):
         rt.metrics.config_updates.labels("rejected").inc()
-        return _problem(400, "config must be a JSON object")
+        return problem(400, "config must be a JSON object")
     if data.get("schema_version") != SCHEMA_VERSION:
         # Keep serving the previous config; the operator reports the mismatch.
         rt.metrics.config_updates.labels("rejected").inc()
-        return _problem(
+        return problem(
             409,
             f"config schema_version {data.get('schema_version')!r} is not one this sidecar understands ({SCHEMA_VERSION})",
         )
@@ -99,7 +100,7 @@ async def put_config(request: web.Request) -> web.Response:
         rt.metrics.config_updates.labels("rejected").inc()
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
-        return _problem(400, f"config is invalid at {where}: {first['msg']}")
+        return problem(400, f"config is invalid at {where}: {first['msg']}")
     if not config.version:
         config = config.with_version()
     applied = rt.install(config)
@@ -178,11 +179,11 @@ async def test_binding(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     snap = rt.snapshot
     if snap is None:
-        return _problem(503, "no config loaded yet")
+        return problem(503, "no config loaded yet")
     name = request.match_info["name"]
     b = snap.by_name.get(name)
     if b is None:
-        return _problem(404, f"no binding named {name!r}")
+        return problem(404, f"no binding named {name!r}")
     now = rt.clock()
     tiers = []
     for t in b.tiers:
@@ -214,16 +215,16 @@ async def reset_binding(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     snap = rt.snapshot
     if snap is None:
-        return _problem(503, "no config loaded yet")
+        return problem(503, "no config loaded yet")
     b = snap.by_name.get(request.match_info["name"])
     if b is None:
-        return _problem(404, f"no binding named {request.match_info['name']!r}")
+        return problem(404, f"no binding named {request.match_info['name']!r}")
     tier = None
     if "tier" in request.query:
         try:
             tier = b.tiers[int(request.query["tier"])]
         except (ValueError, IndexError):
-            return _problem(400, f"no tier {request.query['tier']!r} in binding {b.name}")
+            return problem(400, f"no tier {request.query['tier']!r} in binding {b.name}")
     return _json({"binding": b.name, "reset": rt.reset(b, tier)})
 
 
