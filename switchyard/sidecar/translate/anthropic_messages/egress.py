@@ -425,6 +425,9 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
 _COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 
+# ----------------------------------------------------------------------- token counting
+
+
 def count_call(
     tier: CompiledTier,
     *,

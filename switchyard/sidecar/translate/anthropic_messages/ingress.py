@@ -40,6 +40,9 @@ _TOOL_FIELDS = frozenset({"name", "description", "input_schema", "type", "strict
 EFFORT_IN = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
+# ------------------------------------------------------------------------------ parsing
+
+
 def _text_block(block: dict[str, Any], where: str) -> n.Text:
     expect(isinstance(block.get("text"), str), f"'{where}.text' must be a string", where)
     cc = block.get("cache_control")
@@ -341,6 +344,15 @@ def request_streams(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
+def check_request(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    expect(isinstance(messages, list) and bool(messages), "messages: must be a non-empty array", "messages")
+    for i, m in enumerate(messages):
+        expect(isinstance(m, dict) and m.get("role") in ("user", "assistant"), f"messages.{i}.role: must be user or assistant", "messages")
+    mt = body.get("max_tokens")
+    expect(isinstance(mt, int) and not isinstance(mt, bool) and mt > 0, "max_tokens: Field required (a positive integer)", "max_tokens")
+
+
 def _scan_media(blocks: Any, used: dict[str, Any]) -> None:
     if not isinstance(blocks, list):
         return
@@ -507,6 +519,9 @@ def _without_foreign_thinking(messages: list[Any]) -> tuple[list[Any], bool]:
     return out, dropped_last
 
 
+# ------------------------------------------------------------------------ responses out
+
+
 def _content_out(parts: list[n.Part]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in parts:
@@ -542,13 +557,7 @@ def render_response(resp: n.Response, *, alias: str, request: n.Request | None =
     }
 
 
-def check_request(body: dict[str, Any]) -> None:
-    messages = body.get("messages")
-    expect(isinstance(messages, list) and bool(messages), "messages: must be a non-empty array", "messages")
-    for i, m in enumerate(messages):
-        expect(isinstance(m, dict) and m.get("role") in ("user", "assistant"), f"messages.{i}.role: must be user or assistant", "messages")
-    mt = body.get("max_tokens")
-    expect(isinstance(mt, int) and not isinstance(mt, bool) and mt > 0, "max_tokens: Field required (a positive integer)", "max_tokens")
+# ----------------------------------------------------------------------- token counting
 
 
 def count_request(body: dict[str, Any], path_model: str | None = None) -> n.Request:

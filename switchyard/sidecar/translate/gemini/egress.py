@@ -270,6 +270,9 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
     )
 
 
+# ------------------------------------------------------------------------- count tokens
+
+
 def count_call(
     tier: CompiledTier,
     *,

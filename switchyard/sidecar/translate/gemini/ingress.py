@@ -104,6 +104,9 @@ def schema_to_json(schema: Any) -> Any:
     return out
 
 
+# ------------------------------------------------------------------------------ parsing
+
+
 class _CallIds:
     """Tool-call ids for one Gemini conversation: the client's when it sent them, else
     stable ones made from the position; a result without an id answers the oldest
@@ -370,6 +373,13 @@ def request_model(body: dict[str, Any]) -> str | None:
     return None
 
 
+def check_request(body: dict[str, Any]) -> None:
+    contents = body.get("contents")
+    expect(isinstance(contents, list) and bool(contents), "'contents' must be a non-empty array", "contents")
+    for i, c in enumerate(contents):
+        expect(isinstance(c, dict) and isinstance(c.get("parts"), list), f"'contents[{i}].parts' must be an array", "contents")
+
+
 def features_used(body: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
     used: dict[str, Any] = {}
     if stream:
@@ -486,6 +496,9 @@ def _without_media(contents: list[Any], feature: str) -> list[Any]:
     return out
 
 
+# ------------------------------------------------------------------------ rendering out
+
+
 def render_response(resp: n.Response, *, alias: str, request: n.Request | None = None) -> dict[str, Any]:
     candidates = []
     for i, c in enumerate(resp.choices):
@@ -500,6 +513,9 @@ def render_response(resp: n.Response, *, alias: str, request: n.Request | None =
     return out
 
 
+# ------------------------------------------------------------------------- count tokens
+
+
 def count_request(body: dict[str, Any], path_model: str | None = None) -> n.Request:
     """The request a ``:countTokens`` body asks to count: its ``generateContentRequest``
     when it has one, else its own ``contents``."""
@@ -510,6 +526,9 @@ def count_request(body: dict[str, Any], path_model: str | None = None) -> n.Requ
 
 def render_count(tokens: int) -> dict[str, Any]:
     return {"totalTokens": tokens}
+
+
+# ------------------------------------------------------------------------------- models
 
 
 def model_info(alias: str, binding: Any) -> dict[str, Any]:
@@ -544,13 +563,6 @@ def model_listing(snapshot: Any, *, page_size: int | None = None, page_token: st
     if start + size < len(aliases):
         out["nextPageToken"] = str(start + size)
     return out
-
-
-def check_request(body: dict[str, Any]) -> None:
-    contents = body.get("contents")
-    expect(isinstance(contents, list) and bool(contents), "'contents' must be a non-empty array", "contents")
-    for i, c in enumerate(contents):
-        expect(isinstance(c, dict) and isinstance(c.get("parts"), list), f"'contents[{i}].parts' must be an array", "contents")
 
 
 def split_model_method(name: str) -> tuple[str, str] | None:

@@ -33,6 +33,9 @@ _KNOWN = frozenset(
 )  # fmt: skip
 
 
+# ------------------------------------------------------------------------------ parsing
+
+
 def _parts(content: Any, where: str) -> list[n.Part]:
     if content is None:
         return []
@@ -357,6 +360,9 @@ def _without_parts(messages: list[Any], kind: str) -> list[Any]:
             m = {**m, "content": [p for p in content if not (isinstance(p, dict) and p.get("type") == kind)]}
         out.append(m)
     return out
+
+
+# ------------------------------------------------------------------------ rendering out
 
 
 def _message_out(choice: n.Choice) -> dict[str, Any]:

@@ -58,6 +58,9 @@ _HONOURED = {"store": (False, None), "truncation": ("disabled", None), "service_
 INCLUDE_ENCRYPTED = "reasoning.encrypted_content"
 
 
+# ------------------------------------------------------------------------------ parsing
+
+
 def _where(i: int) -> str:
     return f"input[{i}]"
 
@@ -369,6 +372,11 @@ def request_streams(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
+def check_request(body: dict[str, Any]) -> None:
+    """Nothing cheap to add: every Responses request takes the full parse (no tier
+    speaks this protocol) before anything is sent."""
+
+
 def features_used(body: dict[str, Any]) -> dict[str, Any]:
     used: dict[str, Any] = {}
     if body.get("stream") is True:
@@ -417,6 +425,9 @@ def features_used(body: dict[str, Any]) -> dict[str, Any]:
 
 def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     raise IngressOnly("prepare_passthrough")
+
+
+# ---------------------------------------------------------------------------- rendering
 
 
 def _thinking_blob(t: n.Thinking) -> str | None:
@@ -471,8 +482,3 @@ def render_response(resp: n.Response, *, alias: str, request: n.Request | None =
         usage=resp.usage or n.Usage(),  # clients (the AI SDK) require usage; zero when unreported
         incomplete=incomplete,
     )
-
-
-def check_request(body: dict[str, Any]) -> None:
-    """Nothing cheap to add: every Responses request takes the full parse (no tier
-    speaks this protocol) before anything is sent."""
