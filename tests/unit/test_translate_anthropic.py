@@ -29,8 +29,12 @@ from switchyard.sidecar.contract.config import (
     CompiledTier,
 )
 from switchyard.sidecar.translate import anthropic_messages as am
+from switchyard.sidecar.translate.anthropic_messages import _wire as amw
+from switchyard.sidecar.translate.anthropic_messages import egress as ame
+from switchyard.sidecar.translate.anthropic_messages import ingress as ami
+from switchyard.sidecar.translate.anthropic_messages import stream as ams
 from switchyard.sidecar.translate import neutral as n
-from switchyard.sidecar.translate.base import RequestError
+from switchyard.sidecar.translate.base import RequestError, UpstreamFormatError
 from switchyard.sidecar.translate.sse import SSEDecoder
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -103,7 +107,7 @@ def body(**over: Any) -> dict[str, Any]:
 )
 def test_parse_errors_name_the_field(raw: dict[str, Any], param: str, words: str) -> None:
     with pytest.raises(RequestError) as info:
-        am.parse_request(raw)
+        ami.parse_request(raw)
     assert info.value.param == param
     assert words in info.value.message
 
@@ -136,7 +140,7 @@ def test_parse_everything_claude_code_sends() -> None:
         stop_sequences=["END"],
         top_k=3,
     )
-    req = am.parse_request(raw)
+    req = ami.parse_request(raw)
     assert req.origin == "anthropic-messages" and req.stream is True and req.max_tokens == 100
     assert req.system == [n.Text("You are Claude Code.", {"type": "ephemeral"})]
     user, assistant, results = req.messages
@@ -168,24 +172,24 @@ def test_parse_everything_claude_code_sends() -> None:
 
 
 def test_parse_thinking_variants_and_effort_alone() -> None:
-    assert am.parse_request(body(thinking={"type": "enabled", "budget_tokens": 4000})).reasoning == n.Reasoning(budget_tokens=4000, summary=True)
-    assert am.parse_request(body(thinking={"type": "disabled"})).reasoning == n.Reasoning(enabled=False)
-    omitted = am.parse_request(body(thinking={"type": "adaptive", "display": "omitted"})).reasoning
+    assert ami.parse_request(body(thinking={"type": "enabled", "budget_tokens": 4000})).reasoning == n.Reasoning(budget_tokens=4000, summary=True)
+    assert ami.parse_request(body(thinking={"type": "disabled"})).reasoning == n.Reasoning(enabled=False)
+    omitted = ami.parse_request(body(thinking={"type": "adaptive", "display": "omitted"})).reasoning
     assert omitted == n.Reasoning(summary=False)
     # Effort without thinking steers answer length, not thinking: an Anthropic-only field.
-    alone = am.parse_request(body(output_config={"effort": "low"}))
+    alone = ami.parse_request(body(output_config={"effort": "low"}))
     assert alone.reasoning is None and alone.extras == {"output_config": {"effort": "low"}}
 
 
 def test_parse_system_turns_and_structured_output() -> None:
-    req = am.parse_request(body(
+    req = ami.parse_request(body(
         system="top",
         messages=[{"role": "user", "content": "a"}, {"role": "system", "content": "mid"}],
         output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}},
     ))
     assert [t.text for t in req.system] == ["top", "mid"]
     assert req.response_format == n.ResponseFormat("json_schema", {"type": "object"})
-    legacy = am.parse_request(body(output_format={"type": "json_schema", "schema": {"type": "object"}}))
+    legacy = ami.parse_request(body(output_format={"type": "json_schema", "schema": {"type": "object"}}))
     assert legacy.response_format is not None
 
 
@@ -206,11 +210,11 @@ def test_features_used_reads_the_raw_body() -> None:
             {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]},
             {"type": "document", "source": {}}]}],
     )
-    assert am.features_used(raw) == {
+    assert ami.features_used(raw) == {
         "streaming": True, "tools": True, "systemPrompt": True, "vision": True, "documents": True,
         "reasoning": True, "structuredOutput": True, "stopSequences": 2, "topK": True, "maxOutputTokens": 64000,
     }
-    assert am.features_used(body(thinking={"type": "disabled"}, output_config={"effort": "low"})) == {"maxOutputTokens": 100}
+    assert ami.features_used(body(thinking={"type": "disabled"}, output_config={"effort": "low"})) == {"maxOutputTokens": 100}
 
 
 # ============================================================ prepare_passthrough
@@ -234,18 +238,18 @@ def test_passthrough_keeps_unknown_fields_and_never_mutates() -> None:
         ],
     )
     before = copy.deepcopy(raw)
-    out = am.prepare_passthrough(raw, tier(), {"stopSequences": 2, "maxOutputTokens": 4000, "vision": None, "structuredOutput": None})
+    out = ami.prepare_passthrough(raw, tier(), {"stopSequences": 2, "maxOutputTokens": 4000, "vision": None, "structuredOutput": None})
     assert raw == before, "the client's body must not change (fallback may translate it again)"
     assert out["model"] == "claude-tier-model"
     assert out["context_management"] == raw["context_management"] and out["container"] == "c1" and out["speed"] == "fast"
     assert out["stop_sequences"] == ["a", "b"] and out["max_tokens"] == 4000
     assert out["thinking"] == {"type": "enabled", "budget_tokens": 3999}  # kept below the mapped max_tokens
     notes: list[tuple[str, str]] = []
-    am.prepare_passthrough(raw, tier(), {"maxOutputTokens": 4000}, notes)
+    ami.prepare_passthrough(raw, tier(), {"maxOutputTokens": 4000}, notes)
     assert notes == [("reasoning", "map(3999)")]  # reported, not a silent budget cut
-    am.prepare_passthrough(raw, tier(), {"maxOutputTokens": 1000}, notes := [])
+    ami.prepare_passthrough(raw, tier(), {"maxOutputTokens": 1000}, notes := [])
     assert notes == [("reasoning", "strip")]  # no room for the 1,024-token minimum
-    am.prepare_passthrough(body(max_tokens=8000, thinking={"type": "enabled", "budget_tokens": 5000}), tier(), {}, notes := [])
+    ami.prepare_passthrough(body(max_tokens=8000, thinking={"type": "enabled", "budget_tokens": 5000}), tier(), {}, notes := [])
     assert notes == []  # a budget that fits is left alone
     assert out["output_config"] == {"effort": "low"}
     assert out["messages"][0]["content"] == [{"type": "text", "text": "q"}, {"type": "future_block", "x": 1}]
@@ -265,17 +269,17 @@ def test_passthrough_strips_reasoning_and_foreign_thoughts() -> None:
         ],
     )
     notes: list[tuple[str, str]] = []
-    out = am.prepare_passthrough(raw, tier(), {}, notes)
+    out = ami.prepare_passthrough(raw, tier(), {}, notes)
     assert out["messages"][1]["content"] == [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]
     # Manual thinking cannot restart inside a tool loop whose turn lost its thinking block.
     assert "thinking" not in out
     assert notes == [("reasoning", "strip")]
-    stripped = am.prepare_passthrough(body(thinking={"type": "adaptive"}, output_config={"effort": "high"}), tier(), {"reasoning": None})
+    stripped = ami.prepare_passthrough(body(thinking={"type": "adaptive"}, output_config={"effort": "high"}), tier(), {"reasoning": None})
     assert "thinking" not in stripped and "output_config" not in stripped
 
 
 def test_passthrough_call_forwards_beta_flags_never_client_credentials() -> None:
-    call = am.build_passthrough_call(
+    call = ame.build_passthrough_call(
         {"model": "m", "stream": True},
         tier(),
         {"Anthropic-Beta": "context-management-2025-06-27", "anthropic-version": "2023-06-01"},
@@ -297,12 +301,12 @@ def neutral(**over: Any) -> n.Request:
 
 
 def built(req: n.Request, t: CompiledTier | None = None) -> dict[str, Any]:
-    return orjson.loads(am.build_call(req, t or tier()).body or b"{}")
+    return orjson.loads(ame.build_call(req, t or tier()).body or b"{}")
 
 
 def notes(req: n.Request, t: CompiledTier | None = None) -> list[tuple[str, str]]:
     """What the adapter changed on its own to fit the API (reported as degradations)."""
-    return am.build_call(req, t or tier()).notes
+    return ame.build_call(req, t or tier()).notes
 
 
 def test_egress_alternation_tool_results_first_and_ids() -> None:
@@ -353,9 +357,9 @@ def test_egress_forced_tools_leave_thinking_out() -> None:
         ("reasoning", "strip"),
     ]
     so = built(neutral(response_format=n.ResponseFormat("json_object"), reasoning=n.Reasoning(effort="low")))
-    assert so["tool_choice"]["name"] == am.FORMAT_TOOL and "thinking" not in so
+    assert so["tool_choice"]["name"] == amw.FORMAT_TOOL and "thinking" not in so
     with_tools = built(neutral(tools=[t], response_format=n.ResponseFormat("json_object")))
-    assert [x["name"] for x in with_tools["tools"]] == ["f", am.FORMAT_TOOL] and with_tools["tool_choice"] == {"type": "any"}
+    assert [x["name"] for x in with_tools["tools"]] == ["f", amw.FORMAT_TOOL] and with_tools["tool_choice"] == {"type": "any"}
     with pytest.raises(RequestError, match="root is an object"):
         built(neutral(response_format=n.ResponseFormat("json_schema", {"type": "array"})))
 
@@ -392,7 +396,7 @@ def test_egress_drops_thinking_anthropic_did_not_sign() -> None:
 
 
 def test_egress_same_origin_restores_extras_only_for_anthropic() -> None:
-    req = am.parse_request(body(
+    req = ami.parse_request(body(
         service_tier="auto",
         tools=[{"type": "web_search_20250305", "name": "web_search"}],
         metadata={"user_id": "u"},
@@ -410,7 +414,7 @@ def test_egress_same_origin_restores_extras_only_for_anthropic() -> None:
 
 
 def test_parse_response_maps_blocks_stop_reasons_and_usage() -> None:
-    resp = am.parse_response({
+    resp = ame.parse_response({
         "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
         "content": [{"type": "thinking", "thinking": "t", "signature": SIG}, {"type": "text", "text": "x"},
                     {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
@@ -425,10 +429,10 @@ def test_parse_response_maps_blocks_stop_reasons_and_usage() -> None:
     assert resp.usage == n.Usage(115, 7, 100, 5, 3)
     for stop, finish in [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"),
                          ("model_context_window_exceeded", "length"), ("refusal", "refusal"), ("pause_turn", "pause")]:
-        r = am.parse_response({"content": [{"type": "text", "text": "x"}], "stop_reason": stop})
+        r = ame.parse_response({"content": [{"type": "text", "text": "x"}], "stop_reason": stop})
         assert r.choices[0].finish_reason == finish
-    with pytest.raises(am.UpstreamFormatError):
-        am.parse_response({"type": "error", "error": {"type": "api_error"}})
+    with pytest.raises(UpstreamFormatError):
+        ame.parse_response({"type": "error", "error": {"type": "api_error"}})
 
 
 @pytest.mark.parametrize(
@@ -443,10 +447,10 @@ def test_parse_response_maps_blocks_stop_reasons_and_usage() -> None:
     ],
 )
 def test_read_error(status: int, raw: dict[str, Any], kind: str, quota: bool, missing: bool) -> None:
-    info = am.read_error(status, orjson.dumps(raw), {})
+    info = ame.read_error(status, orjson.dumps(raw), {})
     assert (info.kind, info.quota, info.model_not_found) == (kind, quota, missing)
     assert info.message == raw["error"]["message"]
-    assert am.read_error(502, b"<html>bad gateway</html>", {}).message == "<html>bad gateway</html>"
+    assert ame.read_error(502, b"<html>bad gateway</html>", {}).message == "<html>bad gateway</html>"
 
 
 # ============================================================ stream decoder
@@ -457,7 +461,7 @@ FULL_STREAM = (
 
 
 def decode(raw: bytes, cuts: list[int]) -> tuple[list[Any], bytes, bool]:
-    d = am.StreamDecoder()
+    d = ams.StreamDecoder()
     events: list[Any] = []
     raws = b""
     bounds = [0, *cuts, len(raw)]
@@ -476,7 +480,7 @@ def test_decoder_at_every_byte_split(newline: bytes) -> None:
     assert complete and whole_raw == raw
     kinds = [k for k, _ in whole]
     assert kinds[:2] == ["StreamStart", "StreamUsage"] and kinds[-2:] == ["StreamFinish", "StreamUsage"]
-    assert any(getattr(e, "origin", None) == am.PROTOCOL and e.signature for k, e in whole), "the signature delta is decoded"
+    assert any(getattr(e, "origin", None) == amw.PROTOCOL and e.signature for k, e in whole), "the signature delta is decoded"
     for cut in range(1, len(raw)):
         events, _, done = decode(raw, [cut])
         assert (events, done) == (whole, True), f"split at byte {cut}"
@@ -495,7 +499,7 @@ def test_decoder_complete_only_after_message_stop_and_reads_errors() -> None:
     cut = FULL_STREAM.index(b"event: message_stop")
     _, _, complete = decode(FULL_STREAM[:cut], [])
     assert not complete
-    d = am.StreamDecoder()
+    d = ams.StreamDecoder()
     (item,) = d.feed(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
     assert item.events == [n.StreamError(529, "overloaded", "Overloaded")]
     (ping,) = d.feed(b'event: ping\ndata: {"type": "ping"}\n\n')
@@ -527,7 +531,7 @@ def sdk_client(payload: bytes, status: int = 200, content_type: str = "text/even
 
 
 def encode(events: list[n.Event]) -> bytes:
-    enc = am.StreamEncoder(alias="assistant", request=None)
+    enc = ams.StreamEncoder(alias="assistant", request=None)
     out = enc.start()
     for ev in events:
         out += enc.encode(ev)
@@ -537,8 +541,8 @@ def encode(events: list[n.Event]) -> bytes:
 MIXED = [
     n.StreamStart("chatcmpl-1", "upstream-model"),
     n.ThinkingDelta("let me think"),  # a foreign thought: shown, never signed
-    n.ThinkingDelta(" more", None, origin=am.PROTOCOL),
-    n.ThinkingDelta(signature=SIG, origin=am.PROTOCOL),
+    n.ThinkingDelta(" more", None, origin=amw.PROTOCOL),
+    n.ThinkingDelta(signature=SIG, origin=amw.PROTOCOL),
     n.TextDelta("Calling tools."),
     n.ToolCallStart(0, "call_a", "get_weather"),
     n.ToolCallDelta(0, '{"city":'),
@@ -598,7 +602,7 @@ def test_encoder_blanks_signatures_it_cannot_vouch_for() -> None:
 
 
 def test_error_event_shape_and_the_sdk_raises_it() -> None:
-    enc = am.StreamEncoder(alias="a", request=None)
+    enc = ams.StreamEncoder(alias="a", request=None)
     head = enc.encode(n.StreamStart("x", "m")) + enc.encode(n.TextDelta("partial"))
     err = enc.error(529, "overloaded", "the upstream is overloaded")
     d = SSEDecoder()
@@ -611,7 +615,7 @@ def test_error_event_shape_and_the_sdk_raises_it() -> None:
             pass
     assert info.value.body["error"]["type"] == "overloaded_error"
     # an unknown kind still renders a well-formed event
-    assert b'"api_error"' in am.StreamEncoder(alias="a", request=None).error(502, "no-such-kind", "m")
+    assert b'"api_error"' in ams.StreamEncoder(alias="a", request=None).error(502, "no-such-kind", "m")
 
 
 def test_render_response_validates_as_an_sdk_message() -> None:
@@ -621,7 +625,7 @@ def test_render_response_validates_as_an_sdk_message() -> None:
                            n.ToolCall("call_1", "f", "not json")], "tool_calls")],
         usage=n.Usage(input_tokens=30, output_tokens=5, cached_input_tokens=20),
     )
-    body_ = am.render_response(resp, alias="assistant")
+    body_ = ami.render_response(resp, alias="assistant")
     msg = anthropic.types.Message.model_validate(body_)
     assert [b.type for b in msg.content] == ["thinking", "text", "text", "tool_use"]
     assert msg.content[0].signature == "" and msg.content[3].input == {"_raw": "not json"}
@@ -637,19 +641,19 @@ def test_count_tokens_call_per_tier_protocol() -> None:
     from switchyard.sidecar.translate import gemini, openai_chat
 
     raw = {"model": "assistant", "messages": [{"role": "user", "content": "hi"}], "system": "s"}
-    call = am.count_call(tier(), body=raw, client_headers={"anthropic-beta": "token-counting-2024-11-01"})
+    call = ame.count_call(tier(), body=raw, client_headers={"anthropic-beta": "token-counting-2024-11-01"})
     assert call.url == "https://api.anthropic.com/v1/messages/count_tokens"
     assert orjson.loads(call.body or b"") == {**raw, "model": "claude-tier-model"}
     assert call.headers["anthropic-beta"] == "token-counting-2024-11-01" and call.headers["x-api-key"] == "sk-tier-key"
-    assert openai_chat.ADAPTER.count_call(tier("openai-chat"), request=am.count_request(raw)) is None, "no count endpoint"
-    g = gemini.ADAPTER.count_call(tier("gemini"), request=am.count_request(raw))
+    assert openai_chat.ADAPTER.count_call(tier("openai-chat"), request=ami.count_request(raw)) is None, "no count endpoint"
+    g = gemini.ADAPTER.count_call(tier("gemini"), request=ami.count_request(raw))
     assert g is not None
     assert g.url == "https://generativelanguage.googleapis.com/v1beta/models/claude-tier-model:countTokens"
     assert g.headers["x-goog-api-key"] == "sk-tier-key" and "anthropic-beta" not in g.headers
     inner = orjson.loads(g.body or b"")["generateContentRequest"]
     assert inner["model"] == "models/claude-tier-model" and inner["contents"][0]["parts"] == [{"text": "hi"}]
     assert inner["systemInstruction"]["parts"] == [{"text": "s"}]
-    assert am.render_count(gemini.read_count(b'{"totalTokens": 31}')[0]) == {"input_tokens": 31}
+    assert ami.render_count(gemini.read_count(b'{"totalTokens": 31}')[0]) == {"input_tokens": 31}
 
 
 # ============================================== the real routes, on loopback

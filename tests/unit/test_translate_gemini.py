@@ -25,6 +25,10 @@ from google.genai import types
 
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledProfile, CompiledTier
 from switchyard.sidecar.translate import gemini as g
+from switchyard.sidecar.translate.gemini import _wire as gw
+from switchyard.sidecar.translate.gemini import egress as ge
+from switchyard.sidecar.translate.gemini import ingress as gi
+from switchyard.sidecar.translate.gemini import stream as gs
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import RequestError
 from switchyard.sidecar.translate.sse import SSEDecoder
@@ -104,13 +108,13 @@ def cli_body() -> dict[str, Any]:
 )
 def test_parse_errors_name_the_field(raw: dict[str, Any], param: str, words: str) -> None:
     with pytest.raises(RequestError) as info:
-        g.parse_request(raw, path_model="m")
+        gi.parse_request(raw, path_model="m")
     assert words in info.value.message
     assert info.value.param == param
 
 
 def test_parse_what_gemini_cli_sends() -> None:
-    req = g.parse_request(cli_body(), path_model="models/assistant", stream=True)
+    req = gi.parse_request(cli_body(), path_model="models/assistant", stream=True)
     assert req.model == "assistant" and req.stream and req.origin == "gemini"
     assert [t.text for t in req.system] == ["You are Gemini CLI."]
     assert [t.name for t in req.tools] == ["list_directory", "read_file"]
@@ -136,7 +140,7 @@ def test_results_match_calls_by_name_in_order_and_ids_are_stable() -> None:
              {"functionResponse": {"name": "f", "response": {"result": {"deep": [1]}}}},
              {"functionResponse": {"name": "orphan", "response": {}}}),
     ]}
-    first, second = g.parse_request(body), g.parse_request(copy.deepcopy(body))
+    first, second = gi.parse_request(body), gi.parse_request(copy.deepcopy(body))
     assert first == second, "ids come from positions, never from randomness"
     calls = first.messages[1].parts
     assert [c.id for c in calls] == ["call_g1_0", "call_g1_1", "call_g1_2"]  # type: ignore[union-attr]
@@ -165,7 +169,7 @@ def test_parse_snake_case_schemas_media_and_code_parts() -> None:
                               "response_mime_type": "application/json", "response_schema": {"type": "STRING", "enum": ["a", "b"]}},
         "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
     }
-    req = g.parse_request(body)
+    req = gi.parse_request(body)
     assert req.messages[0].parts == [
         n.Text("look"),
         n.Image(data="UklGR", media_type="image/webp"),
@@ -193,7 +197,7 @@ def test_parse_snake_case_schemas_media_and_code_parts() -> None:
     ],
 )
 def test_parse_thinking_config(config: dict[str, Any], expected: n.Reasoning) -> None:
-    req = g.parse_request({"contents": [user({"text": "x"})], "generationConfig": {"thinkingConfig": config}})
+    req = gi.parse_request({"contents": [user({"text": "x"})], "generationConfig": {"thinkingConfig": config}})
     assert req.reasoning == expected
 
 
@@ -201,7 +205,7 @@ def test_tool_config_modes() -> None:
     decls = [{"functionDeclarations": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}]
 
     def choice(fcc: dict[str, Any]) -> tuple[n.ToolChoice | None, list[str]]:
-        req = g.parse_request({"contents": [user({"text": "x"})], "tools": decls, "toolConfig": {"functionCallingConfig": fcc}})
+        req = gi.parse_request({"contents": [user({"text": "x"})], "tools": decls, "toolConfig": {"functionCallingConfig": fcc}})
         return req.tool_choice, [t.name for t in req.tools]
 
     assert choice({"mode": "AUTO"}) == (n.ToolChoice("auto"), ["a", "b", "c"])
@@ -232,7 +236,7 @@ def test_features_used_reads_the_raw_body() -> None:
         "maxOutputTokens": 99, "multipleChoices": 3, "seed": True, "topK": True, "logprobs": True, "jsonMode": True,
     }  # hosted tools alone are not function tools; a zero budget asks for no reasoning
     schema = {"contents": [user({"text": "x"})], "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": {}}}
-    assert g.features_used(schema) == {"structuredOutput": True}
+    assert gi.features_used(schema) == {"structuredOutput": True}
 
 
 # =================================================================== passthrough
@@ -245,21 +249,21 @@ def test_passthrough_keeps_unknown_fields_and_never_mutates() -> None:
     body["contents"][0]["parts"].append({"inlineData": {"mimeType": "image/png", "data": "AAAA"}})
     body["contents"][0]["parts"].append({"inlineData": {"mimeType": "application/pdf", "data": "JVBE"}})
     before = copy.deepcopy(body)
-    out = g.prepare_passthrough(body, tier(), {})
+    out = gi.prepare_passthrough(body, tier(), {})
     assert out == body and "model" not in out, "the model is in the URL, never the body"
-    out = g.prepare_passthrough(body, tier(), {"stopSequences": 1, "maxOutputTokens": 64, "reasoning": None, "vision": None, "systemPrompt": None})
+    out = gi.prepare_passthrough(body, tier(), {"stopSequences": 1, "maxOutputTokens": 64, "reasoning": None, "vision": None, "systemPrompt": None})
     assert body == before, "prepare_passthrough never mutates its input"
     assert out["session_hint"] == {"opaque": True} and out["generationConfig"]["futureKnob"] == 1
     assert out["generationConfig"]["stopSequences"] == ["x"] and out["generationConfig"]["maxOutputTokens"] == 64
     assert "thinkingConfig" not in out["generationConfig"] and "systemInstruction" not in out
     assert [list(p) for p in out["contents"][0]["parts"]] == [["text"], ["inlineData"]]  # the PDF stays, the image goes
-    stripped = g.prepare_passthrough(body, tier(), {"tools": None, "topK": None})
+    stripped = gi.prepare_passthrough(body, tier(), {"tools": None, "topK": None})
     assert "tools" not in stripped and "toolConfig" not in stripped and stripped["contents"] == body["contents"]
 
 
 def test_passthrough_edits_snake_case_fields() -> None:
     body = {"contents": [user({"text": "x"})], "generation_config": {"max_output_tokens": 10, "seed": 3, "response_mime_type": "application/json"}}
-    out = g.prepare_passthrough(body, tier(), {"maxOutputTokens": 5, "seed": None, "jsonMode": None})
+    out = gi.prepare_passthrough(body, tier(), {"maxOutputTokens": 5, "seed": None, "jsonMode": None})
     assert out == {"contents": body["contents"], "generation_config": {"max_output_tokens": 5}}
     assert body["generation_config"] == {"max_output_tokens": 10, "seed": 3, "response_mime_type": "application/json"}
 
@@ -281,16 +285,16 @@ def test_passthrough_call_per_view_and_credentials() -> None:
 def test_urls_respect_versioned_base_urls_and_model_paths() -> None:
     req = n.Request(model="a", messages=[n.Message("user", [n.Text("x")])])
     t = tier(base_url="http://localhost:9/v1alpha/").model_copy(update={"model": "tunedModels/mine"})
-    assert g.build_call(req, t).url == "http://localhost:9/v1alpha/tunedModels/mine:generateContent"
+    assert ge.build_call(req, t).url == "http://localhost:9/v1alpha/tunedModels/mine:generateContent"
     t = tier().model_copy(update={"model": "models/gemini-2.5-pro"})
-    assert g.build_call(req, t).url.endswith("/v1beta/models/gemini-2.5-pro:generateContent")
+    assert ge.build_call(req, t).url.endswith("/v1beta/models/gemini-2.5-pro:generateContent")
 
 
 # ======================================================================== egress
 
 
 def _body(req: n.Request, t: CompiledTier | None = None) -> dict[str, Any]:
-    return orjson.loads(g.build_call(req, t or tier()).body or b"")
+    return orjson.loads(ge.build_call(req, t or tier()).body or b"")
 
 
 def test_egress_tool_results_take_the_name_of_their_call() -> None:
@@ -302,7 +306,7 @@ def test_egress_tool_results_take_the_name_of_their_call() -> None:
     ])
     contents = _body(req)["contents"]
     assert contents[1]["parts"] == [
-        {"functionCall": {"name": "lookup", "args": {"q": "x"}}, "thoughtSignature": g.SENTINEL_SIGNATURE},
+        {"functionCall": {"name": "lookup", "args": {"q": "x"}}, "thoughtSignature": ge.SENTINEL_SIGNATURE},
         {"functionCall": {"name": "lookup", "args": {"_raw": "not json"}}},
     ]
     assert contents[2]["parts"] == [
@@ -312,7 +316,7 @@ def test_egress_tool_results_take_the_name_of_their_call() -> None:
     ]
     orphan = n.Request(model="a", messages=[n.Message("user", [n.ToolResult("call_9", [n.Text("x")])])])
     with pytest.raises(RequestError, match="names no function and no earlier tool call"):
-        g.build_call(orphan, tier())
+        ge.build_call(orphan, tier())
 
 
 def test_egress_signatures_only_gemini_ones_and_placeholder_in_the_active_loop() -> None:
@@ -337,7 +341,7 @@ def test_egress_signatures_only_gemini_ones_and_placeholder_in_the_active_loop()
     ]
     assert contents[7]["parts"] == [
         {"text": "calling again"},
-        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": g.SENTINEL_SIGNATURE},
+        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": ge.SENTINEL_SIGNATURE},
         {"functionCall": {"name": "f", "args": {}}},
     ]
 
@@ -402,12 +406,12 @@ def test_egress_media_parts() -> None:
 )
 def test_parse_response_finish_reasons(reason: str, calls: bool, expected: str) -> None:
     parts: list[dict[str, Any]] = [{"text": "x"}] + ([{"functionCall": {"name": "f", "args": {}}}] if calls else [])
-    resp = g.parse_response({"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": reason, "index": 0}]})
+    resp = ge.parse_response({"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": reason, "index": 0}]})
     assert resp.choices[0].finish_reason == expected
 
 
 def test_parse_response_usage_ids_and_blocked_prompt() -> None:
-    resp = g.parse_response({
+    resp = ge.parse_response({
         "candidates": [{"content": {"parts": [{"text": "hm", "thought": True, "thoughtSignature": SIG},
                                               {"functionCall": {"id": "x1", "name": "f", "args": {"a": [1]}}}], "role": "model"},
                         "finishReason": "STOP"}],
@@ -418,10 +422,10 @@ def test_parse_response_usage_ids_and_blocked_prompt() -> None:
     assert resp.id == "r1" and resp.model == "gemini-2.5-pro"
     assert resp.choices[0].parts == [n.Thinking("hm", SIG, origin="gemini"), n.ToolCall("x1", "f", '{"a":[1]}')]
     assert resp.usage == n.Usage(input_tokens=107, output_tokens=15, cached_input_tokens=60, reasoning_tokens=5)
-    blocked = g.parse_response({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}})
+    blocked = ge.parse_response({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}})
     assert blocked.choices == [n.Choice([], "content_filter")]
-    assert g.parse_response({"candidates": [{"content": {"role": "model"}, "finishReason": "STOP"}]}).choices[0].parts == []
-    code = g.parse_response({"candidates": [{"content": {"parts": [
+    assert ge.parse_response({"candidates": [{"content": {"role": "model"}, "finishReason": "STOP"}]}).choices[0].parts == []
+    code = ge.parse_response({"candidates": [{"content": {"parts": [
         {"executableCode": {"language": "PYTHON", "code": "print(2)"}, "thoughtSignature": SIG},
         {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "2\n"}}]}, "finishReason": "STOP"}]})
     assert code.choices[0].parts == [n.Thinking(signature=SIG, origin="gemini"), n.Text("```python\nprint(2)\n```"), n.Text("2\n")]
@@ -446,20 +450,20 @@ RATE = {"error": {"code": 429, "message": "You exceeded your current quota. Plea
     ],
 )
 def test_read_error(status: int, raw: Any, kind: str, quota: bool, missing: bool) -> None:
-    info = g.read_error(status, orjson.dumps(raw), {})
+    info = ge.read_error(status, orjson.dumps(raw), {})
     assert (info.kind, info.quota, info.model_not_found) == (kind, quota, missing)
     first = raw[0] if isinstance(raw, list) else raw
     assert info.message == first["error"]["message"]
 
 
 def test_read_error_of_a_non_json_body_and_the_retry_delay() -> None:
-    info = g.read_error(502, b"<html>Bad   gateway</html>", {})
+    info = ge.read_error(502, b"<html>Bad   gateway</html>", {})
     assert info.message == "<html>Bad gateway</html>" and info.kind is None
-    assert g.retry_delay_seconds(orjson.dumps(RATE)) == 37.0
-    assert g.retry_delay_seconds(orjson.dumps([RATE])) == 37.0
+    assert ge.retry_delay_seconds(orjson.dumps(RATE)) == 37.0
+    assert ge.retry_delay_seconds(orjson.dumps([RATE])) == 37.0
     nested = {"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.250s"}]}}
-    assert g.retry_delay_seconds(orjson.dumps(nested)) == 0.25
-    assert g.retry_delay_seconds(b"{}") is None and g.retry_delay_seconds(b"nope") is None
+    assert ge.retry_delay_seconds(orjson.dumps(nested)) == 0.25
+    assert ge.retry_delay_seconds(b"{}") is None and ge.retry_delay_seconds(b"nope") is None
 
 
 # ====================================================================== decoders
@@ -487,7 +491,7 @@ ARRAY_STREAM = b"[" + b"\n,\r\n".join(orjson.dumps(c, option=orjson.OPT_INDENT_2
 
 
 def decode(raw: bytes, splits: list[int]) -> tuple[list[n.Event], bytes, bool]:
-    d = g.StreamDecoder()
+    d = gs.StreamDecoder()
     events: list[n.Event] = []
     raws = b""
     bounds = [0, *splits, len(raw)]
@@ -506,9 +510,9 @@ def test_decoder_events() -> None:
     ids = [e.id for e in events if isinstance(e, n.ToolCallStart)]
     assert events == [
         n.StreamStart("resp-1", "gemini-2.5-flash"),
-        n.ThinkingDelta('Think "]}[{ hard', origin=g.PROTOCOL),
+        n.ThinkingDelta('Think "]}[{ hard', origin=gw.PROTOCOL),
         n.TextDelta('Hé, \\"ok\\" ]'),
-        n.ThinkingDelta(signature=SIG, origin=g.PROTOCOL),
+        n.ThinkingDelta(signature=SIG, origin=gw.PROTOCOL),
         n.ToolCallStart(0, ids[0], "f"), n.ToolCallDelta(0, '{"s":"}]"}'),
         n.ToolCallStart(1, ids[1], "g"), n.ToolCallDelta(1, "{}"),
         n.StreamFinish("tool_calls"),
@@ -555,7 +559,7 @@ def test_decoder_reads_errors_and_closes_the_relayed_array() -> None:
     err = {"error": {"code": 429, "message": "Resource has been exhausted", "status": "RESOURCE_EXHAUSTED"}}
     events, _, complete = decode(b"data: " + orjson.dumps(chunk([{"text": "x"}])) + b"\n\ndata: " + orjson.dumps(err) + b"\n\n", [])
     assert events[-1] == n.StreamError(429, "rate_limited", "Resource has been exhausted") and not complete
-    d = g.StreamDecoder()
+    d = gs.StreamDecoder()
     items = d.feed(b"[" + orjson.dumps(chunk([{"text": "x"}])) + b",\r\n" + orjson.dumps({"error": {"code": 500, "message": "boom", "status": "INTERNAL"}}) + b"\n]")
     assert items[1].events == [n.StreamError(500, "upstream", "boom")]
     relayed = b"".join(i.raw for i in items[:2])
@@ -582,7 +586,7 @@ def neutral_stream(*, usage: bool = True) -> list[n.Event]:
     return events
 
 
-def encode_all(enc: g.StreamEncoder, events: list[n.Event]) -> bytes:
+def encode_all(enc: gs.StreamEncoder, events: list[n.Event]) -> bytes:
     out = enc.start()
     for ev in events:
         out += enc.encode(ev)
@@ -598,7 +602,7 @@ def sse_chunks(raw: bytes) -> list[dict[str, Any]]:
 
 
 def test_sse_encoder_chunks_parse_as_sdk_responses() -> None:
-    raw = encode_all(g.StreamEncoder(alias="assistant", request=None), neutral_stream())
+    raw = encode_all(gs.StreamEncoder(alias="assistant", request=None), neutral_stream())
     chunks = [types.GenerateContentResponse.model_validate(c) for c in sse_chunks(raw)]
     assert [c.candidates[0].content.parts[0].thought for c in chunks[:1]] == [True]
     assert "".join(c.text or "" for c in chunks[1:3]) == "Checking both."
@@ -615,18 +619,18 @@ def test_sse_encoder_chunks_parse_as_sdk_responses() -> None:
 
 
 def test_json_array_encoder_writes_one_valid_array() -> None:
-    raw = encode_all(g.StreamEncoder(alias="assistant", request=None, sse=False), neutral_stream(usage=False))
+    raw = encode_all(gs.StreamEncoder(alias="assistant", request=None, sse=False), neutral_stream(usage=False))
     assert raw.startswith(b"[{") and raw.endswith(b"}]") and b",\r\n" in raw
     items = json.loads(raw)
     responses = [types.GenerateContentResponse.model_validate(x) for x in items]
     assert len(responses) == 4 and responses[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert responses[-1].usage_metadata is None
-    single = encode_all(g.StreamEncoder(alias="assistant", request=None, sse=False), [n.TextDelta("hi"), n.StreamFinish("length")])
+    single = encode_all(gs.StreamEncoder(alias="assistant", request=None, sse=False), [n.TextDelta("hi"), n.StreamFinish("length")])
     assert [x["candidates"][0].get("finishReason") for x in json.loads(single)] == [None, "MAX_TOKENS"]
 
 
 def test_encoder_flushes_calls_before_later_text_and_per_choice() -> None:
-    enc = g.StreamEncoder(alias="a", request=None)
+    enc = gs.StreamEncoder(alias="a", request=None)
     raw = encode_all(enc, [
         n.ToolCallStart(0, "c1", "f"), n.ToolCallDelta(0, '{"x":1}'), n.TextDelta("after"),
         n.TextDelta("other", choice=1), n.StreamFinish("stop", choice=1), n.StreamFinish("tool_calls", choice=0),
@@ -639,21 +643,21 @@ def test_encoder_flushes_calls_before_later_text_and_per_choice() -> None:
 
 
 def test_error_rendering_in_both_stream_forms_never_finishes_cleanly() -> None:
-    enc = g.StreamEncoder(alias="a", request=None)
+    enc = gs.StreamEncoder(alias="a", request=None)
     raw = enc.start() + enc.encode(n.TextDelta("partial")) + enc.encode(n.StreamFinish("stop"))
     raw += enc.error(502, "upstream", "the upstream connection broke mid-stream")
     chunks = sse_chunks(raw)
     assert chunks[-1] == {"error": {"code": 502, "message": "the upstream connection broke mid-stream", "status": "INTERNAL"}}
     assert all("finishReason" not in c.get("candidates", [{}])[0] for c in chunks), "no clean finish before the error"
 
-    arr = g.StreamEncoder(alias="a", request=None, sse=False)
+    arr = gs.StreamEncoder(alias="a", request=None, sse=False)
     raw = arr.start() + arr.encode(n.TextDelta("partial")) + arr.error(504, "timeout", "too slow")
     items = json.loads(raw)
     assert items[-1] == {"error": {"code": 504, "message": "too slow", "status": "DEADLINE_EXCEEDED"}}
     assert not any("finishReason" in c for x in items[:-1] for c in x["candidates"])
-    empty = g.StreamEncoder(alias="a", request=None, sse=False)
+    empty = gs.StreamEncoder(alias="a", request=None, sse=False)
     assert json.loads(empty.start() + empty.error(429, "rate_limited", "slow down"))[0]["error"]["status"] == "RESOURCE_EXHAUSTED"
-    relay = g.StreamEncoder(alias="a", request=None, sse=False)  # after forwarded upstream elements (passthrough)
+    relay = gs.StreamEncoder(alias="a", request=None, sse=False)  # after forwarded upstream elements (passthrough)
     upstream = b"[" + orjson.dumps(chunk([{"text": "x"}]))
     assert json.loads(upstream + relay.error(502, "upstream", "cut"))[-1]["error"]["code"] == 502
 
@@ -666,7 +670,7 @@ def test_render_response_validates_as_an_sdk_response() -> None:
         n.Choice([n.Text("cut")], "length"),
         n.Choice([], "content_filter"),
     ])
-    body = g.render_response(resp, alias="assistant")
+    body = gi.render_response(resp, alias="assistant")
     sdk = types.GenerateContentResponse.model_validate(body)
     parts = body["candidates"][0]["content"]["parts"]
     assert parts == [
@@ -678,7 +682,7 @@ def test_render_response_validates_as_an_sdk_response() -> None:
     assert [c.finish_reason for c in sdk.candidates] == [types.FinishReason.STOP, types.FinishReason.MAX_TOKENS, types.FinishReason.SAFETY]
     assert sdk.usage_metadata.total_token_count == 10 and sdk.usage_metadata.thoughts_token_count == 1
     assert sdk.response_id == "r-1" and sdk.model_version == "upstream-model"
-    assert g.render_response(n.Response(id="x", model="", choices=[]), alias="assistant")["modelVersion"] == "assistant"
+    assert gi.render_response(n.Response(id="x", model="", choices=[]), alias="assistant")["modelVersion"] == "assistant"
 
 
 # ================================================================== count tokens
@@ -688,22 +692,22 @@ def test_count_tokens_call_per_tier_protocol() -> None:
     from switchyard.sidecar.translate import anthropic_messages, openai_chat
 
     body = {"contents": [user({"text": "hi"})]}
-    call = g.count_call(tier(), body=body)
+    call = ge.count_call(tier(), body=body)
     assert call is not None and call.url.endswith("/v1beta/models/gemini-tier-model:countTokens")
     assert orjson.loads(call.body or b"") == body and call.headers["x-goog-api-key"] == "sk-tier-key"
     wrapped = {"generateContentRequest": {"model": "models/assistant", "contents": body["contents"], "generationConfig": {"seed": 1}}}
-    call = g.count_call(tier(), body=wrapped)
+    call = ge.count_call(tier(), body=wrapped)
     assert orjson.loads(call.body or b"")["generateContentRequest"]["model"] == "models/gemini-tier-model"  # type: ignore[union-attr]
     assert wrapped["generateContentRequest"]["model"] == "models/assistant", "input not mutated"
-    assert openai_chat.ADAPTER.count_call(tier("openai-chat"), request=g.count_request(body, "assistant")) is None
+    assert openai_chat.ADAPTER.count_call(tier("openai-chat"), request=gi.count_request(body, "assistant")) is None
     with_system = {**body, "systemInstruction": {"parts": [{"text": "sys"}]}}
-    anthropic = anthropic_messages.ADAPTER.count_call(tier("anthropic-messages"), request=g.count_request(with_system, "a"))
+    anthropic = anthropic_messages.ADAPTER.count_call(tier("anthropic-messages"), request=gi.count_request(with_system, "a"))
     assert anthropic is not None
     sent = orjson.loads(anthropic.body or b"")
     assert anthropic.url == "https://api.anthropic.com/v1/messages/count_tokens"
     assert set(sent) <= {"model", "messages", "system", "tools", "tool_choice", "thinking"} and "max_tokens" not in sent
-    assert g.read_count(b'{"promptTokensDetails": []}')[1] == {"promptTokensDetails": [], "totalTokens": 0}
-    assert g.render_count(anthropic_messages.read_count(b'{"input_tokens": 12}')[0]) == {"totalTokens": 12}
+    assert ge.read_count(b'{"promptTokensDetails": []}')[1] == {"promptTokensDetails": [], "totalTokens": 0}
+    assert gi.render_count(anthropic_messages.read_count(b'{"input_tokens": 12}')[0]) == {"totalTokens": 12}
 
 
 # ======================================================= the real routes, loopback

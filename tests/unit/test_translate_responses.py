@@ -1,4 +1,4 @@
-"""The OpenAI Responses ingress adapter (``translate/openai_responses.py``).
+"""The OpenAI Responses ingress adapter (``translate/openai_responses/``).
 
 Four layers, each checked against something nobody here wrote:
 
@@ -35,6 +35,8 @@ from switchyard.sidecar.http import routes
 from switchyard.sidecar.app import Listen, Sidecar
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate import openai_responses as R
+from switchyard.sidecar.translate.openai_responses import _wire as Rw
+from switchyard.sidecar.translate.openai_responses import ingress as Ri
 from openapi_spec import assert_openapi, schemas
 from switchyard.sidecar.translate.base import RequestError, adapter_for
 from switchyard.sidecar.translate.sse import SSEDecoder
@@ -105,7 +107,7 @@ def encode_all(events: list[n.Event], request: n.Request | None = None, *, error
 
 
 def render(resp: n.Response, request: n.Request | None = None) -> dict[str, Any]:
-    body = R.render_response(resp, alias="alias", request=request)
+    body = Ri.render_response(resp, alias="alias", request=request)
     assert_valid("Response", body)
     Response.model_validate(body)
     return body
@@ -115,7 +117,7 @@ def render(resp: n.Response, request: n.Request | None = None) -> dict[str, Any]
 
 
 def parse(body: dict[str, Any]) -> n.Request:
-    return R.parse_request({"model": "alias", **body})
+    return Ri.parse_request({"model": "alias", **body})
 
 
 def test_string_input_and_instructions() -> None:
@@ -158,7 +160,7 @@ def test_message_items_every_role_and_content_kind() -> None:
         n.Document(url="https://x/b.pdf"),
     ]
     assert assistant == n.Message("assistant", [n.Text("seen"), n.Text("no")]), "consecutive assistant items form one turn"
-    assert R.features_used({"model": "m", "input": [{"role": "developer", "content": "x"}, {"role": "user", "content": [{"type": "input_image", "image_url": "https://x"}, {"type": "input_file", "file_url": "https://y"}]}]}) == {
+    assert Ri.features_used({"model": "m", "input": [{"role": "developer", "content": "x"}, {"role": "user", "content": [{"type": "input_image", "image_url": "https://x"}, {"type": "input_file", "file_url": "https://y"}]}]}) == {
         "systemPrompt": True,
         "vision": True,
         "documents": True,
@@ -211,11 +213,11 @@ def test_signed_thinking_round_trips_through_encrypted_content() -> None:
     """A thinking tier's signature goes out in encrypted_content and comes back intact."""
     out = render(n.Response("x", "m", [n.Choice([n.Thinking("step", signature="sig==", origin="anthropic-messages"), n.Text("ok")], "stop")]))
     item = out["output"][0]
-    assert item["type"] == "reasoning" and item["encrypted_content"].startswith(R.BLOB_PREFIX)
+    assert item["type"] == "reasoning" and item["encrypted_content"].startswith(Rw.BLOB_PREFIX)
     back = parse({"input": [{"role": "user", "content": "q"}, item, out["output"][1]]})
     assert back.messages[1].parts[0] == n.Thinking(text="step", signature="sig==", origin="anthropic-messages")
     # a tampered blob is opaque reasoning of this protocol, never a forged origin
-    bad = parse({"input": [{"role": "user", "content": "q"}, {**item, "encrypted_content": R.BLOB_PREFIX + "%%%"}]})
+    bad = parse({"input": [{"role": "user", "content": "q"}, {**item, "encrypted_content": Rw.BLOB_PREFIX + "%%%"}]})
     assert bad.messages[1].parts[0].origin == "openai-responses"
 
 
@@ -236,8 +238,8 @@ def test_tools_hosted_tools_are_reported_extras() -> None:
     assert req.tools == [n.Tool("shell", "run", {"type": "object"}, False)]
     assert req.tool_choice == n.ToolChoice("required") and req.parallel_tool_calls is True
     assert sorted(req.extras) == ["tools.custom", "tools.file_search", "tools.local_shell", "tools.web_search"]
-    assert R.features_used({"model": "m", **body}) == {"tools": True, "parallelToolCalls": True}
-    assert R.features_used({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}) == {}, "hosted tools are not function calling"
+    assert Ri.features_used({"model": "m", **body}) == {"tools": True, "parallelToolCalls": True}
+    assert Ri.features_used({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}) == {}, "hosted tools are not function calling"
 
 
 @pytest.mark.parametrize(
@@ -268,7 +270,7 @@ def test_tool_choice(choice: Any, neutral: n.ToolChoice | None, extras: list[str
 )
 def test_reasoning_controls(reasoning: dict[str, Any], neutral: n.Reasoning) -> None:
     assert parse({"input": "x", "reasoning": reasoning}).reasoning == neutral
-    used = R.features_used({"model": "m", "input": "x", "reasoning": reasoning})
+    used = Ri.features_used({"model": "m", "input": "x", "reasoning": reasoning})
     assert used.get("reasoning", False) is (neutral.enabled)
 
 
@@ -279,17 +281,17 @@ def test_text_format_is_response_format() -> None:
     assert req.extras == {"text.verbosity": "low"}, "verbosity has no neutral meaning: reported"
     assert parse({"input": "x", "text": {"format": {"type": "json_object"}}}).response_format == n.ResponseFormat("json_object")
     assert parse({"input": "x", "text": {"format": {"type": "text"}}}).response_format is None
-    assert R.features_used({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "o", "schema": {}}}}) == {"structuredOutput": True}
-    assert R.features_used({"model": "m", "input": "x", "text": {"format": {"type": "json_object"}}}) == {"jsonMode": True}
+    assert Ri.features_used({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "o", "schema": {}}}}) == {"structuredOutput": True}
+    assert Ri.features_used({"model": "m", "input": "x", "text": {"format": {"type": "json_object"}}}) == {"jsonMode": True}
 
 
 def test_identity_metadata_and_stream() -> None:
     req = parse({"input": "x", "user": "u1", "metadata": {"k": "v"}, "stream": True})
     assert (req.user, req.metadata, req.stream, req.stream_usage) == ("u1", {"k": "v"}, True, True)
     assert parse({"input": "x", "user": "u1", "safety_identifier": "s1"}).user == "s1"
-    assert R.request_streams({"stream": True}) and not R.request_streams({"stream": "yes"})
-    assert R.request_model({"model": "a"}) == "a" and R.request_model({}) is None
-    assert R.features_used({"model": "m", "input": "x", "stream": True, "max_output_tokens": 99}) == {"streaming": True, "maxOutputTokens": 99}
+    assert Ri.request_streams({"stream": True}) and not Ri.request_streams({"stream": "yes"})
+    assert Ri.request_model({"model": "a"}) == "a" and Ri.request_model({}) is None
+    assert Ri.features_used({"model": "m", "input": "x", "stream": True, "max_output_tokens": 99}) == {"streaming": True, "maxOutputTokens": 99}
 
 
 def test_extras_are_exactly_what_cannot_be_translated() -> None:
@@ -347,7 +349,7 @@ def test_codex_request_reports_only_what_it_loses() -> None:
         "prompt_cache_key": "019a-thread",
         "client_metadata": {"x-codex-installation-id": "abc"},
     }
-    req = R.parse_request(body)
+    req = Ri.parse_request(body)
     assert sorted(req.extras) == ["client_metadata", "prompt_cache_key", "tools.web_search"]
     assert [t.name for t in req.tools] == ["shell", "update_plan"]
     assert [m.role for m in req.messages] == ["user", "user"]
@@ -397,14 +399,14 @@ def test_items_only_hosted_tools_make_are_reported_and_left_out() -> None:
 )
 def test_invalid_bodies_name_their_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(RequestError) as err:
-        R.parse_request(body)
+        Ri.parse_request(body)
     assert err.value.param is not None and err.value.param.split("[")[0] == param
 
 
 def test_parse_never_mutates_its_input() -> None:
     body = {"model": "m", "input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}], "tools": [{"type": "web_search"}], "store": True}
     snapshot = json.dumps(body, sort_keys=True)
-    R.parse_request(body)
+    Ri.parse_request(body)
     assert json.dumps(body, sort_keys=True) == snapshot
 
 
@@ -610,10 +612,10 @@ def test_stream_reasoning_summary_then_text() -> None:
     ]
     first = events[8]["item"]
     assert first["summary"] == [{"type": "summary_text", "text": "Let me think."}]
-    assert first["encrypted_content"].startswith(R.BLOB_PREFIX)
+    assert first["encrypted_content"].startswith(Rw.BLOB_PREFIX)
     final = events[-1]["response"]["output"]
     assert [o["type"] for o in final] == ["reasoning", "reasoning", "message"]
-    assert final[1]["summary"] == [] and final[1]["encrypted_content"].startswith(R.BLOB_PREFIX)
+    assert final[1]["summary"] == [] and final[1]["encrypted_content"].startswith(Rw.BLOB_PREFIX)
 
 
 def test_stream_incomplete_on_length() -> None:

@@ -110,8 +110,9 @@ class StreamEncoder(Protocol):
 
 @dataclass(slots=True, eq=False)
 class Adapter:
-    """One wire protocol's adapter: an explicit object of pure functions, one per module
-    (``<protocol>.ADAPTER``), built where its functions are defined. A face a protocol
+    """One wire protocol's adapter: an explicit object of pure functions, one per protocol
+    package (``<protocol>.ADAPTER``), built in the package's ``__init__`` from the
+    functions its ``ingress``, ``egress`` and ``stream`` modules define. A face a protocol
     does not have (the Responses API is ingress-only; OpenAI chat has no token-count
     endpoint) raises or answers None, as its field says."""
 

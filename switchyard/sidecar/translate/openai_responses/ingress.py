@@ -1,63 +1,38 @@
-"""OpenAI Responses API, ingress only (what Codex CLI and the Vercel AI SDK speak).
+"""OpenAI Responses as a client speaks it: the ingress face (the only one it has).
 
-``POST /v1/responses`` bodies are parsed into the neutral form; neutral answers and
-event streams are rendered back as ``response`` objects and ``response.*`` stream
-events that validate against the official OpenAPI spec and parse with the ``openai``
-SDK. No CapabilityProfile protocol speaks the Responses API upstream (tiers speak
-openai-chat, anthropic-messages or gemini), so every request crosses protocols through
-the neutral form and this adapter's egress and passthrough faces refuse to run.
+A ``/v1/responses`` body parsed into a neutral ``Request``: ``input`` items into
+messages (reasoning items with a Switchyard blob back into signed thinking), hosted
+tools and other fields with no neutral meaning into ``extras``, stateful fields refused
+with a 400; the capability features a raw body uses; a whole neutral answer rendered as
+a ``response`` object. ``prepare_passthrough`` raises ``IngressOnly``: no tier speaks
+this protocol, so there is never a same-protocol body to edit.
 
-Field notes (checked against the spec in ``shared/specs`` and the Codex client):
-
-- The API is stateful on OpenAI's side (``previous_response_id``, ``conversation``,
-  ``background``, stored ``prompt`` templates, ``item_reference`` input items). The
-  gateway keeps no such state: those are answered with a 400 naming the field. Codex
-  sends ``store: false`` and its full history every turn, so it never needs them.
-- Fields with no neutral meaning go to ``Request.extras`` and are reported by the
-  pipeline as ``unknownFields`` (promise 3). A field whose value is exactly what the
-  gateway does anyway is honoured, not reported: ``store: false`` (nothing is stored),
-  ``truncation: "disabled"``, ``service_tier: "auto"``, and the ``include`` value
-  ``reasoning.encrypted_content`` (see below). Hosted tools (``web_search``,
-  ``file_search``, ``local_shell``, ``custom``, ...) are extras named
-  ``tools.<type>``; input items of kinds that only hosted tools produce are extras
-  named ``input.<type>`` and are left out of the conversation.
-- Reasoning items: thinking is rendered as a ``reasoning`` output item whose summary is
-  the thinking text. When the thinking carries an opaque signature (Anthropic
-  ``signature``, ``redacted_thinking``), it travels in ``encrypted_content`` as a
-  ``switchyard.v1.`` blob naming its origin, so a stateless client (Codex, which asks
-  for ``reasoning.encrypted_content``) hands it back on the next turn and the thinking
-  tier gets its signed block back. Any other ``encrypted_content`` (a real OpenAI one,
-  or a tampered blob) is read as thinking of origin ``openai-responses``, which no
-  egress adapter forwards. Streamed thinking takes its origin from
-  ``ThinkingDelta.origin`` (set by each egress decoder).
-- Streams: ``event: <type>`` + ``data:`` lines, every event with a ``sequence_number``
-  counting from 0. A stream ends with ``response.completed`` (or
-  ``response.incomplete`` when the answer was cut by ``max_output_tokens`` or a
-  content filter); a failure after content ends it with an ``error`` event and
-  ``response.failed`` (``response.error`` set), and nothing that looks like completion
-  before them.
-- Final answers always carry ``usage`` (zero when the upstream reported none): the
-  Vercel AI SDK refuses a response without it.
+Streamed answers are written by ``stream.StreamEncoder``; the object and item shapes
+both build live in ``_wire``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from switchyard.sidecar.contract.config import CompiledTier
 
-from . import neutral as n
-from .base import Adapter, RequestError, UpstreamCall, UpstreamErrorInfo
-from .common import args_text, expect, new_id, now, opt_number, split_data_url
-from .sse import encode
-
-PROTOCOL = "openai-responses"
+from .. import neutral as n
+from ..base import RequestError
+from ..common import args_text, expect, new_id, now, opt_number, split_data_url
+from ._wire import (
+    IngressOnly,
+    PROTOCOL,
+    _INCOMPLETE,
+    _blob,
+    _call_item,
+    _echo,
+    _message_item,
+    _reasoning_item,
+    _response,
+    _unblob,
+)
 
 # Top-level fields this adapter translates or deliberately honours; every other field
 # of a body is an extra (reported as unknownFields).
@@ -81,23 +56,9 @@ _STATEFUL = {
 _HONOURED = {"store": (False, None), "truncation": ("disabled", None), "service_tier": ("auto", None), "background": (False, None)}
 
 INCLUDE_ENCRYPTED = "reasoning.encrypted_content"
-BLOB_PREFIX = "switchyard.v1."
-
-# Neutral finish reasons that make a response "incomplete", with the API's reason.
-_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-class IngressOnly(NotImplementedError):
-    """Raised by the egress faces: no upstream speaks the Responses API in Switchyard."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"{what}: openai-responses is an ingress-only protocol (no CapabilityProfile protocol "
-            "speaks it upstream); requests must cross to a tier through the neutral form"
-        )
-
-
-# ====================================================================== ingress
+# ------------------------------------------------------------------------------ parsing
 
 
 def _where(i: int) -> str:
@@ -166,23 +127,6 @@ def _parts(content: Any, where: str) -> list[n.Part]:
         else:
             raise RequestError(f"unsupported content part type '{kind}' in '{where}'", where)
     return out
-
-
-def _blob(thinking_origin: str | None, signature: str | None, redacted: str | None) -> str:
-    raw = orjson.dumps({"o": thinking_origin, "s": signature, "r": redacted})
-    return BLOB_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unblob(value: str) -> dict[str, Any] | None:
-    """A ``switchyard.v1.`` blob's fields, or None when the value is not one of ours."""
-    if not value.startswith(BLOB_PREFIX):
-        return None
-    body = value[len(BLOB_PREFIX) :]
-    try:
-        obj = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 def _thinking(item: dict[str, Any], where: str) -> n.Thinking:
@@ -428,6 +372,11 @@ def request_streams(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
+def check_request(body: dict[str, Any]) -> None:
+    """Nothing cheap to add: every Responses request takes the full parse (no tier
+    speaks this protocol) before anything is sent."""
+
+
 def features_used(body: dict[str, Any]) -> dict[str, Any]:
     used: dict[str, Any] = {}
     if body.get("stream") is True:
@@ -478,109 +427,7 @@ def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, strip: Mapping
     raise IngressOnly("prepare_passthrough")
 
 
-# ------------------------------------------------------------------- rendering
-
-
-def _echo(req: n.Request | None) -> dict[str, Any]:
-    """The request parameters a ``response`` object repeats back."""
-    if req is None:
-        return {
-            "instructions": None,
-            "tools": [],
-            "tool_choice": "auto",
-            "parallel_tool_calls": True,
-            "temperature": None,
-            "top_p": None,
-            "max_output_tokens": None,
-            "reasoning": {"effort": None, "summary": None},
-            "text": {"format": {"type": "text"}},
-            "metadata": {},
-        }
-    tc = req.tool_choice
-    rf = req.response_format
-    fmt: dict[str, Any] = {"type": "text"}
-    if rf is not None and rf.type == "json_object":
-        fmt = {"type": "json_object"}
-    elif rf is not None and rf.type == "json_schema":
-        fmt = {"type": "json_schema", "name": rf.name or "response", "schema": rf.schema or {}, "strict": rf.strict}
-    r = req.reasoning
-    effort = None if r is None else ("none" if not r.enabled else r.effort)
-    out: dict[str, Any] = {
-        "instructions": None,  # the neutral form folds instructions into the system prompt
-        "tools": [
-            {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters, "strict": t.strict}
-            for t in req.tools
-        ],
-        "tool_choice": "auto" if tc is None else ({"type": "function", "name": tc.name} if tc.mode == "tool" else tc.mode),
-        "parallel_tool_calls": True if req.parallel_tool_calls is None else req.parallel_tool_calls,
-        "temperature": req.temperature,
-        "top_p": req.top_p,
-        "max_output_tokens": req.max_tokens,
-        "reasoning": {"effort": effort, "summary": "auto" if r is not None and r.summary else None},
-        "text": {"format": fmt},
-        "metadata": dict(req.metadata or {}),
-    }
-    if req.user is not None:
-        out["user"] = req.user
-    return out
-
-
-def _usage(u: n.Usage) -> dict[str, Any]:
-    return {
-        "input_tokens": u.input_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_input_tokens, "cache_write_tokens": u.cache_creation_tokens},
-        "output_tokens": u.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-        "total_tokens": u.input_tokens + u.output_tokens,
-    }
-
-
-def _response(
-    *,
-    rid: str,
-    created_at: int,
-    model: str,
-    status: str,
-    output: list[dict[str, Any]],
-    echo: dict[str, Any],
-    usage: n.Usage | None = None,
-    incomplete: str | None = None,
-    error: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": rid,
-        "object": "response",
-        "created_at": created_at,
-        "status": status,
-        "error": error,
-        "incomplete_details": {"reason": incomplete} if incomplete else None,
-        "model": model,
-        "output": output,
-        **echo,
-    }
-    if status == "completed":
-        body["completed_at"] = now()
-    if usage is not None:
-        body["usage"] = _usage(usage)
-    return body
-
-
-def _message_item(mid: str, text: str, status: str, refusal: bool = False) -> dict[str, Any]:
-    part: dict[str, Any] = (
-        {"type": "refusal", "refusal": text} if refusal else {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-    )
-    return {"id": mid, "type": "message", "status": status, "role": "assistant", "content": [part]}
-
-
-def _reasoning_item(rid: str, text: str, blob: str | None) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": rid, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}] if text else []}
-    if blob is not None:
-        item["encrypted_content"] = blob
-    return item
-
-
-def _call_item(fid: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {"id": fid, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments}
+# ---------------------------------------------------------------------------- rendering
 
 
 def _thinking_blob(t: n.Thinking) -> str | None:
@@ -635,262 +482,3 @@ def render_response(resp: n.Response, *, alias: str, request: n.Request | None =
         usage=resp.usage or n.Usage(),  # clients (the AI SDK) require usage; zero when unreported
         incomplete=incomplete,
     )
-
-
-# ------------------------------------------------------------------- streaming
-
-
-@dataclass(slots=True)
-class _Item:
-    """One output item being streamed."""
-
-    kind: str  # "message" | "reasoning" | "function_call"
-    id: str
-    index: int
-    text: str = ""
-    call_id: str = ""
-    name: str = ""
-    origin: str | None = None
-    signature: str | None = None
-    redacted: str | None = None
-    summary_open: bool = False
-    status: str = "in_progress"  # "completed" or "incomplete" once its done events are out
-
-    def body(self, status: str) -> dict[str, Any]:
-        if self.kind == "message":
-            return _message_item(self.id, self.text, status)
-        if self.kind == "function_call":
-            return _call_item(self.id, self.call_id, self.name, self.text or "{}", status)
-        blob = _blob(self.origin, self.signature, self.redacted) if self.signature or self.redacted else None
-        return _reasoning_item(self.id, self.text, blob)
-
-
-class StreamEncoder:
-    """Neutral events -> ``response.*`` SSE events, for one response.
-
-    Output items are streamed one at a time, in the order their content arrives: a
-    reasoning item while thinking arrives, a message while text arrives, one
-    function_call item per tool call. An item is closed (its ``*.done`` events) when
-    the next one opens or the stream finishes.
-    """
-
-    def __init__(self, *, alias: str, request: n.Request | None) -> None:
-        self.id = new_id("resp_")
-        self.created_at = now()
-        self.model = alias
-        self.echo = _echo(request)
-        self.seq = 0
-        self.opened = False
-        self.items: list[_Item] = []
-        self.current: _Item | None = None
-        self.calls: dict[int, _Item] = {}
-        self.reason: n.FinishReason | None = None
-        self.usage: n.Usage | None = None
-
-    # ---- framing
-
-    def _ev(self, kind: str, **fields: Any) -> bytes:
-        body = {"type": kind, "sequence_number": self.seq, **fields}
-        self.seq += 1
-        return encode(orjson.dumps(body), event=kind)
-
-    def _snapshot(self, status: str, **kw: Any) -> dict[str, Any]:
-        # items still open in a final snapshot were cut short (a failed stream)
-        output = [it.body("incomplete" if it.status == "in_progress" else it.status) for it in self.items]
-        if status == "in_progress":
-            output = []
-        return _response(rid=self.id, created_at=self.created_at, model=self.model, status=status, output=output, echo=self.echo, **kw)
-
-    def _open(self) -> bytes:
-        if self.opened:
-            return b""
-        self.opened = True
-        snap = self._snapshot("in_progress")
-        return self._ev("response.created", response=snap) + self._ev("response.in_progress", response=snap)
-
-    def _new(self, kind: str, prefix: str) -> _Item:
-        item = _Item(kind, new_id(prefix), len(self.items))
-        self.items.append(item)
-        return item
-
-    def _added(self, item: _Item) -> bytes:
-        added: dict[str, Any]
-        if item.kind == "message":
-            added = {"id": item.id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
-        elif item.kind == "function_call":
-            added = _call_item(item.id, item.call_id, item.name, "", "in_progress")
-        else:
-            added = {"id": item.id, "type": "reasoning", "summary": []}
-        return self._ev("response.output_item.added", output_index=item.index, item=added)
-
-    def _close(self, status: str = "completed") -> bytes:
-        item, self.current = self.current, None
-        if item is None or item.status != "in_progress":
-            return b""
-        item.status = status
-        out = b""
-        if item.kind == "message":
-            part = {"type": "output_text", "text": item.text, "annotations": [], "logprobs": []}
-            out += self._ev("response.output_text.done", item_id=item.id, output_index=item.index, content_index=0, text=item.text, logprobs=[])
-            out += self._ev("response.content_part.done", item_id=item.id, output_index=item.index, content_index=0, part=part)
-        elif item.kind == "function_call":
-            out += self._ev(
-                "response.function_call_arguments.done", item_id=item.id, output_index=item.index, name=item.name, arguments=item.text or "{}"
-            )
-        elif item.summary_open:
-            part = {"type": "summary_text", "text": item.text}
-            out += self._ev("response.reasoning_summary_text.done", item_id=item.id, output_index=item.index, summary_index=0, text=item.text)
-            out += self._ev("response.reasoning_summary_part.done", item_id=item.id, output_index=item.index, summary_index=0, part=part)
-        return out + self._ev("response.output_item.done", output_index=item.index, item=item.body(status))
-
-    # ---- the StreamEncoder contract
-
-    def start(self) -> bytes:
-        return b""
-
-    def encode(self, ev: n.Event) -> bytes:
-        if isinstance(ev, n.StreamStart):
-            if ev.model and not self.opened:
-                self.model = ev.model
-            return self._open()
-        if isinstance(ev, (n.StreamUsage,)):
-            self.usage = ev.usage
-            return b""
-        if isinstance(ev, n.StreamError) or getattr(ev, "choice", 0) != 0:
-            return b""  # errors are the pipeline's; a Responses answer has one choice
-        if isinstance(ev, n.StreamFinish):
-            self.reason = ev.reason
-            return b""
-        out = self._open()
-        if isinstance(ev, n.TextDelta):
-            if not ev.text:
-                return out
-            if self.current is None or self.current.kind != "message":
-                out += self._close()
-                self.current = self._new("message", "msg_")
-                out += self._added(self.current)
-                part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                out += self._ev("response.content_part.added", item_id=self.current.id, output_index=self.current.index, content_index=0, part=part)
-            item = self.current
-            item.text += ev.text
-            return out + self._ev(
-                "response.output_text.delta", item_id=item.id, output_index=item.index, content_index=0, delta=ev.text, logprobs=[]
-            )
-        if isinstance(ev, n.ThinkingDelta):
-            return out + self._thinking(ev)
-        if isinstance(ev, n.ToolCallStart):
-            out += self._close()
-            item = self._new("function_call", "fc_")
-            item.call_id, item.name = ev.id, ev.name
-            self.calls[ev.call] = item
-            self.current = item
-            return out + self._added(item)
-        if isinstance(ev, n.ToolCallDelta):
-            item = self.calls.get(ev.call)
-            if item is None or not ev.arguments:
-                return out
-            item.text += ev.arguments
-            return out + self._ev("response.function_call_arguments.delta", item_id=item.id, output_index=item.index, delta=ev.arguments)
-        return out
-
-    def _thinking(self, ev: n.ThinkingDelta) -> bytes:
-        out = b""
-        cur = self.current
-        if ev.redacted:  # a redacted block is a reasoning item of its own, with no text
-            out += self._close()
-            item = self._new("reasoning", "rs_")
-            item.redacted, item.origin = ev.redacted, ev.origin
-            self.current = item
-            out += self._added(item)
-            return out + self._close()
-        if not ev.text and not ev.signature:
-            return out
-        # a signature ends a thinking block: text after it starts a new reasoning item
-        if cur is None or cur.kind != "reasoning" or (ev.text and (cur.signature or cur.redacted)):
-            out += self._close()
-            cur = self._new("reasoning", "rs_")
-            cur.origin = ev.origin
-            self.current = cur
-            out += self._added(cur)
-        if ev.text:
-            if not cur.summary_open:
-                cur.summary_open = True
-                out += self._ev(
-                    "response.reasoning_summary_part.added",
-                    item_id=cur.id,
-                    output_index=cur.index,
-                    summary_index=0,
-                    part={"type": "summary_text", "text": ""},
-                )
-            cur.text += ev.text
-            out += self._ev("response.reasoning_summary_text.delta", item_id=cur.id, output_index=cur.index, summary_index=0, delta=ev.text)
-        if ev.signature:
-            cur.signature = (cur.signature or "") + ev.signature
-        return out
-
-    def finish(self) -> bytes:
-        incomplete = _INCOMPLETE.get(self.reason or "")
-        out = self._open() + self._close("incomplete" if incomplete else "completed")  # the open item was cut short, or not
-        usage = self.usage or n.Usage()  # clients (the AI SDK) require usage; zero when unreported
-        if incomplete:
-            snap = self._snapshot("incomplete", usage=usage, incomplete=incomplete)
-            return out + self._ev("response.incomplete", response=snap)
-        return out + self._ev("response.completed", response=self._snapshot("completed", usage=usage))
-
-    def error(self, status: int, kind: str, message: str) -> bytes:
-        """An ``error`` event (what the Vercel AI SDK reads) then ``response.failed`` (what
-        Codex and the openai SDK read). Open items stay open: they were cut short."""
-        code = "rate_limit_exceeded" if kind == "rate_limited" or status == 429 else "server_error"
-        out = self._open()
-        self.current = None
-        out += self._ev("error", code=code, message=message, param=None)
-        snap = self._snapshot("failed", usage=self.usage, error={"code": code, "message": message})
-        return out + self._ev("response.failed", response=snap)
-
-
-# ======================================================================= egress
-
-
-def build_call(request: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-    raise IngressOnly("build_call")
-
-
-def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
-    raise IngressOnly("build_passthrough_call")
-
-
-def parse_response(body: dict[str, Any]) -> n.Response:
-    raise IngressOnly("parse_response")
-
-
-def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
-    raise IngressOnly("read_error")
-
-
-def check_request(body: dict[str, Any]) -> None:
-    """Nothing cheap to add: every Responses request takes the full parse (no tier
-    speaks this protocol) before anything is sent."""
-
-
-def stream_decoder() -> Any:
-    raise IngressOnly("stream_decoder")
-
-
-ADAPTER = Adapter(
-    protocol=PROTOCOL,
-    sse_content_type="text/event-stream",
-    forward_headers=frozenset(),
-    parse_request=parse_request,
-    request_model=request_model,
-    request_streams=request_streams,
-    check_request=check_request,
-    features_used=features_used,
-    prepare_passthrough=prepare_passthrough,
-    render_response=render_response,
-    stream_encoder=StreamEncoder,
-    build_call=build_call,
-    build_passthrough_call=build_passthrough_call,
-    parse_response=parse_response,
-    stream_decoder=stream_decoder,
-    read_error=read_error,
-)

@@ -1,0 +1,233 @@
+"""OpenAI Chat Completions as a tier speaks it: the egress face.
+
+A neutral request becomes a ``POST {base}/chat/completions`` call (bearer key;
+``max_completion_tokens`` for api.openai.com, ``max_tokens`` elsewhere; usage asked for
+on streams); a same-protocol body is sent as it is. A whole answer is read back into a
+neutral ``Response`` (``reasoning_content`` read as thinking); ``read_error`` reads
+OpenAI's error body.
+
+Streamed answers are read by ``stream.StreamDecoder``; the pieces shared with the
+ingress face live in ``_wire``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from switchyard.sidecar.contract.config import CompiledTier
+from switchyard.sidecar.errors import clip
+
+from .. import neutral as n
+from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
+from ..common import args_text, budget_to_effort, clamp, data_url, new_id
+from ._wire import FINISH_IN, PROTOCOL, _usage_in
+
+
+def _content_out(parts: list[n.Part]) -> str | list[dict[str, Any]]:
+    if all(isinstance(p, n.Text) for p in parts):
+        return "".join(p.text for p in parts if isinstance(p, n.Text))
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, n.Text):
+            out.append({"type": "text", "text": p.text})
+        elif isinstance(p, n.Image):
+            url = p.url if p.url else data_url(p.media_type, p.data or "")
+            img: dict[str, Any] = {"url": url}
+            if p.detail:
+                img["detail"] = p.detail
+            out.append({"type": "image_url", "image_url": img})
+        elif isinstance(p, n.Document):
+            if p.text is not None:
+                out.append({"type": "text", "text": p.text})
+            elif p.data is None:
+                # A document by URL: Chat Completions takes files inline only.
+                out.append({"type": "text", "text": f"[document: {p.url}]"})
+            else:
+                f: dict[str, Any] = {
+                    "file_data": data_url(p.media_type or "application/pdf", p.data),
+                    "filename": p.title or "document.pdf",
+                }
+                out.append({"type": "file", "file": f})
+        elif isinstance(p, n.Audio):
+            out.append({"type": "input_audio", "input_audio": {"data": p.data, "format": p.format}})
+    return out
+
+
+def _tool_result_content(r: n.ToolResult) -> str:
+    text = "".join(p.text for p in r.content if isinstance(p, n.Text))
+    return text
+
+
+def _messages_out(req: n.Request) -> list[dict[str, Any]]:
+    msgs: list[dict[str, Any]] = []
+    if req.system:
+        msgs.append({"role": "system", "content": "\n\n".join(t.text for t in req.system)})
+    for m in req.messages:
+        if m.role == "assistant":
+            text = "".join(p.text for p in m.parts if isinstance(p, n.Text))
+            calls = [
+                {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": p.arguments}}
+                for p in m.parts
+                if isinstance(p, n.ToolCall)
+            ]
+            out: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                out["tool_calls"] = calls
+            msgs.append(out)
+            continue
+        results = [p for p in m.parts if isinstance(p, n.ToolResult)]
+        for r in results:
+            msgs.append({"role": "tool", "tool_call_id": r.tool_call_id, "content": _tool_result_content(r)})
+        rest = [p for p in m.parts if not isinstance(p, (n.ToolResult, n.Thinking, n.ToolCall))]
+        if rest or not results:
+            user: dict[str, Any] = {"role": "user", "content": _content_out(rest)}
+            if m.name:
+                user["name"] = m.name
+            msgs.append(user)
+    return msgs
+
+
+def build_body(req: n.Request, tier: CompiledTier) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": tier.model, "messages": _messages_out(req)}
+    if req.origin == PROTOCOL:
+        for k, v in req.extras.items():
+            body.setdefault(k, v)
+    if req.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    k: v
+                    for k, v in (
+                        ("name", t.name),
+                        ("description", t.description),
+                        ("parameters", t.parameters or {"type": "object", "properties": {}}),
+                        ("strict", t.strict),
+                    )
+                    if v is not None
+                },
+            }
+            for t in req.tools
+        ]
+        if req.tool_choice is not None:
+            tc = req.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" else tc.mode
+            )
+        if req.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.max_tokens is not None:
+        body["max_completion_tokens" if tier.provider == "openai" else "max_tokens"] = req.max_tokens
+    if req.temperature is not None:
+        body["temperature"] = clamp(req.temperature, 0.0, 2.0)
+    if req.top_p is not None:
+        body["top_p"] = clamp(req.top_p, 0.0, 1.0)
+    if req.top_k is not None:
+        body["top_k"] = req.top_k
+    if req.stop:
+        body["stop"] = list(req.stop)
+    if req.n is not None:
+        body["n"] = req.n
+    if req.seed is not None:
+        body["seed"] = req.seed
+    if req.logprobs:
+        body["logprobs"] = True
+        if req.top_logprobs is not None:
+            body["top_logprobs"] = req.top_logprobs
+    if req.reasoning is not None:
+        r = req.reasoning
+        effort = "none" if not r.enabled else (r.effort or budget_to_effort(r.budget_tokens))
+        if effort:
+            body["reasoning_effort"] = effort
+    rf = req.response_format
+    if rf is not None:
+        if rf.type == "json_schema":
+            js: dict[str, Any] = {"name": rf.name or "response", "schema": rf.schema or {}}
+            if rf.strict is not None:
+                js["strict"] = rf.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": js}
+        elif rf.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+    user = req.user or (req.metadata or {}).get("user_id")
+    if isinstance(user, str):
+        body["user"] = user
+    if req.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _url(tier: CompiledTier) -> str:
+    return f"{tier.base_url}/chat/completions"
+
+
+def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
+    h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+    h.update(tier.headers)
+    h.update(auth_headers(tier))
+    return h
+
+
+def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
+    body = build_body(req, tier)
+    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream)
+
+
+def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
+    stream = body.get("stream") is True
+    return UpstreamCall("POST", _url(tier), _headers(tier, stream), orjson.dumps(body), stream)
+
+
+def parse_response(body: dict[str, Any]) -> n.Response:
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        raise UpstreamFormatError("chat completion without a choices array")
+    out: list[n.Choice] = []
+    for c in choices:
+        msg = c.get("message") if isinstance(c, dict) else None
+        if not isinstance(msg, dict):
+            raise UpstreamFormatError("chat completion choice without a message")
+        parts: list[n.Part] = []
+        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            parts.append(n.Thinking(text=reasoning, origin=PROTOCOL))
+        if isinstance(msg.get("content"), str) and msg["content"]:
+            parts.append(n.Text(msg["content"]))
+        finish = FINISH_IN.get(c.get("finish_reason") or "", None)
+        if msg.get("refusal"):
+            parts.append(n.Text(str(msg["refusal"])))
+            finish = "refusal"
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            parts.append(n.ToolCall(str(call.get("id") or new_id("call_")), str(fn.get("name") or ""), args_text(fn.get("arguments"))))
+        out.append(n.Choice(parts, finish))  # type: ignore[arg-type]
+    return n.Response(
+        id=str(body.get("id") or new_id("chatcmpl-")),
+        model=str(body.get("model") or ""),
+        choices=out,
+        usage=_usage_in(body.get("usage")),
+        created=body.get("created") if isinstance(body.get("created"), int) else None,
+    )
+
+
+def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")) or f"HTTP {status}")
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, str):
+        return UpstreamErrorInfo(clip(err))
+    if not isinstance(err, dict):
+        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")))
+    code = str(err.get("code") or "")
+    kind = str(err.get("type") or code or "")
+    return UpstreamErrorInfo(
+        message=clip(str(err.get("message") or kind or f"HTTP {status}")),
+        kind=kind or None,
+        quota=code == "insufficient_quota" or kind == "insufficient_quota",
+        model_not_found=code == "model_not_found",
+    )
