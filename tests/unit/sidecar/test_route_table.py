@@ -60,7 +60,7 @@ async def client() -> TestClient:
     ],
 )
 async def test_an_unknown_path_is_answered_in_the_protocol_of_its_prefix(client: TestClient, path: str, protocol: str) -> None:
-    r = await client.post(path, data=b"{}")
+    r = await client.post(path, data=b"{}", headers={"Content-Type": "application/json"})
     body = orjson.loads(await r.read())
     assert r.status == 404
     if protocol == "anthropic-messages":
