@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
+
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.translate.base import UpstreamCall, adapter_for, auth_headers
@@ -50,11 +52,11 @@ log = logging.getLogger("switchyard.probe")
 PROBE_TIMEOUT_CAP_SECONDS = 10.0
 
 
-def probe_call(tier: CompiledTier) -> UpstreamCall:
+def probe_call(tier: CompiledTier, *, whole_list: bool = False) -> UpstreamCall:
     headers = {"Accept": "application/json", **tier.headers, **auth_headers(tier)}
     if tier.protocol == "anthropic-messages":
         headers.setdefault("anthropic-version", "2023-06-01")
-        url = f"{tier.base_url}/v1/models?limit=1"
+        url = f"{tier.base_url}/v1/models?limit={1000 if whole_list else 1}"
     elif tier.protocol == "gemini":
         url = f"{tier.base_url}/v1beta/models/{tier.model.removeprefix('models/')}"
     else:
@@ -77,6 +79,38 @@ class Prober:
         task = asyncio.get_running_loop().create_task(self._check(binding, tier))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def confirm(self, binding: CompiledBinding, tier: CompiledTier, failure: classify.Failure) -> None:
+        """Check, without a prompt, what a request's answer said about the tier (its key
+        refused, its model not found) before the tier is disabled; in the background.
+        Called once ``breaker.record_suspect`` has marked the check as running."""
+        task = asyncio.get_running_loop().create_task(self._confirm(binding, tier, failure))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _confirm(self, binding: CompiledBinding, tier: CompiledTier, failure: classify.Failure) -> None:
+        rt = self.rt
+        h = rt.health(binding, tier)
+        seen = h.transition_count
+        self.checks += 1
+        try:
+            check = await self._call(tier, model_listed=failure.reason == classify.NOT_FOUND)
+        except Exception:  # a bug here must not leave the tier marked as being checked
+            log.exception("confirming check failed")
+            check = None
+        if check is not None and check.cls == breaker.PERMANENT:
+            breaker.confirmed(h, failure.trail_text(), tier.fingerprint(), time.time())
+            outcome = "confirmed"
+        else:
+            breaker.not_confirmed(h)
+            outcome = "not-confirmed"
+        rt.metrics.probes.labels(binding.name, str(tier.index), tier.source, outcome).inc()
+        rt.note_transitions(binding, tier, h, seen)
+        log.info(
+            "confirm",
+            extra={"switchyard": {"binding": binding.name, "tier": tier.index, "source": tier.source, "outcome": outcome,
+                                  "request_failure": failure.trail_text(), "check": check.trail_text() if check else "passed"}},
+        )
 
     async def run_due(self) -> int:
         """Check every tier whose cooldown is over; wait for the checks. Returns how many."""
@@ -136,8 +170,10 @@ class Prober:
                                   "detail": failure.trail_text() if failure else None}},
         )
 
-    async def _call(self, tier: CompiledTier) -> classify.Failure | None:
-        call = probe_call(tier)
+    async def _call(self, tier: CompiledTier, *, model_listed: bool = False) -> classify.Failure | None:
+        """The prompt-free check: None when the tier answers with its key. With
+        ``model_listed``, its catalog must also hold the tier's model."""
+        call = probe_call(tier, whole_list=model_listed)
         limit = min(tier.timeouts.first_byte_seconds, PROBE_TIMEOUT_CAP_SECONDS)
         try:
             got = await fetch(
@@ -151,6 +187,8 @@ class Prober:
         except UpstreamError:
             return classify.Failure(classify.CONNECT_ERROR, "reset")
         if got.status < 300:
+            if model_listed and not model_in_catalog(tier, got.body):
+                return classify.Failure(classify.NOT_FOUND, "model not listed", 404)
             return None
         info = adapter_for(tier.protocol).read_error(got.status, error_text(got.body, tier), got.headers)
         failure = classify.from_status(
@@ -160,7 +198,27 @@ class Prober:
             quota=info.quota,
             auth=info.auth,
             body_retry_after=info.retry_after,
+            model_not_found=True,  # the check names nothing but the tier's own model (or its catalog)
         )
         if failure.reason == classify.CLIENT_ERROR:  # the check itself was refused: count it as not back yet
             return classify.Failure(classify.SERVER_ERROR, f"check {got.status}", got.status)
         return failure
+
+
+def model_in_catalog(tier: CompiledTier, body: bytes) -> bool:
+    """Does a 2xx check answer list (or, for Gemini, describe) the tier's model? A body
+    this cannot read counts as yes: only a readable catalog without it is evidence."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(obj, dict):
+        return True
+    want = tier.model.removeprefix("models/")
+    if tier.protocol == "gemini":
+        return True  # the check asked for the model itself and got it
+    data = obj.get("data")
+    if not isinstance(data, list):
+        return True
+    ids = {str(m.get("id", "")).removeprefix("models/") for m in data if isinstance(m, dict)}
+    return want in ids

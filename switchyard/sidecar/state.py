@@ -288,6 +288,10 @@ class TierLease:
             return
         self.settled = True
         rt, h = self.rt, self.health
+        if failure.cls == breaker.PERMANENT:  # evidence only, until a prompt-free check confirms it
+            if breaker.record_suspect(h, self.admission, failure.cls, failure.trail_text(), time.time()):
+                rt.prober.confirm(self.binding, self.tier, failure)
+            return
         seen = h.transition_count
         breaker.record_failure(
             h, self.binding.breaker, self.admission, failure.cls, failure.trail_text(), rt.clock(), time.time(),

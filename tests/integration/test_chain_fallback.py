@@ -348,10 +348,11 @@ async def test_an_upstream_400_is_passed_back_not_fallen_back(gateway: GatewayFa
 
 async def test_a_401_on_our_key_falls_back_and_is_never_shown_as_the_clients(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(binding("helper", "primary", "backup"))
-    sim.fault("primary", "401")
+    sim.fault("primary", "401", endpoint="any", times=2)  # the request, then the check that confirms it
     raw = await chat(gw)
     assert raw.headers["x-switchyard-tier"] == "1"
     assert raw.headers["x-switchyard-fallback-reason"] == "tier0=401"
+    await gw.runtime.prober.wait_idle()
     sim.fault("backup", "401")
     with pytest.raises(openai.APIStatusError) as info:
         await chat(gw)

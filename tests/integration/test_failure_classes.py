@@ -33,10 +33,12 @@ async def test_permanent_failures_disable_the_tier_until_its_config_changes(
     gateway: GatewayFactory, sim: Simulator, mount: str, status: str
 ) -> None:
     gw = await gateway(binding("helper", mount, "backup"))
-    sim.fault(mount, status, persistent=True)
+    # The tier's key refused (or its model gone) everywhere: the prompt-free check agrees.
+    sim.fault(mount, status, persistent=True, endpoint="any")
     raw = await chat(gw)
     assert raw.headers["x-switchyard-tier"] == "1"
     assert raw.headers["x-switchyard-fallback-reason"] == f"tier0={status}"
+    await gw.runtime.prober.wait_idle()  # the confirming check
     for _ in range(3):
         raw = await chat(gw)
         assert raw.headers["x-switchyard-fallback-reason"] == f"tier0=disabled({status})"
@@ -54,12 +56,47 @@ async def test_permanent_failures_disable_the_tier_until_its_config_changes(
     assert raw.headers["x-switchyard-tier"] == "0"
 
 
+@pytest.mark.parametrize("mount", MOUNTS)
+@pytest.mark.parametrize("status", ["401", "403"])
+async def test_a_refusal_the_check_does_not_confirm_leaves_the_tier_in_service(
+    gateway: GatewayFactory, sim: Simulator, mount: str, status: str
+) -> None:
+    """Issue 15: one request's 401/403 disabled the tier for every caller; now the tier's
+    key is checked without a prompt first, and a key that works keeps the tier."""
+    gw = await gateway(binding("helper", mount, "backup"))
+    sim.fault(mount, status)  # this one generation request only
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1" and raw.headers["x-switchyard-fallback-reason"] == f"tier0={status}"
+    await gw.runtime.prober.wait_idle()
+    assert (await chat(gw)).headers["x-switchyard-tier"] == "0"
+    metrics = gw.runtime.metrics.registry.get_sample_value(
+        "switchyard_probes_total", {"binding": "helper", "tier": "0", "source": mount, "outcome": "not-confirmed"})
+    assert metrics == 1.0
+
+
+@pytest.mark.parametrize("mount", MOUNTS)
+async def test_one_clients_404_for_something_else_is_that_clients_error(gateway: GatewayFactory, sim: Simulator, mount: str) -> None:
+    """Issue 15: a request naming a file id that does not exist got a 404, and every later
+    request, from anyone, got tier0=disabled(404)."""
+    gw = await gateway(binding("helper", mount, "backup"))
+    sim.fault(mount, "404", message="No such File object: file-doesnotexist")
+    with pytest.raises(openai.NotFoundError) as info:
+        await chat(gw)
+    assert "file-doesnotexist" in info.value.message
+    assert sim.count("backup") == 0, "not a tier fault: no fallback either"
+    await gw.runtime.prober.wait_idle()
+    raw = await chat(gw)  # another client, a moment later
+    assert raw.headers["x-switchyard-tier"] == "0" and "x-switchyard-fallback-reason" not in raw.headers
+    assert gw.runtime.breakers.items()[0][1].state.value == "closed"
+
+
 async def test_gemini_invalid_key_400_counts_as_the_tiers_key_not_the_client(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(binding("helper", "gem", "backup"))
     sim.mount("gem").api_key = "some-other-key"  # Gemini answers a wrong key with 400 API_KEY_INVALID
     raw = await chat(gw)
     assert raw.headers["x-switchyard-tier"] == "1"
     assert raw.headers["x-switchyard-fallback-reason"] == "tier0=400"
+    await gw.runtime.prober.wait_idle()  # the check is refused too: confirmed
     assert (await chat(gw)).headers["x-switchyard-fallback-reason"] == "tier0=disabled(400)"
 
 
@@ -154,8 +191,9 @@ async def test_a_check_refused_for_the_key_disables_the_tier(gateway: GatewayFac
 
 async def test_admin_reset_puts_a_disabled_tier_back(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(binding("helper", "primary", "backup"))
-    sim.fault("primary", "401")
+    sim.fault("primary", "401", endpoint="any", times=2)  # the request, then the confirming check
     await chat(gw)
+    await gw.runtime.prober.wait_idle()
     async with aiohttp.ClientSession() as s:
         async with s.get(gw.admin + "/admin/status") as r:
             tier0 = (await r.json())["bindings"][0]["tiers"][0]["breaker"]

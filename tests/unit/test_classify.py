@@ -51,7 +51,13 @@ def test_anthropic_reset_instants() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "cls"), [(429, "rate-limited"), (500, "transient"), (529, "transient"), (401, "permanent"), (403, "permanent"), (404, "permanent"), (400, "client")]
+    ("status", "cls"), [(429, "rate-limited"), (500, "transient"), (529, "transient"), (401, "permanent"), (403, "permanent"), (404, "client"), (400, "client")]
 )
 def test_failure_classes(status: int, cls: str) -> None:
     assert from_status(status, {}, wall_now=NOW).cls == cls
+
+
+def test_a_404_is_the_tiers_only_when_it_names_the_tiers_model() -> None:
+    """Issue 15: a 404 for a file id one client named disabled the tier for everyone."""
+    assert from_status(404, {}, wall_now=NOW).reason == "client-error"
+    assert from_status(404, {}, wall_now=NOW, model_not_found=True).reason == "not-found"

@@ -191,9 +191,13 @@ async def _error_answer(at: Attempt, resp: aiohttp.ClientResponse) -> Miss:
                 raw = await read_body(resp, 1 << 20)
     except (TimeoutError, UpstreamError):
         raw = b""
-    info = at.egress.read_error(resp.status, error_text(raw, tier), headers)
+    text = error_text(raw, tier)
+    info = at.egress.read_error(resp.status, text, headers)
+    # A "model not found" is the tier's only when it names the tier's own model.
+    names_our_model = info.model_not_found and tier.model.lower().encode() in text.lower()
     failure = classify.from_status(
-        resp.status, headers, wall_now=time.time(), quota=info.quota, auth=info.auth, body_retry_after=info.retry_after
+        resp.status, headers, wall_now=time.time(), quota=info.quota, auth=info.auth, body_retry_after=info.retry_after,
+        model_not_found=names_our_model,
     )
     if failure.reason in binding.fallback_on or failure.reason in classify.ALWAYS_FALL_BACK:
         return Miss(failure)

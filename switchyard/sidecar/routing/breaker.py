@@ -21,8 +21,11 @@ Failure classes (``routing.classify``) decide what a failure does:
 - **rate-limited** (429, quota) keeps the tier out for as long as the upstream asked
   (capped by ``maxRetryAfterSeconds``; the cooldown when it did not say), without
   counting toward the breaker.
-- **permanent** (401, 403, 404) disables the tier: no user request goes to it until its
-  config changes (a new key, model or URL: its fingerprint) or an admin resets it.
+- **permanent** (the tier's key refused: 401/403; its own model not found) disables the
+  tier once a prompt-free check confirms it (``record_suspect``, then the prober's
+  ``confirm``): one client's request naming something that does not exist cannot take a
+  tier away from every caller. A disabled tier gets no user request until its config
+  changes (a new key, model or URL: its fingerprint) or an admin resets it.
 
 What happens when every tier is out: the request is answered at once with a
 protocol-shaped error listing each tier and why (never queued, never sent to a tier
@@ -72,6 +75,7 @@ class TierHealth:
     half_open_in_flight: int = 0
     half_open_passed: int = 0
     probing: bool = False  # a prompt-free check is in flight
+    confirming: bool = False  # a check of a permanent-looking failure is in flight
     disabled_reason: str | None = None
     disabled_fingerprint: str | None = None  # the tier's config when it was disabled
     last_failure: str | None = None
@@ -198,6 +202,31 @@ def record_failure(
     if h.state is State.CLOSED and h.consecutive_failures >= b.consecutive_failures:
         h.reopened = 0
         _open(h, b, now, wall, f"{h.consecutive_failures} consecutive failures, last: {reason}")
+
+
+def record_suspect(h: TierHealth, admission: Admission, cls: str, reason: str, wall: float) -> bool:
+    """A failure that would disable the tier, before a prompt-free check confirms it: it
+    is the tier's last failure and nothing more (a half-open trial slot is given back).
+    True when a check should start (none is running)."""
+    h.last_failure = reason
+    h.last_failure_class = cls
+    h.last_failure_at = wall
+    release(h, admission)
+    if h.confirming or h.state is State.DISABLED:
+        return False
+    h.confirming = True
+    return True
+
+
+def confirmed(h: TierHealth, reason: str, fingerprint: str | None, wall: float) -> None:
+    """The check agreed (the key is refused, the model is not there): disable the tier."""
+    h.confirming = False
+    if h.state is not State.DISABLED:
+        disable(h, reason, fingerprint, wall)
+
+
+def not_confirmed(h: TierHealth) -> None:
+    h.confirming = False
 
 
 def rate_limit(h: TierHealth, b: CompiledBreaker, now: float, retry_after: float | None) -> None:

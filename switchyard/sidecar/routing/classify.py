@@ -82,9 +82,17 @@ def from_status(
     quota: bool = False,
     auth: bool = False,
     body_retry_after: float | None = None,
+    model_not_found: bool = False,
 ) -> Failure:
     """A non-2xx upstream answer. ``headers`` must have lower-case names; ``quota``,
-    ``auth`` and ``body_retry_after`` are what the egress adapter read in the body."""
+    ``auth``, ``body_retry_after`` and ``model_not_found`` are what the egress adapter
+    read in the body.
+
+    A 404 is the tier's (``NOT_FOUND``) only when it says the tier's own model is not
+    found; any other 404 (a file id, a cached content, a tool-result id the client named)
+    is the client's error, answered to that client, the tier untouched. 401/403 are the
+    tier's key (``AUTH_ERROR``). Neither disables a tier on its own word: a prompt-free
+    check confirms it first (``sidecar/probe.py``)."""
     if status == 429 or quota:
         wait = retry_after_seconds(headers, wall_now)
         return Failure(RATE_LIMITED, str(status), status, wait if wait is not None else body_retry_after)
@@ -95,7 +103,7 @@ def from_status(
         return Failure(SERVER_ERROR, str(status), status, retry_after_seconds(headers, wall_now))
     if status in (401, 403):
         return Failure(AUTH_ERROR, str(status), status)
-    if status == 404:
+    if status == 404 and model_not_found:
         return Failure(NOT_FOUND, str(status), status)
     return Failure(CLIENT_ERROR, str(status), status)
 
