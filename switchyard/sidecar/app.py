@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from switchyard.sidecar.http import admin
-from switchyard.sidecar.http import api, guard, routes
+from switchyard.sidecar.http import guard, routes
 from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.state import RUNTIME, Runtime
 
@@ -49,16 +49,16 @@ def is_loopback(host: str) -> bool:
 
 
 def build_api_app(rt: Runtime, exposure: guard.Exposure | None = None) -> web.Application:
-    refuse = lambda request, err: api.error_response(request.path, err)  # noqa: E731
-    app = web.Application(middlewares=[guard.middleware(exposure or guard.Exposure(), refuse), routes.protocol_errors])
+    app = web.Application(middlewares=[routes.protocol_errors])
+    app[guard.EXPOSURE] = exposure or guard.Exposure()
     app[RUNTIME] = rt
     app.add_routes(routes.api_routes())
     return app
 
 
 def build_admin_app(rt: Runtime, token: str | None, exposure: guard.Exposure | None = None) -> web.Application:
-    refuse = lambda request, err: admin.problem(err.status, err.message)  # noqa: E731
-    app = web.Application(middlewares=[guard.middleware(exposure or guard.Exposure(), refuse), admin.require_token])
+    app = web.Application(middlewares=[admin.require_token])
+    app[guard.EXPOSURE] = exposure or guard.Exposure()
     app[RUNTIME] = rt
     app[admin.ADMIN_TOKEN] = token
     app.add_routes(admin.routes())

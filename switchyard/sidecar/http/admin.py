@@ -37,6 +37,7 @@ from switchyard.sidecar.contract.report import (
     SidecarReport,
     TierState,
 )
+from switchyard.sidecar.http import guard
 from switchyard.sidecar.pipeline.intake import read_request_body
 from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.routing.breaker import effective_state
@@ -59,6 +60,9 @@ def problem(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    refused = guard.check(request, request.app[guard.EXPOSURE])  # browsers first (guard.py)
+    if refused is not None:
+        return problem(refused.status, refused.message)
     if request.path.startswith("/admin/"):
         token = request.app[ADMIN_TOKEN]
         if token:

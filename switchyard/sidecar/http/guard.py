@@ -21,16 +21,12 @@ on the admin listener as a plain JSON problem.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from switchyard.sidecar.errors import ErrorKind, GatewayError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Refuse = Callable[[web.Request, GatewayError], web.StreamResponse]
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -116,12 +112,6 @@ def check(request: web.Request, exposure: Exposure) -> GatewayError | None:
     return None
 
 
-def middleware(exposure: Exposure, refuse: Refuse) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def browser_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        err = check(request, exposure)
-        if err is not None:
-            return refuse(request, err)
-        return await handler(request)
-
-    return browser_guard
+EXPOSURE: web.AppKey[Exposure] = web.AppKey("exposure", Exposure)
+"""Where an application keeps its ``Exposure``; each listener's one middleware (``routes.
+protocol_errors``, ``admin.require_token``) calls ``check`` with it first."""

@@ -26,7 +26,7 @@ import logging
 from aiohttp import web
 
 from switchyard.sidecar.errors import ErrorKind, GatewayError
-from switchyard.sidecar.http import api
+from switchyard.sidecar.http import api, guard
 from switchyard.sidecar.http.api import Handler, error_response
 
 log = logging.getLogger("switchyard.sidecar")
@@ -60,7 +60,11 @@ def api_routes() -> list[web.RouteDef]:
 async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unknown paths and methods, answered in the protocol the path belongs to; and the
     last line of defence: an exception no handler answered becomes a protocol-shaped 500
-    (logged with its traceback, never shown to the client) instead of aiohttp's text."""
+    (logged with its traceback, never shown to the client) instead of aiohttp's text.
+    First of all, the browser guard (``guard.check``)."""
+    refused = guard.check(request, request.app[guard.EXPOSURE])
+    if refused is not None:
+        return error_response(request.path, refused)
     try:
         return await handler(request)
     except web.HTTPNotFound:
