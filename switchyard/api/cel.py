@@ -94,7 +94,12 @@ CEL_RULES: dict[str, list[Rule]] = {
             "baseURL must be an absolute http(s) URL, e.g. https://api.openai.com/v1",
             field_path=".baseURL",
         ),
-        # ModelSourceSpec._no_credential_headers
+        # ModelSourceSpec._no_credential_headers (names; values carry a pattern)
+        Rule(
+            "!has(self.headers) || self.headers.all(h, h.matches('" + m.HEADER_NAME.replace("\\", "\\\\").replace("'", "\\'") + "'))",
+            "header names must be HTTP tokens (letters, digits and !#$%&'*+.^_`|~-)",
+            field_path=".headers",
+        ),
         Rule(
             "!has(self.headers) || self.headers.all(h, !h.matches('(?i)^("
             + "|".join(sorted(m.CREDENTIAL_HEADERS))

@@ -102,6 +102,12 @@ CREDENTIAL_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
 )
 
+# What HTTP allows in a header (RFC 9110): a name is a token; a value is visible ASCII,
+# spaces and tabs. A control character (CR, LF, NUL...) in a value would be a header
+# injection, and aiohttp refuses to send it: every request to the tier would fail.
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+HEADER_VALUE = r"^[\t -~]*$"
+
 FAILURE_REASONS = ("429", "5xx", "timeout", "connect-error", "empty-response")
 """The failure kinds `fallbackOn` may list (see docs/breaker.md)."""
 
@@ -271,7 +277,7 @@ class ModelSourceSpec(_Spec):
         description="Per-model CapabilityProfile overrides; the first match wins.",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Per-attempt time limits.")
-    headers: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+    headers: dict[str, Annotated[str, Field(max_length=4096, pattern=HEADER_VALUE)]] = Field(
         default_factory=dict,
         max_length=64,  # bounds the CRD's CEL rule on header names (API server cost budget)
         description="Extra non-secret request headers sent to this upstream (at most 64).",
@@ -296,6 +302,9 @@ class ModelSourceSpec(_Spec):
     @field_validator("headers")
     @classmethod
     def _no_credential_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        malformed = sorted(repr(h) for h in v if not re.match(HEADER_NAME, h))
+        if malformed:
+            raise ValueError(f"header names must be HTTP tokens (letters, digits and !#$%&'*+.^_`|~-): {', '.join(malformed)}")
         bad = sorted(h for h in v if h.lower() in CREDENTIAL_HEADERS)
         if bad:
             raise ValueError(

@@ -127,6 +127,11 @@ class Upstreams:
             raise UpstreamReset(_describe(exc)) from exc
         except aiohttp.InvalidURL as exc:
             raise UpstreamConnectError(f"invalid URL {exc}") from exc
+        except (ValueError, TypeError, UnicodeError, aiohttp.ClientError) as exc:
+            # A call that cannot even be written (a header value with a control character in
+            # a hostile pushed config, say): the tier cannot be reached, the chain goes on.
+            # The message names the exception's type only: a header value may be a secret.
+            raise UpstreamConnectError(f"unsendable({type(exc).__name__})") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -358,3 +358,19 @@ async def test_a_401_on_our_key_falls_back_and_is_never_shown_as_the_clients(gat
         await chat(gw)
     assert info.value.status_code == 502
     assert info.value.response.headers["x-switchyard-fallback-reason"] == "tier0=disabled(401), tier1=401"
+
+
+async def test_a_tier_whose_call_cannot_be_sent_is_passed_over(gateway: GatewayFactory, sim: Simulator) -> None:
+    """Issue 15, attack 6: a control character in a source's headers passed the checks of
+    the day, then every request was a 500 and the healthy fallback was never tried. The
+    CRD and the compiler refuse it now; a pushed config is hostile all the same, so a
+    call that cannot be sent is a connect error of that tier and the chain goes on."""
+    gw = await gateway(binding("helper", "primary", "backup"))
+    config = gw.runtime.snapshot.config
+    b = config.bindings[0]
+    bad = b.tiers[0].model_copy(update={"headers": {"X-Team": "a\r\nX-Injected: 1"}})
+    gw.runtime.install(config.model_copy(update={"bindings": [b.model_copy(update={"tiers": [bad, b.tiers[1]]})]}).with_version())
+    raw = await chat(gw)
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert raw.headers["x-switchyard-fallback-reason"].startswith("tier0=connect-error(")
+    assert sim.count("primary") == 0
