@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from switchyard.sidecar.http import admin
 from switchyard.sidecar.http import guard, routes
@@ -33,6 +34,25 @@ from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.state import RUNTIME, Runtime
 
 log = logging.getLogger("switchyard.sidecar")
+
+
+class QuietParserErrors(logging.Filter):
+    """aiohttp logs a request it could not parse (a bad header, a bad request line) at
+    ERROR with a traceback that quotes the offending bytes: a header holding a client's
+    credential would land in the log. One line without those bytes instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "refused a request aiohttp could not parse (HTTP %s, %s)", (exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.INFO, "INFO"
+        return True
+
+
+def quiet_parser_errors() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietParserErrors) for f in server_log.filters):
+        server_log.addFilter(QuietParserErrors())
 
 
 class AdminTokenRequired(ValueError):
@@ -119,6 +139,7 @@ class Sidecar:
         self.drain_seconds = drain_seconds
         self.limits = limits or Limits()
         self.runtime.body_read_seconds = self.limits.body_seconds
+        quiet_parser_errors()
         if not admin_token and not is_loopback(self.listen.admin_host):
             raise AdminTokenRequired(
                 f"the admin listener on {self.listen.admin_host} needs a token: "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import importlib.util
+import logging
 import socket
 import sys
 import threading
@@ -227,6 +228,18 @@ def test_oversized_or_broken_heads_are_refused_without_a_trace(served: Served, h
     # and the server is fine afterwards
     status, _, raw = served.post(ROUTES["openai-chat"], orjson.dumps({"model": "helper", "messages": [{"role": "user", "content": "hi"}]}))
     assert status == 200, raw
+
+
+def test_a_head_aiohttp_refuses_leaves_no_header_bytes_in_the_log(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15: aiohttp logged the refused head with a traceback quoting it (a header can
+    hold a client's credential)."""
+    secret = b"sk-client-secret-in-a-bad-header"
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Key: " + secret + b"\x01\r\nContent-Length: 2\r\n\r\n{}"
+    with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+        out = _raw_request(served.port, head)
+    assert out.startswith(b"HTTP/1.0 400") or out.startswith(b"HTTP/1.1 400"), out[:100]
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") + str(r.exc_info or "") for r in caplog.records)
+    assert "could not parse" in logged and secret.decode() not in logged and "Traceback" not in logged
 
 
 @pytest.mark.parametrize("ingress", list(ROUTES))

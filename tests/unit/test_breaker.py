@@ -166,3 +166,14 @@ def test_transition_history_is_bounded_but_counted() -> None:
         record_success(h, B, b, now)
     assert len(h.transitions) == 20
     assert h.transition_count == 90
+
+
+def test_an_admin_reset_closes_a_half_open_tier() -> None:
+    """Issue 15: a reset of a half-open tier answered that it was reset and changed nothing."""
+    h = TierHealth()
+    for t in range(3):
+        fail(h, t)
+    assert admit(h, B, 40, 40).trial and h.state is State.HALF_OPEN
+    enable(h, "reset by admin", 41)
+    assert h.state is State.CLOSED and h.half_open_in_flight == 0
+    assert h.transitions[-1].to_state == "closed"

@@ -225,10 +225,10 @@ async def reset_binding(request: web.Request) -> web.Response:
         return problem(404, f"no binding named {request.match_info['name']!r}")
     tier = None
     if "tier" in request.query:
-        try:
-            tier = b.tiers[int(request.query["tier"])]
-        except (ValueError, IndexError):
-            return problem(400, f"no tier {request.query['tier']!r} in binding {b.name}")
+        raw = request.query["tier"]
+        if not raw.isdigit() or int(raw) >= len(b.tiers):  # "-1" is not the last tier
+            return problem(400, f"no tier {raw!r} in binding {b.name}")
+        tier = b.tiers[int(raw)]
     return _json({"binding": b.name, "reset": rt.reset(b, tier)})
 
 

@@ -243,7 +243,7 @@ def disable(h: TierHealth, reason: str, fingerprint: str | None, wall: float) ->
 
 def enable(h: TierHealth, reason: str, wall: float) -> None:
     """Back in service after a config change or an admin reset: a clean slate."""
-    if h.state is not State.DISABLED and h.state is not State.OPEN and h.rate_limited_until == 0.0:
+    if h.state is State.CLOSED and h.rate_limited_until == 0.0:
         return
     h.consecutive_failures = 0
     h.reopened = 0
@@ -251,7 +251,10 @@ def enable(h: TierHealth, reason: str, wall: float) -> None:
     h.disabled_reason = None
     h.disabled_fingerprint = None
     h.probing = False
-    _move(h, State.CLOSED, reason, wall)
+    h.half_open_in_flight = 0
+    h.half_open_passed = 0
+    if h.state is not State.CLOSED:
+        _move(h, State.CLOSED, reason, wall)
 
 
 def probe_passed(h: TierHealth, wall: float) -> None:
