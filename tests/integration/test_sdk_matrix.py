@@ -133,6 +133,38 @@ async def test_anthropic_messages(gateway: GatewayFactory, sim: Simulator, upstr
     assert answer.content[0].text == "18C."
 
 
+SYSTEM_TURN_SEEN = {
+    # what each tier received for Claude Code's system turn after the user's first one
+    "primary": lambda body: [m["role"] for m in body["messages"]] == ["user", "system"]
+    and body["messages"][1]["content"] == "Agent types: Explore.",
+    "claude": lambda body: [m["role"] for m in body["messages"]] == ["user", "system"],
+    "gem": lambda body: body["systemInstruction"]["parts"][-1]["text"] == "Agent types: Explore."
+    and all(c["role"] == "user" for c in body["contents"]),
+}
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_system_turn_after_the_first_user_turn_is_served_everywhere(
+    gateway: GatewayFactory, sim: Simulator, upstream: str, stream: bool
+) -> None:
+    """Issue 17, defect 0: Claude Code's first request holds [user, system]; the gateway
+    refused it with `messages.1.role: must be user or assistant` and called no upstream."""
+    gw = await served(gateway, upstream)
+    sim.script(upstream, Reply(text="Hello there."))
+    msgs = [{"role": "user", "content": "hello"}, {"role": "system", "content": "Agent types: Explore."}]
+    raw = await ant(gw).messages.with_raw_response.create(model="helper", max_tokens=200, messages=msgs, stream=stream)  # type: ignore[arg-type]
+    if stream:
+        text = "".join([e.delta.text async for e in await raw.parse() if e.type == "content_block_delta" and e.delta.type == "text_delta"])
+    else:
+        text = (await raw.parse()).content[0].text
+    assert text == "Hello there."
+    body = json.loads(sim.requests(upstream)[-1].raw)
+    assert SYSTEM_TURN_SEEN[upstream](body), body
+    if upstream == "gem":  # Gemini takes instructions only at the start: mapped, and said so
+        assert "systemTurns=map(systemInstruction)" in raw.headers["x-switchyard-degraded"]
+
+
 @pytest.mark.parametrize("upstream", ["claude", "gem"])
 async def test_anthropic_thinking(gateway: GatewayFactory, sim: Simulator, upstream: str) -> None:
     gw = await served(gateway, upstream)

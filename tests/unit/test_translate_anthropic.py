@@ -187,7 +187,12 @@ def test_parse_system_turns_and_structured_output() -> None:
         messages=[{"role": "user", "content": "a"}, {"role": "system", "content": "mid"}],
         output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}},
     ))
-    assert [t.text for t in req.system] == ["top", "mid"]
+    # A system turn after a turn stays in place (issue 17: Claude Code sends one); it used
+    # to be hoisted into the system prompt, which moved it ahead of the user's turn.
+    assert [t.text for t in req.system] == ["top"]
+    assert [(m.role, [p.text for p in m.parts]) for m in req.messages] == [("user", ["a"]), ("system", ["mid"])]
+    first = ami.parse_request(body(messages=[{"role": "system", "content": "lead"}, {"role": "user", "content": "a"}]))
+    assert [t.text for t in first.system] == ["lead"] and [m.role for m in first.messages] == ["user"]
     assert req.response_format == n.ResponseFormat("json_schema", {"type": "object"})
     legacy = ami.parse_request(body(output_format={"type": "json_schema", "schema": {"type": "object"}}))
     assert legacy.response_format is not None

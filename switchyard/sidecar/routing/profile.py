@@ -132,7 +132,7 @@ def apply_to_request(req: neutral.Request, edits: dict[str, Any]) -> neutral.Req
         elif feature == "multipleChoices" and value is None:
             changes["n"] = None
         elif feature == "systemPrompt":
-            changes.update(_fold_system(req) if value else {"system": []})
+            changes.update(_fold_system(req) if value else {"system": [], "messages": [m for m in req.messages if m.role != "system"]})
         elif feature == "unknownFields":
             changes["extras"] = {}
         elif feature in ("vision", "documents", "audio") and value is None:
@@ -143,11 +143,12 @@ def apply_to_request(req: neutral.Request, edits: dict[str, Any]) -> neutral.Req
 
 
 def _fold_system(req: neutral.Request) -> dict[str, Any]:
-    """Map a system prompt into the first user turn for tiers without one."""
+    """Map a system prompt into the first user turn for tiers without one (system turns
+    inside the conversation become user text in place)."""
+    messages = [neutral.Message("user", list(m.parts)) if m.role == "system" else m for m in req.messages]
     if not req.system:
-        return {}
+        return {"messages": messages} if messages != req.messages else {}
     text = "\n\n".join(t.text for t in req.system)
-    messages = list(req.messages)
     for i, m in enumerate(messages):
         if m.role == "user":
             messages[i] = neutral.Message("user", [neutral.Text(text), *m.parts], m.name)

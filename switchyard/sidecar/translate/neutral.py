@@ -100,9 +100,13 @@ Part = Text | Image | Document | Audio | ToolCall | ToolResult | Thinking
 
 @dataclass(slots=True, frozen=True)
 class Message:
-    """One turn. Roles are "user" and "assistant"; tool results travel in "user" turns."""
+    """One turn. Roles are "user" and "assistant"; tool results travel in "user" turns.
+    A "system" turn is an instruction inside the conversation, after its start (Anthropic's
+    mid-conversation system messages; Claude Code sends one): its parts are ``Text``, and
+    each egress carries it in place or says how it mapped it. System text before the first
+    turn is ``Request.system``."""
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     parts: list[Part]
     name: str | None = None
 

@@ -120,6 +120,11 @@ def _messages_out(req: n.Request) -> list[dict[str, Any]]:
     user turn's tool_result blocks come first (Anthropic requires both)."""
     out: list[dict[str, Any]] = []
     for m in req.messages:
+        if m.role == "system":  # the API takes system turns inside messages: in place
+            texts = [{"type": "text", "text": p.text} for p in m.parts if isinstance(p, n.Text)]
+            if texts:
+                out.append({"role": "system", "content": texts})
+            continue
         blocks = [b for b in (_part_out(p) for p in m.parts) if b is not None]
         if not blocks:
             continue

@@ -278,8 +278,12 @@ def parse_request(body: dict[str, Any], *, path_model: str | None = None, stream
         where = f"messages[{i}]"
         expect(isinstance(m, dict), f"'{where}' must be an object", where)
         role = m.get("role")
-        if role == "system":  # the newest API takes system turns inside messages
-            system.extend(_system(m.get("content")))
+        if role == "system":  # the API takes system turns inside messages (Claude Code sends one)
+            texts = _system(m.get("content"))
+            if out:
+                out.append(n.Message("system", list(texts)))  # in place: after a turn
+            else:
+                system.extend(texts)  # before any turn: the system prompt
             continue
         expect(role in ("user", "assistant"), f"'{where}.role' must be user or assistant", where)
         expect("content" in m, f"'{where}.content' is required", where)
@@ -348,7 +352,7 @@ def check_request(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     expect(isinstance(messages, list) and bool(messages), "messages: must be a non-empty array", "messages")
     for i, m in enumerate(messages):
-        expect(isinstance(m, dict) and m.get("role") in ("user", "assistant"), f"messages.{i}.role: must be user or assistant", "messages")
+        expect(isinstance(m, dict) and m.get("role") in ("user", "assistant", "system"), f"messages.{i}.role: must be user, assistant or system", "messages")
     mt = body.get("max_tokens")
     expect(isinstance(mt, int) and not isinstance(mt, bool) and mt > 0, "max_tokens: Field required (a positive integer)", "max_tokens")
 

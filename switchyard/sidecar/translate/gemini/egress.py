@@ -57,6 +57,8 @@ def _contents_out(req: n.Request) -> list[dict[str, Any]]:
     names = {p.id: p.name for m in req.messages for p in m.parts if isinstance(p, n.ToolCall)}
     contents: list[dict[str, Any]] = []
     for m in req.messages:
+        if m.role == "system":
+            continue  # Gemini takes instructions only at the start: build_body folds them into systemInstruction
         role = "model" if m.role == "assistant" else "user"
         parts = _parts_out(m.parts, upstream=True, names=names)
         if not parts:
@@ -92,10 +94,16 @@ def _thinking_config(r: n.Reasoning, mode: Any) -> dict[str, Any]:
     return tc
 
 
-def build_body(req: n.Request, tier: CompiledTier) -> dict[str, Any]:
+def build_body(req: n.Request, tier: CompiledTier, notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"contents": _contents_out(req)}
-    if req.system:
-        body["systemInstruction"] = {"parts": [{"text": t.text} for t in req.system]}
+    system = [t.text for t in req.system]
+    turns = [p.text for m in req.messages if m.role == "system" for p in m.parts if isinstance(p, n.Text)]
+    if turns:  # system turns inside the conversation: Gemini has instructions only at the start
+        system += turns
+        if notes is not None:
+            notes.append(("systemTurns", "map(systemInstruction)"))
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": t} for t in system]}
     if req.tools:
         decls = []
         for t in req.tools:
@@ -180,9 +188,11 @@ def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
 
 
 def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-    body = build_body(req, tier)
+    notes: list[tuple[str, str]] = []
+    body = build_body(req, tier, notes)
     method = "streamGenerateContent" if req.stream else "generateContent"
-    return UpstreamCall("POST", _url(tier, method, sse=req.stream), _headers(tier, req.stream), orjson.dumps(body), req.stream)
+    url = _url(tier, method, sse=req.stream)
+    return UpstreamCall("POST", url, _headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
 
 
 def build_passthrough_call(

@@ -66,6 +66,9 @@ def _messages_out(req: n.Request) -> list[dict[str, Any]]:
     if req.system:
         msgs.append({"role": "system", "content": "\n\n".join(t.text for t in req.system)})
     for m in req.messages:
+        if m.role == "system":  # an instruction inside the conversation: a system message in place
+            msgs.append({"role": "system", "content": "".join(p.text for p in m.parts if isinstance(p, n.Text))})
+            continue
         if m.role == "assistant":
             text = "".join(p.text for p in m.parts if isinstance(p, n.Text))
             calls = [
