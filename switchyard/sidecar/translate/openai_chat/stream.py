@@ -36,8 +36,9 @@ class StreamEncoder:
         self.include_usage = bool(request and request.stream_usage)
         self.usage: n.Usage | None = None
         self.started: set[int] = set()
-        self.finished = False
-        self._head = b""
+        # (choice, call) of tool calls that have had no argument text yet: a call that
+        # ends that way is sent "{}" (what the whole answer says; "" breaks json.loads)
+        self._no_arguments: set[tuple[int, int]] = set()
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         body = {
@@ -51,11 +52,10 @@ class StreamEncoder:
         return encode(orjson.dumps(body))
 
     def _delta(self, choice: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        pre = b""
         if choice not in self.started:
             self.started.add(choice)
             delta = {"role": "assistant", **delta}
-        return pre + self._chunk([{"index": choice, "delta": delta, "finish_reason": finish, "logprobs": None}])
+        return self._chunk([{"index": choice, "delta": delta, "finish_reason": finish, "logprobs": None}])
 
     def start(self) -> bytes:
         return b""
@@ -71,13 +71,20 @@ class StreamEncoder:
             return self._delta(ev.choice, {"reasoning_content": ev.text}) if ev.text else b""
         if isinstance(ev, n.ToolCallStart):
             call = {"index": ev.call, "id": ev.id, "type": "function", "function": {"name": ev.name, "arguments": ""}}
+            self._no_arguments.add((ev.choice, ev.call))
             return self._delta(ev.choice, {"tool_calls": [call]})
         if isinstance(ev, n.ToolCallDelta):
             if not ev.arguments:
                 return b""
+            self._no_arguments.discard((ev.choice, ev.call))
             return self._delta(ev.choice, {"tool_calls": [{"index": ev.call, "function": {"arguments": ev.arguments}}]})
         if isinstance(ev, n.StreamFinish):
-            return self._delta(ev.choice, {}, FINISH_OUT.get(ev.reason, "stop") or "stop")
+            empty = sorted(c for ch, c in self._no_arguments if ch == ev.choice)
+            out = b"".join(
+                self._delta(ev.choice, {"tool_calls": [{"index": c, "function": {"arguments": "{}"}}]}) for c in empty
+            )
+            self._no_arguments -= {(ev.choice, c) for c in empty}
+            return out + self._delta(ev.choice, {}, FINISH_OUT.get(ev.reason, "stop") or "stop")
         if isinstance(ev, n.StreamUsage):
             self.usage = ev.usage
             return b""
