@@ -249,6 +249,21 @@ async def test_an_sdk_timeout_header_shortens_the_deadline(gateway: GatewayFacto
             assert r.status == 200 and r.headers["x-switchyard-fallback-reason"] == "tier0=deadline(share)"
 
 
+@pytest.mark.slow
+async def test_an_sdk_read_timeout_does_not_cut_a_longer_stream(gateway: GatewayFactory, sim: Simulator) -> None:
+    """Issue 17, defect 2: with OpenAI(timeout=2.5) the SDK sends x-stainless-read-timeout:
+    2.5, its longest wait between bytes; the sidecar read it as a deadline for the whole
+    answer and cut a 5-second stream after 7 of its 14 chunks."""
+    gw = await gateway(binding("helper", "primary"))
+    sim.configure("primary", chunks=14, chunk_delay_ms=350)
+    client = openai.AsyncOpenAI(base_url=gw.api + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=2.5)
+    gw.clients.append(client)
+    stream = await client.chat.completions.create(model="helper", messages=HI, stream=True)
+    chunks = [c async for c in stream]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 14
+
+
 # ------------------------------------------------------------------------ requires
 
 REQUIRES_VISION = """  requires: {vision: true, tools: true}"""

@@ -31,6 +31,7 @@ from switchyard.sidecar.pipeline.exchange import Exchange, account, error_respon
 from switchyard.sidecar.pipeline.intake import (
     DRAIN_MESSAGE,
     MIN_ATTEMPT_SECONDS,
+    first_content_patience,
     read_json,
     request_deadline,
     resolve_binding,
@@ -166,6 +167,10 @@ async def _walk_chain(
     loop = asyncio.get_running_loop()
     budget = request_deadline(request, binding)
     deadline = loop.time() + budget if budget is not None else None
+    patience = first_content_patience(request)
+    # Until a tier's first content nothing reaches the client: the client's read timeout
+    # bounds that wait (not the rest of the answer), as the deadline does.
+    before_content = min((d for d in (deadline, loop.time() + patience if patience else None) if d is not None), default=None)
 
     usable = [t for t in binding.tiers if not t.problem and (not t.incompatible or t.degradable)]
     for tier in binding.tiers:
@@ -175,8 +180,8 @@ async def _walk_chain(
         if tier.incompatible and not tier.degradable:
             tally.skip(rt, ex, binding, tier, f"incompatible({','.join(tier.incompatible)})", "capability", "incompatible")
             continue
-        if deadline is not None and deadline - loop.time() < MIN_ATTEMPT_SECONDS:
-            left = max(0.0, deadline - loop.time())
+        if before_content is not None and before_content - loop.time() < MIN_ATTEMPT_SECONDS:
+            left = max(0.0, before_content - loop.time())
             tally.skip(rt, ex, binding, tier, f"deadline({left:.1f}s left)", "deadline", "deadline", 504)
             continue
         lease = rt.admit(binding, tier)
@@ -236,7 +241,7 @@ async def _walk_chain(
                 Attempt(
                     request=request, rt=rt, ex=ex, binding=binding, tier=tier, call=call, lease=lease,
                     decision=decision, cross=cross, parsed=parsed, synth_stream=synth_stream, deadline=deadline,
-                    first_share=_share(deadline, loop.time(), sum(1 for t in usable if t.index > tier.index)),
+                    first_share=_share(before_content, loop.time(), sum(1 for t in usable if t.index > tier.index)),
                 )
             )  # fmt: skip
             if not isinstance(result, Miss):
@@ -256,7 +261,7 @@ async def _walk_chain(
         tally.skip(rt, ex, binding, tier, failure.trail_text(), failure.cls, failure.reason, status, failure.retry_after)
 
     ex.outcome = "all-tiers-failed"
-    raise _all_failed(binding, ex, tally, budget)
+    raise _all_failed(binding, ex, tally, budget, patience)
 
 
 def _failure_error(binding: CompiledBinding, tier: CompiledTier, failure: Failure, ex: Exchange) -> GatewayError:
@@ -283,13 +288,15 @@ def _parse(ingress: Adapter, body: dict[str, Any], path_model: str | None, strea
         raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param) from exc
 
 
-def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: float | None) -> GatewayError:
+def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: float | None, patience: float | None = None) -> GatewayError:
     statuses = tally.statuses
     kind, status, code = ErrorKind.UNAVAILABLE, 503, "all_tiers_failed"
     message = f"no tier of binding {binding.name} could serve this request"
     if tally.deadline_hit:
         kind, status, code = ErrorKind.TIMEOUT, 504, "deadline_exceeded"
-        message = f"the request's deadline ({budget:g}s) was spent before any tier of binding {binding.name} served it"
+        spent = f"the request's deadline ({budget:g}s)" if budget is not None and (patience is None or budget <= patience) else (
+            f"the client's read timeout ({patience:g}s, its SDK's x-stainless-read-timeout)")
+        message = f"{spent} was spent before any tier of binding {binding.name} served it"
     elif tally.timeouts_only and statuses:
         kind, status = ErrorKind.TIMEOUT, 504
     elif statuses and all(s is not None and s == statuses[0] for s in statuses):

@@ -147,16 +147,20 @@ def resolve_binding(
     return b
 
 
-# Client deadline headers, in seconds: ours, then what official SDKs send with their
-# timeout (anthropic/openai: x-stainless-*; google-genai: X-Server-Timeout).
-DEADLINE_HEADERS = ("x-switchyard-deadline-seconds", "x-stainless-timeout", "x-stainless-read-timeout", "x-server-timeout")
+# Client deadline headers, in seconds. A total for the whole answer: ours, and
+# google-genai's X-Server-Timeout. The official OpenAI and Anthropic SDKs send their
+# *per-read* timeout (x-stainless-read-timeout, x-stainless-timeout): the longest gap
+# between bytes they wait, not a total, so it only bounds the wait for the first byte
+# (nothing reaches the client before a tier's first content): a stream longer than it
+# must not be cut (issue 17: `OpenAI(timeout=60)` lost streamed answers past a minute).
+DEADLINE_HEADERS = ("x-switchyard-deadline-seconds", "x-server-timeout")
+READ_TIMEOUT_HEADERS = ("x-stainless-read-timeout", "x-stainless-timeout")
 MIN_ATTEMPT_SECONDS = 0.5  # a tier is not tried with less than this left of the deadline
 
 
-def request_deadline(request: web.Request, binding: CompiledBinding) -> float | None:
-    """Seconds this request may take over the whole chain, or None for no bound."""
-    limits = [binding.deadline_seconds] if binding.deadline_seconds else []
-    for name in DEADLINE_HEADERS:
+def _seconds(request: web.Request, names: tuple[str, ...]) -> list[float]:
+    out = []
+    for name in names:
         value = request.headers.get(name)
         if value:
             try:
@@ -164,5 +168,18 @@ def request_deadline(request: web.Request, binding: CompiledBinding) -> float | 
             except ValueError:
                 continue
             if 0 < seconds < 1e6:
-                limits.append(seconds)
+                out.append(seconds)
+    return out
+
+
+def request_deadline(request: web.Request, binding: CompiledBinding) -> float | None:
+    """Seconds this request may take over the whole chain, or None for no bound."""
+    limits = [binding.deadline_seconds] if binding.deadline_seconds else []
+    limits += _seconds(request, DEADLINE_HEADERS)
+    return min(limits) if limits else None
+
+
+def first_content_patience(request: web.Request) -> float | None:
+    """Seconds the client waits for the first byte (its SDK's read timeout), or None."""
+    limits = _seconds(request, READ_TIMEOUT_HEADERS)
     return min(limits) if limits else None
