@@ -133,6 +133,28 @@ async def test_anthropic_messages(gateway: GatewayFactory, sim: Simulator, upstr
     assert answer.content[0].text == "18C."
 
 
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_that_ran_out_of_tokens_while_thinking_is_relayed(
+    gateway: GatewayFactory, sim: Simulator, upstream: str, stream: bool
+) -> None:
+    """Issue 17, defect 4: a reasoning model that spends max_completion_tokens on reasoning
+    answers content "" with finish_reason "length"; the sidecar answered 503 empty-response
+    (SDKs retry 5xx: more paid calls) and three of them opened the breaker."""
+    gw = await served(gateway, upstream)
+    for _ in range(4):
+        sim.script(upstream, Reply(text="", thinking="hmm " * 20, finish="length"))
+        if stream:
+            chunks = [c async for c in await oai(gw).chat.completions.create(model="helper", messages=[{"role": "user", "content": "hi"}], max_tokens=16, stream=True)]
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+            assert finish == ["length"], chunks
+        else:
+            got = await oai(gw).chat.completions.create(model="helper", messages=[{"role": "user", "content": "hi"}], max_tokens=16)
+            assert got.choices[0].finish_reason == "length" and not got.choices[0].message.content
+    assert gw.runtime.breakers.items()[0][1].state.value == "closed"
+    assert gw.runtime.breakers.items()[0][1].consecutive_failures == 0
+
+
 SYSTEM_TURN_SEEN = {
     # what each tier received for Claude Code's system turn after the user's first one
     "primary": lambda body: [m["role"] for m in body["messages"]] == ["user", "system"]

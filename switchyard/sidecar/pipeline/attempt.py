@@ -168,6 +168,16 @@ async def attempt(at: Attempt) -> web.StreamResponse | Miss:
         at.rt.metrics.upstream_latency.labels(at.binding.name, str(tier.index), tier.source).observe(loop.time() - t0)
 
 
+def _ran_out(finish: n.FinishReason | None, usage: n.Usage | None) -> bool:
+    """An answer with no visible content that stopped because it reached its token limit
+    (a reasoning model that spent max_completion_tokens thinking; Anthropic max_tokens;
+    Gemini MAX_TOKENS) is an answer (promise 2 is about answers with nothing and no
+    reason): relayed with its finish reason, not a failure. Usage, when the upstream
+    sent any, must not say it produced nothing (a same-protocol OpenAI stream carries
+    usage only when the client asked for it)."""
+    return finish == "length" and (usage is None or usage.output_tokens > 0)
+
+
 class _Empty(Exception):
     def __init__(self, detail: str) -> None:
         self.detail = detail
@@ -235,7 +245,7 @@ async def _whole(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespons
         answer = at.egress.parse_response(obj)
     except (orjson.JSONDecodeError, UpstreamFormatError, ValueError, TypeError, AttributeError) as exc:
         raise _Empty("malformed") from exc
-    if not answer.choices or not n.has_content(answer.choices[0].parts):
+    if not answer.choices or not (n.has_content(answer.choices[0].parts) or _ran_out(answer.choices[0].finish_reason, answer.usage)):
         raise _Empty("no content")
 
     at.commit()
@@ -336,6 +346,11 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
         if any(n.is_content(ev) for d in decoded for ev in d.events):
             break
         if ended:
+            events = [ev for d in pending for ev in d.events]
+            finish = next((ev.reason for ev in events if isinstance(ev, n.StreamFinish)), None)
+            usage = next((ev.usage for ev in events if isinstance(ev, n.StreamUsage)), None)
+            if _ran_out(finish, usage):
+                break  # a whole answer, just without visible content: relay it with its reason
             raise _Empty("zero events" if not pending else "no content events")
 
     at.commit()
