@@ -237,6 +237,17 @@ class NetworkPolicy(_Spec):
             "travels in clear). Default false."
         ),
     )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=10000,
+        description=(
+            "Connections one sidecar keeps open to this source at most (its pool). A request "
+            "that finds the pool full waits briefly for a slot, then moves on to the next tier "
+            "('busy'): a full pool is the gateway's limit, never held against the source. "
+            "Default 256."
+        ),
+    )
 
 
 class ModelSourceSpec(_Spec):

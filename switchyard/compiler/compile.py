@@ -406,6 +406,7 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
         timeouts=timeouts,
         profile=flat,
         allow_link_local=url_key[1],
+        max_connections=net.max_connections if net else 256,
     )
     return tier, TierReport(index, name, model, protocol.value, True)
 

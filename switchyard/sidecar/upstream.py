@@ -14,6 +14,12 @@ exception types below, which the classifier maps onto ``fallbackOn`` reasons:
      +-- UpstreamTimeout        (first byte / total deadline passed)
      +-- UpstreamReset          (connection closed or payload broken mid-answer)
 
+Each source has a pool of at most ``maxConnections`` requests in flight per sidecar
+(``Upstreams.slot``). A request that finds it full waits a little (``POOL_WAIT_SECONDS``,
+never past its own first-byte deadline) and then gets ``UpstreamBusy``: the gateway's own
+limit, which is never held against the tier (the chain moves on; the breaker is not
+touched). aiohttp's connector itself is unlimited: the slots are the limit.
+
 ``Upstreams.open`` sends a call and returns the response head (generation: the caller
 reads the body or stream under its own deadlines); ``Upstreams.fetch`` sends a call and
 returns a small whole answer (prompt-free checks, token counts).
@@ -27,7 +33,8 @@ upstream that echoes a key back cannot leak it (promise 6).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +45,14 @@ from aiohttp.abc import AbstractResolver
 from switchyard.netguard.resolver import GuardedResolver, LinkLocalRefused
 from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.translate.base import UpstreamCall
+
+
+POOL_WAIT_SECONDS = 2.0  # the longest a request waits for a free slot of a full pool
+
+
+class UpstreamBusy(Exception):
+    """The source's pool stayed full past the wait: the gateway's limit, not an upstream
+    failure (deliberately not an ``UpstreamError``)."""
 
 
 class UpstreamError(Exception):
@@ -62,11 +77,11 @@ class Upstreams:
     """Keep-alive pools, one per upstream origin (and link-local policy)."""
 
     def __init__(
-        self, *, limit_per_origin: int = 256, keepalive_seconds: float = 30.0,
+        self, *, keepalive_seconds: float = 30.0,
         resolver: Callable[[], AbstractResolver] | None = None,
     ) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._limit = limit_per_origin
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._keepalive = keepalive_seconds
         self._resolver = resolver  # DNS for each new pool (aiohttp's default when None)
 
@@ -79,7 +94,7 @@ class Upstreams:
         if s is None or s.closed:
             inner = self._resolver() if self._resolver is not None else None
             connector = aiohttp.TCPConnector(
-                limit=self._limit,
+                limit=0,  # the per-source slots (``slot``) are the limit
                 keepalive_timeout=self._keepalive,
                 ttl_dns_cache=60,
                 resolver=inner if allow_link_local else GuardedResolver(inner),
@@ -92,6 +107,30 @@ class Upstreams:
             )
             self._sessions[origin] = s
         return s
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tier: CompiledTier, *, until: float | None = None) -> AsyncIterator[None]:
+        """Hold one of the source's ``max_connections`` slots for a whole exchange (the
+        call, its answer or stream). Raises ``UpstreamBusy`` when none frees up within
+        ``POOL_WAIT_SECONDS`` (or by ``until``, loop clock, if sooner)."""
+        key = f"{tier.source}|{tier.base_url}|{tier.max_connections}"
+        sem = self._slots.get(key)
+        if sem is None:
+            sem = self._slots[key] = asyncio.Semaphore(tier.max_connections)
+        if sem.locked():
+            loop = asyncio.get_running_loop()
+            limit = loop.time() + POOL_WAIT_SECONDS
+            try:
+                async with asyncio.timeout_at(min(limit, until) if until is not None else limit):
+                    await sem.acquire()
+            except TimeoutError:
+                raise UpstreamBusy(f"{tier.max_connections} connections in use") from None
+        else:
+            await sem.acquire()  # free: taken at once, without suspending
+        try:
+            yield
+        finally:
+            sem.release()
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}

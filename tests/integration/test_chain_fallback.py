@@ -6,6 +6,7 @@ client got AND what each upstream received (or did not).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -374,3 +375,50 @@ async def test_a_tier_whose_call_cannot_be_sent_is_passed_over(gateway: GatewayF
     assert raw.headers["x-switchyard-tier"] == "1"
     assert raw.headers["x-switchyard-fallback-reason"].startswith("tier0=connect-error(")
     assert sim.count("primary") == 0
+
+
+async def test_a_full_connection_pool_is_not_the_tiers_fault(gateway: GatewayFactory, sim: Simulator) -> None:
+    """Issue 15, attack 4: 290 concurrent streams to one origin (pool of 256) gave 34 x 504
+    timeout(connect) and opened the breaker on a healthy upstream. The pool is a setting
+    per ModelSource (spec.network.maxConnections); waiting for a slot is not a tier
+    fault: the request moves on (here to the fallback), the breaker stays closed."""
+    gw = await gateway(binding("helper", "primary", "backup"))
+    config = gw.runtime.snapshot.config
+    b = config.bindings[0]
+    small = b.tiers[0].model_copy(update={"max_connections": 2})
+    gw.runtime.install(config.model_copy(update={"bindings": [b.model_copy(update={"tiers": [small, b.tiers[1]]})]}).with_version())
+    sim.configure("primary", chunks=4, chunk_delay_ms=700)  # each primary stream holds its slot ~3 s
+    client = gw.openai()
+
+    async def one() -> tuple[str, str]:
+        raw = await client.chat.completions.with_raw_response.create(model="helper", messages=HI, stream=True)
+        async for _ in raw.parse():
+            pass
+        return raw.headers["x-switchyard-tier"], raw.headers.get("x-switchyard-fallback-reason", "")
+
+    served = await asyncio.gather(*(one() for _ in range(6)))
+    assert sorted(t for t, _ in served) == ["0", "0", "1", "1", "1", "1"], served
+    assert all(reason.startswith("tier0=busy(") for t, reason in served if t == "1"), served
+    health = gw.runtime.breakers.items()[0][1]
+    assert health.state.value == "closed" and health.consecutive_failures == 0
+
+
+async def test_every_tier_busy_is_a_retryable_503_in_the_callers_protocol(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(binding("helper", "primary"))
+    config = gw.runtime.snapshot.config
+    b = config.bindings[0]
+    gw.runtime.install(config.model_copy(update={"bindings": [b.model_copy(update={
+        "tiers": [b.tiers[0].model_copy(update={"max_connections": 1})]})]}).with_version())
+    sim.configure("primary", chunks=4, chunk_delay_ms=900)  # the one slot is held ~3.6 s > the 2 s wait
+
+    async def one() -> tuple[int, dict[str, str], bytes]:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(gw.api + "/v1/chat/completions", json={"model": "helper", "messages": HI, "stream": True}) as r:
+                return r.status, dict(r.headers), await r.read()
+
+    results = await asyncio.gather(*(one() for _ in range(2)))
+    statuses = sorted(s for s, _, _ in results)
+    assert statuses == [200, 503], statuses
+    _, headers, body = next(r for r in results if r[0] == 503)
+    assert json.loads(body)["error"]["code"] == "gateway_busy" and headers["Retry-After"] == "1"
+    assert gw.runtime.breakers.items()[0][1].consecutive_failures == 0

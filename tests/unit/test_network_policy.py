@@ -134,7 +134,7 @@ def test_the_opt_in_fields_are_in_the_crd() -> None:
 
     crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "modelsources.switchyard.dev.yaml").read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    assert set(spec["network"]["properties"]) == {"allowLinkLocal", "allowInsecureHTTP"}
+    assert set(spec["network"]["properties"]) == {"allowLinkLocal", "allowInsecureHTTP", "maxConnections"}
 
 
 async def test_the_operator_never_fetches_a_catalog_from_a_refused_url() -> None:

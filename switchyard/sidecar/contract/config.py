@@ -85,6 +85,8 @@ class CompiledTier(_Frozen):
     # spec.network.allowLinkLocal of the source: without it, a baseURL name that resolves
     # to a link-local or cloud metadata address is refused at connect time (upstream.py).
     allow_link_local: bool = False
+    # spec.network.maxConnections of the source: the size of this sidecar's pool for it.
+    max_connections: int = 256
 
     @field_serializer("credential", when_used="always")
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:

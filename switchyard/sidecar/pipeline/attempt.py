@@ -42,6 +42,7 @@ from switchyard.sidecar.translate.base import (
     adapter_for,
 )
 from switchyard.sidecar.upstream import (
+    UpstreamBusy,
     UpstreamConnectError,
     UpstreamError,
     UpstreamReset,
@@ -138,20 +139,23 @@ async def attempt(at: Attempt) -> web.StreamResponse | Miss:
     at.deadline_free_first_byte = min(t0 + tier.timeouts.first_byte_seconds, at.total_deadline)
     share = at.first_share if at.first_share is not None else float("inf")
     at.first_deadline = min(at.deadline_free_first_byte, share)
-    connect = min(tier.timeouts.connect_seconds, max(0.001, at.first_deadline - t0))
     resp: aiohttp.ClientResponse | None = None
     try:
-        try:
-            async with asyncio.timeout_at(at.first_deadline):
-                resp = await at.rt.upstreams.open(at.call, connect_seconds=connect, allow_link_local=at.tier.allow_link_local)
-        except TimeoutError:
-            raise UpstreamTimeout("first-byte") from None
+        async with at.rt.upstreams.slot(tier, until=at.first_deadline):  # the source's pool: held to the end
+            connect = min(tier.timeouts.connect_seconds, max(0.001, at.first_deadline - loop.time()))
+            try:
+                async with asyncio.timeout_at(at.first_deadline):
+                    resp = await at.rt.upstreams.open(at.call, connect_seconds=connect, allow_link_local=at.tier.allow_link_local)
+            except TimeoutError:
+                raise UpstreamTimeout("first-byte") from None
 
-        if resp.status >= 300:
-            return await _error_answer(at, resp)
-        if at.call.stream:
-            return await _stream(at, resp)
-        return await _whole(at, resp)
+            if resp.status >= 300:
+                return await _error_answer(at, resp)
+            if at.call.stream:
+                return await _stream(at, resp)
+            return await _whole(at, resp)
+    except UpstreamBusy:  # the gateway's own limit: nobody's fault, no verdict on the tier
+        return Miss(Failure(classify.BUSY, "pool", None))
     except UpstreamTimeout as exc:
         return Miss(at.timed_out(exc.phase))
     except UpstreamConnectError as exc:

@@ -136,6 +136,7 @@ class _Tally:
     statuses: list[int | None] = field(default_factory=list)
     retry_afters: list[float] = field(default_factory=list)
     timeouts_only: bool = True
+    busy_only: bool = True
     deadline_hit: bool = False
 
     def skip(
@@ -151,6 +152,8 @@ class _Tally:
             self.deadline_hit = True
         if reason != classify.TIMEOUT:
             self.timeouts_only = False
+        if reason != classify.BUSY:
+            self.busy_only = False
 
 
 _SKIP_STATUS = {"rate-limited": 429, "breaker": 503, "disabled": 502}
@@ -249,7 +252,7 @@ async def _walk_chain(
             failure = result.failure
             lease.failed(failure)  # the tier's fault counts toward its breaker; any other is no verdict
         rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
-        always = failure.reason in classify.ALWAYS_FALL_BACK or failure.reason == classify.DEADLINE
+        always = failure.reason in classify.ALWAYS_FALL_BACK or failure.reason in (classify.DEADLINE, classify.BUSY)
         if result.error is None and failure.reason not in binding.fallback_on and not always:
             result.error = _failure_error(binding, tier, failure, ex)
         if result.error is not None:  # not a fallback reason: the client gets this error
@@ -257,8 +260,9 @@ async def _walk_chain(
             ex.served_by = tier
             raise result.error
         # Our key being refused is never reported to the client as its own 401/403.
-        status = {classify.AUTH_ERROR: 502, classify.DEADLINE: 504}.get(failure.reason, failure.status)
-        tally.skip(rt, ex, binding, tier, failure.trail_text(), failure.cls, failure.reason, status, failure.retry_after)
+        status = {classify.AUTH_ERROR: 502, classify.DEADLINE: 504, classify.BUSY: 503}.get(failure.reason, failure.status)
+        wait = 1.0 if failure.reason == classify.BUSY else failure.retry_after
+        tally.skip(rt, ex, binding, tier, failure.trail_text(), failure.cls, failure.reason, status, wait)
 
     ex.outcome = "all-tiers-failed"
     raise _all_failed(binding, ex, tally, budget, patience)
@@ -299,6 +303,9 @@ def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: f
         message = f"{spent} was spent before any tier of binding {binding.name} served it"
     elif tally.timeouts_only and statuses:
         kind, status = ErrorKind.TIMEOUT, 504
+    elif tally.busy_only and statuses:
+        kind, status, code = ErrorKind.OVERLOADED, 503, "gateway_busy"
+        message = f"the gateway is busy: every tier of binding {binding.name} has its connections in use here; retry"
     elif statuses and all(s is not None and s == statuses[0] for s in statuses):
         status = statuses[0]  # type: ignore[assignment]
         kind = errors.kind_for_status(status)
@@ -309,7 +316,7 @@ def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: f
         code=code,
         binding=binding.name,
         trail=list(ex.trail),
-        retry_after=min(tally.retry_afters) if tally.retry_afters and status == 429 else None,
+        retry_after=min(tally.retry_afters) if tally.retry_afters and (status == 429 or code == "gateway_busy") else None,
     )
 
 

@@ -23,7 +23,7 @@ from switchyard.sidecar.pipeline.intake import read_json, resolve_binding, servi
 from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import Adapter, RequestError, UpstreamFormatError, adapter_for
-from switchyard.sidecar.upstream import UpstreamError, UpstreamTimeout, error_text, fetch
+from switchyard.sidecar.upstream import UpstreamBusy, UpstreamError, UpstreamTimeout, error_text, fetch
 
 # A tier that answers these is passed over (the next may count); any other 4xx is the
 # request's fault and answered as such.
@@ -77,10 +77,14 @@ async def _count(request: web.Request, ingress: Adapter, path_model: str | None,
             trail.append(TierTrail(tier.index, tier.source, tier.model, f"no-token-count({tier.protocol})"))
             continue
         try:
-            got = await fetch(
-                rt.upstreams, call, connect_seconds=tier.timeouts.connect_seconds,
-                total_seconds=tier.timeouts.first_byte_seconds, allow_link_local=tier.allow_link_local,
-            )  # fmt: skip
+            async with rt.upstreams.slot(tier):
+                got = await fetch(
+                    rt.upstreams, call, connect_seconds=tier.timeouts.connect_seconds,
+                    total_seconds=tier.timeouts.first_byte_seconds, allow_link_local=tier.allow_link_local,
+                )  # fmt: skip
+        except UpstreamBusy:
+            trail.append(TierTrail(tier.index, tier.source, tier.model, "busy"))
+            continue
         except UpstreamTimeout:
             trail.append(TierTrail(tier.index, tier.source, tier.model, "timeout"))
             continue

@@ -30,6 +30,7 @@ AUTH_ERROR = "auth-error"  # 401/403: the tier's credential, not the client, is 
 NOT_FOUND = "not-found"
 
 DEADLINE = "deadline"  # the request's own deadline ran out: nobody's fault
+BUSY = "busy"  # the source's pool in this sidecar was full: the gateway's limit, nobody's fault
 
 # Failure classes (see routing/breaker.py for what each does to the tier).
 CLASS_OF = {
@@ -42,6 +43,7 @@ CLASS_OF = {
     NOT_FOUND: "permanent",
     CLIENT_ERROR: "client",
     DEADLINE: "deadline",
+    BUSY: "busy",
 }
 
 # Failures that say something about the tier (and so change its health); the others
