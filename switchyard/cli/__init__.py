@@ -46,6 +46,8 @@ def _listen_args(p: argparse.ArgumentParser, *, admin_host: str = "127.0.0.1") -
     p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
                    help="a web origin (https://app.example) whose pages may call the API (repeatable; none by default)")
     p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body accepted, in MiB (default 32)")
+    p.add_argument("--max-inflight-body-mb", type=float, default=None,
+                   help="request-body MiB held at once (default: an eighth of the memory limit, 256 without one)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -53,6 +55,11 @@ def _exposure(args: argparse.Namespace):
     from switchyard.sidecar.http.guard import Exposure
 
     return Exposure.of(hosts=args.allowed_host, origins=args.allowed_origin)
+
+
+def _body_budget(args: argparse.Namespace) -> int | None:
+    mb = getattr(args, "max_inflight_body_mb", None)
+    return int(mb * 1024 * 1024) if mb else None
 
 
 def _listen(args: argparse.Namespace):
@@ -69,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_async(
         standalone.serve(
             args.file, _listen(args), admin_token=_admin_token(args), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            body_budget=_body_budget(args),
             exposure=_exposure(args),
         )
     )
@@ -114,7 +122,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     async def main() -> int:
         import signal
 
-        sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args), exposure=_exposure(args))
+        sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args), exposure=_exposure(args), body_budget=_body_budget(args))
         sidecar.runtime.max_body_bytes = int(args.max_body_mb * 1024 * 1024)
         api, admin = await sidecar.start()
         print(f"switchyard sidecar: API on {args.host}:{api}, admin on {args.admin_host}:{admin}; waiting for config", file=sys.stderr, flush=True)

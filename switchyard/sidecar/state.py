@@ -87,6 +87,26 @@ def binding_key(b: CompiledBinding) -> str:
 
 
 @dataclass
+class BodyBudget:
+    """Bytes of request bodies held at once. A body is parsed, then translated once per
+    tier: a 30 MiB body peaked at ~180 MB of RSS, so a few large ones at once could get
+    the pod OOM-killed (every stream in it lost). A request whose body does not fit now
+    is answered a retryable 503; one larger than the whole budget, a 413."""
+
+    limit: int = 256 * 1024 * 1024
+    held: int = 0
+
+    def take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held = max(0, self.held - n)
+
+
+@dataclass
 class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     upstreams: Upstreams = field(default_factory=Upstreams)
@@ -95,6 +115,7 @@ class Runtime:
     last_used: dict[str, LastUsed] = field(default_factory=dict)
     draining: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    bodies: BodyBudget = field(default_factory=BodyBudget)
     max_upstream_body_bytes: int = 64 * 1024 * 1024
     loaded_at: float | None = None
     # The breakers' clock (monotonic seconds). Tests replace it to move time forward

@@ -505,3 +505,35 @@ async def test_client_json_keys_never_reach_a_response_header_raw(gateway: Gatew
                 degraded = r.headers["x-switchyard-degraded"]
                 assert "\\r\\n" in degraded and "\\x1f" in degraded and "Set-Cookie" not in r.headers
                 assert all(0x20 <= ord(c) < 0x7F for c in degraded)
+
+
+async def test_large_bodies_in_flight_are_bounded(gateway: GatewayFactory, sim: Simulator) -> None:
+    """Issue 15, attack 5: the sidecar accepted 32 MiB bodies under a 256 MiB limit; six at
+    once peaked at 655 MB RSS (an OOM kill drops every stream of the pod). Bodies in
+    flight are bounded now: one that does not fit waits for nobody, it is a retryable
+    503 in its protocol; one larger than the whole budget is a 413."""
+    gw = await gateway(binding("helper", "primary"))
+    gw.runtime.bodies.limit = 3 * 1024 * 1024
+    sim.configure("primary", chunks=4, chunk_delay_ms=800)  # the first request holds its body ~3 s
+    big = "x" * (2 * 1024 * 1024)
+    body = {"model": "helper", "messages": [{"role": "user", "content": big}]}
+    async with aiohttp.ClientSession() as s:
+
+        async def post(b: dict, headers: dict[str, str] | None = None, path: str = "/v1/chat/completions") -> tuple[int, dict, bytes]:
+            async with s.post(gw.api + path, json=b, headers=headers or {}) as r:
+                return r.status, dict(r.headers), await r.read()
+
+        first = asyncio.create_task(post({**body, "stream": True}))  # a slow stream: its body held meanwhile
+        await sim.wait_for_requests("primary", 1)
+        status, headers, raw = await post(body)
+        assert status == 503 and headers["Retry-After"] == "1" and orjson.loads(raw)["error"]["code"] == "gateway_busy"
+        anth = {"model": "helper", "max_tokens": 8, "messages": [{"role": "user", "content": big}]}
+        status, _, raw = await post(anth, {"anthropic-version": "2023-06-01"}, "/v1/messages")
+        assert status == 503 and protocol_error("anthropic-messages", 503, raw)
+        assert (await first)[0] == 200
+        assert gw.runtime.bodies.held == 0, "every body given back"
+        huge = {"model": "helper", "messages": [{"role": "user", "content": "x" * (4 * 1024 * 1024)}]}
+        status, _, raw = await post(huge)
+        assert status == 413 and protocol_error("openai-chat", 413, raw)
+        status, _, _ = await post({"model": "helper", "messages": [{"role": "user", "content": "hi"}]})
+        assert status == 200

@@ -83,6 +83,7 @@ async def handle(
         ex.status, ex.outcome, ex.error = err.status, "rejected", err.message
         return error_response(ex, err)
     finally:
+        rt.bodies.give(sum(ex.held))
         rt.end()
         account(rt, ex)
 
@@ -98,7 +99,7 @@ async def _serve(
     request: web.Request, rt: Runtime, ex: Exchange, path_model: str | None, stream: bool | None
 ) -> web.StreamResponse:
     snap = serving_snapshot(rt)
-    body = await read_json(request, rt.max_body_bytes)
+    body = await read_json(request, rt.max_body_bytes, ex.held)
     ingress = ex.ingress
     try:
         ingress.check_request(body)

@@ -34,18 +34,23 @@ async def count_tokens(request: web.Request, ingress: Adapter, *, path_model: st
     """Count the input of a request spoken in ``ingress`` (which has ``count_request``)."""
     rt = request.app[RUNTIME]
     headers: dict[str, str] = {}
+    held: list[int] = []
     with rt.holding():  # the drain waits for it like an API request
         try:
-            return await _count(request, ingress, path_model, headers)
+            return await _count(request, ingress, path_model, headers, held)
         except GatewayError as err:
             return error_in(ingress.protocol, err, headers)
+        finally:
+            rt.bodies.give(sum(held))
 
 
-async def _count(request: web.Request, ingress: Adapter, path_model: str | None, headers: dict[str, str]) -> web.Response:
+async def _count(
+    request: web.Request, ingress: Adapter, path_model: str | None, headers: dict[str, str], held: list[int]
+) -> web.Response:
     assert ingress.count_request is not None and ingress.render_count is not None
     rt = request.app[RUNTIME]
     snap = serving_snapshot(rt)
-    body = await read_json(request, rt.max_body_bytes)
+    body = await read_json(request, rt.max_body_bytes, held)
     binding = resolve_binding(request, snap, ingress, body, path_model)
     headers[H_BINDING] = binding.name
     if binding.unbound or not binding.tiers:

@@ -52,6 +52,7 @@ class Exchange:
     ttft: float | None = None
     usage: n.Usage | None = None
     error: str | None = None
+    held: list[int] = field(default_factory=list)  # request-body bytes taken from the BodyBudget
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}

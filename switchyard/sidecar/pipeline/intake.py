@@ -37,10 +37,16 @@ def serving_snapshot(rt: Runtime) -> Snapshot:
     return snap
 
 
-async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+async def read_json(request: web.Request, limit: int, held: list[int] | None = None) -> dict[str, Any]:
+    """The body as a JSON object. With ``held``, the body's bytes are taken from the
+    runtime's ``BodyBudget`` and appended to it: the caller gives them back when the
+    request ends."""
     if request.content_length is not None and request.content_length > limit:
         raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
-    seconds = request.app[RUNTIME].body_read_seconds
+    rt = request.app[RUNTIME]
+    if held is not None and request.content_length:  # reserve before reading when the size is known
+        _take(rt, request.content_length, held)
+    seconds = rt.body_read_seconds
     try:
         if request.content.is_eof():  # all of it came with the head: nothing to wait for
             raw = await read_request_body(request.content, limit + 1)
@@ -55,6 +61,8 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         ) from exc
     if len(raw) > limit:
         raise GatewayError(ErrorKind.REQUEST_TOO_LARGE, f"request body larger than {limit} bytes")
+    if held is not None and not request.content_length and raw:  # chunked: its size is known now
+        _take(rt, len(raw), held)
     if not raw:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "request body is empty; a JSON object is required")
     try:
@@ -66,6 +74,23 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and not _shallow(body):
         raise GatewayError(ErrorKind.INVALID_REQUEST, f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
     return body
+
+
+def _take(rt: Runtime, n: int, held: list[int]) -> None:
+    budget = rt.bodies
+    if n > budget.limit:
+        raise GatewayError(
+            ErrorKind.REQUEST_TOO_LARGE,
+            f"request body of {n} bytes is larger than this sidecar's budget for bodies in flight ({budget.limit} bytes)",
+        )
+    if not budget.take(n):
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE,
+            "the gateway is holding as many large request bodies as its memory allows; retry",
+            code="gateway_busy",
+            retry_after=1,
+        )
+    held.append(n)
 
 
 async def read_request_body(content: aiohttp.StreamReader, most: int) -> bytes:
