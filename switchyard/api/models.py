@@ -585,8 +585,9 @@ class AssistantBindingSpec(_Spec):
         description=(
             "Callers this binding serves (claude-code, codex, gemini-cli, vercel-ai-sdk, "
             "openai-sdk, anthropic-sdk, google-genai, or a name sent in x-switchyard-caller). "
-            "Set: other callers are refused (403), and requests from these callers whose model "
-            "matches no alias are routed here. Unset: any caller, by alias."
+            "Set: other callers are turned away (403), and requests from these callers whose "
+            "model matches no alias are routed here. Unset: any caller, by alias. Routing, not "
+            "access control: a client names itself (User-Agent, x-switchyard-caller)."
         ),
     )
     bound_credential: TierRef | str | None = Field(

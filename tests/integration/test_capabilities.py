@@ -199,3 +199,18 @@ async def test_a_binding_restricted_to_callers_refuses_others(gateway: GatewayFa
             metrics = await r.text()
     served = [line for line in metrics.splitlines() if line.startswith("switchyard_requests_total{") and 'binding="general"' in line]
     assert any('caller="other"' in line for line in served) and not any("made-up-42" in line for line in served), served
+
+
+async def test_callers_hold_on_every_route(gateway: GatewayFactory, sim: Simulator) -> None:
+    """Issue 15, item 7: the x-switchyard-binding header reached a binding whose callers
+    excluded the caller, and count_tokens passed no caller (an allowed caller got a 403)."""
+    gw = await gateway(CLAUDE_ONLY + "---\n" + EVERYONE)
+    chat = {"model": "anything", "messages": [{"role": "user", "content": "hi"}]}
+    status, _, answer = await post(gw.api + "/v1/chat/completions", chat, {"x-switchyard-binding": "claude-flows"})
+    assert status == 403 and answer["error"]["code"] == "caller_not_allowed", answer
+    count = {"model": "claude-flows", "messages": [{"role": "user", "content": "hi"}]}
+    ant = {"anthropic-version": "2023-06-01"}
+    status, _, answer = await post(gw.api + "/v1/messages/count_tokens", count, {**ant, "x-switchyard-caller": "claude-code"})
+    assert status == 200 and answer["input_tokens"] > 0, answer
+    status, _, answer = await post(gw.api + "/v1/messages/count_tokens", count, {**ant, "x-switchyard-caller": "my-batch-job"})
+    assert status == 403 and answer["error"]["type"] == "permission_error", answer

@@ -20,6 +20,7 @@ from switchyard.sidecar import errors
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.pipeline.exchange import H_BINDING, H_MODEL, H_REASON, H_SOURCE, H_TIER, error_in, header_safe
 from switchyard.sidecar.pipeline.intake import read_json, resolve_binding, serving_snapshot
+from switchyard.sidecar.routing.caller import identify
 from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import Adapter, RequestError, UpstreamFormatError, adapter_for
@@ -51,7 +52,8 @@ async def _count(
     rt = request.app[RUNTIME]
     snap = serving_snapshot(rt)
     body = await read_json(request, rt.max_body_bytes, held)
-    binding = resolve_binding(request, snap, ingress, body, path_model)
+    caller = identify(request.headers.get("x-switchyard-caller"), request.headers.get("User-Agent"))
+    binding = resolve_binding(request, snap, ingress, body, path_model, caller)
     headers[H_BINDING] = binding.name
     if binding.unbound or not binding.tiers:
         why = "is deliberately unbound" if binding.unbound else "has no tiers"

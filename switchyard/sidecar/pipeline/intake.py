@@ -142,6 +142,13 @@ def resolve_binding(
         b = snap.by_name.get(named)
         if b is None:
             raise GatewayError(ErrorKind.NOT_FOUND, f"no binding named {named!r} on this gateway", code="unknown_binding", param=H_BINDING)
+        if b.callers is not None and caller not in b.callers:  # naming a binding does not skip its callers
+            raise GatewayError(
+                ErrorKind.PERMISSION,
+                f"binding {b.name} serves callers {', '.join(b.callers)}; this request comes from {caller}",
+                code="caller_not_allowed",
+                binding=b.name,
+            )
         return b
     model = path_model if path_model is not None else ingress.request_model(body)
     if not model:
