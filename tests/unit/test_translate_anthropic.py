@@ -805,3 +805,28 @@ async def test_upstream_overload_reaches_the_client_in_anthropic_shape(gateway: 
         await client.messages.create(model="busy", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
     assert info.value.status_code == 529
     assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "overloaded_error"
+
+
+# ============================================== adaptive thinking on budget-only models
+
+
+@pytest.mark.parametrize("effort", [None, "low", "high"])
+def test_adaptive_thinking_becomes_a_budget_where_the_profile_says_budget(effort: str | None) -> None:
+    """Issue 17, defect 5: Claude Code sends thinking {type: adaptive}; it went unchanged to
+    models whose profile says budget thinking, which refuse it with a 400."""
+    from switchyard.sidecar.translate.common import effort_to_budget
+
+    raw = body(max_tokens=64000, thinking={"type": "adaptive"}, **({"output_config": {"effort": effort}} if effort else {}))
+    want = effort_to_budget(effort or "medium")
+    notes: list[tuple[str, str]] = []
+    out = ami.prepare_passthrough(raw, tier(reasoning="budget"), {}, notes)
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": want}
+    assert "effort" not in out.get("output_config", {})
+    assert ("reasoning", f"map(budget {want})") in notes
+    assert raw["thinking"] == {"type": "adaptive"}, "the client's body is not mutated"
+    built = ame.build_body(ami.parse_request(raw), tier(reasoning="budget"))
+    assert built["thinking"] == {"type": "enabled", "budget_tokens": want}
+    # where the profile says effort (or says nothing), adaptive stays adaptive
+    assert ami.prepare_passthrough(raw, tier(reasoning="effort"), {}, [])["thinking"] == {"type": "adaptive"}
+    assert ami.prepare_passthrough(raw, tier(), {}, [])["thinking"] == {"type": "adaptive"}
+    assert ame.build_body(ami.parse_request(raw), tier(reasoning="effort"))["thinking"] == {"type": "adaptive"}

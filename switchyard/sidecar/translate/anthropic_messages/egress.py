@@ -234,8 +234,11 @@ def _thinking_out(req: n.Request, tier: CompiledTier, body: dict[str, Any], note
 
 def _adaptive(req: n.Request, tier: CompiledTier) -> bool:
     r = req.reasoning
-    if tier.profile.features.get("reasoning") == "effort":
+    mode = tier.profile.features.get("reasoning")
+    if mode == "effort":
         return True
+    if mode == "budget":  # the model refuses adaptive thinking: a budget, reported
+        return False
     return req.origin == PROTOCOL and r is not None and r.budget_tokens is None
 
 

@@ -21,7 +21,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 
 from .. import neutral as n
 from ..base import RequestError
-from ..common import args_object, args_text, expect, opt_number
+from ..common import args_object, args_text, effort_to_budget, expect, opt_number
 from ._wire import MIN_THINKING_BUDGET, PROTOCOL, _message_id, _stop_out, _usage_out
 
 # Top-level fields this adapter understands; everything else in a body is an "extra".
@@ -457,8 +457,26 @@ def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping
             # a thinking block; with the foreign one gone, think again next turn instead.
             out.pop("thinking", None)
             notes.append(("reasoning", "strip"))
+    _budget_for_adaptive(out, tier, notes)
     _fit_thinking_budget(out, notes)
     return out
+
+
+def _budget_for_adaptive(body: dict[str, Any], tier: CompiledTier, notes: list[tuple[str, str]]) -> None:
+    """Adaptive thinking (what Claude Code sends) for a model whose profile says budget
+    thinking (it refuses ``adaptive`` with a 400): a token budget from the requested effort
+    (``output_config.effort``; "medium" when none), reported as ``reasoning=map(budget N)``."""
+    thinking = body.get("thinking")
+    if not (isinstance(thinking, dict) and thinking.get("type") == "adaptive"):
+        return
+    if tier.profile.features.get("reasoning") != "budget":
+        return
+    oc = body.get("output_config")
+    effort = oc.get("effort") if isinstance(oc, dict) else None
+    budget = max(MIN_THINKING_BUDGET, effort_to_budget(EFFORT_IN.get(effort, "medium") if isinstance(effort, str) else "medium") or 0)
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    _pop_sub(body, "output_config", "effort")
+    notes.append(("reasoning", f"map(budget {budget})"))
 
 
 def _pop_sub(body: dict[str, Any], key: str, sub: str) -> None:
