@@ -162,11 +162,21 @@ _MEDIA = {"vision": neutral.Image, "documents": neutral.Document, "audio": neutr
 
 
 def _drop_parts(messages: list[neutral.Message], feature: str) -> list[neutral.Message]:
+    """Media of one kind removed, including what tool results carry (a screenshot)."""
     kind = _MEDIA[feature]
     out = []
     for m in messages:
-        parts = [p for p in m.parts if not isinstance(p, kind)]
-        out.append(m if len(parts) == len(m.parts) else neutral.Message(m.role, parts, m.name))
+        parts: list[neutral.Part] = []
+        changed = False
+        for p in m.parts:
+            if isinstance(p, kind):
+                changed = True
+                continue
+            if isinstance(p, neutral.ToolResult) and any(isinstance(c, kind) for c in p.content):
+                p = dataclasses.replace(p, content=[c for c in p.content if not isinstance(c, kind)])
+                changed = True
+            parts.append(p)
+        out.append(neutral.Message(m.role, parts, m.name) if changed else m)
     return out
 
 

@@ -61,7 +61,10 @@ def _tool_result_content(r: n.ToolResult) -> str:
     return text
 
 
-def _messages_out(req: n.Request) -> list[dict[str, Any]]:
+_MEDIA = (n.Image, n.Document, n.Audio)
+
+
+def _messages_out(req: n.Request, notes: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     msgs: list[dict[str, Any]] = []
     if req.system:
         msgs.append({"role": "system", "content": "\n\n".join(t.text for t in req.system)})
@@ -84,6 +87,17 @@ def _messages_out(req: n.Request) -> list[dict[str, Any]]:
         results = [p for p in m.parts if isinstance(p, n.ToolResult)]
         for r in results:
             msgs.append({"role": "tool", "tool_call_id": r.tool_call_id, "content": _tool_result_content(r)})
+        # A tool message carries text only: media a tool returned (a screenshot) follows
+        # the tool messages in a user turn, said so, rather than vanish.
+        media = [(r.tool_call_id, p) for r in results for p in r.content if isinstance(p, _MEDIA)]
+        if media:
+            parts: list[n.Part] = []
+            for call_id in dict.fromkeys(c for c, _ in media):
+                parts.append(n.Text(f"[media returned by tool call {call_id}]"))
+                parts.extend(p for c, p in media if c == call_id)
+            msgs.append({"role": "user", "content": _content_out(parts)})
+            if notes is not None:
+                notes.append(("toolResultMedia", "map(user message)"))
         rest = [p for p in m.parts if not isinstance(p, (n.ToolResult, n.Thinking, n.ToolCall))]
         if rest or not results:
             user: dict[str, Any] = {"role": "user", "content": _content_out(rest)}
@@ -93,8 +107,8 @@ def _messages_out(req: n.Request) -> list[dict[str, Any]]:
     return msgs
 
 
-def build_body(req: n.Request, tier: CompiledTier) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": tier.model, "messages": _messages_out(req)}
+def build_body(req: n.Request, tier: CompiledTier, notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": tier.model, "messages": _messages_out(req, notes)}
     if req.origin == PROTOCOL:
         for k, v in req.extras.items():
             body.setdefault(k, v)
@@ -175,8 +189,9 @@ def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
 
 
 def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
-    body = build_body(req, tier)
-    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream)
+    notes: list[tuple[str, str]] = []
+    body = build_body(req, tier, notes)
+    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
 
 
 def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
