@@ -830,3 +830,26 @@ def test_adaptive_thinking_becomes_a_budget_where_the_profile_says_budget(effort
     assert ami.prepare_passthrough(raw, tier(reasoning="effort"), {}, [])["thinking"] == {"type": "adaptive"}
     assert ami.prepare_passthrough(raw, tier(), {}, [])["thinking"] == {"type": "adaptive"}
     assert ame.build_body(ami.parse_request(raw), tier(reasoning="effort"))["thinking"] == {"type": "adaptive"}
+
+
+def test_structured_output_with_reasoning_uses_the_native_format_where_the_model_has_it() -> None:
+    """Issue 17, defect 6: structured output plus reasoning always went out as a forced tool,
+    which turns thinking off (reported reasoning=strip), although builtin-anthropic says
+    native structured output."""
+    from switchyard.sidecar.translate import openai_chat
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    req = openai_chat.ADAPTER.parse_request({
+        "model": "a", "reasoning_effort": "high", "max_completion_tokens": 4000,
+        "messages": [{"role": "user", "content": "Answer in JSON."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": schema}},
+    })
+    call = ame.build_call(req, tier(reasoning="effort", structuredOutput=True))
+    sent = orjson.loads(call.body or b"")
+    assert sent["output_config"]["format"] == {"type": "json_schema", "schema": schema}
+    assert "tools" not in sent and "tool_choice" not in sent
+    assert sent["thinking"] == {"type": "adaptive"} and ("reasoning", "strip") not in call.notes
+    # a model without native structured output still gets the forced tool (thinking off, said so)
+    legacy = ame.build_call(req, tier(reasoning="budget", structuredOutput=False))
+    body = orjson.loads(legacy.body or b"")
+    assert body["tool_choice"]["name"] == amw.FORMAT_TOOL and ("reasoning", "strip") in legacy.notes

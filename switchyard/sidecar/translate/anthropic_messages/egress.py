@@ -274,7 +274,14 @@ def build_body(req: n.Request, tier: CompiledTier, notes: list[tuple[str, str]] 
         if tc.mode == "tool":
             choice["name"] = tc.name
     rf = req.response_format
-    if rf is not None and rf.type in ("json_object", "json_schema"):
+    if rf is not None and rf.type == "json_schema" and tier.profile.features.get("structuredOutput") is True:
+        # The model has native structured output (output_config.format): no forced tool,
+        # so thinking stays on. The answer is the JSON text itself.
+        schema = rf.schema or {"type": "object"}
+        if schema.get("type", "object") != "object":
+            raise RequestError("structured output for an Anthropic tier needs a JSON schema whose root is an object", "response_format")
+        body.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": {"type": "object", **schema}}
+    elif rf is not None and rf.type in ("json_object", "json_schema"):
         # Structured output as a forced tool. With tools of the client's own, "any"
         # lets the model call one of them or answer through the format tool.
         client_tools = tools if not (tc and tc.mode == "none") else []
