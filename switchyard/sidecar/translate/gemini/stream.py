@@ -36,9 +36,10 @@ class StreamEncoder:
 
     Function calls are buffered until complete and sent as whole ``functionCall`` parts
     (parallel calls together); the finish reasons are held back so the last chunk
-    carries them with ``usageMetadata``. Thought signatures in a stream are not
-    forwarded: a neutral stream event does not say which protocol made them, and a
-    foreign signature echoed back to Gemini is rejected (see the package docstring)."""
+    carries them with ``usageMetadata``. Thought signatures Gemini made (a
+    ``ThinkingDelta`` of origin ``gemini``) go back on the part that follows them (the
+    decoder emits a part's signature just before the part), as Gemini sent them; a
+    signature another protocol made is never sent (Gemini rejects it)."""
 
     def __init__(self, *, alias: str, request: n.Request | None, sse: bool = True) -> None:
         self.sse = sse
@@ -51,6 +52,7 @@ class StreamEncoder:
         self.finishes: dict[int, str] = {}
         self.choices: set[int] = set()
         self.usage: n.Usage | None = None
+        self.signature: dict[int, str] = {}  # choice -> a Gemini signature for its next part
 
     def _frame(self, body: dict[str, Any]) -> bytes:
         data = orjson.dumps(body)
@@ -73,10 +75,17 @@ class StreamEncoder:
         return self._flush_calls(choice) + self._chunk([{"content": {"parts": parts, "role": "model"}, "index": choice}])
 
     def _call_parts(self, choice: int) -> list[dict[str, Any]]:
-        return [
-            {"functionCall": {"id": cid, "name": name, "args": args_object("".join(frags))}}
-            for cid, name, frags in self.calls.pop(choice, [])
-        ]
+        out = []
+        for cid, name, frags, *sig in self.calls.pop(choice, []):
+            part: dict[str, Any] = {"functionCall": {"id": cid, "name": name, "args": args_object("".join(frags))}}
+            if sig and sig[0]:
+                part["thoughtSignature"] = sig[0]
+            out.append(part)
+        return out
+
+    def _signed(self, choice: int, part: dict[str, Any]) -> dict[str, Any]:
+        sig = self.signature.pop(choice, None)
+        return {**part, "thoughtSignature": sig} if sig else part
 
     def _flush_calls(self, choice: int) -> bytes:
         parts = self._call_parts(choice)
@@ -94,15 +103,20 @@ class StreamEncoder:
                 self.model = ev.model
             return b""
         if isinstance(ev, n.TextDelta):
-            return self._parts(ev.choice, [{"text": ev.text}]) if ev.text else b""
+            return self._parts(ev.choice, [self._signed(ev.choice, {"text": ev.text})]) if ev.text else b""
         if isinstance(ev, n.ThinkingDelta):
-            # Signatures are not re-rendered on the neutral path: Gemini attaches them to
-            # the part that follows (text or functionCall), which a delta cannot say.
-            # Same-protocol streams relay the upstream's bytes, signatures included.
-            return self._parts(ev.choice, [{"text": ev.text, "thought": True}]) if ev.text else b""
+            sig = ev.signature if ev.origin == PROTOCOL and ev.signature else None
+            if not ev.text:
+                if sig:  # Gemini's signature of the part that follows
+                    self.signature[ev.choice] = sig
+                return b""
+            part: dict[str, Any] = {"text": ev.text, "thought": True}
+            if sig:
+                part["thoughtSignature"] = sig
+            return self._parts(ev.choice, [part])
         if isinstance(ev, n.ToolCallStart):
             self.choices.add(ev.choice)
-            entry: list[Any] = [ev.id, ev.name, []]
+            entry: list[Any] = [ev.id, ev.name, [], self.signature.pop(ev.choice, None)]
             self.calls.setdefault(ev.choice, []).append(entry)
             self.by_index[(ev.choice, ev.call)] = entry
             return b""
