@@ -163,6 +163,14 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("switchyard_in_flight_requests", "Requests being served now.", registry=r)
+        # The Responses API's conversation store (pipeline/conversation.py), read at scrape time.
+        self.stored_responses = Gauge("switchyard_stored_responses", "Responses kept for previous_response_id.", registry=r)
+        self.stored_response_bytes = Gauge(
+            "switchyard_stored_response_bytes", "Approximate bytes held by the stored responses.", registry=r
+        )
+        self.stored_response_evictions = Gauge(
+            "switchyard_stored_response_evictions", "Stored responses dropped (bounds, TTL) since the sidecar started.", registry=r
+        )
 
     def watch_breakers(self, read: Callable[[], Iterable[tuple[str, str, str, str]]]) -> None:
         """Export ``switchyard_breaker_state`` computed at scrape time from ``read()``,

@@ -22,6 +22,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -87,6 +88,98 @@ def binding_key(b: CompiledBinding) -> str:
 
 
 @dataclass
+class StoredResponse:
+    """One stored Responses-API answer: the turns it added to its conversation (the new
+    input and the answer, neutral, so they replay on a tier of any protocol) and a link
+    to the response it continued. Its conversation is the chain of parents."""
+
+    binding: str  # binding_key: a response id continues only on the binding that made it
+    parent: str | None
+    turns: list[Any]  # neutral Messages
+    answer: Any  # the neutral Response, for GET /v1/responses/{id}
+    alias: str
+    size: int
+    at: float  # monotonic
+
+
+class ResponseStore:
+    """The sidecar's own Responses-API state (``previous_response_id``, ``store``): in
+    memory, bounded by entries and bytes, each entry kept ``ttl_seconds`` after it was
+    last used, oldest dropped first; lost on restart. Per pod: a conversation continues
+    on the pod that served its previous turn (docs/protocols/openai-responses.md)."""
+
+    def __init__(self, *, max_entries: int = 2000, max_bytes: int = 64 * 1024 * 1024, ttl_seconds: float = 3600.0) -> None:
+        self.max_entries, self.max_bytes, self.ttl_seconds = max_entries, max_bytes, ttl_seconds
+        self._entries: dict[str, StoredResponse] = {}  # insertion order = least recently used first
+        self.bytes = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, rid: str, entry: StoredResponse, now: float) -> None:
+        if entry.size > self.max_bytes:
+            self.evictions += 1
+            return
+        self.delete(rid)
+        self._entries[rid] = entry
+        self.bytes += entry.size
+        self._trim(now)
+
+    def get(self, rid: str, binding: str, now: float) -> StoredResponse | None:
+        e = self._entries.get(rid)
+        if e is None or e.binding != binding:
+            return None
+        if now - e.at > self.ttl_seconds:
+            self.delete(rid)
+            self.evictions += 1
+            return None
+        e.at = now
+        self._entries[rid] = self._entries.pop(rid)  # most recently used last
+        return e
+
+    def conversation(self, rid: str, binding: str, now: float) -> list[Any] | None:
+        """Every turn up to and including response ``rid``, oldest first; None when it,
+        or any response it continues, is gone."""
+        chain: list[StoredResponse] = []
+        seen: set[str] = set()
+        cur: str | None = rid
+        while cur is not None:
+            if cur in seen:
+                return None
+            seen.add(cur)
+            e = self.get(cur, binding, now)
+            if e is None:
+                return None
+            chain.append(e)
+            cur = e.parent
+        return [m for e in reversed(chain) for m in e.turns]
+
+    def peek(self, rid: str) -> StoredResponse | None:
+        """An entry by id alone, not refreshed (for GET / DELETE by id)."""
+        return self._entries.get(rid)
+
+    def delete(self, rid: str) -> bool:
+        e = self._entries.pop(rid, None)
+        if e is None:
+            return False
+        self.bytes -= e.size
+        return True
+
+    def _trim(self, now: float) -> None:
+        while self._entries and (len(self._entries) > self.max_entries or self.bytes > self.max_bytes):
+            oldest = next(iter(self._entries))
+            self.delete(oldest)
+            self.evictions += 1
+        while self._entries:  # least recently used first: the expired ones are in front
+            oldest = next(iter(self._entries))
+            if now - self._entries[oldest].at <= self.ttl_seconds:
+                break
+            self.delete(oldest)
+            self.evictions += 1
+
+
+@dataclass
 class BodyBudget:
     """Bytes of request bodies held at once. A body is parsed, then translated once per
     tier: a 30 MiB body peaked at ~180 MB of RSS, so a few large ones at once could get
@@ -116,6 +209,7 @@ class Runtime:
     draining: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
     bodies: BodyBudget = field(default_factory=BodyBudget)
+    responses: ResponseStore = field(default_factory=ResponseStore)
     max_upstream_body_bytes: int = 64 * 1024 * 1024
     loaded_at: float | None = None
     # The breakers' clock (monotonic seconds). Tests replace it to move time forward
@@ -136,6 +230,9 @@ class Runtime:
         self.prober = Prober(self)
         self.metrics.watch_breakers(self.breaker_states)
         self.metrics.in_flight.set_function(lambda: self.in_flight)  # read at scrape time
+        self.metrics.stored_responses.set_function(lambda: len(self.responses))
+        self.metrics.stored_response_bytes.set_function(lambda: self.responses.bytes)
+        self.metrics.stored_response_evictions.set_function(lambda: self.responses.evictions)
 
     def begin(self) -> None:
         self.in_flight += 1

@@ -297,10 +297,10 @@ def test_identity_metadata_and_stream() -> None:
 def test_extras_are_exactly_what_cannot_be_translated() -> None:
     honoured = {"store": False, "truncation": "disabled", "service_tier": "auto", "include": ["reasoning.encrypted_content"], "background": False, "stream_options": {"include_obfuscation": False}}
     assert parse({"input": "x", **honoured}).extras == {}
+    assert parse({"input": "x", "store": True}).extras == {}, "store is honoured: the sidecar keeps responses"
     req = parse(
         {
             "input": "x",
-            "store": True,
             "truncation": "auto",
             "service_tier": "flex",
             "include": ["reasoning.encrypted_content", "message.output_text.logprobs"],
@@ -312,7 +312,6 @@ def test_extras_are_exactly_what_cannot_be_translated() -> None:
         }
     )
     assert req.extras == {
-        "store": True,
         "truncation": "auto",
         "service_tier": "flex",
         "include": ["message.output_text.logprobs"],
@@ -358,7 +357,7 @@ def test_codex_request_reports_only_what_it_loses() -> None:
 
 @pytest.mark.parametrize(
     ("field_", "value"),
-    [("previous_response_id", "resp_123"), ("conversation", "conv_1"), ("prompt", {"id": "pmpt_1"}), ("background", True)],
+    [("conversation", "conv_1"), ("prompt", {"id": "pmpt_1"}), ("background", True)],  # previous_response_id: the sidecar's store
 )
 def test_server_side_state_is_refused_naming_the_field(field_: str, value: Any) -> None:
     with pytest.raises(RequestError) as err:
@@ -875,11 +874,13 @@ async def test_e2e_codex_function_call_round_trip(gateway: Gateway) -> None:
     ]
 
 
-async def test_e2e_previous_response_id_is_a_clear_400(gateway: Gateway) -> None:
-    with pytest.raises(openai.BadRequestError) as err:
+async def test_e2e_an_unknown_previous_response_id_is_a_clear_404(gateway: Gateway) -> None:
+    """The sidecar keeps its own responses now (tests/integration/test_responses_state.py);
+    an id it does not hold is a 404 saying so, and nothing reaches a tier."""
+    with pytest.raises(openai.NotFoundError) as err:
         await gateway.client.responses.create(model="codex-alias", input="again", previous_response_id="resp_abc")
-    assert err.value.param == "previous_response_id"
-    assert "previous_response_id" in err.value.message and "store: false" in err.value.message
+    assert err.value.param == "previous_response_id" and err.value.code == "previous_response_not_found"
+    assert "full conversation" in err.value.message
     assert gateway.upstream.requests == [], "nothing reaches a tier"
 
 

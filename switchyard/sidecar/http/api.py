@@ -48,18 +48,27 @@ async def responses(request: web.Request) -> web.StreamResponse:
 
 
 async def stored_response(request: web.Request) -> web.StreamResponse:
-    """Retrieve, delete, cancel or list the input of a stored response: the gateway
-    stores none, and says so in the OpenAI error shape instead of a bare 404."""
+    """``GET`` / ``DELETE /v1/responses/{id}``: a response this sidecar stored
+    (``pipeline/conversation.py``), for the binding the request names (the
+    ``x-switchyard-binding`` header, else any binding that stored it). Cancelling and
+    listing input items are not served (no background responses; items are not kept in
+    the client's shape): a 404 saying so, in OpenAI's shape."""
+    rt = request.app[RUNTIME]
     rid = request.match_info.get("response_id", "")
-    return error_response(
-        request.path,
-        GatewayError(
-            ErrorKind.NOT_FOUND,
-            f"response {rid!r} is not stored: this gateway keeps no responses (send store: false and the "
-            "full conversation in 'input')",
-            code="response_not_stored",
-        ),
-    )
+    named = request.headers.get("x-switchyard-binding")
+    entry = rt.responses.peek(rid)
+    if entry is not None and named and not entry.binding.endswith("/" + named):
+        entry = None
+    if entry is None or request.path.endswith(("/cancel", "/input_items")):
+        why = "is not stored on this gateway" if entry is None else "is stored, but this gateway serves only GET and DELETE of it"
+        return error_response(request.path, GatewayError(
+            ErrorKind.NOT_FOUND, f"response {rid!r} {why}", code="response_not_stored",
+        ))  # fmt: skip
+    if request.method == "DELETE":
+        rt.responses.delete(rid)
+        return _json({"id": rid, "object": "response", "deleted": True})
+    body = openai_responses.ADAPTER.render_response(entry.answer, alias=entry.alias)
+    return _json({**body, "id": rid})
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

@@ -256,20 +256,26 @@ async def _whole(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespons
     at.ex.usage = answer.usage
     at.succeeded()
     ex = at.ex
+    if ex.store_turn:
+        ex.answer = answer
     if at.synth_stream:
         out = await _open_stream(at.request, ex)
         enc = at.encoder()
         body = enc.start()
         for ev in synthesize_events(answer):
             body += enc.encode(ev)
+        ex.response_id = getattr(enc, "id", None)
         await out.write(body + enc.finish())
         await out.write_eof()
         return out
     if at.passthrough:
         payload = raw  # same protocol: the upstream's bytes, unchanged
+        ex.response_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     else:
         alias = at.parsed.model if at.parsed is not None else ""
-        payload = orjson.dumps(ex.ingress.render_response(answer, alias=alias, request=at.parsed))
+        rendered = ex.ingress.render_response(answer, alias=alias, request=at.parsed)
+        ex.response_id = rendered.get("id") if isinstance(rendered.get("id"), str) else None
+        payload = orjson.dumps(rendered)
     return web.Response(body=payload, status=200, headers=ex.headers(), content_type="application/json")
 
 
@@ -309,6 +315,8 @@ class Relay:
         self.passthrough = at.passthrough
         self.encoder = None if self.passthrough else at.encoder()
         self.usage: n.Usage | None = None
+        # what the stream said, put together, when it is to be kept (Responses store)
+        self.transcript = n.Transcript() if at.ex.store_turn else None
 
     def render(self, items: list[DecodedEvent]) -> bytes:
         buf = b""
@@ -316,6 +324,8 @@ class Relay:
             for ev in d.events:
                 if isinstance(ev, n.StreamUsage):
                     self.usage = ev.usage
+                if self.transcript is not None:
+                    self.transcript.feed(ev)
             if self.encoder is None:
                 buf += d.raw
             else:
@@ -415,6 +425,9 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
             await _write(out, relay.encoder.finish())
         await out.write_eof()
         at.succeeded()
+        if relay.transcript is not None:
+            ex.answer = relay.transcript.answer()
+            ex.response_id = getattr(relay.encoder, "id", None) or relay.transcript.id or None
         return out
 
     # Broken after content: an error event in the client's protocol, never a clean end.

@@ -26,6 +26,7 @@ from aiohttp import web
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
+from switchyard.sidecar.pipeline import conversation
 from switchyard.sidecar.pipeline.attempt import Attempt, Miss, attempt
 from switchyard.sidecar.pipeline.exchange import Exchange, account, error_response
 from switchyard.sidecar.pipeline.intake import (
@@ -118,6 +119,8 @@ async def _serve(
         )
     if not binding.tiers:
         raise GatewayError(ErrorKind.UNAVAILABLE, f"binding {binding.name} has no tiers", code="no_tiers", binding=binding.name)
+    if ingress.protocol == conversation.PROTOCOL:
+        body = conversation.prepare(rt, ex, binding, body)
     return await _walk_chain(request, rt, ex, binding, body, path_model)
 
 
@@ -204,7 +207,7 @@ async def _walk_chain(
             cross = tier.protocol != ingress.protocol
             extras: list[str] | None = None
             if cross:
-                parsed = parsed or _parse(ingress, body, path_model, ex.stream)
+                parsed = parsed or _parse(ingress, body, path_model, ex.stream, ex.history)
                 if parsed.origin != tier.protocol and parsed.extras:
                     extras = sorted(parsed.extras)
             decision = decide(used, tier.profile, extras=extras)
@@ -225,13 +228,13 @@ async def _walk_chain(
                 continue
 
             synth_stream = ex.stream and "streaming" in decision.edits
-            if not cross and not decision.structural:
+            if not cross and not decision.structural and ex.history is None:
                 notes: list[tuple[str, str]] = []
                 call = ingress.build_passthrough_call(ingress.prepare_passthrough(body, tier, decision.edits, notes), tier, forward)
                 call.notes += notes
             else:
                 try:
-                    parsed = parsed or _parse(ingress, body, path_model, ex.stream)
+                    parsed = parsed or _parse(ingress, body, path_model, ex.stream, ex.history)
                     req = apply_to_request(parsed, decision.edits)
                     if synth_stream:
                         req = dataclasses.replace(req, stream=False)
@@ -249,6 +252,8 @@ async def _walk_chain(
                 )
             )  # fmt: skip
             if not isinstance(result, Miss):
+                if ex.store_turn:
+                    conversation.record(rt, ex, binding, parsed)
                 return result
             failure = result.failure
             lease.failed(failure)  # the tier's fault counts toward its breaker; any other is no verdict
@@ -286,9 +291,11 @@ def _failure_error(binding: CompiledBinding, tier: CompiledTier, failure: Failur
     )
 
 
-def _parse(ingress: Adapter, body: dict[str, Any], path_model: str | None, stream: bool) -> n.Request:
+def _parse(
+    ingress: Adapter, body: dict[str, Any], path_model: str | None, stream: bool, history: list[n.Message] | None = None
+) -> n.Request:
     try:
-        return ingress.parse_request(body, path_model=path_model, stream=stream)
+        return conversation.with_history(ingress.parse_request(body, path_model=path_model, stream=stream), history)
     except RequestError as exc:
         raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param) from exc
 

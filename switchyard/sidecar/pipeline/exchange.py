@@ -53,6 +53,12 @@ class Exchange:
     usage: n.Usage | None = None
     error: str | None = None
     held: list[int] = field(default_factory=list)  # request-body bytes taken from the BodyBudget
+    # Responses-API conversation state (pipeline/conversation.py)
+    store_turn: bool = False  # keep the answer for a later previous_response_id
+    history: list[n.Message] | None = None  # the stored turns this request continues
+    previous_id: str | None = None
+    answer: n.Response | None = None  # the answer served, when store_turn asks for it
+    response_id: str | None = None  # the id the client got for it
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}

@@ -313,3 +313,55 @@ def is_content(event: Event) -> bool:
     if isinstance(event, ThinkingDelta):
         return bool(event.text or event.signature or event.redacted)
     return isinstance(event, (ToolCallStart, ToolCallDelta))
+
+
+class Transcript:
+    """A streamed answer put back together from its events (the Responses API's stored
+    conversations keep what a stream said). Pure; feed events in order, then ``answer``."""
+
+    __slots__ = ("id", "model", "_parts", "_calls", "_finish", "_stop", "usage")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.model = ""
+        self._parts: list[Part] = []  # choice 0 only: what a conversation continues from
+        self._calls: dict[int, list[str]] = {}  # call index -> [id, name, arguments]
+        self._finish: FinishReason | None = None
+        self._stop: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, ev: Event) -> None:
+        if isinstance(ev, StreamStart):
+            self.id, self.model = ev.id, ev.model
+        elif getattr(ev, "choice", 0) != 0:
+            return
+        elif isinstance(ev, TextDelta):
+            last = self._parts[-1] if self._parts else None
+            if isinstance(last, Text):
+                self._parts[-1] = Text(last.text + ev.text)
+            else:
+                self._parts.append(Text(ev.text))
+        elif isinstance(ev, ThinkingDelta):
+            last = self._parts[-1] if self._parts else None
+            if isinstance(last, Thinking) and last.origin == ev.origin and not last.signature:
+                self._parts[-1] = Thinking(last.text + ev.text, ev.signature, ev.redacted, ev.origin)
+            else:
+                self._parts.append(Thinking(ev.text, ev.signature, ev.redacted, ev.origin))
+        elif isinstance(ev, ToolCallStart):
+            self._calls[ev.call] = [ev.id, ev.name, ""]
+            self._parts.append(ToolCall(ev.id, ev.name, ""))
+        elif isinstance(ev, ToolCallDelta):
+            entry = self._calls.get(ev.call)
+            if entry is not None:
+                entry[2] += ev.arguments
+        elif isinstance(ev, StreamFinish):
+            self._finish, self._stop = ev.reason, ev.stop_sequence
+        elif isinstance(ev, StreamUsage):
+            self.usage = ev.usage
+
+    def answer(self) -> Response:
+        calls = {c[0]: c for c in self._calls.values()}
+        parts: list[Part] = [
+            ToolCall(p.id, p.name, calls[p.id][2] or "{}") if isinstance(p, ToolCall) and p.id in calls else p for p in self._parts
+        ]
+        return Response(self.id, self.model, [Choice(parts, self._finish, self._stop)], self.usage)

@@ -23,10 +23,12 @@ This module builds the one ``ADAPTER`` from them.
 
 Field notes (checked against the spec in ``shared/specs`` and the Codex client):
 
-- The API is stateful on OpenAI's side (``previous_response_id``, ``conversation``,
-  ``background``, stored ``prompt`` templates, ``item_reference`` input items). The
-  gateway keeps no such state: those are answered with a 400 naming the field. Codex
-  sends ``store: false`` and its full history every turn, so it never needs them.
+- The API is stateful on OpenAI's side. ``previous_response_id`` and ``store`` are
+  served from the sidecar's own store (``sidecar/pipeline/conversation.py``), which
+  takes ``previous_response_id`` out of the body before this adapter parses it. The
+  rest (``conversation``, ``background``, stored ``prompt`` templates,
+  ``item_reference`` input items) is answered with a 400 naming the field. Codex sends
+  ``store: false`` and its full history every turn, so it needs none of it.
 - Fields with no neutral meaning go to ``Request.extras`` and are reported by the
   pipeline as ``unknownFields`` (promise 3). A field whose value is exactly what the
   gateway does anyway is honoured, not reported: ``store: false`` (nothing is stored),

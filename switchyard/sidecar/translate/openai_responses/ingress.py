@@ -47,13 +47,14 @@ _KNOWN = frozenset(
 
 # Fields that need state kept by OpenAI (stored responses, conversations, prompts).
 _STATEFUL = {
-    "previous_response_id": "it continues a response stored by OpenAI",
+    # previous_response_id is served by the sidecar's own store (pipeline/conversation.py),
+    # which takes it out of the body before the parse.
     "conversation": "it continues a conversation stored by OpenAI",
     "prompt": "it names a prompt template stored by OpenAI",
 }
 
 # Values of honoured fields that the gateway satisfies by doing nothing.
-_HONOURED = {"store": (False, None), "truncation": ("disabled", None), "service_tier": ("auto", None), "background": (False, None)}
+_HONOURED = {"store": (False, True, None), "truncation": ("disabled", None), "service_tier": ("auto", None), "background": (False, None)}
 
 INCLUDE_ENCRYPTED = "reasoning.encrypted_content"
 
