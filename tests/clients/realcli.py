@@ -1,0 +1,279 @@
+"""Run a real coding CLI, headless, through `switchyard run` against the simulator.
+
+`Stack` is one test's world: a `Simulator` (in the test's event loop) with an Anthropic,
+an OpenAI-chat and a Gemini mount, a folder of manifests pointing at them, and
+`switchyard run -f FOLDER` as a child process on OS-chosen ports (bench/soak.py's
+`SidecarProcess`) with its own `XDG_STATE_HOME`, so its admin token is a file the test
+reads. `run_cli` starts a CLI in its own process group with a private HOME and
+everything that would leave the machine switched off, and kills the group if it
+outlives its deadline.
+
+Keeping the CLIs off the network: besides each client's own switches (set by the
+tests), every child gets `HTTP(S)_PROXY` pointing at a closed loopback port with
+`NO_PROXY` covering only loopback, so a request to anywhere else that a client makes
+through a proxy-aware stack fails at once instead of leaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+import pytest
+
+from switchyard.simulator import Mount, Simulator
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "hack"))
+import coding_clients  # noqa: E402
+_spec = importlib.util.spec_from_file_location("switchyard_soak", REPO / "bench" / "soak.py")
+assert _spec is not None and _spec.loader is not None
+soak = sys.modules.get("switchyard_soak")
+if soak is None:
+    soak = importlib.util.module_from_spec(_spec)
+    sys.modules["switchyard_soak"] = soak
+    _spec.loader.exec_module(soak)
+
+# Upstream keys the gateway holds (the simulator requires them); the CLIs get another.
+KEYS = {"anthropic": "sk-ant-sim-KEY-c1a7", "openai": "sk-openai-sim-KEY-0d3e", "gemini": "AIza-sim-KEY-9f21"}
+CLIENT_KEY = "sk-client-placeholder-never-forwarded"
+
+# One answer from a CLI run, bounded: no CLI here should need more than this.
+CLI_TIMEOUT_S = 60.0
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port nothing listens on (bound, then released: connects are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    """A child environment: private HOME and XDG folders, no proxy but a dead one, no
+    inherited credentials for any provider."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "TZ")}
+    dead = f"http://127.0.0.1:{_closed_loopback_port()}"
+    for sub in ("config", "cache", "data", "state"):
+        (home / f".{sub}").mkdir(parents=True, exist_ok=True)
+    return {
+        **keep,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".data"),
+        "XDG_STATE_HOME": str(home / ".state"),
+        "TMPDIR": str(home),
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "ALL_PROXY": dead,
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+        "no_proxy": "127.0.0.1,localhost,::1",
+        "CI": "1",
+        "NO_COLOR": "1",
+        "NO_UPDATE_NOTIFIER": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+@dataclass
+class CliResult:
+    argv: list[str]
+    code: int | None  # None: killed at the deadline
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def describe(self) -> str:
+        return (
+            f"`{' '.join(self.argv[:1] + self.argv[1:6])} ...` exit {self.code} after {self.seconds:.1f}s\n"
+            f"--- stdout ---\n{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}"
+        )
+
+
+async def run_cli(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
+    """Run to completion in a new session (process group); at the deadline the whole
+    group is killed and the result says so (code None)."""
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    code: int | None
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+        code = proc.returncode
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = await proc.communicate()
+        code = None
+    finally:
+        # Whatever the CLI left behind in its group (helpers, MCP servers) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return CliResult(argv, code, out.decode(errors="replace"), err.decode(errors="replace"), time.monotonic() - t0)
+
+
+# --------------------------------------------------------------------------- the world
+
+
+def manifests(sim: Simulator, bindings: str) -> str:
+    sources = f"""
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: anthropic}}
+spec:
+  provider: anthropic
+  baseURL: {sim.base_url("anthropic")}
+  defaultModel: sim-claude
+  credentialRef: {{env: SIM_ANTHROPIC_KEY}}
+  timeouts: {{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 30}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: openai}}
+spec:
+  provider: openai-compatible
+  baseURL: {sim.base_url("openai")}
+  defaultModel: sim-gpt
+  capabilityProfileRef: {{name: builtin-openai}}
+  credentialRef: {{env: SIM_OPENAI_KEY}}
+  timeouts: {{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 30}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: gemini}}
+spec:
+  provider: gemini
+  baseURL: {sim.base_url("gemini")}
+  defaultModel: sim-gemini
+  credentialRef: {{env: SIM_GEMINI_KEY}}
+  timeouts: {{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 30}}
+"""
+    return sources + "\n---\n" + bindings
+
+
+def binding(name: str, aliases: list[str], primary: str, fallback: str) -> str:
+    return f"""apiVersion: switchyard.dev/v1alpha1
+kind: AssistantBinding
+metadata: {{name: {name}}}
+spec:
+  aliases: {orjson.dumps(aliases).decode()}
+  primary: {{sourceRef: {{name: {primary}}}}}
+  fallbacks: [{{sourceRef: {{name: {fallback}}}}}]
+"""
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    gateway: Any  # soak.SidecarProcess
+    root: Path
+    admin_token: str
+    lines_at_start: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api(self) -> str:
+        return self.gateway.api
+
+    def request_log(self) -> list[dict[str, Any]]:
+        """The sidecar's per-request log lines (JSON, msg "request")."""
+        out = []
+        for line in list(self.gateway.lines):
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            with contextlib.suppress(orjson.JSONDecodeError):
+                rec = orjson.loads(line)
+                if rec.get("msg") == "request":
+                    out.append(rec)
+        return out
+
+    def gateway_log(self) -> str:
+        return "".join(self.gateway.lines[-80:])
+
+    async def status(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(self.gateway.admin + "/admin/status", headers={"Authorization": f"Bearer {self.admin_token}"}) as r:
+                assert r.status == 200, (r.status, await r.text())
+                return orjson.loads(await r.read())
+
+    async def last_used(self, binding_name: str) -> dict[str, Any] | None:
+        for b in (await self.status())["bindings"]:
+            if b["name"] == binding_name:
+                return b.get("last_used")
+        raise AssertionError(f"no binding {binding_name} in the admin status")
+
+    def generations(self, mount: str) -> list[Any]:
+        return [r for r in self.sim.requests(mount) if r.endpoint == "generate"]
+
+
+@contextlib.asynccontextmanager
+async def stack(tmp: Path, bindings: str):
+    """Simulator + `switchyard run` on a folder of manifests; both stopped at exit."""
+    mounts = [
+        Mount("anthropic", api_key=KEYS["anthropic"]),
+        Mount("openai", flavour="openai", api_key=KEYS["openai"]),
+        Mount("gemini", api_key=KEYS["gemini"]),
+    ]
+    async with Simulator(*mounts, port=0, hang_max_seconds=15) as sim:
+        folder = tmp / "manifests"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "all.yaml").write_text(manifests(sim, bindings))
+        state = tmp / "gateway-state"
+        env = {
+            "XDG_STATE_HOME": str(state),
+            "SIM_ANTHROPIC_KEY": KEYS["anthropic"],
+            "SIM_OPENAI_KEY": KEYS["openai"],
+            "SIM_GEMINI_KEY": KEYS["gemini"],
+            "SWITCHYARD_ADMIN_TOKEN": "",
+        }
+        proc = await soak.SidecarProcess(["run", "-f", str(folder), "--log-level", "info"], env).start()
+        try:
+            token = (state / "switchyard" / "admin-token").read_text().strip()
+            yield Stack(sim, proc, tmp, token)
+        finally:
+            await proc.stop(10)
+
+
+# --------------------------------------------------------------------------- installs
+
+MODE = os.environ.get("SWITCHYARD_CLIENTS", "")
+REQUIRED = MODE == "1"
+_installed: dict[str, Path | str] = {}
+
+
+def client_binary(name: str) -> Path:
+    """The pinned CLI's binary, installed on first use (once per session); skips (or,
+    with SWITCHYARD_CLIENTS=1, fails) when it cannot be had."""
+    c = coding_clients.CLIENTS[name]
+    if MODE == "0":
+        pytest.skip("SWITCHYARD_CLIENTS=0: the real-clients tier is switched off")
+    if name not in _installed:
+        try:
+            _installed[name] = coding_clients.ensure_client(c, log=lambda m: sys.stderr.write(m + "\n"))
+        except coding_clients.ClientsError as e:
+            _installed[name] = f"{c.package}@{c.version} is not installable here: {e} (exit code {e.code})"
+    got = _installed[name]
+    if isinstance(got, str):
+        if REQUIRED:
+            pytest.fail(f"SWITCHYARD_CLIENTS=1 but {got}", pytrace=False)
+        pytest.skip(got + " (python hack/coding_clients.py install; SWITCHYARD_CLIENTS=1 makes this a failure)")
+    return got
