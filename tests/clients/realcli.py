@@ -9,9 +9,10 @@ everything that would leave the machine switched off, and kills the group if it
 outlives its deadline.
 
 Keeping the CLIs off the network: besides each client's own switches (set by the
-tests), every child gets `HTTP(S)_PROXY` pointing at a closed loopback port with
+tests), every child gets `HTTP(S)_PROXY` pointing at a `Tripwire` on loopback with
 `NO_PROXY` covering only loopback, so a request to anywhere else that a client makes
-through a proxy-aware stack fails at once instead of leaving.
+through a proxy-aware stack never leaves: the tripwire records where it wanted to go
+(the `CONNECT` line) and hangs up. Tests assert it stayed silent.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,41 @@ CLIENT_KEY = "sk-client-placeholder-never-forwarded"
 CLI_TIMEOUT_S = 60.0
 
 
-def _closed_loopback_port() -> int:
-    """A loopback port nothing listens on (bound, then released: connects are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Tripwire:
+    """A fake HTTP proxy on loopback that lets nothing through: each connection's first
+    line (`CONNECT host:443 HTTP/1.1`, or `GET http://...`) is recorded, then it is closed."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> Tripwire:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                line = await reader.readline()
+            self.attempts.append(line.decode(errors="replace").strip() or "(connection without a request line)")
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
 
-def offline_env(home: Path) -> dict[str, str]:
-    """A child environment: private HOME and XDG folders, no proxy but a dead one, no
-    inherited credentials for any provider."""
+def offline_env(home: Path, proxy: str) -> dict[str, str]:
+    """A child environment: private HOME and XDG folders, every proxy variable pointing
+    at `proxy` (a Tripwire) except for loopback, no inherited credentials."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "TZ")}
-    dead = f"http://127.0.0.1:{_closed_loopback_port()}"
+    dead = proxy
     for sub in ("config", "cache", "data", "state"):
         (home / f".{sub}").mkdir(parents=True, exist_ok=True)
     return {
@@ -186,8 +209,10 @@ class Stack:
     gateway: Any  # soak.SidecarProcess
     root: Path
     admin_token: str
-    lines_at_start: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    tripwire: Tripwire
+
+    def env(self, home: Path) -> dict[str, str]:
+        return offline_env(home, self.tripwire.url)
 
     @property
     def api(self) -> str:
@@ -246,10 +271,12 @@ async def stack(tmp: Path, bindings: str):
             "SWITCHYARD_ADMIN_TOKEN": "",
         }
         proc = await soak.SidecarProcess(["run", "-f", str(folder), "--log-level", "info"], env).start()
+        tripwire = await Tripwire().start()
         try:
             token = (state / "switchyard" / "admin-token").read_text().strip()
-            yield Stack(sim, proc, tmp, token)
+            yield Stack(sim, proc, tmp, token, tripwire)
         finally:
+            await tripwire.close()
             await proc.stop(10)
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, offline_env, run_cli, stack
+from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, run_cli, stack
 
 BINDING = binding("claude-code", ["claude-*"], primary="anthropic", fallback="openai")
 PROMPT = "Say hello to the simulator"
@@ -33,7 +33,7 @@ ITEM_0 = pytest.mark.xfail(
 
 
 def claude_env(home: Path, st: Stack) -> dict[str, str]:
-    env = offline_env(home)
+    env = st.env(home)
     env.update(
         ANTHROPIC_BASE_URL=st.api,
         ANTHROPIC_API_KEY=CLIENT_KEY,
