@@ -59,6 +59,7 @@ async def claude(st: Stack, tmp: Path) -> tuple[CliResult, dict]:
     if "messages.1.role: must be user or assistant" in str(out.get("result")):
         raise MidConversationSystemRefused(res.describe())
     assert res.code == 0 and out.get("is_error") is False, res.describe() + "\n" + st.gateway_log()
+    assert st.tripwire.attempts == [], f"claude tried to leave the machine: {st.tripwire.attempts}"
     return res, out
 
 

@@ -1,0 +1,100 @@
+"""Gemini CLI (`gemini -p`) through standalone Switchyard, against the simulator.
+
+Gemini CLI speaks the Gemini API to the server root (`GOOGLE_GEMINI_BASE_URL`). With
+`-m ALIAS` it makes only the streaming call (no JSON-mode routing call first, whose
+schema mismatch would make it retry for over a minute). The primary is a Gemini tier,
+the fallback an OpenAI-chat one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, run_cli, stack
+
+BINDING = binding("gemini-cli", ["gemini-*"], primary="gemini", fallback="openai")
+ALIAS = "gemini-2.5-pro"
+PROMPT = "Say hello to the simulator"
+
+SETTINGS = {
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True, "enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+    "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
+    "ui": {"hideTips": True, "hideBanner": True},
+}
+
+
+async def gemini(st: Stack, tmp: Path) -> CliResult:
+    home = tmp / "home"
+    work = tmp / "work"
+    work.mkdir(exist_ok=True)
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
+    env = st.env(home)
+    env.update(GEMINI_API_KEY=CLIENT_KEY, GOOGLE_GEMINI_BASE_URL=st.api, GEMINI_CLI_TRUST_WORKSPACE="true", GEMINI_CLI_NO_RELAUNCH="true")
+    argv = [str(client_binary("gemini-cli")), "-m", ALIAS, "-p", PROMPT, "--output-format", "json"]
+    res = await run_cli(argv, env, cwd=work)
+    assert res.code is not None, "gemini did not finish within its deadline (killed)\n" + res.describe() + "\n" + st.gateway_log()
+    return res
+
+
+def answer(st: Stack, res: CliResult) -> str:
+    assert res.code == 0, res.describe() + "\n" + st.gateway_log()
+    assert st.tripwire.attempts == [], f"gemini tried to leave the machine: {st.tripwire.attempts}"
+    try:
+        out = json.loads(res.stdout)
+    except ValueError:
+        raise AssertionError("gemini did not print its JSON result\n" + res.describe()) from None
+    assert "error" not in out or not out["error"], res.describe()
+    return out["response"]
+
+
+def only_request_line(st: Stack) -> dict:
+    lines = [r for r in st.request_log() if r.get("binding") == "gemini-cli"]
+    assert len(lines) == 1, (lines, st.gateway_log())
+    return lines[0]
+
+
+def user_texts(contents: list[dict]) -> list[str]:
+    return [p["text"] for c in contents if c.get("role") == "user" for p in c.get("parts", []) if "text" in p]
+
+
+async def test_gemini_answered_by_the_gemini_primary(tmp_path: Path) -> None:
+    async with stack(tmp_path, BINDING) as st:
+        res = await gemini(st, tmp_path)
+        text = answer(st, res)
+        # Gemini CLI's session context and the prompt arrive as one user turn; the
+        # simulator echoes the turn.
+        assert text.startswith("Simulated gemini reply from sim-gemini. You said: <session_context>"), res.describe()
+        [req] = st.generations("gemini")
+        assert (req.method, req.path, req.query, req.model, req.stream) == (
+            "POST", "/gemini/v1beta/models/sim-gemini:streamGenerateContent", {"alt": "sse"}, "sim-gemini", True)
+        assert req.headers["x-goog-api-key"] == KEYS["gemini"] and CLIENT_KEY.encode() not in req.raw
+        assert PROMPT in user_texts(req.body["contents"])
+        assert req.body["tools"][0]["functionDeclarations"], "Gemini CLI's function declarations reach the tier"
+        assert st.generations("openai") == []
+        line = only_request_line(st)
+        assert (line["ingress"], line["stream"], line["status"], line["tier"], line["source"], line["trail"]) == (
+            "gemini", True, 200, 0, "gemini", []), line
+        assert (await st.last_used("gemini-cli"))["tier"] == 0
+
+
+async def test_gemini_primary_429_answered_by_an_openai_chat_fallback(tmp_path: Path) -> None:
+    async with stack(tmp_path, BINDING) as st:
+        st.sim.fault("gemini", "429", persistent=True, retry_after=60)
+        res = await gemini(st, tmp_path)
+        text = answer(st, res)
+        assert text.startswith("Simulated openai reply from sim-gpt. You said:"), res.describe()
+        assert [r.outcome for r in st.generations("gemini")] == ["fault:429"]
+        [req] = st.generations("openai")
+        assert (req.method, req.path, req.model, req.stream, req.outcome) == ("POST", "/openai/v1/chat/completions", "sim-gpt", True, "ok")
+        assert req.headers["authorization"] == f"Bearer {KEYS['openai']}" and CLIENT_KEY.encode() not in req.raw
+        assert PROMPT in json.dumps(req.body["messages"][-1])
+        assert any(t.get("type") == "function" for t in req.body["tools"])
+        line = only_request_line(st)
+        assert (line["ingress"], line["status"], line["tier"], line["source"]) == ("gemini", 200, 1, "openai"), line
+        assert any("429" in t for t in line["trail"]), line
+        last = await st.last_used("gemini-cli")
+        assert (last["tier"], last["source"], last["model"]) == (1, "openai", "sim-gpt")
