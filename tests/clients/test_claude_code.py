@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, run_cli, stack
 
+from switchyard.simulator import Reply, ToolCall
+
 BINDING = binding("claude-code", ["claude-*"], primary="anthropic", fallback="openai")
 PROMPT = "Say hello to the simulator"
 
@@ -103,3 +105,30 @@ async def test_claude_code_primary_429_answered_by_an_openai_chat_fallback(tmp_p
         last = await st.last_used("claude-code")
         assert (last["tier"], last["source"], last["model"]) == (1, "openai", "sim-gpt")
         assert res.seconds < 20, f"the fallback should answer at once, not after Claude Code's own retries: {res.seconds:.1f}s"
+
+
+@ITEM_0
+async def test_claude_code_tool_round_trip_through_the_openai_chat_fallback(tmp_path: Path) -> None:
+    """A Read tool call answered by the OpenAI-chat fallback, run by Claude Code, and its
+    result sent back: both turns translated, the tier ids kept paired."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "hello.txt").write_text("MAGIC-TOKEN-4242\n")
+    async with stack(tmp_path, BINDING) as st:
+        st.sim.fault("anthropic", "429", persistent=True, retry_after=60)
+        st.sim.script("openai", Reply(text="Reading it.", tool_calls=[ToolCall("Read", {"file_path": str(work / "hello.txt")}, id="call_read_1")]),
+                      Reply(text="The file says MAGIC."))
+        res, out = await claude(st, tmp_path)
+        assert out["result"] == "The file says MAGIC." and out["num_turns"] == 2 and out["permission_denials"] == [], res.describe()
+        first, second = st.generations("openai")
+        assert first.outcome == second.outcome == "scripted"
+        call, result = second.body["messages"][-2:]
+        assert call["role"] == "assistant" and call["tool_calls"][0]["id"] == "call_read_1"
+        assert call["tool_calls"][0]["function"]["name"] == "Read"
+        assert json.loads(call["tool_calls"][0]["function"]["arguments"]) == {"file_path": str(work / "hello.txt")}
+        assert result["role"] == "tool" and result["tool_call_id"] == "call_read_1" and "MAGIC-TOKEN-4242" in result["content"]
+        # The primary was tried once; its Retry-After kept the second turn off it.
+        assert len(st.generations("anthropic")) == 1
+        lines = [r for r in st.request_log() if r.get("binding") == "claude-code"]
+        assert [(r["status"], r["tier"]) for r in lines] == [(200, 1), (200, 1)], lines
+        assert len(lines[1]["trail"]) == 1 and lines[1]["trail"][0].startswith("tier0=rate-limited"), lines

@@ -8,9 +8,12 @@ answer is a translation, and a 429 from the primary moves Codex's request to Ant
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, run_cli, stack
+
+from switchyard.simulator import Reply, ToolCall
 
 BINDING = binding("codex", ["codex", "gpt-*"], primary="openai", fallback="anthropic")
 PROMPT = "Say hello to the simulator"
@@ -111,3 +114,28 @@ async def test_codex_primary_429_answered_by_an_anthropic_fallback(tmp_path: Pat
         assert any("429" in t for t in line["trail"]), line
         last = await st.last_used("codex")
         assert (last["tier"], last["source"], last["model"]) == (1, "anthropic", "sim-claude")
+
+
+async def test_codex_tool_round_trip_through_the_anthropic_fallback(tmp_path: Path) -> None:
+    """An exec_command call answered by the Anthropic fallback, run by Codex (in its
+    read-only sandbox), and its output sent back as a tool_result."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "hello.txt").write_text("MAGIC-TOKEN-4242\n")
+    async with stack(tmp_path, BINDING) as st:
+        st.sim.fault("openai", "429", persistent=True, retry_after=60)
+        st.sim.script("anthropic", Reply(text="Reading it.", tool_calls=[ToolCall("exec_command", {"cmd": "cat hello.txt"}, id="toolu_exec_1")]),
+                      Reply(text="The file says MAGIC."))
+        res = await codex(st, tmp_path)
+        assert check_ran(st, res) == "The file says MAGIC.", res.describe()
+        first, second = st.generations("anthropic")
+        assert first.outcome == second.outcome == "scripted"
+        call, result = second.body["messages"][-2:]
+        assert call["role"] == "assistant"
+        [use] = [b for b in call["content"] if b["type"] == "tool_use"]
+        assert (use["id"], use["name"], use["input"]["cmd"]) == ("toolu_exec_1", "exec_command", "cat hello.txt")
+        [res_block] = [b for b in result["content"] if b["type"] == "tool_result"]
+        assert res_block["tool_use_id"] == "toolu_exec_1" and "MAGIC-TOKEN-4242" in json.dumps(res_block["content"])
+        assert len(st.generations("openai")) == 1
+        lines = [r for r in st.request_log() if r.get("binding") == "codex"]
+        assert [(r["status"], r["tier"], r["source"]) for r in lines] == [(200, 1, "anthropic")] * 2, lines
