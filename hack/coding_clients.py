@@ -158,10 +158,20 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
+NODE_MAJOR_MIN = 20  # Gemini CLI's engines.node (Claude Code and Codex need less)
+
+
 def _require_npm() -> str:
-    npm = shutil.which("npm")
-    if not npm or not shutil.which("node"):
-        raise ClientsError("node and npm are needed to install the coding CLIs (Node.js >= 20)", EXIT_NO_NPM)
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if not npm or not node:
+        raise ClientsError(f"node and npm are needed to install the coding CLIs (Node.js >= {NODE_MAJOR_MIN})", EXIT_NO_NPM)
+    version = _run([node, "--version"], timeout=30).stdout.strip()  # "v20.20.2"
+    try:
+        major = int(version.lstrip("v").split(".")[0])
+    except ValueError:
+        major = 0
+    if major < NODE_MAJOR_MIN:
+        raise ClientsError(f"Node.js {version or '?'} is too old for the coding CLIs (need >= {NODE_MAJOR_MIN})", EXIT_NO_NPM)
     return npm
 
 

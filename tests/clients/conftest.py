@@ -23,3 +23,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.clients)
+
+
+@pytest.fixture(autouse=True)
+def _client_available(request: pytest.FixtureRequest) -> None:
+    """Skip (or fail, with SWITCHYARD_CLIENTS=1) before anything starts when the test
+    module's CLI (its `CLIENT`) cannot be had; installs it on first use."""
+    from realcli import client_binary
+
+    name = getattr(request.module, "CLIENT", None)
+    if name is not None:
+        client_binary(name)

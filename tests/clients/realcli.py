@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import sys
 import time
@@ -120,6 +121,7 @@ class CliResult:
     stdout: str
     stderr: str
     seconds: float
+    leftovers: list[str]  # processes of this run still alive after it ended (then killed)
 
     def describe(self) -> str:
         return (
@@ -128,10 +130,30 @@ class CliResult:
         )
 
 
+RUN_MARK = "SWITCHYARD_CLIENTS_RUN"
+
+
+def _marked(mark: str) -> list[tuple[int, str]]:
+    """Processes of ours whose environment carries `RUN_MARK=mark` (a CLI's descendants
+    inherit it, even those that left its process group)."""
+    needle = f"{RUN_MARK}={mark}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]))
+    return found
+
+
 async def run_cli(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = CLI_TIMEOUT_S) -> CliResult:
     """Run to completion in a new session (process group); at the deadline the whole
-    group is killed and the result says so (code None)."""
+    group is killed and the result says so (code None). Descendants still alive at the
+    end (a daemon that left the group) are killed by pid and listed in `leftovers`."""
     t0 = time.monotonic()
+    mark = os.urandom(8).hex()
+    env = {**env, RUN_MARK: mark}
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
@@ -150,7 +172,12 @@ async def run_cli(argv: list[str], env: dict[str, str], cwd: Path, timeout: floa
         # Whatever the CLI left behind in its group (helpers, MCP servers) goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-    return CliResult(argv, code, out.decode(errors="replace"), err.decode(errors="replace"), time.monotonic() - t0)
+    leftovers = []
+    for pid, cmd in _marked(mark):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            leftovers.append(f"{pid} {cmd}")
+    return CliResult(argv, code, out.decode(errors="replace"), err.decode(errors="replace"), time.monotonic() - t0, leftovers)
 
 
 # --------------------------------------------------------------------------- the world
@@ -293,6 +320,8 @@ def client_binary(name: str) -> Path:
     c = coding_clients.CLIENTS[name]
     if MODE == "0":
         pytest.skip("SWITCHYARD_CLIENTS=0: the real-clients tier is switched off")
+    if name not in _installed and not shutil.which("node"):
+        _installed[name] = f"{c.package}@{c.version} cannot run here: no `node` on PATH"
     if name not in _installed:
         try:
             _installed[name] = coding_clients.ensure_client(c, log=lambda m: sys.stderr.write(m + "\n"))

@@ -17,6 +17,7 @@ from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, 
 
 from switchyard.simulator import Reply, ToolCall
 
+CLIENT = "claude-code"
 BINDING = binding("claude-code", ["claude-*"], primary="anthropic", fallback="openai")
 PROMPT = "Say hello to the simulator"
 
@@ -62,6 +63,7 @@ async def claude(st: Stack, tmp: Path) -> tuple[CliResult, dict]:
         raise MidConversationSystemRefused(res.describe())
     assert res.code == 0 and out.get("is_error") is False, res.describe() + "\n" + st.gateway_log()
     assert st.tripwire.attempts == [], f"claude tried to leave the machine: {st.tripwire.attempts}"
+    assert res.leftovers == [], f"claude left processes running: {res.leftovers}"
     return res, out
 
 
@@ -132,3 +134,21 @@ async def test_claude_code_tool_round_trip_through_the_openai_chat_fallback(tmp_
         lines = [r for r in st.request_log() if r.get("binding") == "claude-code"]
         assert [(r["status"], r["tier"]) for r in lines] == [(200, 1), (200, 1)], lines
         assert len(lines[1]["trail"]) == 1 and lines[1]["trail"][0].startswith("tier0=rate-limited"), lines
+
+
+@ITEM_0
+async def test_claude_code_every_tier_429_waits_the_shortest_retry_after(tmp_path: Path) -> None:
+    """Both tiers rate-limited (Retry-After 2 s and 1 s): the gateway answers Claude Code
+    one 429 in Anthropic's shape with the shortest wait; Claude Code honours it, and its
+    retry is served by the tier that is free again, well before its own backoff schedule."""
+    async with stack(tmp_path, BINDING) as st:
+        st.sim.fault("anthropic", "429", retry_after=2)
+        st.sim.fault("openai", "429", retry_after=1)
+        res, out = await claude(st, tmp_path)
+        assert out["result"].startswith("Simulated openai reply from sim-gpt."), res.describe()
+        lines = [r for r in st.request_log() if r.get("binding") == "claude-code"]
+        assert [(r["status"], r["outcome"], r["tier"]) for r in lines] == [(429, "all-tiers-failed", None), (200, "success", 1)], lines
+        assert lines[0]["trail"] == ["tier0=429(retry in 2s)", "tier1=429(retry in 1s)"], lines
+        assert [r.outcome for r in st.generations("anthropic")] == ["fault:429"]  # still rate-limited at the retry
+        assert [r.outcome for r in st.generations("openai")] == ["fault:429", "ok"]
+        assert res.seconds < 20, res.describe()

@@ -15,6 +15,7 @@ from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, 
 
 from switchyard.simulator import Reply, ToolCall
 
+CLIENT = "codex"
 BINDING = binding("codex", ["codex", "gpt-*"], primary="openai", fallback="anthropic")
 PROMPT = "Say hello to the simulator"
 
@@ -73,6 +74,7 @@ def only_request_line(st: Stack) -> dict:
 def check_ran(st: Stack, res: CliResult) -> str:
     assert res.code == 0, res.describe() + "\n" + st.gateway_log()
     assert st.tripwire.attempts == [], f"codex tried to leave the machine: {st.tripwire.attempts}"
+    assert res.leftovers == [], f"codex left processes running: {res.leftovers}"
     return res.stdout.strip()
 
 

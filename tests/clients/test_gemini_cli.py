@@ -16,6 +16,7 @@ from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, 
 
 from switchyard.simulator import Reply, ToolCall
 
+CLIENT = "gemini-cli"
 BINDING = binding("gemini-cli", ["gemini-*"], primary="gemini", fallback="openai")
 ALIAS = "gemini-2.5-pro"
 PROMPT = "Say hello to the simulator"
@@ -46,6 +47,7 @@ async def gemini(st: Stack, tmp: Path, model: str | None = ALIAS) -> CliResult:
 def answer(st: Stack, res: CliResult) -> str:
     assert res.code == 0, res.describe() + "\n" + st.gateway_log()
     assert st.tripwire.attempts == [], f"gemini tried to leave the machine: {st.tripwire.attempts}"
+    assert res.leftovers == [], f"gemini left processes running: {res.leftovers}"
     try:
         out = json.loads(res.stdout)
     except ValueError:
