@@ -258,6 +258,20 @@ class Stack:
                     out.append(rec)
         return out
 
+    async def logged(self, binding_name: str, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The request log lines of a binding, once `count` of them have been read from
+        the gateway's stderr (a line is written as a request ends, and read by another
+        task): polled under a deadline; whatever is there at the deadline is returned
+        for the test's assertion to show."""
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            lines = [r for r in self.request_log() if r.get("binding") == binding_name]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            await asyncio.sleep(delay)  # poll interval under a deadline
+            delay = min(delay * 2, 0.2)
+
     def gateway_log(self) -> str:
         return "".join(self.gateway.lines[-80:])
 

@@ -67,8 +67,8 @@ async def claude(st: Stack, tmp: Path) -> tuple[CliResult, dict]:
     return res, out
 
 
-def only_request_line(st: Stack) -> dict:
-    lines = [r for r in st.request_log() if r.get("binding") == "claude-code"]
+async def only_request_line(st: Stack) -> dict:
+    lines = await st.logged("claude-code", 1)
     assert len(lines) == 1, (lines, st.gateway_log())
     return lines[0]
 
@@ -85,7 +85,7 @@ async def test_claude_code_answered_by_the_anthropic_primary(tmp_path: Path) -> 
         assert req.headers.get("anthropic-version")
         assert len(req.body["tools"]) >= 10  # Claude Code's own tool definitions, passed through
         assert st.generations("openai") == []
-        line = only_request_line(st)
+        line = await only_request_line(st)
         assert (line["ingress"], line["status"], line["tier"], line["source"], line["trail"]) == ("anthropic-messages", 200, 0, "anthropic", [])
         assert (await st.last_used("claude-code"))["tier"] == 0
 
@@ -101,7 +101,7 @@ async def test_claude_code_primary_429_answered_by_an_openai_chat_fallback(tmp_p
         [req] = st.generations("openai")
         assert (req.method, req.path, req.model, req.stream, req.outcome) == ("POST", "/openai/v1/chat/completions", "sim-gpt", True, "ok")
         assert req.headers["authorization"] == f"Bearer {KEYS['openai']}" and CLIENT_KEY.encode() not in req.raw
-        line = only_request_line(st)
+        line = await only_request_line(st)
         assert (line["ingress"], line["status"], line["tier"], line["source"]) == ("anthropic-messages", 200, 1, "openai"), line
         assert any("429" in t for t in line["trail"]), line
         last = await st.last_used("claude-code")
@@ -131,7 +131,7 @@ async def test_claude_code_tool_round_trip_through_the_openai_chat_fallback(tmp_
         assert result["role"] == "tool" and result["tool_call_id"] == "call_read_1" and "MAGIC-TOKEN-4242" in result["content"]
         # The primary was tried once; its Retry-After kept the second turn off it.
         assert len(st.generations("anthropic")) == 1
-        lines = [r for r in st.request_log() if r.get("binding") == "claude-code"]
+        lines = await st.logged("claude-code", 2)
         assert [(r["status"], r["tier"]) for r in lines] == [(200, 1), (200, 1)], lines
         assert len(lines[1]["trail"]) == 1 and lines[1]["trail"][0].startswith("tier0=rate-limited"), lines
 
@@ -146,7 +146,7 @@ async def test_claude_code_every_tier_429_waits_the_shortest_retry_after(tmp_pat
         st.sim.fault("openai", "429", retry_after=1)
         res, out = await claude(st, tmp_path)
         assert out["result"].startswith("Simulated openai reply from sim-gpt."), res.describe()
-        lines = [r for r in st.request_log() if r.get("binding") == "claude-code"]
+        lines = await st.logged("claude-code", 2)
         assert [(r["status"], r["outcome"], r["tier"]) for r in lines] == [(429, "all-tiers-failed", None), (200, "success", 1)], lines
         assert lines[0]["trail"] == ["tier0=429(retry in 2s)", "tier1=429(retry in 1s)"], lines
         assert [r.outcome for r in st.generations("anthropic")] == ["fault:429"]  # still rate-limited at the retry

@@ -65,8 +65,8 @@ async def codex(st: Stack, tmp: Path) -> CliResult:
     return res
 
 
-def only_request_line(st: Stack) -> dict:
-    lines = [r for r in st.request_log() if r.get("binding") == "codex"]
+async def only_request_line(st: Stack) -> dict:
+    lines = await st.logged("codex", 1)
     assert len(lines) == 1, (lines, st.gateway_log())
     return lines[0]
 
@@ -88,7 +88,7 @@ async def test_codex_answered_by_the_openai_chat_primary(tmp_path: Path) -> None
         assert req.headers["authorization"] == f"Bearer {KEYS['openai']}" and CLIENT_KEY.encode() not in req.raw
         assert any(t.get("type") == "function" for t in req.body.get("tools", [])), "Codex's function tools reach the tier"
         assert st.generations("anthropic") == []
-        line = only_request_line(st)
+        line = await only_request_line(st)
         assert (line["ingress"], line["stream"], line["status"], line["tier"], line["source"], line["trail"]) == (
             "openai-responses", True, 200, 0, "openai", []), line
         assert (await st.last_used("codex"))["tier"] == 0
@@ -111,7 +111,7 @@ async def test_codex_primary_429_answered_by_an_anthropic_fallback(tmp_path: Pat
         assert req.body["messages"][-1]["content"][-1] == {"type": "text", "text": PROMPT}
         assert any(t.get("name") == "exec_command" for t in req.body["tools"])
         assert CLIENT_KEY.encode() not in req.raw
-        line = only_request_line(st)
+        line = await only_request_line(st)
         assert (line["ingress"], line["status"], line["tier"], line["source"]) == ("openai-responses", 200, 1, "anthropic"), line
         assert any("429" in t for t in line["trail"]), line
         last = await st.last_used("codex")
@@ -139,5 +139,5 @@ async def test_codex_tool_round_trip_through_the_anthropic_fallback(tmp_path: Pa
         [res_block] = [b for b in result["content"] if b["type"] == "tool_result"]
         assert res_block["tool_use_id"] == "toolu_exec_1" and "MAGIC-TOKEN-4242" in json.dumps(res_block["content"])
         assert len(st.generations("openai")) == 1
-        lines = [r for r in st.request_log() if r.get("binding") == "codex"]
+        lines = await st.logged("codex", 2)
         assert [(r["status"], r["tier"], r["source"]) for r in lines] == [(200, 1, "anthropic")] * 2, lines

@@ -56,8 +56,8 @@ def answer(st: Stack, res: CliResult) -> str:
     return out["response"]
 
 
-def only_request_line(st: Stack) -> dict:
-    lines = [r for r in st.request_log() if r.get("binding") == "gemini-cli"]
+async def only_request_line(st: Stack) -> dict:
+    lines = await st.logged("gemini-cli", 1)
     assert len(lines) == 1, (lines, st.gateway_log())
     return lines[0]
 
@@ -80,7 +80,7 @@ async def test_gemini_answered_by_the_gemini_primary(tmp_path: Path) -> None:
         assert PROMPT in user_texts(req.body["contents"])
         assert req.body["tools"][0]["functionDeclarations"], "Gemini CLI's function declarations reach the tier"
         assert st.generations("openai") == []
-        line = only_request_line(st)
+        line = await only_request_line(st)
         assert (line["ingress"], line["stream"], line["status"], line["tier"], line["source"], line["trail"]) == (
             "gemini", True, 200, 0, "gemini", []), line
         assert (await st.last_used("gemini-cli"))["tier"] == 0
@@ -98,7 +98,7 @@ async def test_gemini_primary_429_answered_by_an_openai_chat_fallback(tmp_path: 
         assert req.headers["authorization"] == f"Bearer {KEYS['openai']}" and CLIENT_KEY.encode() not in req.raw
         assert PROMPT in json.dumps(req.body["messages"][-1])
         assert any(t.get("type") == "function" for t in req.body["tools"])
-        line = only_request_line(st)
+        line = await only_request_line(st)
         assert (line["ingress"], line["status"], line["tier"], line["source"]) == ("gemini", 200, 1, "openai"), line
         assert any("429" in t for t in line["trail"]), line
         last = await st.last_used("gemini-cli")
@@ -125,7 +125,7 @@ async def test_gemini_tool_round_trip_through_the_openai_chat_fallback(tmp_path:
         assert result["role"] == "tool" and result["tool_call_id"] == call["tool_calls"][0]["id"]
         assert "MAGIC-TOKEN-4242" in json.dumps(result["content"])
         assert len(st.generations("gemini")) == 1
-        lines = [r for r in st.request_log() if r.get("binding") == "gemini-cli"]
+        lines = await st.logged("gemini-cli", 2)
         assert [(r["status"], r["tier"], r["source"]) for r in lines] == [(200, 1, "openai")] * 2, lines
 
 
@@ -174,7 +174,7 @@ async def test_gemini_default_model_routing_call_through_a_fallback(tmp_path: Pa
         )
         st.sim.script(fallback, routing, Reply(text="MAIN ANSWER from the fallback"))
         res = await gemini(st, tmp_path, model=None)
-        lines = [r for r in st.request_log() if r.get("binding") == "gemini-cli"]
+        lines = await st.logged("gemini-cli", 2)
         refused = [r for r in lines if r["status"] == 400 and "root is an object" in (r.get("error") or "")]
         if refused:
             raise UpperCaseSchemaTypes(f"the gateway answered the routing call 400: {refused[0]['error']!r}")
