@@ -120,13 +120,16 @@ async def test_codex_primary_429_answered_by_an_anthropic_fallback(tmp_path: Pat
 
 async def test_codex_tool_round_trip_through_the_anthropic_fallback(tmp_path: Path) -> None:
     """An exec_command call answered by the Anthropic fallback, run by Codex (in its
-    read-only sandbox), and its output sent back as a tool_result."""
+    read-only sandbox), and its output sent back as a tool_result. The answer's signed
+    thinking travels to Codex as a Responses reasoning item and comes back intact at the
+    head of the assistant turn (Anthropic wants it there in a tool loop)."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "hello.txt").write_text("MAGIC-TOKEN-4242\n")
     async with stack(tmp_path, BINDING) as st:
         st.sim.fault("openai", "429", persistent=True, retry_after=60)
-        st.sim.script("anthropic", Reply(text="Reading it.", tool_calls=[ToolCall("exec_command", {"cmd": "cat hello.txt"}, id="toolu_exec_1")]),
+        st.sim.script("anthropic", Reply(text="Reading it.", thinking="I should read the file first.", signature="c2lnbmF0dXJlLW9uZQ==",
+                                         tool_calls=[ToolCall("exec_command", {"cmd": "cat hello.txt"}, id="toolu_exec_1")]),
                       Reply(text="The file says MAGIC."))
         res = await codex(st, tmp_path)
         assert check_ran(st, res) == "The file says MAGIC.", res.describe()
@@ -134,6 +137,7 @@ async def test_codex_tool_round_trip_through_the_anthropic_fallback(tmp_path: Pa
         assert first.outcome == second.outcome == "scripted"
         call, result = second.body["messages"][-2:]
         assert call["role"] == "assistant"
+        assert call["content"][0] == {"type": "thinking", "thinking": "I should read the file first.", "signature": "c2lnbmF0dXJlLW9uZQ=="}
         [use] = [b for b in call["content"] if b["type"] == "tool_use"]
         assert (use["id"], use["name"], use["input"]["cmd"]) == ("toolu_exec_1", "exec_command", "cat hello.txt")
         [res_block] = [b for b in result["content"] if b["type"] == "tool_result"]
