@@ -55,6 +55,8 @@ async def claude(st: Stack, tmp: Path) -> tuple[CliResult, dict]:
     argv = [str(client_binary("claude-code")), "-p", PROMPT, "--output-format", "json"]
     res = await run_cli(argv, claude_env(tmp / "home", st), cwd=work)
     assert res.code is not None, "claude did not finish within its deadline (killed)\n" + res.describe() + "\n" + st.gateway_log()
+    assert st.tripwire.attempts == [], f"claude tried to leave the machine: {st.tripwire.attempts}"
+    assert res.leftovers == [], f"claude left processes running: {res.leftovers}"
     try:
         out = json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -62,8 +64,6 @@ async def claude(st: Stack, tmp: Path) -> tuple[CliResult, dict]:
     if "messages.1.role: must be user or assistant" in str(out.get("result")):
         raise MidConversationSystemRefused(res.describe())
     assert res.code == 0 and out.get("is_error") is False, res.describe() + "\n" + st.gateway_log()
-    assert st.tripwire.attempts == [], f"claude tried to leave the machine: {st.tripwire.attempts}"
-    assert res.leftovers == [], f"claude left processes running: {res.leftovers}"
     return res, out
 
 
