@@ -183,7 +183,8 @@ async def run_cli(argv: list[str], env: dict[str, str], cwd: Path, timeout: floa
 # --------------------------------------------------------------------------- the world
 
 
-def manifests(sim: Simulator, bindings: str) -> str:
+def manifests(sim: Simulator, bindings: str, first_byte_seconds: float = 10) -> str:
+    timeouts = f"{{connectSeconds: 2, firstByteSeconds: {first_byte_seconds:g}, totalSeconds: 30}}"
     sources = f"""
 apiVersion: switchyard.dev/v1alpha1
 kind: ModelSource
@@ -193,7 +194,7 @@ spec:
   baseURL: {sim.base_url("anthropic")}
   defaultModel: sim-claude
   credentialRef: {{env: SIM_ANTHROPIC_KEY}}
-  timeouts: {{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 30}}
+  timeouts: {timeouts}
 ---
 apiVersion: switchyard.dev/v1alpha1
 kind: ModelSource
@@ -204,7 +205,7 @@ spec:
   defaultModel: sim-gpt
   capabilityProfileRef: {{name: builtin-openai}}
   credentialRef: {{env: SIM_OPENAI_KEY}}
-  timeouts: {{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 30}}
+  timeouts: {timeouts}
 ---
 apiVersion: switchyard.dev/v1alpha1
 kind: ModelSource
@@ -214,7 +215,7 @@ spec:
   baseURL: {sim.base_url("gemini")}
   defaultModel: sim-gemini
   credentialRef: {{env: SIM_GEMINI_KEY}}
-  timeouts: {{connectSeconds: 2, firstByteSeconds: 10, totalSeconds: 30}}
+  timeouts: {timeouts}
 """
     return sources + "\n---\n" + bindings
 
@@ -292,8 +293,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(tmp: Path, bindings: str):
-    """Simulator + `switchyard run` on a folder of manifests; both stopped at exit."""
+async def stack(tmp: Path, bindings: str, *, first_byte_seconds: float = 10):
+    """Simulator + `switchyard run` on a folder of manifests; both stopped at exit.
+    `first_byte_seconds`: every tier's deadline for the first byte of an answer."""
     mounts = [
         Mount("anthropic", api_key=KEYS["anthropic"]),
         Mount("openai", flavour="openai", api_key=KEYS["openai"]),
@@ -302,7 +304,7 @@ async def stack(tmp: Path, bindings: str):
     async with Simulator(*mounts, port=0, hang_max_seconds=15) as sim:
         folder = tmp / "manifests"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "all.yaml").write_text(manifests(sim, bindings))
+        (folder / "all.yaml").write_text(manifests(sim, bindings, first_byte_seconds))
         state = tmp / "gateway-state"
         env = {
             "XDG_STATE_HOME": str(state),

@@ -145,3 +145,17 @@ async def test_codex_tool_round_trip_through_the_anthropic_fallback(tmp_path: Pa
         assert len(st.generations("openai")) == 1
         lines = await st.logged("codex", 2)
         assert [(r["status"], r["tier"], r["source"]) for r in lines] == [(200, 1, "anthropic")] * 2, lines
+
+
+async def test_codex_hung_primary_answered_by_the_anthropic_fallback_after_first_byte_deadline(tmp_path: Path) -> None:
+    """The primary accepts the request and never answers: at its first-byte deadline
+    (2 s here) the gateway moves on, and Codex, which waits, gets the fallback's answer."""
+    async with stack(tmp_path, BINDING, first_byte_seconds=2) as st:
+        st.sim.fault("openai", "hang", persistent=True, max_seconds=15)
+        res = await codex(st, tmp_path)
+        assert check_ran(st, res).startswith("Simulated anthropic reply from sim-claude."), res.describe()
+        assert [r.outcome for r in st.generations("openai")] == ["fault:hang"]
+        line = await only_request_line(st)
+        assert (line["status"], line["tier"], line["source"]) == (200, 1, "anthropic"), line
+        assert len(line["trail"]) == 1 and line["trail"][0].startswith("tier0=timeout"), line
+        assert 2 <= res.seconds < 15, res.describe()
