@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from realcli import CLIENT_KEY, KEYS, CliResult, Stack, binding, client_binary, run_cli, stack
 
 from switchyard.simulator import Reply, ToolCall
@@ -24,15 +23,6 @@ PROMPT = "Say hello to the simulator"
 
 class MidConversationSystemRefused(AssertionError):
     """The gateway refused Claude Code's first request for its `role: system` turn."""
-
-
-# Known, being fixed on main: Claude Code's first request carries a `role: "system"`
-# message after the user turn (messages = [user, system]) and the Anthropic ingress
-# refuses it. Only that failure is expected (raises=); any other fails the test.
-ITEM_0 = pytest.mark.xfail(
-    strict=True, raises=MidConversationSystemRefused,
-    reason="issue 17 item 0: mid-conversation system message refused",
-)
 
 
 def claude_env(home: Path, st: Stack) -> dict[str, str]:
@@ -73,7 +63,6 @@ async def only_request_line(st: Stack) -> dict:
     return lines[0]
 
 
-@ITEM_0
 async def test_claude_code_answered_by_the_anthropic_primary(tmp_path: Path) -> None:
     async with stack(tmp_path, BINDING) as st:
         res, out = await claude(st, tmp_path)
@@ -90,7 +79,6 @@ async def test_claude_code_answered_by_the_anthropic_primary(tmp_path: Path) -> 
         assert (await st.last_used("claude-code"))["tier"] == 0
 
 
-@ITEM_0
 async def test_claude_code_primary_429_answered_by_an_openai_chat_fallback(tmp_path: Path) -> None:
     async with stack(tmp_path, BINDING) as st:
         st.sim.fault("anthropic", "429", persistent=True, retry_after=60)
@@ -109,7 +97,6 @@ async def test_claude_code_primary_429_answered_by_an_openai_chat_fallback(tmp_p
         assert res.seconds < 20, f"the fallback should answer at once, not after Claude Code's own retries: {res.seconds:.1f}s"
 
 
-@ITEM_0
 async def test_claude_code_tool_round_trip_through_the_openai_chat_fallback(tmp_path: Path) -> None:
     """A Read tool call answered by the OpenAI-chat fallback, run by Claude Code, and its
     result sent back: both turns translated, the tier ids kept paired."""
@@ -136,7 +123,6 @@ async def test_claude_code_tool_round_trip_through_the_openai_chat_fallback(tmp_
         assert len(lines[1]["trail"]) == 1 and lines[1]["trail"][0].startswith("tier0=rate-limited"), lines
 
 
-@ITEM_0
 async def test_claude_code_every_tier_429_waits_the_shortest_retry_after(tmp_path: Path) -> None:
     """Both tiers rate-limited (Retry-After 2 s and 1 s): the gateway answers Claude Code
     one 429 in Anthropic's shape with the shortest wait; Claude Code honours it, and its

@@ -141,16 +141,6 @@ class UpperCaseSchemaTypes(AssertionError):
     Gemini's upper-case type names, which are not JSON Schema."""
 
 
-GEMINI_SCHEMA_TYPES = pytest.mark.xfail(
-    strict=True, raises=UpperCaseSchemaTypes,
-    reason=(
-        "Gemini ingress takes generationConfig.responseJsonSchema verbatim (translate/gemini/ingress.py "
-        "_parse_response_format; only responseSchema goes through schema_to_json): Gemini CLI's routing schema "
-        "{'type': 'OBJECT', ...} reaches an OpenAI-chat tier as response_format.json_schema.schema.type 'OBJECT', "
-        "and an Anthropic tier's egress refuses it: 400 'structured output for an Anthropic tier needs a JSON "
-        "schema whose root is an object'"
-    ),
-)
 
 
 def _types(schema: object) -> set[str]:
@@ -162,16 +152,13 @@ def _types(schema: object) -> set[str]:
     return set()
 
 
-@GEMINI_SCHEMA_TYPES
 @pytest.mark.parametrize("fallback", ["openai", "anthropic"])
 async def test_gemini_default_model_routing_call_through_a_fallback(tmp_path: Path, fallback: str) -> None:
     async with stack(tmp_path, binding("gemini-cli", ["gemini-*"], primary="gemini", fallback=fallback)) as st:
         st.sim.fault("gemini", "429", persistent=True, retry_after=60)
-        routing = (
-            Reply(text=json.dumps(ROUTING_ANSWER)) if fallback == "openai"
-            # an Anthropic tier answers structured output through the gateway's format tool
-            else Reply(tool_calls=[ToolCall("switchyard_structured_output", ROUTING_ANSWER)])
-        )
+        # Both answer structured output natively (builtin-anthropic has output_config.format):
+        # the answer is the JSON text itself.
+        routing = Reply(text=json.dumps(ROUTING_ANSWER))
         st.sim.script(fallback, routing, Reply(text="MAIN ANSWER from the fallback"))
         res = await gemini(st, tmp_path, model=None)
         lines = await st.logged("gemini-cli", 2)
@@ -183,7 +170,7 @@ async def test_gemini_default_model_routing_call_through_a_fallback(tmp_path: Pa
         if fallback == "openai":
             schema = gens[0].body["response_format"]["json_schema"]["schema"]
         else:
-            schema = next(t["input_schema"] for t in gens[0].body["tools"] if t["name"] == "switchyard_structured_output")
+            schema = gens[0].body["output_config"]["format"]["schema"]
         if any(t != t.lower() for t in _types(schema)):
             raise UpperCaseSchemaTypes(f"the {fallback} tier received the schema {schema}")
         assert answer(st, res) == "MAIN ANSWER from the fallback", res.describe()

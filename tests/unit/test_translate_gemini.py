@@ -888,3 +888,20 @@ async def test_models_list_get_and_unknown_names(gateway: Any) -> None:
     async with http.post(f"{root}/v1beta/models/gpt:generateContent", json={"contents": "nope"}) as r:
         err = await r.json()
     assert r.status == 400 and err["error"] == {"code": 400, "message": "'contents' must be a non-empty array", "status": "INVALID_ARGUMENT"}
+
+
+def test_response_json_schema_type_names_are_lower_cased_at_schema_positions_only() -> None:
+    """Gemini CLI's routing call sends responseJsonSchema with Gemini's upper-case type names;
+    they reached an OpenAI tier verbatim and an Anthropic tier refused them (found by the
+    real-CLI tier)."""
+    from switchyard.sidecar.translate.gemini import ingress as gi
+
+    schema = {"type": "OBJECT", "properties": {"type": {"type": "STRING"}, "n": {"type": ["INTEGER", "NULL"]},
+                                               "xs": {"type": "ARRAY", "items": {"type": "NUMBER"}}}, "required": ["type"]}
+    req = gi.parse_request({"contents": [user({"text": "hi"})], "generationConfig": {"responseMimeType": "application/json",
+                                                                                   "responseJsonSchema": schema}}, path_model="m")
+    assert req.response_format is not None and req.response_format.schema == {
+        "type": "object", "required": ["type"],
+        "properties": {"type": {"type": "string"}, "n": {"type": ["integer", "null"]}, "xs": {"type": "array", "items": {"type": "number"}}},
+    }
+    assert schema["type"] == "OBJECT", "input not mutated"

@@ -104,6 +104,37 @@ def schema_to_json(schema: Any) -> Any:
     return out
 
 
+_JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "object", "array", "null"})
+_SUBSCHEMA = ("items", "not", "additionalProperties", "contains", "if", "then", "else")
+_SUBSCHEMAS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+
+
+def json_schema_types(schema: Any) -> Any:
+    """``responseJsonSchema`` is JSON Schema, but Gemini takes its type names in any case
+    and Gemini CLI sends them upper-case (``"OBJECT"``): those are lower-cased, at schema
+    positions only (a property named ``type`` is left alone), for destinations that
+    validate JSON Schema. Nothing else changes. Never mutates its input."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    t = out.get("type")
+    if isinstance(t, str) and t.lower() in _JSON_TYPES:
+        out["type"] = t.lower()
+    elif isinstance(t, list):
+        out["type"] = [x.lower() if isinstance(x, str) and x.lower() in _JSON_TYPES else x for x in t]
+    for k in _SUBSCHEMA:
+        if isinstance(out.get(k), dict):
+            out[k] = json_schema_types(out[k])
+    for k in _SUBSCHEMAS:
+        if isinstance(out.get(k), list):
+            out[k] = [json_schema_types(x) for x in out[k]]
+    for k in _SCHEMA_MAPS:
+        if isinstance(out.get(k), dict):
+            out[k] = {name: json_schema_types(sub) for name, sub in out[k].items()}
+    return out
+
+
 # ------------------------------------------------------------------------------ parsing
 
 
@@ -303,7 +334,7 @@ def _parse_reasoning(tc: Any) -> n.Reasoning | None:
 def _parse_response_format(gc: dict[str, Any], extras: dict[str, Any]) -> n.ResponseFormat | None:
     mime = _get(gc, "responseMimeType")
     json_schema = _get(gc, "responseJsonSchema")
-    schema = json_schema if json_schema is not None else (schema_to_json(_get(gc, "responseSchema")) if _get(gc, "responseSchema") is not None else None)
+    schema = json_schema_types(json_schema) if json_schema is not None else (schema_to_json(_get(gc, "responseSchema")) if _get(gc, "responseSchema") is not None else None)
     if mime in (None, "", "text/plain") and schema is None:
         return None
     if mime not in (None, "application/json"):  # text/x.enum and friends: Gemini-only modes
