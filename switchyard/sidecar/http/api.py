@@ -15,7 +15,17 @@ from switchyard.sidecar.pipeline.chain import handle
 from switchyard.sidecar.pipeline.count import count_tokens
 from switchyard.sidecar.pipeline.exchange import error_in
 from switchyard.sidecar.state import RUNTIME
-from switchyard.sidecar.translate import anthropic_messages, gemini, openai_chat, openai_responses
+from switchyard.sidecar.translate.base import adapter_for
+
+# Adapters are imported when a request first needs one (``adapter_for``): a sidecar whose
+# clients speak one protocol never loads the others. Gemini's URL-shaped views and its
+# model-list helpers come from its package the same way (``_gemini``).
+
+
+def _gemini():  # type: ignore[no-untyped-def]
+    from switchyard.sidecar.translate import gemini
+
+    return gemini
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,12 +49,12 @@ def error_response(path: str, err: GatewayError) -> web.Response:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await handle(request, openai_chat.ADAPTER)
+    return await handle(request, adapter_for("openai-chat"))
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
     """``POST /v1/responses``: the Responses API, served by any tier via the neutral form."""
-    return await handle(request, openai_responses.ADAPTER)
+    return await handle(request, adapter_for("openai-responses"))
 
 
 async def stored_response(request: web.Request) -> web.StreamResponse:
@@ -67,20 +77,21 @@ async def stored_response(request: web.Request) -> web.StreamResponse:
     if request.method == "DELETE":
         rt.responses.delete(rid)
         return _json({"id": rid, "object": "response", "deleted": True})
-    body = openai_responses.ADAPTER.render_response(entry.answer, alias=entry.alias)
+    body = adapter_for("openai-responses").render_response(entry.answer, alias=entry.alias)
     return _json({**body, "id": rid})
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    return await handle(request, anthropic_messages.ADAPTER)
+    return await handle(request, adapter_for("anthropic-messages"))
 
 
 async def messages_count_tokens(request: web.Request) -> web.StreamResponse:
-    return await count_tokens(request, anthropic_messages.ADAPTER)
+    return await count_tokens(request, adapter_for("anthropic-messages"))
 
 
 async def gemini_model_method(request: web.Request) -> web.StreamResponse:
     """``POST /{v1beta,v1,v1alpha}/models/{model}:{generateContent,streamGenerateContent,countTokens}``."""
+    gemini = _gemini()
     parsed = gemini.split_model_method(request.match_info["name"])
     if parsed is None:
         return error_in("gemini", GatewayError(
@@ -123,7 +134,7 @@ async def list_models(request: web.Request) -> web.Response:
     snap = request.app[RUNTIME].snapshot
     if _is_google_client(request):
         q = request.query
-        return _json(gemini.model_listing(snap, page_size=_page_size(q.get("pageSize")), page_token=q.get("pageToken")))
+        return _json(_gemini().model_listing(snap, page_size=_page_size(q.get("pageSize")), page_token=q.get("pageToken")))
     aliases = [a for a in snap.aliases() if not a.endswith("*")] if snap else []
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": a, "display_name": a, "created_at": "1970-01-01T00:00:00Z"} for a in aliases]
@@ -143,7 +154,7 @@ async def get_model(request: web.Request) -> web.Response:
             GatewayError(ErrorKind.NOT_FOUND, f"model {name!r} is not an alias on this gateway", code="model_not_found"),
         )
     if _is_google_client(request):
-        return _json(gemini.model_info(name, binding))
+        return _json(_gemini().model_info(name, binding))
     return _json({"id": name, "object": "model", "created": 0, "owned_by": "switchyard"})
 
 
@@ -151,7 +162,7 @@ async def gemini_list_models(request: web.Request) -> web.Response:
     """``GET /{v1beta,v1alpha}/models``, paged."""
     q = request.query
     size = _page_size(q.get("pageSize") or q.get("page_size"))
-    return _json(gemini.model_listing(request.app[RUNTIME].snapshot, page_size=size, page_token=q.get("pageToken") or q.get("page_token")))
+    return _json(_gemini().model_listing(request.app[RUNTIME].snapshot, page_size=size, page_token=q.get("pageToken") or q.get("page_token")))
 
 
 async def gemini_get_model(request: web.Request) -> web.Response:
@@ -160,7 +171,7 @@ async def gemini_get_model(request: web.Request) -> web.Response:
     binding = snap.resolve(name) if snap is not None and not name.endswith("*") else None
     if binding is None:
         return error_in("gemini", GatewayError(ErrorKind.NOT_FOUND, f"models/{name} is not an alias of any binding on this gateway", code="model_not_found"))
-    return _json(gemini.model_info(name, binding))
+    return _json(_gemini().model_info(name, binding))
 
 
 async def root(request: web.Request) -> web.Response:
