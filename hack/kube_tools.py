@@ -9,6 +9,14 @@ Usage::
     python hack/kube_tools.py down DIR  # stop a cluster started by `up --detach`
     python hack/kube_tools.py env     # print where everything lives (no side effects)
 
+The node tier (a real single-node cluster on this machine; root, Debian; see
+docs/testing-node.md)::
+
+    python hack/kube_tools.py node-build [--image]  # packages, node binaries, CoreDNS, pause and
+                                                    # base images (once); --image: the project's image
+    python hack/kube_tools.py node-up [--dir D] [--image]  # guards, then the cluster (+ the image)
+    python hack/kube_tools.py node-down [--dir D]          # stop by PID, restore the host, guards last
+
 Nothing of Kubernetes is committed: the binaries are built from the Go module proxy
 through a throwaway wrapper module generated at build time, and cached (with the Go
 module and build caches) under ``~/.cache/switchyard`` or ``$SWITCHYARD_CACHE``.
@@ -48,6 +56,8 @@ from kube.gobuild import (  # noqa: E402,F401
 from kube.pki import LocalCA, ServingCert  # noqa: E402,F401
 from kube.procs import free_port  # noqa: E402,F401
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 
 
@@ -67,6 +77,31 @@ def _cmd_env() -> int:
     return EXIT_OK
 
 
+def _cmd_node(args: argparse.Namespace) -> int:
+    from kube import images, node
+
+    root = Path(args.dir) if getattr(args, "dir", None) else node.DEFAULT_DIR
+    if args.cmd == "node-build":
+        t = node.ensure_node_prereqs()
+        if args.image:
+            images.build_app_image(REPO, images.images_dir() / "switchyard-dev.oci.tar")
+        print(json.dumps(t))
+    elif args.cmd == "node-up":
+        node.ensure_node_prereqs()
+        archive = None
+        if args.image:
+            archive = images.build_app_image(REPO, images.images_dir() / "switchyard-dev.oci.tar")
+        c = node.node_up(root, clients=ensure_kube_clients())
+        if archive:
+            c.import_image(archive)
+        print(f"export KUBECONFIG={c.admin_kubeconfig}")
+        print(f"# kubectl: {c.clients.kubectl if c.clients else '?'}")
+        print(f"# stop with: python {sys.argv[0]} node-down --dir {root}")
+    elif args.cmd == "node-down":
+        node.node_down(root, keep_files=args.keep)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kube_tools.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -78,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop a cluster started with `up --detach`")
     down.add_argument("root", help="the cluster directory `up` printed")
     sub.add_parser("env", help="print versions and where everything is cached")
+    nb = sub.add_parser("node-build", help="node tier: install packages, build node binaries and images (once)")
+    nb.add_argument("--image", action="store_true", help="also build the project's image from the Dockerfile")
+    nu = sub.add_parser("node-up", help="node tier: start the single-node cluster (guards first)")
+    nu.add_argument("--dir", help="state directory (default /var/tmp/switchyard-node)")
+    nu.add_argument("--image", action="store_true", help="build the project's image and import it")
+    nd = sub.add_parser("node-down", help="node tier: stop it and restore the host (guards last)")
+    nd.add_argument("--dir", help="state directory (default /var/tmp/switchyard-node)")
+    nd.add_argument("--keep", action="store_true", help="keep the state directory (logs) afterwards")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
@@ -114,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cl.stop()
         elif args.cmd == "down":
             stop_detached(Path(args.root))
+        elif args.cmd.startswith("node-"):
+            return _cmd_node(args)
     except KubeToolsError as e:
         log(f"ERROR: {e}")
         return e.code

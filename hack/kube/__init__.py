@@ -9,4 +9,5 @@ the tests use.
 * :mod:`kube.clients`   kubectl and helm from their pinned PyPI wheel
 * :mod:`kube.pki`       a throwaway CA and certificates, made with the ``openssl`` command
 * :mod:`kube.apiserver` the loopback etcd + kube-apiserver cluster of the e2e tier
+* :mod:`kube.node`      the real single-node cluster of the node tier (containerd, kubelet, ...)
 """
