@@ -533,6 +533,30 @@ class NodeCluster:
 
 # --------------------------------------------------------------------------- up
 
+COREDNS_RULES = [
+    {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+]
+
+
+def _bootstrap_rbac(cluster: "NodeCluster") -> None:
+    """What kubeadm would add: CoreDNS's read access (it runs as IDENTITIES['coredns'])."""
+    user = IDENTITIES["coredns"][0]
+    for path, body in (
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles",
+         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+          "metadata": {"name": "switchyard-node:coredns"}, "rules": COREDNS_RULES}),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+          "metadata": {"name": "switchyard-node:coredns"},
+          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "switchyard-node:coredns"},
+          "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}),
+    ):
+        st, resp = cluster.api("POST", path, body)
+        if st not in (201, 409):
+            raise _err(f"POST {path}: {st} {resp}")
+
+
 
 def _start(st: NodeState, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
     (st.root / "logs").mkdir(exist_ok=True)
@@ -626,6 +650,8 @@ def node_up(root: Path = DEFAULT_DIR, *, sync_frequency: str = "10s", timeout: f
                    lambda: _https_ok(f"https://{NODE_IP}:{APISERVER_PORT}/readyz", pki / "ca.crt",
                                      pki / "client-admin.crt", pki / "client-admin.key"),
                    alive=api.check_alive, interval=0.2)
+        cluster = NodeCluster(root, clients)
+        _bootstrap_rbac(cluster)
         # containerd
         (root / "containerd" / "config.toml").write_text(containerd_config(root))
         for reg in ("docker.io", "registry.k8s.io", "localhost", "quay.io", "ghcr.io"):
@@ -639,7 +665,6 @@ def node_up(root: Path = DEFAULT_DIR, *, sync_frequency: str = "10s", timeout: f
         poll_until("containerd socket", timeout,
                    lambda: sock.exists() and _sh(["ctr", "--address", str(sock), "version"], check=False).returncode == 0,
                    alive=ctrd.check_alive)
-        cluster = NodeCluster(root, clients)
         cluster.import_image(images.ensure_pause_image())
         # controllers
         cm = _start(st, "kube-controller-manager", [
