@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -69,7 +69,7 @@ def node() -> Iterator[kn.NodeCluster]:
         t0 = time.monotonic()
         cluster.import_image(archive)
         TIMINGS["import_s"] = time.monotonic() - t0
-        sys.stderr.write(f"\n[node tier] timings: {', '.join(f'{k} {v:.1f}' for k, v in TIMINGS.items())}\n")
+        cluster.timings = TIMINGS  # type: ignore[attr-defined]  # tests add theirs
         yield cluster
     finally:
         if getattr(cluster, "_saw_failure", False):
@@ -77,7 +77,14 @@ def node() -> Iterator[kn.NodeCluster]:
                 sys.stderr.write(f"\n--- {name} log (tail) ---\n{cluster.log_tail(name, 30)}\n")
         t0 = time.monotonic()
         kn.node_down(STATE_DIR, keep_files=os.environ.get("SWITCHYARD_NODE_KEEP") == "1")
-        sys.stderr.write(f"\n[node tier] down in {time.monotonic() - t0:.1f}s\n")
+        TIMINGS["down_s"] = time.monotonic() - t0
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.write_sep("-", "node tier timings")
+        for k, v in TIMINGS.items():
+            terminalreporter.write_line(f"{k}: {v:.1f}")
 
 
 @pytest.hookimpl(hookwrapper=True)
