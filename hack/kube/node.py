@@ -600,8 +600,17 @@ def node_up(root: Path = DEFAULT_DIR, *, sync_frequency: str = "10s", timeout: f
     if live_processes(st):
         raise _err(f"a node cluster is already running from {root}: {', '.join(live_processes(st))} "
                    f"(stop it with `python hack/kube_tools.py node-down --dir {root}`)")
-    if st.procs:
+    if st.procs or st.host.get("routes") or st.host.get("lo_addr"):
         raise _err(f"{root} holds a cluster that was not torn down: run node-down first")
+    # a fresh cluster every time: nothing of a kept directory (etcd data, containerd state)
+    # is reused; and never a directory that is not a node cluster's
+    entries = {c.name for c in root.iterdir()}
+    if entries and not entries & {"state.json", "state.done.json"}:
+        raise _err(f"{root} is not empty and holds no node cluster: choose another --dir")
+    _unmount_all([root])
+    for child in root.iterdir():
+        if child.name != "state.json":
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     kube_bins = ensure_kube_binaries(build=False)
     node_bins = ensure_node_binaries()
     t0 = time.monotonic()

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import REPO  # type: ignore[import-not-found]
+REPO = Path(__file__).resolve().parents[2]
 
 NS = "team-a"
 SYS = "switchyard-system"
@@ -119,8 +119,8 @@ def quickstart(node: Any) -> Any:
     node.kubectl("apply", "-n", NS, "-f", str(DEMO))
     node.kubectl("rollout", "status", "-n", NS, "deployment/sim", "--timeout=120s", timeout=150)
     node.kubectl("rollout", "status", "-n", NS, "deployment/demo-app", "--timeout=120s", timeout=150)
-    sys.stderr.write(f"\n[node tier] helm install --wait {t_helm:.1f}s; quickstart applied and rolled out "
-                     f"in {time.monotonic() - t0:.1f}s\n")
+    node.timings["helm install --wait (s)"] = t_helm
+    node.timings["helm install + demo applied and rolled out (s)"] = time.monotonic() - t0
     return node
 
 
@@ -168,11 +168,24 @@ def test_binding_shows_chain_active_tier_and_pods(quickstart: Any) -> None:
 # ----------------------------------------------------------------------------- a 429 on the primary
 
 
+def sim_control(node: Any, path: str, body: object | None = None, method: str = "POST") -> Any:
+    """The simulator pod's control API (/_sim/), over the pod network."""
+    ip = app_pods(node, "app=sim")[0]["status"]["podIP"]
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://{ip}:4010/_sim/{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as r:
+        raw = r.read()
+    return json.loads(raw) if raw else None
+
+
 def test_429_on_primary_is_served_by_the_fallback_and_shows_in_status_events_and_metrics(quickstart: Any) -> None:
     node = quickstart
     pod = one_ready_app_pod(node)
     name = pod["metadata"]["name"]
-    results = send(node, name, 6)  # the simulated OpenAI answers 429 on every third request
+    # the demo's own fault: the simulated OpenAI answers 429 on every third request
+    results = send(node, name, 3)
     assert all(r["status"] == 200 for r in results), results
     fell_back = [r for r in results if r["headers"].get("x-switchyard-tier") == "1"]
     assert fell_back, f"no answer came from the fallback: {[r['headers'] for r in results]}"
@@ -181,18 +194,52 @@ def test_429_on_primary_is_served_by_the_fallback_and_shows_in_status_events_and
     # /metrics of the sidecar, scraped over the pod network
     ip = get_json(node, "pod", name, "-n", NS)["status"]["podIP"]
     metrics = http_get(f"http://{ip}:4001/metrics")
-    fallback_lines = [l for l in metrics.splitlines() if "fallback" in l and not l.startswith("#")
-                      and re.search(r"\s[1-9][0-9.e+]*$", l)]
-    assert fallback_lines, "no non-zero fallback series in the sidecar's /metrics"
+    assert re.search(r'^switchyard_fallbacks_total\{binding="assistant",[^}]*from_tier="0",reason="429"\} [1-9]',
+                     metrics, re.M), [l for l in metrics.splitlines() if "fallbacks_total" in l]
+    # The binding's status and Events. The operator reads the sidecars' health every 10 s;
+    # an Event is raised on a change between two reads (ActiveTierChanged: Warning towards a
+    # fallback), at most one per (binding, reason) per 60 s (operator/events.py). A 429 is
+    # "rate-limited", not a breaker failure: no BreakerOpened. So: the demo's periodic 429
+    # off, the primary active for a read, a quiet minute, then the primary answers 429.
+    def active_is(label: str) -> Callable[[], bool]:
+        def probe() -> bool:
+            send(node, name, 1)  # the active tier is the one serving the latest requests
+            return label in binding_row(node).get("ACTIVE", "")
+        return probe
 
-    # the binding's status and its Events (the operator reads sidecar health every 10 s)
-    def seen() -> bool:
-        st = json.dumps(get_json(node, "assistantbinding", "assistant", "-n", NS).get("status", {}))
-        ev = node.kubectl("get", "events", "-n", NS, "--field-selector",
-                          "involvedObject.kind=AssistantBinding,involvedObject.name=assistant").stdout
-        return ("429" in st or "allback" in st) and ("429" in ev or "allback" in ev)
+    sim_control(node, "openai/faults", method="DELETE")
+    wait_for("ACTIVE on the primary", 60, active_is("tier0 sim-openai"), interval=2)
+    quiet_until = time.monotonic() + 62
+    while time.monotonic() < quiet_until:
+        assert send(node, name, 1)[0]["headers"].get("x-switchyard-tier") == "0"
+        time.sleep(3)  # a quiet minute on the primary: the per-reason Event limiter is open again
+    sim_control(node, "openai/faults", {"kind": "429", "times": 1000})
+    try:
+        results = send(node, name, 3)
+        assert all(r["status"] == 200 and r["headers"].get("x-switchyard-tier") == "1" for r in results), results
+        wait_for("ACTIVE on the fallback in `kubectl get assistantbinding`", 60,
+                 active_is("tier1 sim-anthropic"), interval=2)
+        b = get_json(node, "assistantbinding", "assistant", "-n", NS)["status"]
+        assert b["active"]["tier"] == 1 and b["active"]["source"] == "sim-anthropic", b["active"]
+        primary = b["chain"][0]["breaker"]
+        assert primary["lastFailure"] == "429" and primary["state"] == "rate-limited", primary
 
-    wait_for("the fallback in the binding's status and Events", 60, seen, interval=2)
+        def event_shows_it() -> str | None:
+            events = node.kubectl("get", "events", "-n", NS, "--field-selector",
+                                  "involvedObject.kind=AssistantBinding,involvedObject.name=assistant").stdout
+            if re.search(r"Warning\s+ActiveTierChanged\s+.*now serving from tier1 sim-anthropic", events):
+                return events
+            raise AssertionError(f"Events so far:\n{events}")
+
+        wait_for("a Warning Event ActiveTierChanged to the fallback", 30, event_shows_it, interval=2)
+    finally:
+        sim_control(node, "openai/faults", method="DELETE")
+
+    def back_on_primary() -> bool:
+        r = send(node, name, 1)[0]
+        return r["status"] == 200 and r["headers"].get("x-switchyard-tier") == "0"
+
+    wait_for("the primary serving again after the breaker's cooldown", 60, back_on_primary, interval=2)
 
 
 # ----------------------------------------------------------------------------- the operator down
@@ -224,9 +271,10 @@ def test_operator_scaled_to_zero_the_app_pod_keeps_serving(operator_down: Any) -
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "issue 14: config is delivered only by the operator's push; with the operator down, a recreated app pod "
-    "is admitted without the sidecar (webhook failurePolicy Ignore, no webhook endpoint) and, if injected, "
-    "would start with no config"))
+    "issue 14: with the operator scaled to zero, the recreated app pod was admitted without the sidecar "
+    "(API server: 'failed calling webhook inject-sidecar.switchyard.dev ... no endpoints available for service "
+    "switchyard-webhook', failing open); the binding then reported NotInjected. Config is delivered only by "
+    "the operator's push, so even an injected pod would start with no config"))
 def test_operator_down_a_recreated_app_pod_starts_and_serves(operator_down: Any) -> None:
     node = operator_down
     old = one_ready_app_pod(node)
@@ -262,7 +310,7 @@ def test_key_rotated_in_its_secret_next_request_uses_it_without_restart(quicksta
 
     wait_for("the next request to carry the rotated key", 120, uses_new_key, interval=1)
     took = time.monotonic() - t0
-    sys.stderr.write(f"\n[node tier] key rotation: first request with the new key {took:.1f}s after the patch\n")
+    node.timings["key rotation: first request with the new key after the Secret patch (s)"] = took
     after = get_json(node, "pod", name, "-n", NS)
     assert after["metadata"]["uid"] == uid
     assert sum(c.get("restartCount", 0) for c in after["status"]["containerStatuses"]) == restarts
@@ -287,7 +335,7 @@ def test_binding_changed_every_selected_pod_serves_the_new_chain_within_the_boun
                    and send(node, p, 1)[0]["headers"].get("x-switchyard-tier") == "0" for p in pods)
 
     wait_for("every selected pod on the new chain", BINDING_CHANGE_BOUND_S, all_new, interval=0.5)
-    sys.stderr.write(f"\n[node tier] binding change served by both pods after {time.monotonic() - t0:.1f}s\n")
+    node.timings["binding change: both pods on the new chain after the patch (s)"] = time.monotonic() - t0
     node.kubectl("patch", "assistantbinding", "assistant", "-n", NS, "--type=merge", "-p", json.dumps({
         "spec": {"primary": {"sourceRef": {"name": "sim-openai"}}, "fallbacks": [{"sourceRef": {"name": "sim-anthropic"}}]}}))
     node.kubectl("scale", "-n", NS, "deployment/demo-app", "--replicas=1")
@@ -303,7 +351,7 @@ metadata:
   name: one-shot
 spec:
   backoffLimit: 0
-  activeDeadlineSeconds: 120
+  activeDeadlineSeconds: 60
   template:
     metadata:
       labels: {app: demo-app}
@@ -324,6 +372,11 @@ spec:
 """
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 14: the webhook injects the sidecar as a regular container, not as a native sidecar "
+    "(initContainers with restartPolicy: Always): on the real node the Job's app container exited 0 "
+    "(Completed) while the switchyard container kept running, so the pod stayed NotReady 1/2 and the Job "
+    "never completed (Failed at activeDeadlineSeconds)"))
 def test_native_sidecar_a_job_whose_pod_has_the_sidecar_completes(quickstart: Any) -> None:
     node = quickstart
     node.kubectl("apply", "-n", NS, "-f", "-", input=JOB)
@@ -331,7 +384,7 @@ def test_native_sidecar_a_job_whose_pod_has_the_sidecar_completes(quickstart: An
         pod = wait_for("the Job's pod", 60, lambda: (get_json(node, "pods", "-n", NS, "-l", "job-name=one-shot")
                                                        ["items"] or [None])[0])
         assert sidecar_names(pod) == ["switchyard"], "the Job's pod got no sidecar"
-        ok = wait_for("the Job to finish", 150, lambda: [
+        ok = wait_for("the Job to finish", 90, lambda: [
             c["type"] for c in get_json(node, "job", "one-shot", "-n", NS).get("status", {}).get("conditions", [])
             if c["status"] == "True" and c["type"] in ("Complete", "Failed")])
         assert ok == ["Complete"], get_json(node, "job", "one-shot", "-n", NS)["status"]
@@ -342,31 +395,35 @@ def test_native_sidecar_a_job_whose_pod_has_the_sidecar_completes(quickstart: An
 # ----------------------------------------------------------------------------- uninstall (last)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "defect found on the real node (not issue 14): helm uninstall leaves what the operator itself created: "
+    "the MutatingWebhookConfiguration and ValidatingWebhookConfiguration switchyard.dev (kopf-managed, "
+    "persistent) and the leader Lease switchyard-system/switchyard-operator; the chart does not own them"))
 def test_helm_uninstall_leaves_nothing_of_switchyard_behind(quickstart: Any) -> None:
     node = quickstart
     node.helm("uninstall", "switchyard", "-n", SYS, "--wait", "--timeout", "120s", timeout=180)
-    kept_by_design = {"customresourcedefinition", "secret/switchyard-admin-token"}  # docs/operations.md
+    # kept by design (docs/operations.md): the CRDs (and so the user's objects) and the
+    # admin-token Secrets in the app namespaces
+    wait_for("the operator's pods gone", 90, lambda: not get_json(node, "pods", "-n", SYS)["items"])
 
-    def leftovers() -> list[str]:
-        found = []
-        for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations", "clusterroles",
-                     "clusterrolebindings"):
-            for it in get_json(node, kind)["items"]:
-                if "switchyard" in it["metadata"]["name"]:
-                    found.append(f"{kind}/{it['metadata']['name']}")
-        for kind in ("deployments", "services", "serviceaccounts", "roles", "rolebindings", "configmaps", "secrets",
-                     "pods", "leases"):
-            for it in get_json(node, kind, "-A")["items"]:
-                md = it["metadata"]
-                if md["namespace"] == NS and kind == "secrets" and md["name"] == "switchyard-admin-token":
-                    continue  # kept by design
-                if md["namespace"] == SYS and not (kind == "serviceaccounts" and md["name"] == "default") \
-                        and not (kind == "configmaps" and md["name"] == "kube-root-ca.crt"):
-                    found.append(f"{kind}/{md['namespace']}/{md['name']}")
-                elif "switchyard" in md["name"] and md["namespace"] not in (NS,):
-                    found.append(f"{kind}/{md['namespace']}/{md['name']}")
-        return found
+    def ours(name: str) -> bool:
+        return "switchyard" in name and not name.startswith("switchyard-node")  # the test cluster's own
 
-    time.sleep(2)  # let the garbage collector finish the owned objects helm does not list
-    left = leftovers()
-    assert not left, f"left behind after helm uninstall (kept by design: {kept_by_design}): {left}"
+    found = []
+    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations", "clusterroles",
+                 "clusterrolebindings"):
+        found += [f"{kind}/{it['metadata']['name']}" for it in get_json(node, kind)["items"]
+                  if ours(it["metadata"]["name"])]
+    for kind in ("deployments", "replicasets", "services", "serviceaccounts", "roles", "rolebindings", "configmaps",
+                 "secrets", "pods", "leases"):
+        for it in get_json(node, kind, "-A")["items"]:
+            md = it["metadata"]
+            if md["namespace"] == NS and kind == "secrets" and md["name"] == "switchyard-admin-token":
+                continue
+            if md["namespace"] == SYS:
+                if (kind, md["name"]) in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt")):
+                    continue  # every namespace has them
+                found.append(f"{kind}/{md['namespace']}/{md['name']}")
+            elif ours(md["name"]):
+                found.append(f"{kind}/{md['namespace']}/{md['name']}")
+    assert not found, f"left behind after helm uninstall: {found}"
