@@ -173,11 +173,28 @@ def _shim_pids(sock: str) -> list[int]:
     return pids
 
 
+def _pod_pids(st: NodeState) -> list[int]:
+    """Processes in the kubelet's pod cgroups (they exist only while our node ran: the
+    kubepods hierarchies that were there before it started are not looked at)."""
+    before = set(st.host.get("cgroups_before", []))
+    pids: set[int] = set()
+    if "cgroups_before" not in st.host:
+        return []
+    for top in CGROUP_V1.glob("*/kubepods*"):
+        if str(top) in before:
+            continue
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(x) for x in procs.read_text().split())
+    return sorted(pids)
+
+
 def live_processes(st: NodeState) -> list[str]:
     live = [f"{name} (pid {info['pid']})" for name, info in st.procs.items() if _our_pid(info)]
     sock = st.data.get("containerd_sock")
     if sock:
         live += [f"containerd-shim (pid {p})" for p in _shim_pids(sock)]
+    live += [f"pod process (pid {p})" for p in _pod_pids(st)]
     return live
 
 
@@ -835,6 +852,11 @@ def node_down(root: Path = DEFAULT_DIR, *, keep_files: bool = False, grace: floa
     sock = st.data.get("containerd_sock")
     for pid in _shim_pids(sock) if sock else []:
         terminate(pid, 5)
+    for pid in _pod_pids(st):  # a container whose shim is gone keeps running: it is ours by its cgroup
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    with contextlib.suppress(KubeToolsError):
+        poll_until("pod processes gone", 10, lambda: not _pod_pids(st))
     live = live_processes(st)
     if live:
         raise _err(f"still running after teardown: {', '.join(live)}; host changes and guards left in place "
