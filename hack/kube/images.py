@@ -25,7 +25,7 @@ from .common import KubeToolsError, cache_root, file_lock, log, run
 EXIT_NODE_FAILED = 9
 
 APT_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables", "conntrack", "buildah",
-                "umoci", "skopeo", "mmdebstrap", "gcc", "libc6-dev", "openssl", "iproute2")
+                "umoci", "skopeo", "mmdebstrap", "gcc", "libc6-dev", "openssl", "iproute2", "nftables")
 
 PAUSE_IMAGE = "localhost/switchyard-pause:1"
 BASE_SUITE = "bookworm"

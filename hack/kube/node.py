@@ -214,6 +214,10 @@ def install_guards(st: NodeState) -> None:
     """Blackhole routes and drop rules, before anything else (idempotent)."""
     ifaces = default_interfaces()
     st.host["guard_ifaces"] = ifaces
+    if "tables_before" not in st.host:  # iptables-nft tables that existed before we touched anything
+        st.host["tables_before"] = sorted(set(re.findall(r"^\*(\w+)$", _sh(["iptables-save"]).stdout, re.M)))
+        st.host["tables6_before"] = sorted(set(re.findall(r"^\*(\w+)$", _sh(["ip6tables-save"]).stdout, re.M)))
+        st.save()
     st.host.setdefault("routes", [])
     for cidr in GUARDED:
         have = _sh(["ip", "route", "show", "type", "blackhole", cidr]).stdout.strip()
@@ -264,6 +268,21 @@ def remove_guards(st: NodeState) -> None:
         _sh(["ip", "route", "del", "blackhole", cidr], check=False)
         st.host["routes"].remove(cidr)
         st.save()
+    _drop_new_empty_tables(st.host.get("tables_before"))
+    _drop_new_empty_tables(st.host.get("tables6_before"), six=True)
+
+
+def _drop_new_empty_tables(before: list[str] | None, six: bool = False) -> None:
+    """iptables-nft cannot delete a table: tables that did not exist before and are empty
+    again are deleted with nft (when it is installed)."""
+    if before is None or not shutil.which("nft"):
+        return
+    saved = _sh(["ip6tables-save" if six else "iptables-save"]).stdout
+    for table in set(re.findall(r"^\*(\w+)$", saved, re.M)) - set(before):
+        body = saved.split(f"*{table}\n", 1)[1].split("COMMIT", 1)[0]
+        if re.search(r"^-A ", body, re.M) or re.search(r"^:(?!(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) )", body, re.M):
+            continue  # not empty: someone else's rules or chains
+        _sh(["nft", "delete", "table", "ip6" if six else "ip", table], check=False)
 
 
 def _read_sysctl(name: str) -> str | None:
@@ -281,6 +300,7 @@ def _write_sysctl(name: str, value: str) -> None:
 def snapshot_host(st: NodeState) -> None:
     if "iptables" not in st.host:
         st.host["iptables"] = _sh(["iptables-save"]).stdout
+        st.host["ip6tables"] = _sh(["ip6tables-save"]).stdout
         st.host["sysctls"] = {k: v for k in SYSCTLS if (v := _read_sysctl(k)) is not None}
         st.host["netns_before"] = sorted(os.listdir("/var/run/netns")) if Path("/var/run/netns").is_dir() else []
         st.host["cgroups_before"] = sorted(str(p) for p in CGROUP_V1.glob("*/kubepods*"))
@@ -887,6 +907,7 @@ def node_down(root: Path = DEFAULT_DIR, *, keep_files: bool = False, grace: floa
     # iptables (kube-proxy's and the kubelet's chains) and sysctls, back to the snapshot
     if "iptables" in host:
         _restore_iptables(host["iptables"])
+        _restore_iptables(host.get("ip6tables", ""), six=True)
         for k, v in host.get("sysctls", {}).items():
             if _read_sysctl(k) != v:
                 _write_sysctl(k, v)
@@ -906,19 +927,18 @@ def node_down(root: Path = DEFAULT_DIR, *, keep_files: bool = False, grace: floa
         (root / "state.json").rename(root / "state.done.json")
 
 
-def _restore_iptables(saved: str) -> None:
+def _restore_iptables(saved: str, six: bool = False) -> None:
+    """Back to the snapshot: tables in it are restored whole; tables made since (the
+    kubelet's and kube-proxy's, in both families) are flushed and their chains deleted."""
+    cmd = "ip6tables" if six else "iptables"
     tables = set(re.findall(r"^\*(\w+)$", saved, re.M))
-    now = _sh(["iptables-save"]).stdout
+    now = _sh([f"{cmd}-save"]).stdout
     for t in set(re.findall(r"^\*(\w+)$", now, re.M)) - tables:
         if t in ("filter", "nat", "mangle", "raw", "security"):
-            _sh(["iptables", "-t", t, "-F"], check=False)
-            _sh(["iptables", "-t", t, "-X"], check=False)
+            _sh([cmd, "-t", t, "-F"], check=False)
+            _sh([cmd, "-t", t, "-X"], check=False)
     if saved.strip():
-        _sh(["iptables-restore"], input=saved)
-    else:
-        for t in ("filter", "nat", "mangle", "raw"):
-            _sh(["iptables", "-t", t, "-F"], check=False)
-            _sh(["iptables", "-t", t, "-X"], check=False)
+        _sh([f"{cmd}-restore"], input=saved)
 
 
 # --------------------------------------------------------------------------- one-time parts
