@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -144,3 +145,59 @@ def test_unreachable_proxy_is_a_distinct_error(monkeypatch: pytest.MonkeyPatch) 
         gobuild.check_proxy(go, dict(os.environ))
     assert e.value.code == kube_tools.EXIT_NO_PROXY
     assert "unreachable" in str(e.value)
+
+
+# --------------------------------------------------------------------------- the node tier's settings
+# (hack/kube/node.py; the facts in docs/testing-node.md that must be exactly so)
+
+
+def test_kubelet_settings_that_must_be_exactly_so(tmp_path: Path) -> None:
+    import json
+
+    from kube import node
+
+    c = json.loads(node.kubelet_config(tmp_path, "10s"))
+    assert c["failCgroupV1"] is False and c["cgroupDriver"] == "cgroupfs" and c["failSwapOn"] is False
+    assert (c["imageGCHighThresholdPercent"], c["imageGCLowThresholdPercent"]) == (100, 99)
+    assert c["clusterDNS"] == [node.NODE_IP] and c["address"] == node.NODE_IP and c["syncFrequency"] == "10s"
+    assert c["authentication"]["anonymous"]["enabled"] is False and c["readOnlyPort"] == 0
+
+
+def test_containerd_cni_and_dns_settings(tmp_path: Path) -> None:
+    import json
+
+    from kube import images, node
+
+    toml = node.containerd_config(tmp_path)
+    for needed in ("restrict_oom_score_adj = true", "SystemdCgroup = false", 'bin_dir = "/usr/lib/cni"',
+                   f'sandbox_image = "{images.PAUSE_IMAGE}"', str(tmp_path / "containerd" / "containerd.sock")):
+        assert needed in toml, needed
+    cni = json.loads(node.cni_config(tmp_path))["plugins"][0]
+    assert cni["type"] == "bridge" and cni["ipMasq"] is False
+    assert cni["ipam"]["ranges"] == [[{"subnet": node.POD_CIDR}]]
+    corefile = node.corefile(tmp_path, 1, 2)
+    assert not re.search(r"^\s*forward\s", corefile, re.M) and "rcode NXDOMAIN" in corefile  # nothing leaves
+    proxy = json.loads(node.kube_proxy_config(tmp_path, 1, 2))
+    assert proxy["mode"] == "iptables" and proxy["nodePortAddresses"] == [f"{node.NODE_IP}/32"]
+
+
+def test_guards_cover_every_range_on_every_external_interface() -> None:
+    from kube import node
+
+    rules = node._iptables_rules(["eth0", "eth1"])
+    for iface in ("eth0", "eth1"):
+        for cidr in (node.NODE_RANGE, node.POD_RANGE, node.SERVICE_CIDR):
+            assert ["-o", iface, "-d", cidr, "-j", "DROP"] in rules
+        assert ["-o", iface, "-s", node.POD_RANGE, "-j", "DROP"] in rules
+    assert set(node.GUARDED) == {node.NODE_RANGE, node.POD_RANGE, node.SERVICE_CIDR}
+
+
+def test_node_up_refuses_a_foreign_non_empty_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kube import node
+
+    (tmp_path / "precious.txt").write_text("not a cluster's")
+    monkeypatch.setattr(node, "preflight", lambda: None)
+    monkeypatch.setattr(node, "live_processes", lambda st: [])
+    with pytest.raises(kube_tools.KubeToolsError, match="holds no node cluster"):
+        node.node_up(tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "not a cluster's"
