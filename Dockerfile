@@ -41,11 +41,18 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-cache-dir --no-index --find-links=/wheels --compile switchyard \
  && python -m pip uninstall -y pip setuptools wheel \
  && rm -rf /root/.cache
+# A passwd/group entry for the uid the image runs as: kopf asks for its user name
+# (getpass.getuser()), and without an entry for 65532 the operator crash-looped with
+# "KeyError: 'getpwuid(): uid not found: 65532'" (the official slim image has none).
+# LOGNAME covers a cluster that runs the image under another uid (getpass reads it first).
+RUN echo 'switchyard:x:65532:65532:switchyard:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'switchyard:x:65532:' >> /etc/group
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONFAULTHANDLER=1 \
     HOME=/tmp \
-    TMPDIR=/tmp
+    TMPDIR=/tmp \
+    LOGNAME=switchyard
 WORKDIR /tmp
 USER 65532:65532
 # 4000: sidecar API (bound to 127.0.0.1 in a pod), 4001: sidecar admin (/healthz,

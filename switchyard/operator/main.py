@@ -245,6 +245,100 @@ def webhook_server(w: WebhookSettings, service: tuple[str, str, int] | None) -> 
     return kopf.WebhookServer(**kwargs)
 
 
+class WebhookReadiness:
+    """``SWITCHYARD_READINESS_ENDPOINT`` (the chart's readiness probe when the webhook is on):
+    200 only once this replica's webhook server answers on its port *and* the managed
+    MutatingWebhookConfiguration carries the handlers with this operator's client config.
+
+    The probe used to be a TCP connect to the webhook port, which passes as soon as kopf's
+    server listens, before kopf has created and patched the configuration: right after
+    ``helm install --wait`` a pod could be admitted without the sidecar (failurePolicy
+    Ignore). The configuration must name this operator's Service (or URL) with this
+    replica's CA as caBundle. It is read with an empty merge patch (the operator may only
+    create and patch it: no extra RBAC verb); once seen, that half stays passed."""
+
+    def __init__(self, w: WebhookSettings, service: tuple[str, str, int] | None) -> None:
+        self.w, self.service = w, service
+        self.configured = False
+        self.kube: Kube | None = None
+
+    def _ours(self, webhooks: list[dict[str, Any]]) -> bool:
+        import base64
+
+        ca = None
+        if self.w.ca_file:
+            with open(self.w.ca_file, "rb") as f:
+                ca = base64.b64encode(f.read()).decode()
+        for hook in webhooks:
+            cc = hook.get("clientConfig") or {}
+            if ca is not None and cc.get("caBundle") != ca:
+                continue  # another replica's (or an old install's) CA: the API server would refuse our cert
+            if self.service is not None:
+                svc = cc.get("service") or {}
+                if (svc.get("namespace"), svc.get("name"), svc.get("port", 443)) == self.service:
+                    return True
+            elif cc.get("url"):
+                return True
+        return False
+
+    async def not_ready(self) -> str | None:
+        import aiohttp
+
+        try:
+            timeout = aiohttp.ClientTimeout(total=2)
+            async with aiohttp.ClientSession(timeout=timeout) as s:
+                async with s.get(f"https://127.0.0.1:{self.w.port}/", ssl=False) as r:
+                    await r.read()  # any answer: kopf's server is serving TLS
+        except Exception as e:
+            return f"webhook server on :{self.w.port} does not answer: {type(e).__name__}"
+        if not self.configured:
+            assert self.kube is not None
+            path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{self.w.configuration_name}"
+            try:
+                obj = await self.kube.request("PATCH", path, {}, content_type="application/merge-patch+json")
+            except Exception as e:
+                return f"webhook configuration {self.w.configuration_name} not readable yet: {e}"
+            if not self._ours((obj or {}).get("webhooks") or []):
+                return f"webhook configuration {self.w.configuration_name} does not point at this operator yet"
+            self.configured = True
+        return None
+
+    def register(self, endpoint: str) -> None:
+        from urllib.parse import urlsplit
+
+        from aiohttp import web
+
+        u = urlsplit(endpoint)
+        runner_box: dict[str, web.AppRunner] = {}
+
+        async def handle(_: web.Request) -> web.Response:
+            why = await self.not_ready()
+            return web.Response(status=503 if why else 200, text=(why or "ok") + "\n")
+
+        @kopf.on.startup()
+        async def start_readiness(settings: kopf.OperatorSettings, **_: Any) -> None:
+            async def relogin() -> kopf.ConnectionInfo:
+                info = login(settings=settings)
+                if info is None:
+                    raise kopf.PermanentError("no Kubernetes credentials")
+                return info
+
+            self.kube = Kube(relogin)
+            app = web.Application()
+            app.router.add_get(u.path or "/readyz", handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, u.hostname or "0.0.0.0", u.port or 8081).start()
+            runner_box["r"] = runner
+
+        @kopf.on.cleanup()
+        async def stop_readiness(**_: Any) -> None:
+            if "r" in runner_box:
+                await runner_box["r"].cleanup()
+            if self.kube is not None:
+                await self.kube.close()
+
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -331,6 +425,9 @@ def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSetting
         settings.admission.server = webhook_server(cfg.webhook, _service(env))
         settings.admission.managed = cfg.webhook.configuration_name
         register_webhook()
+        readiness = env.get("SWITCHYARD_READINESS_ENDPOINT")
+        if readiness:
+            WebhookReadiness(cfg.webhook, _service(env)).register(readiness)
     return settings
 
 

@@ -113,6 +113,16 @@ def test_runs_as_a_numeric_non_root_user() -> None:
     assert not [a for o, a in after if o == "RUN"]
 
 
+def test_the_runtime_uid_has_a_user_name() -> None:
+    """kopf calls getpass.getuser(): without a passwd entry for the uid (and no LOGNAME)
+    the operator crash-loops on a real node with KeyError 'getpwuid(): uid not found'."""
+    uid, _, gid = FINAL.all("USER")[-1].partition(":")
+    runs = " ".join(FINAL.all("RUN"))
+    assert re.search(rf"switchyard:x:{uid}:{gid or uid}:[^']*' >> /etc/passwd", runs), runs
+    assert re.search(rf"switchyard:x:{gid or uid}:[^']*' >> /etc/group", runs), runs
+    assert "LOGNAME=switchyard" in " ".join(FINAL.all("ENV"))
+
+
 def test_read_only_root_filesystem_friendly_environment() -> None:
     env = " ".join(FINAL.all("ENV"))
     for needed in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "HOME=/tmp", "TMPDIR=/tmp"):

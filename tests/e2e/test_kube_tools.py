@@ -1,8 +1,10 @@
-"""The harness's own pure parts (no binaries needed): go.mod rewriting and the test PKI."""
+"""The harness's own pure parts (no binaries needed): go.mod rewriting and the test PKI
+(hack/kube/gobuild.py, hack/kube/pki.py)."""
 
 from __future__ import annotations
 
-import shutil
+import os
+import re
 import socket
 import ssl
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import kube_tools
+from kube import gobuild, pki
 
 UPSTREAM_GOMOD = """\
 // This is a generated file. Do not edit directly.
@@ -37,12 +40,12 @@ replace k8s.io/kubectl => ./staging/src/k8s.io/kubectl
 
 
 def test_wrapper_gomod_maps_local_replaces_to_published_modules() -> None:
-    t = kube_tools._targets()[0]
-    text, n = kube_tools._wrapper_gomod(t, UPSTREAM_GOMOD)
+    t = gobuild.apiserver_targets()[0]
+    text, n = gobuild.wrapper_gomod(t, UPSTREAM_GOMOD)
     assert n == 3
     assert "go 1.26.0" in text and "godebug default=go1.26" in text
     assert f"require k8s.io/kubernetes v{kube_tools.KUBE_VERSION}" in text
-    staging = kube_tools._staging_version(kube_tools.KUBE_VERSION)
+    staging = gobuild.staging_version(kube_tools.KUBE_VERSION)
     for mod in ("k8s.io/api", "k8s.io/client-go", "k8s.io/kubectl"):
         assert f"\t{mod} => {mod} {staging}\n" in text
     assert "\tgithub.com/some/fork => github.com/other/fork v1.0.1\n" in text
@@ -50,21 +53,32 @@ def test_wrapper_gomod_maps_local_replaces_to_published_modules() -> None:
 
 
 def test_staging_version() -> None:
-    assert kube_tools._staging_version("1.37.2") == "v0.37.2"
+    assert gobuild.staging_version("1.37.2") == "v0.37.2"
 
 
-def test_key_usage_bits_are_minimal_der() -> None:
-    assert kube_tools._key_usage(0, 2) == b"\x03\x02\x05\xa0"  # digitalSignature, keyEncipherment
-    assert kube_tools._key_usage(0, 5, 6) == b"\x03\x02\x01\x86"  # + keyCertSign, cRLSign
+def test_ca_and_leaf_extensions(tmp_path: Path) -> None:
+    ca = kube_tools.LocalCA(tmp_path)
+    leaf = ca.issue("system:node:n1", ("10.200.0.1", "n1"), orgs=("system:nodes",))
+
+    def text(p: Path) -> str:
+        return subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(p)], capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+
+    ca_text, leaf_text = text(ca.cert_file), text(leaf.cert_file)
+    assert "CA:TRUE" in ca_text and "Certificate Sign, CRL Sign" in ca_text
+    assert "CA:FALSE" in leaf_text and "Digital Signature, Key Encipherment" in leaf_text
+    assert "TLS Web Server Authentication, TLS Web Client Authentication" in leaf_text
+    assert "IP Address:10.200.0.1, DNS:n1" in leaf_text
+    assert "O = system:nodes, CN = system:node:n1" in leaf_text
+    assert oct(leaf.key_file.stat().st_mode & 0o777) == "0o600"
 
 
 def test_ca_issues_a_cert_python_tls_verifies_for_127_0_0_1(tmp_path: Path) -> None:
     ca = kube_tools.LocalCA(tmp_path)
     cert = ca.issue("hook", ("127.0.0.1", "localhost"))
-    if shutil.which("openssl"):
-        cp = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(cert.ca_file), str(cert.cert_file)],
-                            capture_output=True, text=True, timeout=30)
-        assert cp.returncode == 0, cp.stderr
+    cp = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(cert.ca_file), str(cert.cert_file)],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
     sctx = cert.server_context()
@@ -85,11 +99,12 @@ def test_ca_issues_a_cert_python_tls_verifies_for_127_0_0_1(tmp_path: Path) -> N
     srv.close()
 
 
-def test_rsa_signature_roundtrip() -> None:
-    k = kube_tools.RsaKey.generate(1024)
-    sig = kube_tools.RsaKey.sign_sha256(k, b"hello")
-    em = pow(int.from_bytes(sig, "big"), k.e, k.n).to_bytes(128, "big")
-    assert em.startswith(b"\x00\x01\xff") and em.endswith(__import__("hashlib").sha256(b"hello").digest())
+def test_rsa_key_pair_matches(tmp_path: Path) -> None:
+    pki.rsa_key_pair(tmp_path / "sa.key", tmp_path / "sa.pub")
+    derived = subprocess.run(["openssl", "pkey", "-in", str(tmp_path / "sa.key"), "-pubout"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    assert derived == (tmp_path / "sa.pub").read_text()
+    assert "BEGIN PRIVATE KEY" in (tmp_path / "sa.key").read_text()
 
 
 def test_free_port_is_bindable() -> None:
@@ -111,22 +126,78 @@ def test_cache_root_override(monkeypatch: pytest.MonkeyPatch, env_value: str | N
 
 
 def test_missing_go_is_a_distinct_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kube_tools.shutil, "which", lambda name: None)
-    monkeypatch.setattr(kube_tools, "_GO_FALLBACK", "/nonexistent/go")
+    monkeypatch.setattr(gobuild.shutil, "which", lambda name: None)
+    monkeypatch.setattr(gobuild, "GO_FALLBACK", "/nonexistent/go")
     with pytest.raises(kube_tools.KubeToolsError) as e:
-        kube_tools._go_exe()
+        gobuild.go_exe()
     assert e.value.code == kube_tools.EXIT_NO_GO
     assert "Go" in str(e.value)
 
 
 def test_unreachable_proxy_is_a_distinct_error(monkeypatch: pytest.MonkeyPatch) -> None:
     try:
-        go = kube_tools._go_exe()
+        go = gobuild.go_exe()
     except kube_tools.KubeToolsError:
         pytest.skip("no Go toolchain here")
     port = kube_tools.free_port()  # nothing listens there
     monkeypatch.setenv("GOPROXY", f"http://127.0.0.1:{port}")
     with pytest.raises(kube_tools.KubeToolsError) as e:
-        kube_tools._check_proxy(go, dict(kube_tools.os.environ))
+        gobuild.check_proxy(go, dict(os.environ))
     assert e.value.code == kube_tools.EXIT_NO_PROXY
     assert "unreachable" in str(e.value)
+
+
+# --------------------------------------------------------------------------- the node tier's settings
+# (hack/kube/node.py; the facts in docs/testing-node.md that must be exactly so)
+
+
+def test_kubelet_settings_that_must_be_exactly_so(tmp_path: Path) -> None:
+    import json
+
+    from kube import node
+
+    c = json.loads(node.kubelet_config(tmp_path, "10s"))
+    assert c["failCgroupV1"] is False and c["cgroupDriver"] == "cgroupfs" and c["failSwapOn"] is False
+    assert (c["imageGCHighThresholdPercent"], c["imageGCLowThresholdPercent"]) == (100, 99)
+    assert c["clusterDNS"] == [node.NODE_IP] and c["address"] == node.NODE_IP and c["syncFrequency"] == "10s"
+    assert c["authentication"]["anonymous"]["enabled"] is False and c["readOnlyPort"] == 0
+
+
+def test_containerd_cni_and_dns_settings(tmp_path: Path) -> None:
+    import json
+
+    from kube import images, node
+
+    toml = node.containerd_config(tmp_path)
+    for needed in ("restrict_oom_score_adj = true", "SystemdCgroup = false", 'bin_dir = "/usr/lib/cni"',
+                   f'sandbox_image = "{images.PAUSE_IMAGE}"', str(tmp_path / "containerd" / "containerd.sock")):
+        assert needed in toml, needed
+    cni = json.loads(node.cni_config(tmp_path))["plugins"][0]
+    assert cni["type"] == "bridge" and cni["ipMasq"] is False
+    assert cni["ipam"]["ranges"] == [[{"subnet": node.POD_CIDR}]]
+    corefile = node.corefile(tmp_path, 1, 2)
+    assert not re.search(r"^\s*forward\s", corefile, re.M) and "rcode NXDOMAIN" in corefile  # nothing leaves
+    proxy = json.loads(node.kube_proxy_config(tmp_path, 1, 2))
+    assert proxy["mode"] == "iptables" and proxy["nodePortAddresses"] == [f"{node.NODE_IP}/32"]
+
+
+def test_guards_cover_every_range_on_every_external_interface() -> None:
+    from kube import node
+
+    rules = node._iptables_rules(["eth0", "eth1"])
+    for iface in ("eth0", "eth1"):
+        for cidr in (node.NODE_RANGE, node.POD_RANGE, node.SERVICE_CIDR):
+            assert ["-o", iface, "-d", cidr, "-j", "DROP"] in rules
+        assert ["-o", iface, "-s", node.POD_RANGE, "-j", "DROP"] in rules
+    assert set(node.GUARDED) == {node.NODE_RANGE, node.POD_RANGE, node.SERVICE_CIDR}
+
+
+def test_node_up_refuses_a_foreign_non_empty_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kube import node
+
+    (tmp_path / "precious.txt").write_text("not a cluster's")
+    monkeypatch.setattr(node, "preflight", lambda: None)
+    monkeypatch.setattr(node, "live_processes", lambda st: [])
+    with pytest.raises(kube_tools.KubeToolsError, match="holds no node cluster"):
+        node.node_up(tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "not a cluster's"
