@@ -77,8 +77,9 @@ class ChainTierStatus(_Status):
     resolvable: bool = Field(description="True when the tier can take traffic (source, secret, model and profile all resolve).")
     reason: str | None = Field(
         default=None,
-        description="Why the tier is not resolvable: SourceNotFound, SecretNotFound, SecretKeyMissing, "
-        "SecretUnreadable, EnvCredentialNotAllowed, ModelNotSet, ModelNotAllowed, ModelNotInCatalog, "
+        description="Why the tier is not resolvable: SourceNotFound, SecretNotFound (standalone), "
+        "SecretNotMarked (no Secret of that name labelled switchyard.dev/credential=true), SecretReserved, "
+        "SecretKeyMissing, SecretUnreadable, EnvCredentialNotAllowed, ModelNotSet, ModelNotAllowed, ModelNotInCatalog, "
         "ProfileNotFound or ProtocolMismatch.",
     )
     message: str | None = Field(default=None, description="The exact problem, naming the object and key at fault.")

@@ -4,8 +4,10 @@ What the operator watches, and why:
 
 - ModelSources, CapabilityProfiles, AssistantBindings: indexed by namespace; any event
   re-reconciles the namespace (a source event also refreshes its catalog).
-- Secrets: indexed by name (data kept only for referenced ones); an event on a referenced
-  Secret re-reconciles its namespace and re-checks the sources that use it.
+- Secrets labelled ``switchyard.dev/credential: "true"`` only (a server-side label
+  selector, credentials.py): indexed by name with their data; an event on a referenced
+  one re-reconciles its namespace and re-checks the sources that use it. No other
+  Secret is watched; the admin-token Secret is read by name (reconciler.py).
 - Pods carrying the sidecar: indexed by namespace; an event (created, Running with an IP,
   sidecar restarted, deleted) re-reconciles the namespace, which pushes config again.
 - A mutating webhook on Pod CREATE injects the sidecar (kopf manages the
@@ -39,6 +41,7 @@ import kopf
 from switchyard.api.models import GROUP, VERSION
 
 from . import webhook, world
+from .credentials import CREDENTIAL_SELECTOR
 from .kube import Kube
 from .leader import LeaderElector
 from .reconciler import Reconciler
@@ -127,8 +130,7 @@ def index_bindings(namespace: str, body: kopf.Body, **_: Any) -> dict[str, world
 
 @kopf.index("v1", "secrets")
 def index_secrets(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[tuple[str, str], world.SecretSnap]:
-    rec = getattr(memo.holder, "reconciler", None)
-    keep = rec is not None and name in rec.world.referenced_secrets(namespace)
+    keep = name != _config(memo).sidecar.admin_token_secret  # reserved: never a credential
     return {(namespace, name): world.snapshot_secret(body, keep_data=keep)}
 
 
@@ -326,6 +328,8 @@ def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSetting
     settings.posting.enabled = False  # the operator posts its own, rate-limited Events
     settings.scanning.disabled = True  # CRDs are installed before the operator; no CRD/namespace watch
     settings.watching.server_timeout = 300
+    # Only Secrets marked as Switchyard credentials are ever listed or watched (server side).
+    settings.watching.label_selectors["v1", "secrets"] = CREDENTIAL_SELECTOR
     settings.networking.request_timeout = 60
     if cfg.webhook.enabled:
         settings.admission.server = webhook_server(cfg.webhook, _service(env))
