@@ -191,8 +191,9 @@ class SidecarOnLoopback:
 
 
 class Operator:
-    def __init__(self, kube: kube_tools.Cluster, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, kube: kube_tools.Cluster, log_dir: Path, env: dict[str, str], args: list[str] | None = None) -> None:
         self.kube, self.log_dir, self.extra_env = kube, log_dir, env
+        self.args = args or ["--log-level", "info"]  # after `switchyard operator`
         self.proc: subprocess.Popen[bytes] | None = None
         self.n = 0
 
@@ -212,7 +213,7 @@ class Operator:
             "SWITCHYARD_LEASE_DURATION_SECONDS": "4", "SWITCHYARD_LEASE_RENEW_SECONDS": "1",
             **self.extra_env,
         })
-        self.proc = subprocess.Popen([str(SWITCHYARD), "operator", "--log-level", "info"], env=env,
+        self.proc = subprocess.Popen([str(SWITCHYARD), "operator", *self.args], env=env,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
