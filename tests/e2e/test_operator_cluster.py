@@ -557,6 +557,25 @@ spec:
     check_operator_alive(env)
 
 
+def test_kubectl_wait_for_ready_works_on_every_kind(env: Env, kube_ns: str, sidecars: list[SidecarOnLoopback]) -> None:
+    """`kubectl wait --for=condition=Ready` on a ModelSource, a CapabilityProfile and an
+    AssistantBinding (the real kubectl, against the CRDs' conditions); a source whose
+    Secret is not usable is not Ready, and says why."""
+    kube, ns = env.kube, kube_ns
+    env.scenario(ns)
+    sc = SidecarOnLoopback(env.lt)
+    sidecars.append(sc)
+    kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=sc.admin_url))
+    cp = kube.kubectl("wait", "-n", ns, "--for=condition=Ready", "--timeout=60s",
+                      "ms/openai-main", "ms/local-llama", "cap/small-local", "ab/support")
+    assert cp.stdout.count("condition met") == 4, cp.stdout
+    cp = kube.kubectl("wait", "-n", ns, "--for=condition=Ready", "--timeout=3s", "ms/anthropic", check=False)
+    assert cp.returncode != 0
+    ready = cond(get(kube, ns, "ms/anthropic"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotMarked")
+    check_operator_alive(env)
+
+
 def test_config_push_health_and_events(env: Env, kube_ns: str, sidecars: list[SidecarOnLoopback]) -> None:
     kube, ns = env.kube, kube_ns
     env.scenario(ns)
