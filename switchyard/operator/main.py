@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -40,7 +41,7 @@ import kopf
 
 from switchyard.api.models import GROUP, VERSION
 
-from . import webhook, world
+from . import metrics, webhook, world
 from .credentials import CREDENTIAL_SELECTOR
 from .kube import Kube
 from .leader import LeaderElector
@@ -102,12 +103,18 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
     if cfg.leader.enabled:
         rec.leader = LeaderElector(kube, cfg.leader, on_change=rec.on_leadership)
     memo.holder.reconciler = rec
+    metrics.METRICS.bind(lambda: len(rec.queue), lambda: rec.is_leader)
+    if cfg.metrics_port:
+        memo.holder.metrics_server, _ = await metrics.serve(cfg.metrics_host, cfg.metrics_port)
     await rec.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await _reconciler(memo).stop()
+    server = getattr(memo.holder, "metrics_server", None)
+    if server is not None:
+        await server.cleanup()
 
 
 # --------------------------------------------------------------------------- indexes
@@ -173,10 +180,12 @@ def on_pod(namespace: str, memo: kopf.Memo, **_: Any) -> None:
 
 
 def inject_sidecar(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
+    started = time.monotonic()
     spec, warns = webhook.spec_patch(dict(body), _config(memo).sidecar)
     warnings.extend(warns)
     if spec:
         patch.spec.update(spec)
+    metrics.METRICS.admitted("inject", started, "warned" if warns else "allowed")
 
 
 async def validate_binding(
@@ -189,13 +198,18 @@ async def validate_binding(
     only a webhook that cannot be reached, so nothing may escape from here. Async on
     purpose: kopf runs sync handlers in threads, and the check reads the indexes and the
     reconciler's memory, which only the event loop may touch."""
+    started = time.monotonic()
     try:
         rec = getattr(getattr(memo, "holder", None), "reconciler", None)
         if rec is None or body is None or warnings is None:
-            return  # not started yet: no indexes to check against
-        warnings.extend(rec.check_binding(dict(body), dict(old) if old is not None else None))
+            metrics.METRICS.admitted("validate", started, "fail-open")  # not started yet: nothing to check against
+            return
+        found = rec.check_binding(dict(body), dict(old) if old is not None else None)
+        warnings.extend(found)
+        metrics.METRICS.admitted("validate", started, "warned" if found else "allowed")
     except Exception:
         log.exception("the apply-time check of an AssistantBinding failed; admitted without warnings")
+        metrics.METRICS.admitted("validate", started, "fail-open")
 
 
 def register_webhook() -> None:
@@ -305,6 +319,8 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         base,
         namespaces=namespaces,
         resync_seconds=_float(env, "SWITCHYARD_RESYNC_SECONDS", base.resync_seconds),
+        metrics_host=env.get("SWITCHYARD_METRICS_LISTEN", base.metrics_host),
+        metrics_port=int(env.get("SWITCHYARD_METRICS_PORT", str(base.metrics_port))),
         sidecar=sidecar,
         push=push,
         catalog=catalog,

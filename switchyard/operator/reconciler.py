@@ -53,6 +53,7 @@ from .credentials import CredentialRefused, refusal
 from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
 from .health import disabled_tiers
 from .kube import Kube, KubeError
+from .metrics import METRICS, OperatorMetrics
 from .plan import AdminTokenRef, BindingPlan, NamespaceInputs, PodOutcome, first_error, plan_configs, plan_statuses
 from .push import AdminTimeouts, PushMemory, get_status, put_config, reset_tier
 from .selection import PodInfo
@@ -127,6 +128,7 @@ class Reconciler:
         self._catalog_sem = asyncio.Semaphore(settings.catalog.concurrency)
         self._tasks: list[asyncio.Task[Any]] = []
         self.passes = 0  # namespace reconciles done (for tests and metrics)
+        self.metrics: OperatorMetrics = METRICS
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +198,7 @@ class Reconciler:
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
+            kind, t0 = ("namespace" if key[0] == "ns" else "catalog"), self.mono()
             try:
                 if self.is_leader:
                     if key[0] == "ns":
@@ -206,9 +209,12 @@ class Reconciler:
                 raise
             except Exception:
                 log.exception("reconcile of %s failed; retrying in 5s", "/".join(key))
+                self.metrics.reconciled(kind, self.mono() - t0, ok=False)
                 self.queue.done(key)
                 self.queue.add(key, 5.0)
                 continue
+            if self.is_leader:
+                self.metrics.reconciled(kind, self.mono() - t0, ok=True)
             self.queue.done(key)
 
     async def _resync(self) -> None:
@@ -377,6 +383,7 @@ class Reconciler:
         if planned and self.pushes.needs_push(pod, config.version, mono):
             async with self._admin_sem:
                 version, problem = await put_config(self.session, pod, pod.admin_url, token, config.to_wire(), self.timeouts)
+            self.metrics.pushes.labels("applied" if problem is None and version == config.version else "failed").inc()
             if problem is None and version == config.version:
                 self.pushes.pushed(pod, config.version)
                 log.info("pushed config %s to %s/%s", config.version, pod.namespace, pod.name)
@@ -604,6 +611,7 @@ class Reconciler:
         elif cref is not None:
             data = self._credential_data(ns, cref.name or "")
             if isinstance(data, CredentialRefused):  # nothing read, nothing sent
+                self.metrics.refusals.labels(data.reason).inc()
                 check = catalogs.not_checked(data.reason, data.message)
             elif not data.get(cref.key or ""):
                 check = catalogs.not_checked("SecretKeyMissing", f"Secret {cref.name} has no key {cref.key}")

@@ -36,10 +36,20 @@ def test_the_admin_port_admits_only_the_operator(render: Render) -> None:
                              {"protocol": "UDP"}, {"protocol": "SCTP"}]
 
 
-def test_the_operator_admits_only_health_and_webhook(render: Render) -> None:
+def test_the_operator_admits_only_health_metrics_and_webhook(render: Render) -> None:
     docs = render(None, "networkPolicy.operator.enabled=true")
     pol = one(docs, "NetworkPolicy")
     assert pol["metadata"]["namespace"] == "switchyard-system"
     assert pol["spec"]["podSelector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
     (rule,) = pol["spec"]["ingress"]
-    assert [p["port"] for p in rule["ports"]] == [8080, 9443]
+    assert [p["port"] for p in rule["ports"]] == [8080, 8081, 9443]
+
+
+def test_the_operator_podmonitor_scrapes_the_metrics_port(render: Render) -> None:
+    docs = render(None, "metrics.operatorPodMonitor.enabled=true")
+    pm = one(docs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert pm["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    (c,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
+    assert {"name": "SWITCHYARD_METRICS_PORT", "value": "8081"} in c["env"]

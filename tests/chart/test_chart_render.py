@@ -101,10 +101,13 @@ def test_crds_render_and_validate_with_include_crds(helm: Any, tmp_path: Path) -
 
 def test_foreign_kinds_carry_the_fields_their_operators_need(render: Render) -> None:
     docs = render(VALUES_ALL, release="sy")
-    pm = one(docs, "PodMonitor")
+    pm = one(docs, "PodMonitor", "sy-switchyard-sidecars")
     assert pm["spec"]["podMetricsEndpoints"] == [{"port": "sy-admin", "path": "/metrics", "interval": "30s"}]
     assert pm["spec"]["namespaceSelector"] == {"any": True} and pm["spec"]["selector"] == {}
     assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    opm = one(docs, "PodMonitor", "sy-switchyard-operator")
+    assert opm["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert opm["spec"]["namespaceSelector"] == {"matchNames": ["switchyard-system"]}
     sm = one(docs, "ServiceMonitor")
     assert sm["spec"]["endpoints"][0]["port"] == "sy-admin" and sm["spec"]["selector"] == {"matchLabels": {"app": "support"}}
     rule = one(docs, "PrometheusRule")

@@ -126,6 +126,7 @@ class Env:
         self.token = ""
         self.webhook_port = 0
         self.health_port = 0
+        self.metrics_port = 0
         self.timings: dict[str, float] = {}
         self.operator_env: dict[str, str] = {}
 
@@ -170,6 +171,10 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
     out["SWITCHYARD_WEBHOOK_LISTEN"] = "127.0.0.1"
     out["SWITCHYARD_WEBHOOK_PORT"] = str(env.webhook_port)
     out["SWITCHYARD_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{env.health_port}/healthz"
+    assert out["SWITCHYARD_METRICS_PORT"] == "8081"
+    env.metrics_port = kube_tools.free_port()
+    out["SWITCHYARD_METRICS_PORT"] = str(env.metrics_port)
+    out["SWITCHYARD_METRICS_LISTEN"] = "127.0.0.1"
     # Test-only: reach the loopback sidecar by annotation; poll faster than in production.
     out.update({"SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION": "1", "SWITCHYARD_HEALTH_INTERVAL_SECONDS": "1",
                 "SWITCHYARD_RESYNC_SECONDS": "5", "SWITCHYARD_CATALOG_RETRY_SECONDS": "2",
@@ -352,6 +357,10 @@ def test_the_operator_runs_with_the_deployments_settings(chart: Env) -> None:
     assert svc["spec"]["ports"][0]["port"] == 443 and svc["spec"]["ports"][0]["targetPort"] == "webhook"
     with urllib.request.urlopen(f"http://127.0.0.1:{chart.health_port}/healthz", timeout=5) as r:
         assert r.status == 200
+    # The operator's own metrics, on the port the chart gives it (operator.metricsPort).
+    with urllib.request.urlopen(f"http://127.0.0.1:{chart.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert re.search(r"^switchyard_operator_leader 1\.0$", text, re.M), text[:2000]
     check_operator_clean(chart)
 
 

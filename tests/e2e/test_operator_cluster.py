@@ -294,6 +294,12 @@ def sidecar_pod(name: str, app: str, admin_url: str | None = None, admin_port: i
 class Env:
     def __init__(self, kube: kube_tools.Cluster, upstream: FakeUpstream, url: str, operator: Operator, lt: LoopThread) -> None:
         self.kube, self.upstream, self.url, self.operator, self.lt = kube, upstream, url, operator, lt
+        self.metrics_url = ""
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's /metrics as {'name{labels}': value}."""
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
 
     def scenario(self, ns: str) -> None:
         for name in ("secrets", "profiles", "sources", "bindings"):
@@ -308,9 +314,11 @@ def env(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
     lt = LoopThread()
     upstream = FakeUpstream(lt)
     url = upstream.start()
-    op = Operator(kube, tmp_path_factory.mktemp("operator"), {})
+    metrics_port = kube_tools.free_port()
+    op = Operator(kube, tmp_path_factory.mktemp("operator"), {"SWITCHYARD_METRICS_PORT": str(metrics_port)})
     op.start()
     e = Env(kube, upstream, url, op, lt)
+    e.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     sys.stderr.write(f"\n[operator e2e] setup {time.monotonic() - t0:.1f}s\n")
     try:
         yield e
@@ -552,6 +560,9 @@ spec:
         assert can("get", "secret/switchyard-admin-token")
         cp = kube.kubectl("get", "secret", "db-password", "-n", ns, identity="operator", check=False)
         assert cp.returncode != 0 and "forbidden" in cp.stderr.lower()
+        m = env.metrics()  # the refusals are counted (by reason, never by name)
+        assert m['switchyard_operator_credential_refusals_total{reason="SecretNotMarked"}'] >= 1
+        assert m['switchyard_operator_credential_refusals_total{reason="SecretReserved"}'] >= 1
     finally:
         trap.stop()
     check_operator_alive(env)
@@ -829,3 +840,24 @@ def test_two_replicas_one_writer(env: Env, kube_ns: str, tmp_path: Path) -> None
         standby.stop()
         env.operator.start("op-a")
     poll("op-a leads again", lambda: lease().get("holderIdentity") == "op-a", timeout=20)
+
+
+def test_the_operator_serves_its_own_metrics(env: Env, kube_ns: str, sidecars: list[SidecarOnLoopback]) -> None:
+    """switchyard_operator_* on SWITCHYARD_METRICS_PORT: reconciles, pushes, queue depth,
+    leadership (the names docs/metrics.md lists and the dashboard's Operator row uses)."""
+    kube, ns = env.kube, kube_ns
+    env.scenario(ns)
+    sc = SidecarOnLoopback(env.lt)
+    sidecars.append(sc)
+    kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=sc.admin_url))
+    poll("first push", lambda: sc.admin_status()["configured"])
+    m = poll("a push counted", lambda: (m := env.metrics())['switchyard_operator_config_pushes_total{outcome="applied"}'] >= 1 and m)
+    assert m["switchyard_operator_leader"] == 1
+    assert m['switchyard_operator_reconciles_total{kind="namespace",result="ok"}'] >= 1
+    assert m['switchyard_operator_reconciles_total{kind="catalog",result="ok"}'] >= 1
+    assert m['switchyard_operator_reconcile_duration_seconds_count{kind="namespace"}'] >= 1
+    assert "switchyard_operator_queue_depth" in m
+    assert 'switchyard_operator_webhook_requests_total{outcome="allowed",webhook="validate"}' in m
+    text = urllib.request.urlopen(env.metrics_url, timeout=5).read().decode()
+    assert ns not in text and ADMIN_TOKEN not in text  # no object, namespace or secret in a label
+    check_operator_alive(env)

@@ -116,6 +116,7 @@ async def test_an_unmarked_or_reserved_secret_is_refused_and_nothing_is_read_or_
         tier = by_name[("assistantbindings", "support")]["chain"][0]
         assert (tier["resolvable"], tier["reason"]) == (False, reason)
         assert "sk-stolen" not in repr(kube.patches) and "admin-token-value" not in repr(kube.patches)
+        assert rec.metrics.refusals.labels(reason)._value.get() >= 1
         assert rec.check_binding(BINDING, None)[0].startswith(f"switchyard: tier0 (main/gpt-4o) is unresolvable: {reason}")
 
 
