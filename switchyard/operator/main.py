@@ -346,6 +346,11 @@ def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSetting
     settings.watching.server_timeout = 300
     # Only Secrets marked as Switchyard credentials are ever listed or watched (server side).
     settings.watching.label_selectors["v1", "secrets"] = CREDENTIAL_SELECTOR
+    # Pods: a server-side label selector when the pods that carry the sidecar are labelled
+    # (SWITCHYARD_POD_LABEL_SELECTOR, e.g. app.kubernetes.io/part-of=assistants); without
+    # one every pod is streamed and those without the sidecar are dropped on arrival.
+    if env.get("SWITCHYARD_POD_LABEL_SELECTOR"):
+        settings.watching.label_selectors["v1", "pods"] = env["SWITCHYARD_POD_LABEL_SELECTOR"]
     settings.networking.request_timeout = 60
     if cfg.webhook.enabled:
         settings.admission.server = webhook_server(cfg.webhook, _service(env))

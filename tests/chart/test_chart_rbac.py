@@ -109,3 +109,12 @@ def test_no_wildcards(render: Render, case: str) -> None:
             ), r
             if "secrets" in r.get("resources", []):
                 assert set(r["verbs"]) <= {"get", "list", "watch"}, r
+
+
+def test_the_pod_label_selector_reaches_the_operator(render: Render) -> None:
+    def env(docs: list[dict[str, Any]]) -> dict[str, str]:
+        (c,) = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in c["env"]}
+
+    assert "SWITCHYARD_POD_LABEL_SELECTOR" not in env(render())
+    assert env(render(None, "operator.podLabelSelector=team=assistants"))["SWITCHYARD_POD_LABEL_SELECTOR"] == "team=assistants"

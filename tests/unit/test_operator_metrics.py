@@ -42,3 +42,22 @@ def test_docs_list_every_operator_family() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
     rows = set(re.findall(r"^\| `(switchyard_operator_[a-z_]+)` \|", doc, re.M))
     assert rows == FAMILIES
+
+
+def test_secrets_and_optionally_pods_are_selected_server_side() -> None:
+    """kopf sends these label selectors to the API server on every list and watch."""
+    import kopf
+
+    from switchyard.operator.main import kopf_settings
+    from switchyard.operator.settings import Settings, WebhookSettings
+
+    def selectors(env: dict[str, str]) -> dict[str, list[str]]:
+        s = kopf_settings(Settings(webhook=WebhookSettings(enabled=False)), env)
+        out = {}
+        for plural in ("secrets", "pods"):
+            res = kopf.Resource("", "v1", plural)
+            out[plural] = list(s.watching.label_selectors.collect(res))
+        return out
+
+    assert selectors({}) == {"secrets": ["switchyard.dev/credential=true,app.kubernetes.io/part-of!=switchyard"], "pods": []}
+    assert selectors({"SWITCHYARD_POD_LABEL_SELECTOR": "team=assistants"})["pods"] == ["team=assistants"]
