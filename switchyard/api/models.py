@@ -151,7 +151,11 @@ class CredentialRef(_Spec):
     need no key (a local Ollama, say).
     """
 
-    name: Name | None = Field(default=None, description="Name of a Secret in the same namespace.")
+    name: Name | None = Field(
+        default=None,
+        description="Name of a Secret in the same namespace. In a cluster the Secret must be labelled "
+        "switchyard.dev/credential: \"true\" (the operator reads no other Secret; docs/security.md).",
+    )
     key: str | None = Field(
         default=None,
         min_length=1,

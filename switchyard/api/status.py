@@ -27,14 +27,28 @@ class _Status(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-class Condition(_Status):
-    """A standard Kubernetes condition (the shape of metav1.Condition)."""
+# metav1.Condition's own validation (k8s.io/apimachinery/pkg/apis/meta/v1/types.go).
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+# The list of conditions is a map keyed on `type` (one condition per type), as metav1 declares it.
+CONDITIONS_LIST = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
-    type: str = Field(max_length=316, description="Condition type, e.g. Ready.")
+
+class Condition(_Status):
+    """A standard Kubernetes condition (the shape and validation of metav1.Condition)."""
+
+    type: str = Field(min_length=1, max_length=316, pattern=CONDITION_TYPE_PATTERN, description="Condition type, e.g. Ready.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: str = Field(max_length=1024, description="CamelCase reason for the condition's last transition.")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN,
+        description="CamelCase reason for the condition's last transition.",
+    )
     message: str = Field(default="", max_length=32768, description="Human-readable details.")
-    last_transition_time: str = Field(description="When the status last changed (RFC 3339).")
+    last_transition_time: str = Field(
+        description="When the status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation the condition was computed from."
     )
@@ -77,8 +91,9 @@ class ChainTierStatus(_Status):
     resolvable: bool = Field(description="True when the tier can take traffic (source, secret, model and profile all resolve).")
     reason: str | None = Field(
         default=None,
-        description="Why the tier is not resolvable: SourceNotFound, SecretNotFound, SecretKeyMissing, "
-        "SecretUnreadable, EnvCredentialNotAllowed, ModelNotSet, ModelNotAllowed, ModelNotInCatalog, "
+        description="Why the tier is not resolvable: SourceNotFound, SecretNotFound (standalone), "
+        "SecretNotMarked (no Secret of that name labelled switchyard.dev/credential=true), SecretReserved, "
+        "SecretKeyMissing, SecretUnreadable, EnvCredentialNotAllowed, ModelNotSet, ModelNotAllowed, ModelNotInCatalog, "
         "ProfileNotFound or ProtocolMismatch.",
     )
     message: str | None = Field(default=None, description="The exact problem, naming the object and key at fault.")
@@ -153,7 +168,8 @@ class AssistantBindingStatus(_Status):
     )
     summary: BindingSummary | None = Field(default=None, description="Printer-column strings.")
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=8, description="Resolved, Ready and ChainCompatible."
+        default_factory=list, max_length=8, description="Resolved, Ready and ChainCompatible.",
+        json_schema_extra=CONDITIONS_LIST,
     )
 
 
@@ -170,11 +186,16 @@ class ModelSourceStatus(_Status):
 
     observed_generation: int | None = Field(default=None, ge=0, description="The .metadata.generation this status describes.")
     catalog: CatalogStatus | None = Field(default=None, description="The live model catalog; absent until fetched.")
-    conditions: list[Condition] = Field(default_factory=list, max_length=8, description="CredentialValid and CatalogReady.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=8, json_schema_extra=CONDITIONS_LIST,
+        description="CredentialValid, CatalogReady and Ready (credential not refused and catalog fetched).",
+    )
 
 
 class CapabilityProfileStatus(_Status):
     """What the operator reports on a CapabilityProfile."""
 
     observed_generation: int | None = Field(default=None, ge=0, description="The .metadata.generation this status describes.")
-    conditions: list[Condition] = Field(default_factory=list, max_length=8, description="Valid.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=8, json_schema_extra=CONDITIONS_LIST, description="Valid and Ready (the same verdict)."
+    )

@@ -54,6 +54,20 @@ MODEL_NOT_ALLOWED = "ModelNotAllowed"
 MODEL_NOT_IN_CATALOG = "ModelNotInCatalog"
 PROFILE_NOT_FOUND = "ProfileNotFound"
 PROTOCOL_MISMATCH = "ProtocolMismatch"
+SECRET_NOT_MARKED = "SecretNotMarked"
+SECRET_RESERVED = "SecretReserved"
+
+
+class CredentialRefused(KeyError):
+    """Raised by a ``credentials`` lookup that will not read the named Secret at all (the
+    operator's: a Secret not labelled ``switchyard.dev/credential: "true"``, or one that
+    can never be a credential). The tier is unresolvable with ``reason`` and ``message``,
+    which name the Secret and never hold its value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 AUTH_FOR_PROTOCOL = {
     WireProtocol.OPENAI_CHAT: "bearer",
@@ -373,6 +387,8 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
             assert cref.name is not None and cref.key is not None
             try:
                 credential = ctx.credentials(namespace, cref.name, cref.key)
+            except CredentialRefused as e:
+                return _problem_tier(index, ref, e.reason, e.message, source)
             except KeyError:
                 return _problem_tier(index, ref, SECRET_NOT_FOUND, f"Secret {cref.name} not found", source)
             except ValueError:

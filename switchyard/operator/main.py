@@ -4,8 +4,10 @@ What the operator watches, and why:
 
 - ModelSources, CapabilityProfiles, AssistantBindings: indexed by namespace; any event
   re-reconciles the namespace (a source event also refreshes its catalog).
-- Secrets: indexed by name (data kept only for referenced ones); an event on a referenced
-  Secret re-reconciles its namespace and re-checks the sources that use it.
+- Secrets labelled ``switchyard.dev/credential: "true"`` only (a server-side label
+  selector, credentials.py): indexed by name with their data; an event on a referenced
+  one re-reconciles its namespace and re-checks the sources that use it. No other
+  Secret is watched; the admin-token Secret is read by name (reconciler.py).
 - Pods carrying the sidecar: indexed by namespace; an event (created, Running with an IP,
   sidecar restarted, deleted) re-reconciles the namespace, which pushes config again.
 - A mutating webhook on Pod CREATE injects the sidecar (kopf manages the
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -38,7 +41,8 @@ import kopf
 
 from switchyard.api.models import GROUP, VERSION
 
-from . import webhook, world
+from . import metrics, webhook, world
+from .credentials import CREDENTIAL_SELECTOR
 from .kube import Kube
 from .leader import LeaderElector
 from .reconciler import Reconciler
@@ -99,12 +103,18 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
     if cfg.leader.enabled:
         rec.leader = LeaderElector(kube, cfg.leader, on_change=rec.on_leadership)
     memo.holder.reconciler = rec
+    metrics.METRICS.bind(lambda: len(rec.queue), lambda: rec.is_leader)
+    if cfg.metrics_port:
+        memo.holder.metrics_server, _ = await metrics.serve(cfg.metrics_host, cfg.metrics_port)
     await rec.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await _reconciler(memo).stop()
+    server = getattr(memo.holder, "metrics_server", None)
+    if server is not None:
+        await server.cleanup()
 
 
 # --------------------------------------------------------------------------- indexes
@@ -127,8 +137,7 @@ def index_bindings(namespace: str, body: kopf.Body, **_: Any) -> dict[str, world
 
 @kopf.index("v1", "secrets")
 def index_secrets(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[tuple[str, str], world.SecretSnap]:
-    rec = getattr(memo.holder, "reconciler", None)
-    keep = rec is not None and name in rec.world.referenced_secrets(namespace)
+    keep = name != _config(memo).sidecar.admin_token_secret  # reserved: never a credential
     return {(namespace, name): world.snapshot_secret(body, keep_data=keep)}
 
 
@@ -171,10 +180,12 @@ def on_pod(namespace: str, memo: kopf.Memo, **_: Any) -> None:
 
 
 def inject_sidecar(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
+    started = time.monotonic()
     spec, warns = webhook.spec_patch(dict(body), _config(memo).sidecar)
     warnings.extend(warns)
     if spec:
         patch.spec.update(spec)
+    metrics.METRICS.admitted("inject", started, "warned" if warns else "allowed")
 
 
 async def validate_binding(
@@ -187,13 +198,18 @@ async def validate_binding(
     only a webhook that cannot be reached, so nothing may escape from here. Async on
     purpose: kopf runs sync handlers in threads, and the check reads the indexes and the
     reconciler's memory, which only the event loop may touch."""
+    started = time.monotonic()
     try:
         rec = getattr(getattr(memo, "holder", None), "reconciler", None)
         if rec is None or body is None or warnings is None:
-            return  # not started yet: no indexes to check against
-        warnings.extend(rec.check_binding(dict(body), dict(old) if old is not None else None))
+            metrics.METRICS.admitted("validate", started, "fail-open")  # not started yet: nothing to check against
+            return
+        found = rec.check_binding(dict(body), dict(old) if old is not None else None)
+        warnings.extend(found)
+        metrics.METRICS.admitted("validate", started, "warned" if found else "allowed")
     except Exception:
         log.exception("the apply-time check of an AssistantBinding failed; admitted without warnings")
+        metrics.METRICS.admitted("validate", started, "fail-open")
 
 
 def register_webhook() -> None:
@@ -397,6 +413,8 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         base,
         namespaces=namespaces,
         resync_seconds=_float(env, "SWITCHYARD_RESYNC_SECONDS", base.resync_seconds),
+        metrics_host=env.get("SWITCHYARD_METRICS_LISTEN", base.metrics_host),
+        metrics_port=int(env.get("SWITCHYARD_METRICS_PORT", str(base.metrics_port))),
         sidecar=sidecar,
         push=push,
         catalog=catalog,
@@ -420,6 +438,13 @@ def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSetting
     settings.posting.enabled = False  # the operator posts its own, rate-limited Events
     settings.scanning.disabled = True  # CRDs are installed before the operator; no CRD/namespace watch
     settings.watching.server_timeout = 300
+    # Only Secrets marked as Switchyard credentials are ever listed or watched (server side).
+    settings.watching.label_selectors["v1", "secrets"] = CREDENTIAL_SELECTOR
+    # Pods: a server-side label selector when the pods that carry the sidecar are labelled
+    # (SWITCHYARD_POD_LABEL_SELECTOR, e.g. app.kubernetes.io/part-of=assistants); without
+    # one every pod is streamed and those without the sidecar are dropped on arrival.
+    if env.get("SWITCHYARD_POD_LABEL_SELECTOR"):
+        settings.watching.label_selectors["v1", "pods"] = env["SWITCHYARD_POD_LABEL_SELECTOR"]
     settings.networking.request_timeout = 60
     if cfg.webhook.enabled:
         settings.admission.server = webhook_server(cfg.webhook, _service(env))

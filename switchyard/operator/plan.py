@@ -45,6 +45,7 @@ from switchyard.compiler.compile import BindingReport, compile_config
 from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.contract.report import SidecarReport
 
+from .credentials import refusal
 from .health import BindingHealth, aggregate
 from .selection import PodInfo, selects
 from .status import BindingInputs, PodProblem, PodsView, binding_status, profile_status, prune
@@ -129,13 +130,20 @@ def parse(snaps: Sequence[Snap]) -> tuple[list[Any], dict[str, str]]:
     return ok, invalid
 
 
-def credential_lookup(ns: str, secrets: Mapping[str, Mapping[str, str]]) -> Callable[[str, str, str], str | None]:
-    """The compiler's ``credentials`` callable over the namespace's Secret data."""
+def credential_lookup(
+    ns: str, secrets: Mapping[str, Mapping[str, str]], reserved: frozenset[str] = frozenset()
+) -> Callable[[str, str, str], str | None]:
+    """The compiler's ``credentials`` callable over the namespace's Secret data. A Secret
+    absent from ``secrets`` was not among the marked ones (credentials.py): the tier is
+    ``SecretNotMarked``; a ``reserved`` one (the admin token) is ``SecretReserved``."""
 
     def lookup(namespace: str, name: str, key: str) -> str | None:
-        data = secrets.get(name) if namespace == ns else None
-        if data is None:
+        if namespace != ns:
             raise KeyError(name)
+        refused = refusal(name, ns, reserved=reserved, known=name in secrets)
+        if refused is not None:
+            raise refused
+        data = secrets[name]
         raw = data.get(key)
         return None if raw is None else base64.b64decode(raw, validate=True).decode()
 
@@ -184,7 +192,7 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
     profiles, bad_profiles = parse(inp.profiles)
     bindings, bad_bindings = parse(inp.bindings)
     rs = ResourceSet(sources=sources, profiles=profiles, bindings=bindings)
-    lookup = credential_lookup(ns, inp.secrets)
+    lookup = credential_lookup(ns, inp.secrets, frozenset({inp.admin_token.secret}))
     cats = {(ns, name): ids for name, ids in inp.catalogs.items()}
     was_set = {b.name: b.primary_evidence or bool(b.status.get("primaryConfigured")) for b in inp.bindings}
 

@@ -49,9 +49,11 @@ from switchyard.sidecar.contract.report import SidecarReport
 from . import catalog as catalogs
 from . import validation
 from .conditions import rfc3339
+from .credentials import CredentialRefused, refusal
 from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
 from .health import disabled_tiers
 from .kube import Kube, KubeError
+from .metrics import METRICS, OperatorMetrics
 from .plan import AdminTokenRef, BindingPlan, NamespaceInputs, PodOutcome, first_error, plan_configs, plan_statuses
 from .push import AdminTimeouts, PushMemory, get_status, put_config, reset_tier
 from .selection import PodInfo
@@ -115,7 +117,7 @@ class Reconciler:
         self.catalogs: dict[tuple[str, str], CatalogRecord] = {}
         # (kind, ns, name) -> (uid, status written, when): bridges the watch's lag after a write
         self.written: dict[tuple[str, str, str], tuple[str, dict[str, Any], float]] = {}
-        self.secret_cache: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        self.admin_tokens: dict[str, tuple[float, dict[str, str]]] = {}  # ns -> (read at, data)
         self.leader: Any = None  # set by main: a LeaderElector, or None (election off: always lead)
         self.ready = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
@@ -126,6 +128,7 @@ class Reconciler:
         self._catalog_sem = asyncio.Semaphore(settings.catalog.concurrency)
         self._tasks: list[asyncio.Task[Any]] = []
         self.passes = 0  # namespace reconciles done (for tests and metrics)
+        self.metrics: OperatorMetrics = METRICS
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,7 +188,6 @@ class Reconciler:
 
     def secret_changed(self, ns: str, name: str) -> None:
         self.mark_ready()
-        self.secret_cache.pop((ns, name), None)
         if name in self.world.referenced_secrets(ns):
             self.queue.add(("ns", ns))
             for source in self.world.sources_using_secret(ns, name):
@@ -196,6 +198,7 @@ class Reconciler:
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
+            kind, t0 = ("namespace" if key[0] == "ns" else "catalog"), self.mono()
             try:
                 if self.is_leader:
                     if key[0] == "ns":
@@ -206,9 +209,12 @@ class Reconciler:
                 raise
             except Exception:
                 log.exception("reconcile of %s failed; retrying in 5s", "/".join(key))
+                self.metrics.reconciled(kind, self.mono() - t0, ok=False)
                 self.queue.done(key)
                 self.queue.add(key, 5.0)
                 continue
+            if self.is_leader:
+                self.metrics.reconciled(kind, self.mono() - t0, ok=True)
             self.queue.done(key)
 
     async def _resync(self) -> None:
@@ -227,28 +233,52 @@ class Reconciler:
 
     # ------------------------------------------------------------------ inputs
 
-    async def _secret_data(self, ns: str, name: str) -> dict[str, str] | None:
+    def reserved_secrets(self) -> frozenset[str]:
+        """Secrets that are never a credential, even when labelled as one."""
+        return frozenset({self.s.sidecar.admin_token_secret})
+
+    def _credential_data(self, ns: str, name: str) -> dict[str, str] | CredentialRefused:
+        """A credential Secret's data, from the watch of marked Secrets only (credentials.py):
+        never fetched by name, so an unmarked Secret is never read."""
         snap = self.world.secret(ns, name)
-        if snap is None:
-            return None
-        if snap.data is not None:
-            return snap.data
-        cached = self.secret_cache.get((ns, name))
-        if cached and cached[0] == snap.resource_version:
+        refused = refusal(name, ns, reserved=self.reserved_secrets(), known=snap is not None and snap.data is not None)
+        if refused is not None:
+            return refused
+        assert snap is not None and snap.data is not None
+        return snap.data
+
+    async def _admin_token_data(self, ns: str) -> dict[str, str] | None:
+        """The sidecars' admin-token Secret, read by name (the only Secret the RBAC lets
+        the operator GET; it is not in the watch of marked Secrets)."""
+        name = self.s.sidecar.admin_token_secret
+        cached = self.admin_tokens.get(ns)
+        now = self.mono()
+        if cached and now - cached[0] < self.s.push.health_interval_seconds:
             return cached[1]
-        body = await self.kube.get_secret(ns, name)  # indexed without data: referenced since
+        try:
+            body = await self.kube.get_secret(ns, name)
+        except KubeError as e:  # e.g. 403: this namespace is not granted; its pods report AdminTokenMissing
+            log.warning("cannot read the admin-token Secret %s/%s: %s %s", ns, name, e.status, e.reason)
+            body = None
         if body is None:
+            self.admin_tokens.pop(ns, None)
             return None
         data = dict(body.get("data") or {})
-        self.secret_cache[(ns, name)] = (str((body.get("metadata") or {}).get("resourceVersion", "")), data)
+        self.admin_tokens[ns] = (now, data)
         return data
 
     async def _secrets(self, ns: str) -> dict[str, dict[str, str]]:
+        """The credential Secrets the namespace's sources reference (marked ones only) and,
+        when the namespace has sidecar pods to push to, the admin token's."""
         out = {}
         for name in sorted(self.world.referenced_secrets(ns)):
-            data = await self._secret_data(ns, name)
-            if data is not None:
+            data = self._credential_data(ns, name)
+            if not isinstance(data, CredentialRefused):
                 out[name] = data
+        if self.world.pods(ns):
+            token = await self._admin_token_data(ns)
+            if token is not None:
+                out[self.s.sidecar.admin_token_secret] = token
         return out
 
     def _catalog_record(self, source: Snap) -> CatalogRecord | None:
@@ -353,6 +383,7 @@ class Reconciler:
         if planned and self.pushes.needs_push(pod, config.version, mono):
             async with self._admin_sem:
                 version, problem = await put_config(self.session, pod, pod.admin_url, token, config.to_wire(), self.timeouts)
+            self.metrics.pushes.labels("applied" if problem is None and version == config.version else "failed").inc()
             if problem is None and version == config.version:
                 self.pushes.pushed(pod, config.version)
                 log.info("pushed config %s to %s/%s", config.version, pod.namespace, pod.name)
@@ -535,12 +566,10 @@ class Reconciler:
         cats = {(ns, s.name): rec.ids for s in source_snaps if (rec := self._catalog_record(s)) is not None}
 
         def secret_keys(name: str) -> dict[str, bool] | None:
-            sec = self.world.secret(ns, name)
-            if sec is None:
-                return None
-            if sec.data is not None:
-                return {k: bool(v) for k, v in sec.data.items()}
-            return dict.fromkeys(sec.keys, True)
+            data = self._credential_data(ns, name)
+            if isinstance(data, CredentialRefused):
+                raise data
+            return {k: bool(v) for k, v in data.items()}
 
         return validation.binding_warnings(
             snap.manifest(),
@@ -580,9 +609,10 @@ class Reconciler:
         elif cref is not None and cref.env is not None:
             check = catalogs.not_checked("EnvCredentialNotAllowed", "credentialRef.env is for standalone mode only; use a Secret")
         elif cref is not None:
-            data = await self._secret_data(ns, cref.name or "")
-            if data is None:
-                check = catalogs.not_checked("SecretNotFound", f"Secret {cref.name} not found")
+            data = self._credential_data(ns, cref.name or "")
+            if isinstance(data, CredentialRefused):  # nothing read, nothing sent
+                self.metrics.refusals.labels(data.reason).inc()
+                check = catalogs.not_checked(data.reason, data.message)
             elif not data.get(cref.key or ""):
                 check = catalogs.not_checked("SecretKeyMissing", f"Secret {cref.name} has no key {cref.key}")
             else:

@@ -97,6 +97,8 @@ class WebhookSettings:
 class Settings:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     resync_seconds: float = 60.0  # level-based pass over every namespace, even with no event
+    metrics_host: str = "0.0.0.0"  # the operator's own /metrics (metrics.py); the chart serves it on 8081
+    metrics_port: int = 0  # 0: not served (SWITCHYARD_METRICS_PORT)
     reconcile_workers: int = 4
     min_reconcile_interval_seconds: float = 0.5  # coalesce bursts of events per namespace
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)

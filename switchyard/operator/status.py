@@ -194,9 +194,15 @@ def profile_status(generation: int | None, invalid_message: str | None, previous
         cond = (FALSE, "InvalidSpec", invalid_message)
     else:
         cond = (TRUE, "Valid", "the profile validates")
+    prev = previous.get("conditions") or []
+    ready = (cond[0], "Ready" if cond[0] == TRUE else cond[1], cond[2])
     return {
         "observedGeneration": generation,
-        "conditions": [condition("Valid", *cond, now=now, generation=generation, previous=previous.get("conditions") or [])],
+        "conditions": [
+            condition("Valid", *cond, now=now, generation=generation, previous=prev),
+            # Ready on every kind, so `kubectl wait --for=condition=Ready` works on each.
+            condition("Ready", *ready, now=now, generation=generation, previous=prev),
+        ],
     }
 
 
@@ -231,6 +237,14 @@ def source_status(
         old = next((c for c in prev_conditions if c.get("type") == "CredentialValid"), None)
         if old is not None and old.get("status") in (TRUE, FALSE):
             cred = (old["status"], old["reason"], old.get("message", ""))
+    # Ready: the source can be used as checked: its credential is not refused and its
+    # catalog was fetched (or the upstream has no list-models endpoint to fetch).
+    if cred[0] == FALSE:
+        ready = (FALSE, cred[1], cred[2])
+    elif check.catalog_ready or check.catalog_reason == "NoCatalogEndpoint":
+        ready = (TRUE, "Ready", check.catalog_message)
+    else:
+        ready = (FALSE, check.catalog_reason, check.catalog_message)
     out: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": [
@@ -244,6 +258,7 @@ def source_status(
                 generation=generation,
                 previous=prev_conditions,
             ),
+            condition("Ready", *ready, now=now, generation=generation, previous=prev_conditions),
         ],
     }
     if catalog is not None:

@@ -6,10 +6,11 @@ functions here decide what each index stores (``snapshot_*``, pure: body -> valu
 calls any other handler, so the first reconcile already sees the whole namespace.
 
 Indexed: ModelSources, CapabilityProfiles and AssistantBindings by namespace; pods that
-carry the sidecar by namespace; Secrets by (namespace, name). A Secret's data is kept only
-when a ModelSource references it or it is the sidecars' admin-token Secret; every other
-Secret is indexed by name and resourceVersion only (enough to notice it appear or change),
-and its data is fetched on demand the day a ModelSource starts referencing it.
+carry the sidecar by namespace; Secrets by (namespace, name), and only those labelled
+``switchyard.dev/credential: "true"`` (the watch's server-side label selector,
+credentials.py: no other Secret ever reaches the operator). Their data is kept, except
+for a Secret the selector should have excluded or the admin token's name (reserved:
+never a credential); the admin-token Secret is read by name when a push needs it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from switchyard.api.models import API_VERSION
 
+from .credentials import marked
 from .selection import PodInfo, carries_sidecar, pod_info
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -105,6 +107,8 @@ def snapshot(kind: str, body: Mapping[str, Any]) -> Snap:
 def snapshot_secret(body: Mapping[str, Any], *, keep_data: bool) -> SecretSnap:
     meta = body.get("metadata") or {}
     data = dict(body.get("data") or {})
+    if not marked(meta.get("labels")):
+        keep_data = False  # the selector is the API server's; this checks it again
     return SecretSnap(
         namespace=meta.get("namespace", "default"),
         name=meta.get("name", ""),
@@ -163,8 +167,8 @@ class World:
         return values[0] if values else None
 
     def referenced_secrets(self, ns: str) -> set[str]:
-        """Secrets a ModelSource of ``ns`` names, plus the admin-token Secret."""
-        out = {self.admin_token_secret}
+        """Secrets a ModelSource of ``ns`` names as its credential."""
+        out: set[str] = set()
         for s in self.sources(ns):
             ref = s.spec.get("credentialRef") or {}
             if ref.get("name"):

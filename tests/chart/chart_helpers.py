@@ -6,7 +6,10 @@ Fixtures:
 * ``helm``: the pinned helm binary (from the PyPI wheel hack/kube_tools.py fetches, the
   same one the real-API-server tier uses), or a skip with the reason.
 * ``render(values=None, *sets, release="switchyard", namespace="switchyard-system")``:
-  ``helm template`` of charts/switchyard, parsed into a list of manifests.
+  ``helm template`` of charts/switchyard, parsed into a list of manifests. The chart is
+  namespaced by default and refuses to render without a namespace to watch, so a call
+  that sets none of appNamespaces, operator.watchNamespaces, operator.clusterWide (and
+  no values file) renders with ``appNamespaces={team-a}`` (``DEFAULT_NAMESPACES``).
 * ``promtool`` / ``prometheus_bin``: Debian's prometheus package (promtool 2.42).
 
 A missing helm skips its tests with the reason outside CI and fails them under CI
@@ -68,6 +71,8 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.C
 
 
 Render = Callable[..., list[dict[str, Any]]]
+SCOPE_VALUES = ("appNamespaces=", "operator.watchNamespaces=", "operator.clusterWide=")
+DEFAULT_NAMESPACES = "appNamespaces={team-a}"
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +82,8 @@ def render(helm: Callable[..., subprocess.CompletedProcess[str]]) -> Render:
         args = ["template", release, str(CHART), "--namespace", namespace]
         if values is not None:
             args += ["-f", str(values)]
+        elif not any(s.startswith(SCOPE_VALUES) for s in sets):
+            args += ["--set", DEFAULT_NAMESPACES]
         for s in sets:
             args += ["--set", s]
         out = helm(*args).stdout

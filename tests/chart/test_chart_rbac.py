@@ -39,9 +39,33 @@ def _rbac(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((_norm(d) for d in docs if d["kind"] in RBAC_KINDS), key=lambda d: (d["kind"], d["namespace"] or "", d["name"]))
 
 
-def test_default_chart_rbac_equals_operator_rbac_yaml(render: Render) -> None:
+def test_cluster_wide_chart_rbac_equals_operator_rbac_yaml(render: Render) -> None:
     reference = [d for d in yaml.safe_load_all((REPO / "switchyard" / "operator" / "rbac.yaml").read_text()) if d]
-    assert _rbac(render()) == _rbac(reference)
+    assert _rbac(render(None, "operator.clusterWide=true")) == _rbac(reference)
+
+
+def test_namespaced_is_the_default_and_cluster_wide_must_be_asked_for(render: Render, helm: Any) -> None:
+    """No namespace and no operator.clusterWide: the chart refuses to render (it never
+    falls back to watching, and reading labelled Secrets in, every namespace)."""
+    cp = helm("template", "switchyard", str(REPO / "charts" / "switchyard"), "-n", "switchyard-system", check=False)
+    assert cp.returncode != 0 and "operator.clusterWide=true" in cp.stderr and "appNamespaces" in cp.stderr
+    cp = helm("template", "switchyard", str(REPO / "charts" / "switchyard"), "-n", "switchyard-system",
+              "--set", "operator.clusterWide=true", "--set", "operator.watchNamespaces={a}", check=False)
+    assert cp.returncode != 0 and "exclusive" not in cp.stderr and "leave operator.watchNamespaces empty" in cp.stderr
+    docs = render(None, "appNamespaces={team-a,team-b}")
+    roles = sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role")
+    assert roles == [("switchyard-system", "switchyard-operator-leader"), ("team-a", "switchyard-operator"),
+                     ("team-b", "switchyard-operator")]
+    (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert {g for r in cr["rules"] for g in r["apiGroups"]} == {"admissionregistration.k8s.io"}
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--namespace", "team-a", "--namespace", "team-b"]
+    # The operator may GET one Secret by name (the admin token); the rest is list/watch,
+    # which it uses only with the label selector switchyard.dev/credential=true.
+    for role in (d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "switchyard-operator"):
+        secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+        assert sorted((tuple(r["verbs"]), tuple(r.get("resourceNames", []))) for r in secret_rules) == [
+            (("get",), ("switchyard-admin-token",)), (("list", "watch"), ())]
 
 
 def test_watching_namespaces_grants_the_same_rules_per_namespace(render: Render) -> None:
@@ -85,3 +109,12 @@ def test_no_wildcards(render: Render, case: str) -> None:
             ), r
             if "secrets" in r.get("resources", []):
                 assert set(r["verbs"]) <= {"get", "list", "watch"}, r
+
+
+def test_the_pod_label_selector_reaches_the_operator(render: Render) -> None:
+    def env(docs: list[dict[str, Any]]) -> dict[str, str]:
+        (c,) = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value", "") for e in c["env"]}
+
+    assert "SWITCHYARD_POD_LABEL_SELECTOR" not in env(render())
+    assert env(render(None, "operator.podLabelSelector=team=assistants"))["SWITCHYARD_POD_LABEL_SELECTOR"] == "team=assistants"

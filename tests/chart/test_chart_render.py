@@ -31,7 +31,8 @@ FOREIGN = {
     ("cert-manager.io/v1", "Issuer"),
 }
 CASES = {
-    "default": (None, ()),
+    "default": (None, ()),  # render() adds appNamespaces={team-a}: the chart is namespaced by default
+    "cluster-wide": (None, ("operator.clusterWide=true",)),
     "all-options": (VALUES_ALL, ()),
     "webhook-off-single-replica": (None, ("webhook.enabled=false", "operator.replicas=1", "operator.leaderElection.enabled=false")),
     "watch-namespaces": (None, ("operator.watchNamespaces={team-a}", "appNamespaces={team-a}")),
@@ -86,7 +87,7 @@ def test_rendered_manifests_are_valid_kubernetes(render: Render, case: str, tmp_
 
 
 def test_crds_render_and_validate_with_include_crds(helm: Any, tmp_path: Path) -> None:
-    out = helm("template", "switchyard", str(CHART), "-n", "switchyard-system", "--include-crds").stdout
+    out = helm("template", "switchyard", str(CHART), "-n", "switchyard-system", "--include-crds", "--set", "appNamespaces={team-a}").stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert sorted(d["metadata"]["name"] for d in crds) == [
@@ -100,10 +101,13 @@ def test_crds_render_and_validate_with_include_crds(helm: Any, tmp_path: Path) -
 
 def test_foreign_kinds_carry_the_fields_their_operators_need(render: Render) -> None:
     docs = render(VALUES_ALL, release="sy")
-    pm = one(docs, "PodMonitor")
+    pm = one(docs, "PodMonitor", "sy-switchyard-sidecars")
     assert pm["spec"]["podMetricsEndpoints"] == [{"port": "sy-admin", "path": "/metrics", "interval": "30s"}]
     assert pm["spec"]["namespaceSelector"] == {"any": True} and pm["spec"]["selector"] == {}
     assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    opm = one(docs, "PodMonitor", "sy-switchyard-operator")
+    assert opm["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert opm["spec"]["namespaceSelector"] == {"matchNames": ["switchyard-system"]}
     sm = one(docs, "ServiceMonitor")
     assert sm["spec"]["endpoints"][0]["port"] == "sy-admin" and sm["spec"]["selector"] == {"matchLabels": {"app": "support"}}
     rule = one(docs, "PrometheusRule")
@@ -123,28 +127,31 @@ def test_foreign_kinds_carry_the_fields_their_operators_need(render: Render) -> 
 
 
 def test_default_install_is_the_documented_minimum(render: Render) -> None:
-    docs = render()
-    kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+    docs = render(None, "appNamespaces={team-a}", "builtinProfiles.install=false")
+    kinds = sorted(f"{d['kind']}/{d['metadata'].get('namespace', '')}/{d['metadata']['name']}" for d in docs)
     assert kinds == [
-        "ClusterRole/switchyard-operator",
-        "ClusterRoleBinding/switchyard-operator",
-        "Deployment/switchyard-operator",
-        "PodDisruptionBudget/switchyard-operator",
-        "Role/switchyard-operator-leader",
-        "RoleBinding/switchyard-operator-leader",
-        "Secret/switchyard-webhook-cert",
-        "Service/switchyard-webhook",
-        "ServiceAccount/switchyard-operator",
+        "ClusterRole//switchyard-operator",  # the webhook configuration only (cluster-scoped)
+        "ClusterRoleBinding//switchyard-operator",
+        "Deployment/switchyard-system/switchyard-operator",
+        "PodDisruptionBudget/switchyard-system/switchyard-operator",
+        "Role/switchyard-system/switchyard-operator-leader",
+        "Role/team-a/switchyard-operator",  # namespaced by default: a Role per watched namespace
+        "RoleBinding/switchyard-system/switchyard-operator-leader",
+        "RoleBinding/team-a/switchyard-operator",
+        "Secret/switchyard-system/switchyard-webhook-cert",
+        "Secret/team-a/switchyard-admin-token",
+        "Service/switchyard-system/switchyard-webhook",
+        "ServiceAccount/switchyard-system/switchyard-operator",
     ]
 
 
 def test_replicas_without_leader_election_is_refused(helm: Any) -> None:
-    cp = helm("template", "switchyard", str(CHART), "--set", "operator.leaderElection.enabled=false", check=False)
+    cp = helm("template", "switchyard", str(CHART), "--set", "operator.leaderElection.enabled=false", "--set", "appNamespaces={a}", check=False)
     assert cp.returncode != 0 and "needs operator.leaderElection.enabled" in cp.stderr
 
 
 def test_service_monitor_needs_a_selector(helm: Any) -> None:
-    cp = helm("template", "switchyard", str(CHART), "--set", "metrics.serviceMonitor.enabled=true", check=False)
+    cp = helm("template", "switchyard", str(CHART), "--set", "metrics.serviceMonitor.enabled=true", "--set", "appNamespaces={a}", check=False)
     assert cp.returncode != 0 and "metrics.serviceMonitor.selector is required" in cp.stderr
 
 

@@ -126,6 +126,7 @@ class Env:
         self.token = ""
         self.webhook_port = 0
         self.health_port = 0
+        self.metrics_port = 0
         self.timings: dict[str, float] = {}
         self.operator_env: dict[str, str] = {}
 
@@ -170,6 +171,10 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
     out["SWITCHYARD_WEBHOOK_LISTEN"] = "127.0.0.1"
     out["SWITCHYARD_WEBHOOK_PORT"] = str(env.webhook_port)
     out["SWITCHYARD_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{env.health_port}/healthz"
+    assert out["SWITCHYARD_METRICS_PORT"] == "8081"
+    env.metrics_port = kube_tools.free_port()
+    out["SWITCHYARD_METRICS_PORT"] = str(env.metrics_port)
+    out["SWITCHYARD_METRICS_LISTEN"] = "127.0.0.1"
     # Test-only: reach the loopback sidecar by annotation; poll faster than in production.
     out.update({"SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION": "1", "SWITCHYARD_HEALTH_INTERVAL_SECONDS": "1",
                 "SWITCHYARD_RESYNC_SECONDS": "5", "SWITCHYARD_CATALOG_RETRY_SECONDS": "2",
@@ -193,7 +198,7 @@ def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory,
     env.timings["helm install"] = time.monotonic() - t0
     kube.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=switchyard", "--timeout=60s")
     poll("RBAC for the operator", lambda: kube.kubectl(
-        "auth", "can-i", "patch", "assistantbindings.switchyard.dev", "--subresource=status", "-A",
+        "auth", "can-i", "patch", "assistantbindings.switchyard.dev", "--subresource=status", "-n", APP,
         identity="operator", check=False).stdout.strip() == "yes")
     env.timings["helm install + CRDs established"] = time.monotonic() - t0
 
@@ -202,7 +207,8 @@ def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory,
     args, op_env = operator_env_from_deployment(env)
     assert args[0] == "operator"
     env.operator_env = op_env
-    env.operator = Operator(kube, env.workdir, op_env)
+    assert args[-2:] == ["--namespace", APP]  # namespaced by default: the app namespaces
+    env.operator = Operator(kube, env.workdir, op_env, args=args[1:])
     env.operator.start(POD_NAME)
     try:
         yield env
@@ -225,7 +231,7 @@ def resources(upstream_main: str, upstream_backup: str) -> str:
     return f"""
 apiVersion: v1
 kind: Secret
-metadata: {{name: upstream-keys}}
+metadata: {{name: upstream-keys, labels: {{switchyard.dev/credential: "true"}}}}
 stringData: {{main: {KEY_MAIN}, backup: {KEY_BACKUP}}}
 ---
 apiVersion: switchyard.dev/v1alpha1
@@ -305,7 +311,11 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
     def can(*args: str) -> bool:
         return kube.kubectl("auth", "can-i", *args, identity="operator", check=False).stdout.strip() == "yes"
 
-    assert can("list", "secrets", "-A") and can("watch", "pods", "-A") and can("create", "events", "-n", APP)
+    # Namespaced (the default): only in the app namespace the chart was given.
+    assert can("list", "secrets", "-n", APP) and can("watch", "pods", "-n", APP) and can("create", "events", "-n", APP)
+    assert not can("list", "secrets", "-A") and not can("watch", "pods", "-A") and not can("list", "secrets", "-n", SYSTEM)
+    # Secrets by name: the admin token only (credentials come from the labelled watch).
+    assert can("get", "secret/switchyard-admin-token", "-n", APP) and not can("get", "secret/upstream-keys", "-n", APP)
     assert can("patch", "assistantbindings.switchyard.dev", "--subresource=status", "-n", APP)
     assert can("patch", "mutatingwebhookconfigurations/switchyard.dev")
     assert can("create", "leases.coordination.k8s.io", "-n", SYSTEM)
@@ -323,6 +333,7 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
             if subject in (b.get("subjects") or []):
                 bound.append((b["kind"], b["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by"), b["roleRef"]["name"]))
     assert sorted(bound) == [("ClusterRoleBinding", "Helm", "switchyard-operator"),
+                             ("RoleBinding", "Helm", "switchyard-operator"),
                              ("RoleBinding", "Helm", "switchyard-operator-leader")]
 
 
@@ -346,6 +357,10 @@ def test_the_operator_runs_with_the_deployments_settings(chart: Env) -> None:
     assert svc["spec"]["ports"][0]["port"] == 443 and svc["spec"]["ports"][0]["targetPort"] == "webhook"
     with urllib.request.urlopen(f"http://127.0.0.1:{chart.health_port}/healthz", timeout=5) as r:
         assert r.status == 200
+    # The operator's own metrics, on the port the chart gives it (operator.metricsPort).
+    with urllib.request.urlopen(f"http://127.0.0.1:{chart.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert re.search(r"^switchyard_operator_leader 1\.0$", text, re.M), text[:2000]
     check_operator_clean(chart)
 
 
@@ -559,5 +574,5 @@ def test_helm_uninstall_keeps_crds_and_tokens_and_removes_the_operators_rights(c
     assert len(crds) == 3
     assert get(kube, APP, "ab/demo")["metadata"]["name"] == "demo"  # users' objects stay
     assert chart.secret_data(APP, "switchyard-admin-token")["token"].decode() == chart.token  # sidecars still need it
-    poll("RBAC revoked", lambda: kube.kubectl("auth", "can-i", "list", "secrets", "-A", identity="operator",
+    poll("RBAC revoked", lambda: kube.kubectl("auth", "can-i", "list", "secrets", "-n", APP, identity="operator",
                                                check=False).stdout.strip() == "no")

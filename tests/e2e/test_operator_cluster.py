@@ -191,8 +191,9 @@ class SidecarOnLoopback:
 
 
 class Operator:
-    def __init__(self, kube: kube_tools.Cluster, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, kube: kube_tools.Cluster, log_dir: Path, env: dict[str, str], args: list[str] | None = None) -> None:
         self.kube, self.log_dir, self.extra_env = kube, log_dir, env
+        self.args = args or ["--log-level", "info"]  # after `switchyard operator`
         self.proc: subprocess.Popen[bytes] | None = None
         self.n = 0
 
@@ -212,7 +213,7 @@ class Operator:
             "SWITCHYARD_LEASE_DURATION_SECONDS": "4", "SWITCHYARD_LEASE_RENEW_SECONDS": "1",
             **self.extra_env,
         })
-        self.proc = subprocess.Popen([str(SWITCHYARD), "operator", "--log-level", "info"], env=env,
+        self.proc = subprocess.Popen([str(SWITCHYARD), "operator", *self.args], env=env,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
@@ -293,6 +294,12 @@ def sidecar_pod(name: str, app: str, admin_url: str | None = None, admin_port: i
 class Env:
     def __init__(self, kube: kube_tools.Cluster, upstream: FakeUpstream, url: str, operator: Operator, lt: LoopThread) -> None:
         self.kube, self.upstream, self.url, self.operator, self.lt = kube, upstream, url, operator, lt
+        self.metrics_url = ""
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's /metrics as {'name{labels}': value}."""
+        text = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
 
     def scenario(self, ns: str) -> None:
         for name in ("secrets", "profiles", "sources", "bindings"):
@@ -307,9 +314,11 @@ def env(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
     lt = LoopThread()
     upstream = FakeUpstream(lt)
     url = upstream.start()
-    op = Operator(kube, tmp_path_factory.mktemp("operator"), {})
+    metrics_port = kube_tools.free_port()
+    op = Operator(kube, tmp_path_factory.mktemp("operator"), {"SWITCHYARD_METRICS_PORT": str(metrics_port)})
     op.start()
     e = Env(kube, upstream, url, op, lt)
+    e.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     sys.stderr.write(f"\n[operator e2e] setup {time.monotonic() - t0:.1f}s\n")
     try:
         yield e
@@ -357,7 +366,8 @@ def test_status_conditions_and_printer_columns(env: Env, kube_ns: str) -> None:
         (1, "local-llama", "llama-3.1-8b", True),
         (2, "anthropic", "claude-sonnet-4-5", False),
     ]
-    assert chain[2]["reason"] == "SecretNotFound" and chain[2]["message"] == "Secret anthropic-key not found"
+    assert chain[2]["reason"] == "SecretNotMarked"
+    assert chain[2]["message"].startswith(f"no Secret anthropic-key labelled switchyard.dev/credential=true in namespace {ns}")
     resolved, ready = cond(support, "Resolved"), cond(support, "Ready")
     assert (resolved["status"], resolved["reason"]) == ("False", "TierUnresolvable")
     assert (ready["status"], ready["reason"]) == ("False", "NoPodsSelected")
@@ -393,7 +403,7 @@ def test_status_conditions_and_printer_columns(env: Env, kube_ns: str) -> None:
     assert rows["anthropic"]["CREDENTIAL"] == "False"
     src = get(kube, ns, "ms/openai-main")
     assert src["status"]["catalog"]["models"] == ["gpt-4o", "gpt-4o-mini"]
-    assert cond(get(kube, ns, "ms/anthropic"), "CredentialValid")["reason"] == "SecretNotFound"
+    assert cond(get(kube, ns, "ms/anthropic"), "CredentialValid")["reason"] == "SecretNotMarked"
     assert not any(c.startswith("primary:") for c in env.upstream.calls), "a prompt was sent to check a credential"
 
     # The profile validates; the operator wrote nothing but status anywhere.
@@ -413,7 +423,7 @@ def test_refused_credential_and_model_not_in_catalog(env: Env, kube_ns: str) -> 
     apply(kube, ns, """
 apiVersion: v1
 kind: Secret
-metadata: {name: wrong-key}
+metadata: {name: wrong-key, labels: {switchyard.dev/credential: "true"}}
 stringData: {api-key: sk-wrong}
 ---
 apiVersion: switchyard.dev/v1alpha1
@@ -448,6 +458,132 @@ spec:
     assert (chain[1]["reason"], chain[1]["message"]) == ("SourceNotFound", "ModelSource ghost not found")
     assert chain[2]["resolvable"] is True
     assert table(kube, ns, "ab")["imaginary"]["READY"] == "False"
+    check_operator_alive(env)
+
+
+class CountingUpstream:
+    """Records every request it gets (path and credential headers) and lists one model."""
+
+    def __init__(self, lt: LoopThread) -> None:
+        self.lt = lt
+        self.requests: list[tuple[str, str]] = []
+
+    async def any(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "") + request.headers.get("x-api-key", "")
+        self.requests.append((request.path, auth))
+        return web.json_response({"object": "list", "data": [{"id": "gpt-4o"}]})
+
+    def start(self) -> str:
+        app = web.Application()
+        app.add_routes([web.route("*", "/{tail:.*}", self.any)])
+
+        async def go() -> int:
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        return f"http://127.0.0.1:{self.lt.run(go())}"
+
+    def stop(self) -> None:
+        self.lt.run(self.runner.cleanup())
+
+
+def test_a_source_cannot_make_the_operator_read_or_send_a_secret_not_marked_for_it(env: Env, kube_ns: str) -> None:
+    """The confused deputy (issue 14): someone who may create ModelSources but not read
+    Secrets names a Secret of the namespace (an unlabelled one, or the sidecars' admin
+    token, even labelled) and a baseURL of their own. The operator refuses it in status
+    and sends nothing there; its identity cannot even GET those Secrets. A control source
+    with a labelled Secret, checked against the same upstream, shows the operator did
+    look at this namespace's sources meanwhile."""
+    kube, ns = env.kube, kube_ns
+    env.scenario(ns)
+    trap = CountingUpstream(env.lt)
+    url = trap.start()
+    try:
+        apply(kube, ns, """
+apiVersion: v1
+kind: Secret
+metadata: {name: db-password}
+stringData: {api-key: sk-not-for-switchyard}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: deputy-unmarked}
+spec:
+  provider: openai
+  baseURL: ${TRAP}/v1
+  credentialRef: {name: db-password, key: api-key}
+  defaultModel: gpt-4o
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: deputy-admin}
+spec:
+  provider: openai
+  baseURL: ${TRAP}/v1
+  credentialRef: {name: switchyard-admin-token, key: token}
+  defaultModel: gpt-4o
+""", TRAP=url)
+        # Even labelled as a credential, the admin token stays reserved.
+        kube.kubectl("label", "secret", "switchyard-admin-token", "-n", ns, "switchyard.dev/credential=true")
+        for name, reason in (("deputy-unmarked", "SecretNotMarked"), ("deputy-admin", "SecretReserved")):
+            c = poll(f"{name} refused", lambda name=name: (c := cond(get(kube, ns, f"ms/{name}"), "CredentialValid")) and c)
+            assert (c["status"], c["reason"]) == ("False", reason), c
+        apply(kube, ns, """
+apiVersion: v1
+kind: Secret
+metadata: {name: control-key, labels: {switchyard.dev/credential: "true"}}
+stringData: {api-key: sk-control}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: control}
+spec:
+  provider: openai
+  baseURL: ${TRAP}/v1
+  credentialRef: {name: control-key, key: api-key}
+  defaultModel: gpt-4o
+""", TRAP=url)
+        poll("the control source checked", lambda: cond(get(kube, ns, "ms/control"), "CredentialValid").get("status") == "True")
+        for name in ("deputy-unmarked", "deputy-admin"):  # still refused, after another pass
+            assert cond(get(kube, ns, f"ms/{name}"), "CredentialValid")["status"] == "False"
+        assert trap.requests and all(auth == "Bearer sk-control" for _, auth in trap.requests), trap.requests
+        text = json.dumps([get(kube, ns, f"ms/{n}") for n in ("deputy-unmarked", "deputy-admin")]) + env.operator.logs()
+        assert "sk-not-for-switchyard" not in text and ADMIN_TOKEN not in text
+
+        def can(*args: str) -> bool:
+            return kube.kubectl("auth", "can-i", *args, "-n", ns, identity="operator", check=False).stdout.strip() == "yes"
+
+        assert not can("get", "secret/db-password") and not can("get", "secret/control-key")
+        assert can("get", "secret/switchyard-admin-token")
+        cp = kube.kubectl("get", "secret", "db-password", "-n", ns, identity="operator", check=False)
+        assert cp.returncode != 0 and "forbidden" in cp.stderr.lower()
+        m = env.metrics()  # the refusals are counted (by reason, never by name)
+        assert m['switchyard_operator_credential_refusals_total{reason="SecretNotMarked"}'] >= 1
+        assert m['switchyard_operator_credential_refusals_total{reason="SecretReserved"}'] >= 1
+    finally:
+        trap.stop()
+    check_operator_alive(env)
+
+
+def test_kubectl_wait_for_ready_works_on_every_kind(env: Env, kube_ns: str, sidecars: list[SidecarOnLoopback]) -> None:
+    """`kubectl wait --for=condition=Ready` on a ModelSource, a CapabilityProfile and an
+    AssistantBinding (the real kubectl, against the CRDs' conditions); a source whose
+    Secret is not usable is not Ready, and says why."""
+    kube, ns = env.kube, kube_ns
+    env.scenario(ns)
+    sc = SidecarOnLoopback(env.lt)
+    sidecars.append(sc)
+    kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=sc.admin_url))
+    cp = kube.kubectl("wait", "-n", ns, "--for=condition=Ready", "--timeout=60s",
+                      "ms/openai-main", "ms/local-llama", "cap/small-local", "ab/support")
+    assert cp.stdout.count("condition met") == 4, cp.stdout
+    cp = kube.kubectl("wait", "-n", ns, "--for=condition=Ready", "--timeout=3s", "ms/anthropic", check=False)
+    assert cp.returncode != 0
+    ready = cond(get(kube, ns, "ms/anthropic"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotMarked")
     check_operator_alive(env)
 
 
@@ -553,6 +689,9 @@ def test_secret_changes_reach_status_and_sidecars(env: Env, kube_ns: str, sideca
 
     # The missing Secret appears: tier 2 becomes resolvable, in status and in the sidecar.
     kube.kubectl("create", "secret", "generic", "anthropic-key", "-n", ns, f"--from-literal=api-key={KEY_ANTHROPIC}")
+    # Not a credential until labelled as one (the operator's watch selects on the label).
+    poll("still refused while unlabelled", lambda: cond(get(kube, ns, "ms/anthropic"), "CredentialValid").get("reason") == "SecretNotMarked")
+    kube.kubectl("label", "secret", "anthropic-key", "-n", ns, "switchyard.dev/credential=true")
     poll("support Resolved", lambda: cond(get(kube, ns, "ab/support"), "Resolved")["status"] == "True")
     poll("tier 2 resolvable in the sidecar", lambda: sc.binding("support")["tiers"][2]["resolvable"])
     poll("anthropic credential checked", lambda: table(kube, ns, "ms")["anthropic"]["CREDENTIAL"] == "True")
@@ -560,7 +699,7 @@ def test_secret_changes_reach_status_and_sidecars(env: Env, kube_ns: str, sideca
     assert v2 != v1
 
     # The key is rotated in place: a new config version is pushed, the catalog re-checked with it.
-    apply(kube, ns, f"apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-key}}\nstringData: {{api-key: {KEY_ROTATED}}}\n")
+    apply(kube, ns, f"apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-key, labels: {{switchyard.dev/credential: \"true\"}}}}\nstringData: {{api-key: {KEY_ROTATED}}}\n")
     poll("rotated key pushed", lambda: sc.admin_status()["version"] not in (v1, v2))
     poll("catalog re-checked with the rotated key", lambda: KEY_ROTATED in env.upstream.seen_keys)
     status, headers, _ = sc.chat("support")
@@ -694,10 +833,31 @@ def test_two_replicas_one_writer(env: Env, kube_ns: str, tmp_path: Path) -> None
         assert standby.alive() and "leadership acquired" not in standby.logs()
         env.operator.stop()  # releases the lease on the way out
         poll("the standby takes over", lambda: lease().get("holderIdentity") == "op-b", timeout=20)
-        apply(kube, kube_ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: anthropic-key}\nstringData: {api-key: sk-ant-test}\n")
+        apply(kube, kube_ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: anthropic-key, labels: {switchyard.dev/credential: \"true\"}}\nstringData: {api-key: sk-ant-test}\n")
         poll("the new leader reconciles",
              lambda: cond(get(kube, kube_ns, "ab/support"), "Resolved")["status"] == "True")
     finally:
         standby.stop()
         env.operator.start("op-a")
     poll("op-a leads again", lambda: lease().get("holderIdentity") == "op-a", timeout=20)
+
+
+def test_the_operator_serves_its_own_metrics(env: Env, kube_ns: str, sidecars: list[SidecarOnLoopback]) -> None:
+    """switchyard_operator_* on SWITCHYARD_METRICS_PORT: reconciles, pushes, queue depth,
+    leadership (the names docs/metrics.md lists and the dashboard's Operator row uses)."""
+    kube, ns = env.kube, kube_ns
+    env.scenario(ns)
+    sc = SidecarOnLoopback(env.lt)
+    sidecars.append(sc)
+    kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=sc.admin_url))
+    poll("first push", lambda: sc.admin_status()["configured"])
+    m = poll("a push counted", lambda: (m := env.metrics())['switchyard_operator_config_pushes_total{outcome="applied"}'] >= 1 and m)
+    assert m["switchyard_operator_leader"] == 1
+    assert m['switchyard_operator_reconciles_total{kind="namespace",result="ok"}'] >= 1
+    assert m['switchyard_operator_reconciles_total{kind="catalog",result="ok"}'] >= 1
+    assert m['switchyard_operator_reconcile_duration_seconds_count{kind="namespace"}'] >= 1
+    assert "switchyard_operator_queue_depth" in m
+    assert 'switchyard_operator_webhook_requests_total{outcome="allowed",webhook="validate"}' in m
+    text = urllib.request.urlopen(env.metrics_url, timeout=5).read().decode()
+    assert ns not in text and ADMIN_TOKEN not in text  # no object, namespace or secret in a label
+    check_operator_alive(env)

@@ -161,8 +161,8 @@ spec:
   requires: {vision: true}
 """
 WARN_INCOMPATIBLE = "Warning: switchyard: tier1 (local-llama/llama-3.1-8b) lacks vision (spec.requires): requests will skip this tier"
-WARN_UNRESOLVABLE = ("Warning: switchyard: tier2 (anthropic/claude-sonnet-4-5) is unresolvable: SecretNotFound: "
-                     "Secret anthropic-key not found")
+WARN_UNRESOLVABLE = ("Warning: switchyard: tier2 (anthropic/claude-sonnet-4-5) is unresolvable: SecretNotMarked: "
+                     "no Secret anthropic-key labelled switchyard.dev/credential=true in namespace ")
 
 
 def test_apply_prints_the_webhooks_warnings_and_chain_compatible_says_why(fenv: Env, kube_ns: str) -> None:
@@ -179,7 +179,8 @@ def test_apply_prints_the_webhooks_warnings_and_chain_compatible_says_why(fenv: 
     poll("the validating webhook in effect", warned)
     cp = kube.kubectl("apply", "-n", ns, "-f", "-", input=VISION_BOT)
     assert cp.returncode == 0 and "assistantbinding.switchyard.dev/vision-bot created" in cp.stdout
-    assert [line for line in cp.stderr.splitlines() if line.startswith("Warning:")] == [WARN_INCOMPATIBLE, WARN_UNRESOLVABLE]
+    lines = [line for line in cp.stderr.splitlines() if line.startswith("Warning:")]
+    assert len(lines) == 2 and lines[0] == WARN_INCOMPATIBLE and lines[1].startswith(WARN_UNRESOLVABLE + ns), lines
 
     obj = poll("ChainCompatible on vision-bot", lambda: (o := get(kube, ns, "ab/vision-bot")) and cond(o, "ChainCompatible") and o)
     c = cond(obj, "ChainCompatible")

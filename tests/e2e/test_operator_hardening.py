@@ -5,7 +5,7 @@
   traffic served, a tier failing and its breaker opening, a Secret rotated and deleted —
   then every status, spec, Event, the operator's log and the sidecar's admin answers are
   scanned for those values and their fragments;
-- a deleted Secret turns the tiers that need it unresolvable, in status (SecretNotFound,
+- a deleted Secret turns the tiers that need it unresolvable, in status (SecretNotMarked,
   with the Secret's name) and in the sidecars (no stale key kept).
 
 The operator runs as in test_operator_cluster.py (its own identity, operator/rbac.yaml).
@@ -68,12 +68,12 @@ def test_no_secret_in_status_events_logs_or_admin_answers_and_a_deleted_secret_i
     apply(kube, ns, f"""
 apiVersion: v1
 kind: Secret
-metadata: {{name: wrong-key}}
+metadata: {{name: wrong-key, labels: {{switchyard.dev/credential: "true"}}}}
 stringData: {{api-key: {WRONG_KEY}}}
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: anthropic-key}}
+metadata: {{name: anthropic-key, labels: {{switchyard.dev/credential: "true"}}}}
 stringData: {{api-key: {KEY_ANTHROPIC}}}
 ---
 apiVersion: switchyard.dev/v1alpha1
@@ -104,23 +104,23 @@ spec:
             henv.upstream.fail_primary = False
 
         # Rotation, then deletion of the primary's Secret.
-        apply(kube, ns, f"apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-key}}\nstringData: {{api-key: {KEY_ROTATED}}}\n")
+        apply(kube, ns, f"apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-key, labels: {{switchyard.dev/credential: \"true\"}}}}\nstringData: {{api-key: {KEY_ROTATED}}}\n")
         poll("rotated key pushed", lambda: KEY_ROTATED in henv.upstream.seen_keys)
         kube.kubectl("delete", "secret", "openai-key", "-n", ns)
 
         def tier0() -> dict | None:
             chain = get(kube, ns, "ab/support").get("status", {}).get("chain", [])
-            return chain[0] if chain and chain[0].get("reason") == "SecretNotFound" else None
+            return chain[0] if chain and chain[0].get("reason") == "SecretNotMarked" else None
 
         t = poll("tier 0 unresolvable in status", tier0)
-        assert t["resolvable"] is False and t["message"] == "Secret openai-key not found"
+        assert t["resolvable"] is False and t["message"].startswith("no Secret openai-key labelled switchyard.dev/credential=true")
         poll("tier 0 unresolvable in the sidecar",
-             lambda: (b := sc.binding("support")) and not b["tiers"][0]["resolvable"] and b["tiers"][0]["problem"].startswith("SecretNotFound"))
+             lambda: (b := sc.binding("support")) and not b["tiers"][0]["resolvable"] and b["tiers"][0]["problem"].startswith("SecretNotMarked"))
         poll("the source's credential reported missing",
-             lambda: cond(get(kube, ns, "ms/openai-main"), "CredentialValid").get("reason") == "SecretNotFound")
+             lambda: cond(get(kube, ns, "ms/openai-main"), "CredentialValid").get("reason") == "SecretNotMarked")
         status, headers, _ = sc.chat("support")  # served by the next tier; the stale key is not used
         assert status == 200 and headers["x-switchyard-tier"] == "1"
-        assert "tier0=unresolvable(SecretNotFound)" in headers["x-switchyard-fallback-reason"]
+        assert "tier0=unresolvable(SecretNotMarked)" in headers["x-switchyard-fallback-reason"]
 
         # The scan.
         seen = [

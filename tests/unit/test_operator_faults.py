@@ -5,7 +5,7 @@
   that still fails does not stop the namespace's other writes and is not lost (the
   namespace is reconciled again and the same status written);
 - a sidecar that hangs or refuses connections does not block the push to the others;
-- a deleted Secret turns the tiers that need it unresolvable (SecretNotFound) in status
+- a deleted Secret turns the tiers that need it unresolvable (SecretNotMarked: the operator cannot tell deleted from unlabelled) in status
   and in the sidecars, instead of leaving them the stale key;
 - a model catalog larger than one socket read is read whole.
 
@@ -35,6 +35,7 @@ from switchyard.operator.world import World, snapshot, snapshot_secret
 from switchyard.sidecar.app import Listen, Sidecar
 
 TOKEN = "op-faults-admin-token"
+MARKED = {"switchyard.dev/credential": "true"}
 
 
 def b64(v: str) -> str:
@@ -158,7 +159,10 @@ class FlakyKube:
         self.fail = fail or {}
         self.patches: list[tuple[str, dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
-        self.secrets: dict[str, dict[str, Any]] = {}
+        # The admin token is read by name (the only Secret the operator GETs).
+        self.secrets: dict[str, dict[str, Any]] = {"switchyard-admin-token": {
+            "metadata": {"name": "switchyard-admin-token", "namespace": "ns", "resourceVersion": "1"},
+            "data": {"token": b64(TOKEN)}}}
 
     async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         queue = self.fail.get(name)
@@ -185,7 +189,7 @@ def _obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _secret(name: str, data: dict[str, str]) -> Any:
-    return snapshot_secret({"metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
+    return snapshot_secret({"metadata": {"name": name, "namespace": "ns", "resourceVersion": "1", "labels": MARKED},
                             "data": {k: b64(v) for k, v in data.items()}}, keep_data=True)
 
 
@@ -194,7 +198,7 @@ def world(pods: list[PodInfo], *, with_key: bool = True, upstream: str = "http:/
                                           "credentialRef": {"name": "key", "key": "api-key"}})
     bindings = [_obj("AssistantBinding", n, {"selector": {"matchLabels": {"app": "a"}}, "aliases": [n],
                                              "primary": {"sourceRef": {"name": "main"}}}) for n in ("alpha", "beta")]
-    secrets = {("ns", "switchyard-admin-token"): [_secret("switchyard-admin-token", {"token": TOKEN})]}
+    secrets: dict[tuple[str, str], list[Any]] = {}
     if with_key:
         secrets[("ns", "key")] = [_secret("key", {"api-key": "sk-live-key-1"})]
     return World(
@@ -305,15 +309,15 @@ async def test_a_deleted_secret_makes_its_tiers_unresolvable_instead_of_keeping_
         await rec.reconcile_namespace("ns")
 
         tier = sidecar.runtime.snapshot.config.bindings[0].tiers[0]
-        assert tier.credential is None and tier.problem and tier.problem.startswith("SecretNotFound")
+        assert tier.credential is None and tier.problem and tier.problem.startswith("SecretNotMarked")
         chain = [p for n, p in kube.patches if n == "alpha"][-1]["chain"]
-        assert chain[0]["resolvable"] is False and chain[0]["reason"] == "SecretNotFound"
-        assert chain[0]["message"] == "Secret key not found"
+        assert chain[0]["resolvable"] is False and chain[0]["reason"] == "SecretNotMarked"
+        assert chain[0]["message"].startswith("no Secret key labelled switchyard.dev/credential=true in namespace ns")
         async with aiohttp.ClientSession() as s:  # and the sidecar answers so, without calling anyone
             async with s.post(f"http://127.0.0.1:{sidecar.ports[0]}/v1/chat/completions",
                               json={"model": "alpha", "messages": [{"role": "user", "content": "hi"}]}) as r:
                 body = await r.json()
-                assert r.status == 503 and "unresolvable(SecretNotFound)" in body["error"]["message"]
+                assert r.status == 503 and "unresolvable(SecretNotMarked)" in body["error"]["message"]
     finally:
         await rec.stop()
         await sidecar.stop()

@@ -214,11 +214,11 @@ def test_a_source_that_does_not_validate_is_named_as_invalid_not_missing() -> No
     assert tier["reason"] == "SourceNotFound" and tier["message"].startswith("ModelSource a is invalid: spec.provider")
 
 
-def test_a_missing_secret_makes_the_tier_unresolvable_without_naming_any_value() -> None:
+def test_a_missing_or_unmarked_secret_makes_the_tier_unresolvable_without_naming_any_value() -> None:
     inp = world(secrets={"key-b": {"api-key": b64(KEY_B)}, "switchyard-admin-token": {"token": b64(TOKEN)}})
     _, st = statuses(inp)
     (tier,) = st.bindings["alpha"].status["chain"]
-    assert (tier["reason"], tier["message"]) == ("SecretNotFound", "Secret key-a not found")
+    assert (tier["reason"], tier["message"]) == ("SecretNotMarked", "no Secret key-a labelled switchyard.dev/credential=true in namespace ns (the operator reads no other Secret: create it with that label, or label it)")
     assert all(v not in repr(st) for v in (KEY_A, KEY_B, TOKEN))
 
 

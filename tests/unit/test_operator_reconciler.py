@@ -33,6 +33,9 @@ class FakeKube:
         pass
 
 
+MARKED = {"switchyard.dev/credential": "true"}
+
+
 def obj(kind: str, name: str, spec: dict[str, Any], status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1, **meta},
             "spec": spec, "status": status or {}}
@@ -47,7 +50,8 @@ def make(bindings: list[dict[str, Any]], *, secret_data: bool = True) -> tuple[R
         "provider": "openai", "baseURL": "http://127.0.0.1:9/v1", "defaultModel": "gpt-4o",
         "credentialRef": {"name": "key", "key": "api-key"}}))]
     index_b = {"ns": [snapshot("AssistantBinding", b) for b in bindings]}
-    secret_body = {"metadata": {"name": "key", "namespace": "ns", "resourceVersion": "1"}, "data": {"api-key": b64("sk-1")}}
+    secret_body = {"metadata": {"name": "key", "namespace": "ns", "resourceVersion": "1", "labels": MARKED},
+                   "data": {"api-key": b64("sk-1")}}
     world = World(
         sources_by_ns={"ns": sources},
         bindings_by_ns=index_b,
@@ -74,13 +78,46 @@ async def test_status_written_once_then_nothing() -> None:
     assert len(kube.patches) == 1  # same inputs, same status: no write
 
 
-async def test_secret_data_fetched_once_when_indexed_without_it() -> None:
-    rec, kube, _ = make([BINDING], secret_data=False)
+async def test_credentials_come_from_the_marked_watch_and_are_never_fetched_by_name() -> None:
+    rec, kube, _ = make([BINDING])
     await rec.reconcile_namespace("ns")
     await rec.reconcile_namespace("ns")
-    assert kube.secret_gets == ["key"]  # cached by resourceVersion
+    assert "key" not in kube.secret_gets  # only the admin token is read by name
     chain = kube.patches[0][3]["chain"]
     assert chain[0]["resolvable"] is True
+
+
+async def test_an_unmarked_or_reserved_secret_is_refused_and_nothing_is_read_or_sent() -> None:
+    """The confused deputy: a ModelSource naming a Secret that is not labelled
+    switchyard.dev/credential=true (so not in the operator's watch), or the admin-token
+    Secret (even labelled), is refused in status; no GET, no catalog request."""
+
+    class NoSession:
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError(f"the operator tried to send something ({name})")
+
+    for secret, reason in (("not-marked", "SecretNotMarked"), ("switchyard-admin-token", "SecretReserved")):
+        rec, kube, _ = make([BINDING])
+        admin = {"metadata": {"name": "switchyard-admin-token", "namespace": "ns", "resourceVersion": "1", "labels": MARKED},
+                 "data": {"token": b64("admin-token-value"), "api-key": b64("admin-token-value")}}
+        rec.world.secrets_by_key[("ns", "switchyard-admin-token")] = [snapshot_secret(admin, keep_data=True)]  # type: ignore[index]
+        kube.secrets["not-marked"] = {"metadata": {"name": "not-marked"}, "data": {"api-key": b64("sk-stolen")}}
+        src = snapshot("ModelSource", obj("ModelSource", "main", {
+            "provider": "openai", "baseURL": "https://attacker.example/v1", "defaultModel": "gpt-4o",
+            "credentialRef": {"name": secret, "key": "api-key"}}))
+        rec.world.sources_by_ns["ns"] = [src]  # type: ignore[index]
+        rec.session = rec.guarded_session = NoSession()  # type: ignore[assignment]
+        await rec.refresh_catalog("ns", "main")
+        await rec.reconcile_namespace("ns")
+        assert "not-marked" not in kube.secret_gets  # (the admin token is read by name, for pushes only)
+        by_name = {(p[0], p[2]): p[3] for p in kube.patches}
+        cred = next(c for c in by_name[("modelsources", "main")]["conditions"] if c["type"] == "CredentialValid")
+        assert (cred["status"], cred["reason"]) == ("False", reason)
+        tier = by_name[("assistantbindings", "support")]["chain"][0]
+        assert (tier["resolvable"], tier["reason"]) == (False, reason)
+        assert "sk-stolen" not in repr(kube.patches) and "admin-token-value" not in repr(kube.patches)
+        assert rec.metrics.refusals.labels(reason)._value.get() >= 1
+        assert rec.check_binding(BINDING, None)[0].startswith(f"switchyard: tier0 (main/gpt-4o) is unresolvable: {reason}")
 
 
 async def test_cleared_primary_remembered_from_status() -> None:
@@ -137,7 +174,7 @@ async def test_a_changed_binding_resets_the_tiers_its_sidecar_disabled_once() ->
         rec.world.pods_by_ns["ns"] = [PodInfo("ns", "p-0", "u", {"app": "a"}, "Running", "127.0.0.1", url, "u|1")]  # type: ignore[index]
         admin = {"metadata": {"name": "switchyard-admin-token", "namespace": "ns", "resourceVersion": "1"},
                  "data": {"token": b64(token)}}
-        rec.world.secrets_by_key[("ns", "switchyard-admin-token")] = [snapshot_secret(admin, keep_data=True)]  # type: ignore[index]
+        kube.secrets["switchyard-admin-token"] = admin
         clock = [1000.0]
         rec.mono = lambda: clock[0]
         await rec.start()

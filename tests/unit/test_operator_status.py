@@ -152,9 +152,9 @@ def test_condition_messages_are_bounded() -> None:
 def test_profile_status() -> None:
     ok = prune(profile_status(2, None, {}, now=NOW))
     CapabilityProfileStatus.model_validate(ok)
-    assert conds(ok) == {"Valid": ("True", "Valid")}
+    assert conds(ok) == {"Valid": ("True", "Valid"), "Ready": ("True", "Ready")}
     bad = prune(profile_status(2, "features.stopSequences: too big", ok, now=NOW))
-    assert conds(bad) == {"Valid": ("False", "InvalidSpec")}
+    assert conds(bad) == {"Valid": ("False", "InvalidSpec"), "Ready": ("False", "InvalidSpec")}
 
 
 def test_source_status_keeps_a_verdict_through_an_inconclusive_check() -> None:
@@ -163,8 +163,39 @@ def test_source_status_keeps_a_verdict_through_an_inconclusive_check() -> None:
     ModelSourceStatus.model_validate(first)
     down = CredentialCheck("Unknown", "CheckFailed", "timeout", False, "Unreachable", "timeout")
     second = prune(source_status(1, down, first["catalog"], first, now=NOW + 30))
-    assert conds(second) == {"CredentialValid": ("True", "Accepted"), "CatalogReady": ("False", "Unreachable")}
+    assert conds(second) == {"CredentialValid": ("True", "Accepted"), "CatalogReady": ("False", "Unreachable"),
+                             "Ready": ("False", "Unreachable")}
     assert second["catalog"]["count"] == 2
+
+
+def test_source_ready_means_credential_not_refused_and_catalog_fetched() -> None:
+    def ready(check: CredentialCheck) -> tuple[str, str]:
+        st = prune(source_status(1, check, None, {}, now=NOW))
+        ModelSourceStatus.model_validate(st)
+        return conds(st)["Ready"]
+
+    assert ready(CredentialCheck("True", "Accepted", "ok", True, "Fetched", "2 models")) == ("True", "Ready")
+    assert ready(CredentialCheck("Unknown", "CheckFailed", "404", False, "NoCatalogEndpoint", "404")) == ("True", "Ready")
+    assert ready(CredentialCheck("False", "SecretNotMarked", "no Secret k", False, "CredentialMissing", "x")) == (
+        "False", "SecretNotMarked")
+    assert ready(CredentialCheck("False", "Unauthorized", "401", False, "Unauthorized", "401")) == ("False", "Unauthorized")
+
+
+def test_conditions_follow_metav1_condition() -> None:
+    """A list map keyed on type, a date-time lastTransitionTime, metav1's reason pattern."""
+    import pytest
+    from pydantic import ValidationError
+
+    from switchyard.api.status import Condition
+
+    schema = ModelSourceStatus.model_json_schema(by_alias=True)
+    conditions = schema["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map" and conditions["x-kubernetes-list-map-keys"] == ["type"]
+    cond = schema["$defs"]["Condition"]["properties"]
+    assert cond["lastTransitionTime"]["format"] == "date-time"
+    for bad in ("", "has space", "1Starts", "Ends-"):
+        with pytest.raises(ValidationError):
+            Condition.model_validate({"type": "Ready", "status": "True", "reason": bad, "lastTransitionTime": "x"})
 
 
 def test_merge_patch_and_prune() -> None:

@@ -44,11 +44,17 @@ def test_snapshot_is_a_deep_copy() -> None:
     assert not snapshot("ModelSource", {"metadata": {"name": "s"}, "spec": {"primary": 1}}).primary_evidence
 
 
-def test_secret_data_kept_only_when_asked() -> None:
-    body = {"metadata": {"name": "s", "namespace": "ns", "resourceVersion": "7"}, "data": {"k": "dg=="}}
+def test_secret_data_kept_only_when_asked_and_marked() -> None:
+    body = {"metadata": {"name": "s", "namespace": "ns", "resourceVersion": "7",
+                         "labels": {"switchyard.dev/credential": "true"}}, "data": {"k": "dg=="}}
     assert snapshot_secret(body, keep_data=True).data == {"k": "dg=="}
     kept = snapshot_secret(body, keep_data=False)
     assert kept.data is None and kept.keys == ("k",) and kept.resource_version == "7"
+    # What the server-side selector excludes is never kept, should it arrive anyway.
+    for labels in ({}, {"switchyard.dev/credential": "yes"},
+                   {"switchyard.dev/credential": "true", "app.kubernetes.io/part-of": "switchyard"}):
+        body["metadata"]["labels"] = labels
+        assert snapshot_secret(body, keep_data=True).data is None
 
 
 def test_world_queries() -> None:
@@ -58,7 +64,7 @@ def test_world_queries() -> None:
               admin_token_secret="tok")
     assert [s.name for s in w.sources("ns")] == ["a", "b", "c"]
     assert w.namespaces() == {"ns"}
-    assert w.referenced_secrets("ns") == {"tok", "key-a", "key-b"}
+    assert w.referenced_secrets("ns") == {"key-a", "key-b"}
     assert w.sources_using_secret("ns", "key-b") == ["b"]
     assert w.source("ns", "c") is not None and w.source("ns", "zz") is None
     assert w.secret("ns", "tok") is None and w.pods("ns") == []

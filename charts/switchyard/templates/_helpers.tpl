@@ -113,3 +113,24 @@ annotation see the same certificate within one render.
 {{- end -}}
 {{- toJson (index .Values "__switchyardWebhookCert") -}}
 {{- end -}}
+
+{{- /*
+The namespaces the operator watches, as a JSON list ([] = every namespace). Namespaced
+is the default: operator.watchNamespaces, or else appNamespaces; watching every
+namespace (a ClusterRole that lists labelled Secrets and pods cluster-wide) only with
+operator.clusterWide=true. See docs/security.md.
+*/ -}}
+{{- define "switchyard.watchNamespaces" -}}
+{{- if .Values.operator.clusterWide -}}
+{{- if .Values.operator.watchNamespaces -}}
+{{- fail "switchyard: operator.clusterWide=true watches every namespace; leave operator.watchNamespaces empty" -}}
+{{- end -}}
+[]
+{{- else -}}
+{{- $ns := .Values.operator.watchNamespaces | default .Values.appNamespaces -}}
+{{- if not $ns -}}
+{{- fail "switchyard: the operator is namespaced by default: list the namespaces it serves in appNamespaces (or operator.watchNamespaces), or set operator.clusterWide=true to watch every namespace (docs/security.md)" -}}
+{{- end -}}
+{{- toJson (uniq $ns) -}}
+{{- end -}}
+{{- end -}}
