@@ -195,3 +195,40 @@ async def test_responses_tier_429_falls_back_to_the_chat_tier(gw: Gateway, sim: 
     assert refused.outcome == "fault:429"
     (served,) = sim.requests("chat")
     assert served.path == "/chat/v1/chat/completions" and served.body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_anthropic_client_streams_thinking_and_a_call_from_the_responses_tier(gw: Gateway, sim: Simulator) -> None:
+    import anthropic
+
+    sim.script("resp", Reply(text="Reading it.", thinking="Need the file.", signature="S2",
+                             tool_calls=[ToolCall("read_file", {"path": "a.txt"}, id="call_r")]))
+    c = anthropic.AsyncAnthropic(base_url=gw.api, api_key=CLIENT_KEY, max_retries=0)
+    try:
+        async with c.messages.stream(
+            model="codex", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+            tools=[{"name": "read_file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}],
+            messages=[{"role": "user", "content": "open a.txt"}],
+        ) as stream:
+            final = await stream.get_final_message()
+    finally:
+        await c.close()
+    kinds = [b.type for b in final.content]
+    assert kinds == ["thinking", "text", "tool_use"] and final.stop_reason == "tool_use"
+    assert final.content[0].thinking == "Need the file." and final.content[0].signature == ""  # OpenAI's reasoning is not Anthropic's
+    assert final.content[2].input == {"path": "a.txt"}
+    (seen,) = sim.requests("resp")
+    body = seen.body
+    assert seen.outcome == "scripted" and body["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert body["include"] == ["reasoning.encrypted_content"] and body["store"] is False
+
+
+async def test_gemini_client_from_the_responses_tier(gw: Gateway, sim: Simulator) -> None:
+    from google import genai
+    from google.genai import types
+
+    sim.script("resp", Reply(text="Hallo."))
+    client = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(base_url=gw.api, api_version="v1beta"))
+    r = await client.aio.models.generate_content(model="codex", contents="Say hello in German")
+    assert r.text == "Hallo."
+    (seen,) = sim.requests("resp")
+    assert seen.body["input"] == [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello in German"}]}]
