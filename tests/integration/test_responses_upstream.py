@@ -15,6 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 import pytest
 import yaml
 
@@ -232,3 +233,15 @@ async def test_gemini_client_from_the_responses_tier(gw: Gateway, sim: Simulator
     assert r.text == "Hallo."
     (seen,) = sim.requests("resp")
     assert seen.body["input"] == [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello in German"}]}]
+
+
+async def test_previous_response_id_reaches_a_responses_tier_as_sent(gw: Gateway, sim: Simulator) -> None:
+    """The gateway keeps no state, but a Responses tier does: on the same-protocol path the
+    field is the tier's business (the simulator, storing nothing, answers as OpenAI does
+    for an id it does not have; the chain does not fall back on a client error)."""
+    with pytest.raises(openai.BadRequestError) as err:
+        await gw.openai().responses.create(model="codex", input="and then?", previous_response_id="resp_earlier", store=True)
+    assert "Previous response with id 'resp_earlier' not found." in str(err.value)
+    (seen,) = sim.requests("resp")
+    assert seen.body["previous_response_id"] == "resp_earlier" and seen.body["store"] is True
+    assert sim.count("chat") == 0
