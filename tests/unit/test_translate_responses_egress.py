@@ -379,6 +379,21 @@ def test_passthrough_keeps_what_it_does_not_know() -> None:
     assert call.url.endswith("/v1/responses") and call.stream and orjson.loads(call.body or b"") == out
 
 
+def test_passthrough_leaves_out_thinking_another_tier_made() -> None:
+    """Codex on a chain Anthropic -> OpenAI Responses: turn 1 served by Anthropic hands
+    Codex its signed thinking in a switchyard blob; turn 2 falls back to the Responses
+    tier, which could not decrypt it (OpenAI would refuse the request)."""
+    ingress = adapter_for("openai-responses")
+    turn1 = ingress.render_response(n.Response("m", "claude", [n.Choice([n.Thinking("t", signature="sig", origin="anthropic-messages"), n.Text("hi")], "stop")]), alias="a")
+    blob_item = {k: v for k, v in turn1["output"][0].items() if k != "id"}
+    assert blob_item["encrypted_content"].startswith("switchyard.v1.")
+    ours = {"type": "reasoning", "summary": [], "encrypted_content": "gAAAA-openai"}
+    body = {"model": "a", "input": [{"role": "user", "content": "q"}, blob_item, ours, {"role": "user", "content": "more"}]}
+    out = R.prepare_passthrough(body, tier(), {})
+    assert out["input"] == [{"role": "user", "content": "q"}, ours, {"role": "user", "content": "more"}]
+    assert len(body["input"]) == 4  # the client's body is not touched
+
+
 def test_passthrough_edits() -> None:
     body = {
         "model": "alias", "instructions": "sys", "max_output_tokens": 9000, "parallel_tool_calls": True,

@@ -24,8 +24,9 @@ from .. import neutral as n
 from ..base import RequestError
 from ..common import args_text, expect, new_id, now, opt_number, split_data_url
 from ._wire import (
-    joins,
+    BLOB_PREFIX,
     PROTOCOL,
+    joins,
     _INCOMPLETE,
     _blob,
     _call_item,
@@ -462,13 +463,29 @@ def _without_include(out: dict[str, Any], value: str) -> None:
         out["include"] = [v for v in inc if v != value]
 
 
+def _foreign_reasoning(item: Any) -> bool:
+    """A reasoning item whose encrypted_content is a switchyard blob (see ``_wire``)."""
+    if not (isinstance(item, dict) and item.get("type") == "reasoning"):
+        return False
+    enc = item.get("encrypted_content")
+    return isinstance(enc, str) and enc.startswith(BLOB_PREFIX)
+
+
 def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """A Responses body for a Responses tier: a shallow copy with the tier's model and
     the profile's edits. Everything else travels untouched, Switchyard knows it or not:
     ``store``, ``include``, ``previous_response_id``, hosted tools, and reasoning items
-    with their ``encrypted_content``."""
+    with their ``encrypted_content``; but for reasoning items carrying a switchyard blob
+    (thinking of another protocol, which the tier could not read)."""
     out = dict(body)
     out["model"] = tier.model
+    items = out.get("input")
+    if isinstance(items, list) and any(_foreign_reasoning(i) for i in items):
+        # Thinking another tier produced (an earlier turn served by Anthropic, say),
+        # carried in a switchyard blob: the gateway's own wrapping, which no Responses
+        # tier could decrypt (it would refuse the request). Left out, as every egress
+        # adapter leaves out thinking of another protocol.
+        out["input"] = [i for i in items if not _foreign_reasoning(i)]
     for feature, value in edits.items():
         if feature == "maxOutputTokens":
             out["max_output_tokens"] = value
