@@ -245,3 +245,15 @@ async def test_previous_response_id_reaches_a_responses_tier_as_sent(gw: Gateway
     (seen,) = sim.requests("resp")
     assert seen.body["previous_response_id"] == "resp_earlier" and seen.body["store"] is True
     assert sim.count("chat") == 0
+
+
+async def test_a_relayed_stream_broken_after_content_ends_failed_not_completed(gw: Gateway, sim: Simulator) -> None:
+    sim.script("resp", Reply(text="one two three four five six"))
+    sim.configure("resp", chunks=6)
+    sim.fault("resp", "reset", after_chunks=2)
+    stream = await gw.openai().responses.create(model="codex", input="count", stream=True)
+    events = [e async for e in stream]
+    kinds = [e.type for e in events]
+    assert kinds.count("response.created") == 1 and kinds[-2:] == ["error", "response.failed"]
+    assert "response.completed" not in kinds
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta")  # some content went through first

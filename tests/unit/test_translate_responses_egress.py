@@ -22,6 +22,7 @@ from openapi_spec import assert_openapi
 from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import GuardedDecoder, RequestError, UpstreamFormatError, adapter_for
+from switchyard.sidecar.translate.sse import SSEDecoder
 
 R = adapter_for("openai-responses")
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -431,3 +432,11 @@ def test_check_request(body: dict[str, Any], ok: bool) -> None:
     else:
         with pytest.raises(RequestError):
             R.check_request(body)
+
+
+def test_a_fresh_encoder_ends_a_relayed_stream_without_opening_another_response() -> None:
+    """A same-protocol stream broken after content: the pipeline ends it with a fresh
+    encoder's error, after the tier's own response.created was relayed."""
+    enc = adapter_for("openai-responses").stream_encoder(alias="a", request=None)
+    kinds = [e.event for e in SSEDecoder().feed(enc.start() + enc.error(502, "upstream", "the upstream connection broke"))]
+    assert kinds == ["error", "response.failed"]

@@ -242,9 +242,14 @@ class StreamEncoder:
 
     def error(self, status: int, kind: str, message: str) -> bytes:
         """An ``error`` event (what the Vercel AI SDK reads) then ``response.failed`` (what
-        Codex and the openai SDK read). Open items stay open: they were cut short."""
+        Codex and the openai SDK read). Open items stay open: they were cut short.
+
+        An encoder that encoded nothing opens no response of its own: the pipeline uses a
+        fresh encoder only to end a same-protocol stream (a Responses tier's events
+        relayed as they are, its ``response.created`` among them), which a second
+        ``response.created`` would confuse."""
         code = "rate_limit_exceeded" if kind == "rate_limited" or status == 429 else "server_error"
-        out = self._open()
+        out = b""
         self.current = None
         out += self._ev("error", code=code, message=message, param=None)
         snap = self._snapshot("failed", usage=self.usage, error={"code": code, "message": message})
