@@ -265,7 +265,9 @@ class ModelSourceSpec(_Spec):
     """One concrete upstream: a provider endpoint with its credential."""
 
     provider: Provider = Field(description="Kind of upstream; decides the wire protocol and defaults.")
-    protocol: WireProtocol | None = Field(
+    # Absent means the provider's default; not nullable: Kubernetes refuses null for an
+    # enum field (null is not one of its values), so the model refuses it too.
+    protocol: WireProtocol = Field(  # type: ignore[assignment]
         default=None,
         description=(
             "Wire protocol to speak to this upstream, when the provider serves more than one: "

@@ -196,6 +196,7 @@ SAMPLES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("empty credentialRef", SRC, {"provider": "openai", "credentialRef": {}}, "set {name, key} (a Secret) or {env}"),
     ("openai over Responses", SRC, {"provider": "openai", "protocol": "openai-responses"}, OK),
     ("compatible over Responses", SRC, {"provider": "openai-compatible", "baseURL": "http://vllm:8000/v1", "protocol": "openai-responses"}, OK),
+    ("explicit null protocol", SRC, {"provider": "anthropic", "protocol": None}, "schema"),  # an enum is not nullable
     ("openai over chat, said", SRC, {"provider": "openai", "protocol": "openai-chat"}, OK),
     ("anthropic over Responses", SRC, {"provider": "anthropic", "protocol": "openai-responses"}, "protocol must be one the provider speaks"),
     ("openrouter over Responses", SRC, {"provider": "openrouter", "protocol": "openai-responses"}, "protocol must be one the provider speaks"),
