@@ -41,7 +41,7 @@ FUZZ = settings(
 )
 
 INGRESS = ("openai-chat", "anthropic-messages", "gemini", "openai-responses")
-EGRESS = ("openai-chat", "anthropic-messages", "gemini")
+EGRESS = ("openai-chat", "anthropic-messages", "gemini", "openai-responses")
 
 # Strings that have broken parsers before: empty, huge numbers as text, data URLs,
 # surrogates-adjacent unicode, JSON-looking text, role and type names of each protocol.

@@ -15,7 +15,7 @@ from importlib import resources
 
 import yaml
 
-from .models import Action, CapabilityProfile, Provider
+from .models import Action, CapabilityProfile, Provider, WireProtocol
 
 DEFAULT_ACTIONS: dict[str, Action] = {
     "streaming": Action.MAP,  # served from a non-streaming call, re-chunked
@@ -39,6 +39,18 @@ DEFAULT_ACTIONS: dict[str, Action] = {
 }
 
 BUILTIN_PROFILE_FOR: dict[Provider, str] = {p: f"builtin-{p.value}" for p in Provider}
+"""The built-in profile of each provider, spoken to in its default protocol."""
+
+BUILTIN_PROFILE_FOR_PROTOCOL: dict[tuple[Provider, WireProtocol], str] = {
+    (Provider.OPENAI, WireProtocol.OPENAI_RESPONSES): "builtin-openai-responses",
+    (Provider.OPENAI_COMPATIBLE, WireProtocol.OPENAI_RESPONSES): "builtin-openai-compatible-responses",
+}
+"""The built-in profile of a provider spoken to in another protocol (`spec.protocol`)."""
+
+
+def builtin_profile_for(provider: Provider, protocol: WireProtocol) -> str:
+    """The built-in profile a ModelSource gets when it names none."""
+    return BUILTIN_PROFILE_FOR_PROTOCOL.get((provider, protocol), BUILTIN_PROFILE_FOR[provider])
 
 
 @cache

@@ -88,6 +88,17 @@ CEL_RULES: dict[str, list[Rule]] = {
             field_path=".baseURL",
             reason="FieldValueRequired",
         ),
+        # ModelSourceSpec._protocol_fits_provider
+        Rule(
+            "!has(self.protocol) || "
+            + " || ".join(
+                f"(self.provider == '{p.value}' && self.protocol in {_cel_list(x.value for x in ps)})"
+                for p, ps in m.PROVIDER_PROTOCOLS.items()
+            ),
+            "protocol must be one the provider speaks: "
+            + "; ".join(f"{p.value}: {', '.join(x.value for x in ps)}" for p, ps in m.PROVIDER_PROTOCOLS.items()),
+            field_path=".protocol",
+        ),
         # ModelSourceSpec._url_shape
         Rule(
             "!has(self.baseURL) || self.baseURL.matches('^https?://[^/\\\\s]+')",

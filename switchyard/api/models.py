@@ -57,6 +57,7 @@ class WireProtocol(str, Enum):
     OPENAI_CHAT = "openai-chat"
     ANTHROPIC_MESSAGES = "anthropic-messages"
     GEMINI = "gemini"
+    OPENAI_RESPONSES = "openai-responses"
 
 
 class Action(str, Enum):
@@ -83,6 +84,16 @@ PROVIDER_PROTOCOL: dict[Provider, WireProtocol] = {
     Provider.ANTHROPIC: WireProtocol.ANTHROPIC_MESSAGES,
     Provider.GEMINI: WireProtocol.GEMINI,
 }
+"""The protocol a provider is spoken to in by default."""
+
+PROVIDER_PROTOCOLS: dict[Provider, tuple[WireProtocol, ...]] = {
+    Provider.OPENAI: (WireProtocol.OPENAI_CHAT, WireProtocol.OPENAI_RESPONSES),
+    Provider.OPENROUTER: (WireProtocol.OPENAI_CHAT,),
+    Provider.OPENAI_COMPATIBLE: (WireProtocol.OPENAI_CHAT, WireProtocol.OPENAI_RESPONSES),
+    Provider.ANTHROPIC: (WireProtocol.ANTHROPIC_MESSAGES,),
+    Provider.GEMINI: (WireProtocol.GEMINI,),
+}
+"""The protocols a ModelSource of each provider may choose with `spec.protocol`."""
 
 # Each default follows the provider's official SDK convention for "base URL", so a
 # value copied from an SDK's documentation works unchanged: OpenAI-style URLs end in
@@ -258,6 +269,19 @@ class ModelSourceSpec(_Spec):
     """One concrete upstream: a provider endpoint with its credential."""
 
     provider: Provider = Field(description="Kind of upstream; decides the wire protocol and defaults.")
+    # Absent means the provider's default; not nullable: Kubernetes refuses null for an
+    # enum field (null is not one of its values), so the model refuses it too.
+    protocol: WireProtocol = Field(  # type: ignore[assignment]
+        default=None,
+        description=(
+            "Wire protocol to speak to this upstream, when the provider serves more than one: "
+            "openai and openai-compatible take openai-chat (the default: Chat Completions) or "
+            "openai-responses (the Responses API, POST {baseURL}/responses; the default profile is "
+            "then builtin-openai-responses, or builtin-openai-compatible-responses). Other "
+            "providers speak only their own protocol. Unset: the provider's default, except that "
+            "an openai-compatible source without it speaks its profile's protocol."
+        ),
+    )
     base_url: str | None = Field(
         default=None,
         alias="baseURL",
@@ -332,6 +356,21 @@ class ModelSourceSpec(_Spec):
         if self.base_url is None and DEFAULT_BASE_URL[self.provider] is None:
             raise ValueError(f"baseURL is required for provider {self.provider.value}")
         return self
+
+    @model_validator(mode="after")
+    def _protocol_fits_provider(self) -> ModelSourceSpec:
+        allowed = PROVIDER_PROTOCOLS[self.provider]
+        if self.protocol is not None and self.protocol not in allowed:
+            raise ValueError(
+                f"protocol must be one the provider speaks: {self.provider.value} takes "
+                f"{', '.join(p.value for p in allowed)}, not {self.protocol.value}"
+            )
+        return self
+
+    @property
+    def effective_protocol(self) -> WireProtocol:
+        """The protocol the source is spoken to in: `protocol`, else the provider's default."""
+        return self.protocol or PROVIDER_PROTOCOL[self.provider]
 
     @property
     def effective_base_url(self) -> str:

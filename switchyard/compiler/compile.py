@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from switchyard.api.capabilities import BUILTIN_PROFILE_FOR, DEFAULT_ACTIONS, builtin_profiles
+from switchyard.api.capabilities import DEFAULT_ACTIONS, builtin_profile_for, builtin_profiles
 from switchyard.api.manifests import ResourceSet
 from switchyard.api.models import (
     PROVIDER_PROTOCOL,
@@ -73,6 +73,7 @@ AUTH_FOR_PROTOCOL = {
     WireProtocol.OPENAI_CHAT: "bearer",
     WireProtocol.ANTHROPIC_MESSAGES: "x-api-key",
     WireProtocol.GEMINI: "x-goog-api-key",
+    WireProtocol.OPENAI_RESPONSES: "bearer",
 }
 
 
@@ -311,7 +312,7 @@ def _check_requires(
 
 def _problem_tier(index: int, ref: TierRef, reason: str, message: str, source: ModelSource | None) -> tuple[CompiledTier, TierReport]:
     provider = source.spec.provider if source else Provider.OPENAI_COMPATIBLE
-    protocol = PROVIDER_PROTOCOL[provider].value
+    protocol = source.spec.effective_protocol.value if source else PROVIDER_PROTOCOL[provider].value
     tier = CompiledTier(
         index=index,
         source=ref.source_ref.name,
@@ -361,14 +362,18 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
     profile, why = _profile_for(spec, model, namespace, ctx)
     if profile is None:
         return _problem_tier(index, ref, PROFILE_NOT_FOUND, why, source)
-    expected = PROVIDER_PROTOCOL[spec.provider]
+    # The source's protocol: spec.protocol, else the provider's default. An
+    # openai-compatible source that names none takes its profile's (how such a source
+    # chose Responses before spec.protocol existed, and still may).
+    expected = spec.effective_protocol
     protocol = profile.spec.protocol
-    if protocol != expected and spec.provider != Provider.OPENAI_COMPATIBLE:
+    if protocol != expected and (spec.provider != Provider.OPENAI_COMPATIBLE or spec.protocol is not None):
+        speaks = "is set to speak" if spec.protocol is not None else "speaks"
         return _problem_tier(
             index,
             ref,
             PROTOCOL_MISMATCH,
-            f"CapabilityProfile {profile.name} speaks {protocol.value} but provider {spec.provider.value} speaks {expected.value}",
+            f"CapabilityProfile {profile.name} speaks {protocol.value} but provider {spec.provider.value} {speaks} {expected.value}",
             source,
         )
 
@@ -437,7 +442,7 @@ def _profile_for(spec, model: str, namespace: str, ctx: _Ctx) -> tuple[Capabilit
     if ref_name is None and spec.capability_profile_ref is not None:
         ref_name = spec.capability_profile_ref.name
     if ref_name is None:
-        ref_name = BUILTIN_PROFILE_FOR[spec.provider]
+        ref_name = builtin_profile_for(spec.provider, spec.effective_protocol)
     profile = ctx.profiles.get((namespace, ref_name)) or builtin_profiles().get(ref_name)
     if profile is None:
         return None, f"CapabilityProfile {ref_name} not found"

@@ -11,7 +11,8 @@ that emulator:
 - `Reply`, `ToolCall`, `Usage`, `RawReply` (replies.py): scripted answers;
 - `Fault`, `parse_fault_spec` (faults.py): 429/5xx/529/4xx, hang, empty, reset,
   malformed, slow, error-event — queued or persistent (every Nth, seeded rate);
-- wire_openai.py, wire_anthropic.py, wire_gemini.py: the three wire formats (pure);
+- wire_openai.py, wire_openai_responses.py, wire_anthropic.py, wire_gemini.py: the
+  wire formats (pure; the Responses API is the `openai-responses` flavour);
 - cli.py: `switchyard simulate`.
 
 User documentation: docs/simulate.md.

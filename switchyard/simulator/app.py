@@ -51,6 +51,7 @@ from .wire import COUNT_TOKENS, GENERATE, GET_MODEL, LIST_MODELS, Call, ErrorRes
 from .wire_anthropic import AnthropicWire
 from .wire_gemini import GeminiWire
 from .wire_openai import OpenAIWire
+from .wire_openai_responses import OpenAIResponsesWire
 
 __all__ = [
     "FLAVOURS",
@@ -65,7 +66,12 @@ __all__ = [
 ]
 
 #: Wire flavours and their implementations.
-FLAVOURS: dict[str, Wire] = {"openai": OpenAIWire(), "anthropic": AnthropicWire(), "gemini": GeminiWire()}
+FLAVOURS: dict[str, Wire] = {
+    "openai": OpenAIWire(),
+    "openai-responses": OpenAIResponsesWire(),  # the Responses API (POST /v1/responses)
+    "anthropic": AnthropicWire(),
+    "gemini": GeminiWire(),
+}
 #: Provider names (as in a ModelSource) and the flavour that speaks their wire format.
 PROVIDERS = {
     "openai": "openai",
@@ -88,7 +94,8 @@ class Mount:
 
     `name` names it in the API (`sim.url(name)`, `/_sim/{name}/…`). `flavour` is
     derived from the name when it is a provider name (openai, openrouter,
-    openai-compatible, anthropic, gemini). `prefix` defaults to `/{name}`; `""` mounts
+    openai-compatible, anthropic, gemini) or a flavour name (`openai-responses`: the
+    OpenAI Responses API). `prefix` defaults to `/{name}`; `""` mounts
     at the root. `api_key`: require this key (wrong or missing -> the provider's
     refusal). `models`: the only models accepted (others -> the provider's 404) and
     listed; default: any model accepted, a few plausible ones listed. `chunks`,
@@ -112,7 +119,7 @@ class Mount:
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("_"):
             raise ValueError(f"mount name {self.name!r} must be a non-empty path segment not starting with '_'")
-        flavour = self.flavour or PROVIDERS.get(self.name)
+        flavour = self.flavour or PROVIDERS.get(self.name) or (self.name if self.name in FLAVOURS else None)
         flavour = PROVIDERS.get(flavour, flavour) if flavour else None
         if flavour not in FLAVOURS:
             raise ValueError(
@@ -202,7 +209,7 @@ class MountState:
     @property
     def base_path(self) -> str:
         """The path an SDK or a ModelSource `baseURL` points at (OpenAI wants `/v1`)."""
-        return self.mount.prefix + ("/v1" if self.wire.flavour == "openai" else "")
+        return self.mount.prefix + ("/v1" if self.wire.flavour in ("openai", "openai-responses") else "")
 
     def configure(self, *, chunks: int | None = None, chunk_delay_ms: float | None = None, delay_ms: float | None = None) -> None:
         if chunks is not None:

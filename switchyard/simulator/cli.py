@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .app import PROVIDERS, RECORD_KEY, SIM_STATE, Mount, build_app
+from .app import FLAVOURS, PROVIDERS, RECORD_KEY, SIM_STATE, Mount, build_app
 from .faults import parse_fault_spec
 
 __all__ = ["DEFAULT_PORT", "add_arguments", "build_mounts", "main", "run"]
@@ -54,14 +54,17 @@ class _AccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s -> %s%s (%.1f ms)", request.method, request.path, response.status, outcome, time * 1000)
 
 
+_CHOICES = sorted({*PROVIDERS, *FLAVOURS})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `switchyard simulate`'s options to `parser`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free port)")
     parser.add_argument(
-        "--flavour", "--flavor", dest="flavours", action="append", choices=sorted(PROVIDERS), metavar="PROVIDER",
+        "--flavour", "--flavor", dest="flavours", action="append", choices=_CHOICES, metavar="PROVIDER",
         help="mount this provider at /PROVIDER (repeatable; default: openai, anthropic, gemini); "
-        "one of: " + ", ".join(sorted(PROVIDERS)),
+        "one of: " + ", ".join(_CHOICES) + " (openai-responses: the OpenAI Responses API)",
     )
     parser.add_argument(
         "--mount", dest="mounts", action="append", default=[], metavar="NAME=PROVIDER[@PREFIX]",
@@ -110,8 +113,8 @@ def build_mounts(args: argparse.Namespace) -> list[Mount]:
         specs[provider] = {"name": provider}
     for name, rest in _pairs(args.mounts, "--mount"):
         flavour, at, prefix = rest.partition("@")
-        if flavour not in PROVIDERS:
-            raise ValueError(f"--mount {name}={rest}: {flavour!r} is not one of {', '.join(sorted(PROVIDERS))}")
+        if flavour not in _CHOICES:
+            raise ValueError(f"--mount {name}={rest}: {flavour!r} is not one of {', '.join(_CHOICES)}")
         specs[name] = {"name": name, "flavour": flavour, **({"prefix": "" if prefix == "/" else prefix} if at else {})}
     for name, key in _pairs(args.api_keys, "--api-key"):
         if name not in specs:

@@ -1,7 +1,7 @@
 """The contract each provider's wire module fulfils, and the pieces they share.
 
-The simulator has one request path (`app.py`) and three wire formats
-(`wire_openai.py`, `wire_anthropic.py`, `wire_gemini.py`). A wire module turns an HTTP
+The simulator has one request path (`app.py`) and four wire formats
+(`wire_openai.py`, `wire_openai_responses.py`, `wire_anthropic.py`, `wire_gemini.py`). A wire module turns an HTTP
 request into a `Call` (what was asked), renders a `Resolved` reply (what to answer) as
 a response body or a `StreamPlan`, and renders errors in the provider's own shape.
 Wire modules are pure: no I/O, no clock except the `created` timestamps they stamp.
@@ -69,6 +69,8 @@ class Call:
     user_text: str = ""
     #: Gemini: the API version in the path (`v1beta` or `v1`).
     api_version: str = "v1beta"
+    #: OpenAI Responses: `include` lists `reasoning.encrypted_content`.
+    include_encrypted: bool = False
 
 
 @dataclass(slots=True)

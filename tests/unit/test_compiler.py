@@ -211,3 +211,56 @@ spec: {provider: openai-compatible, baseURL: "http://127.0.0.1:11434/v1", defaul
     assert not res.config.bindings[0].tiers[0].degradable
     res = compile_text(SOURCES + local + binding("{primary: {sourceRef: {name: local}}, requires: {parallelToolCalls: true}, allowDegrading: true}"))
     assert res.config.bindings[0].tiers[0].degradable
+
+
+def _source(name: str, spec: str) -> str:
+    return f"---\napiVersion: switchyard.dev/v1alpha1\nkind: ModelSource\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "protocol", "profile"),
+    [
+        ("{provider: openai, defaultModel: gpt-5, credentialRef: {name: keys, key: openai}}", "openai-chat", "builtin-openai"),
+        ("{provider: openai, protocol: openai-chat, defaultModel: gpt-5, credentialRef: {name: keys, key: openai}}", "openai-chat", "builtin-openai"),
+        ("{provider: openai, protocol: openai-responses, defaultModel: gpt-5-codex, credentialRef: {name: keys, key: openai}}",
+         "openai-responses", "builtin-openai-responses"),
+        ("{provider: openai-compatible, protocol: openai-responses, baseURL: 'http://vllm:8000/v1', defaultModel: gpt-oss}",
+         "openai-responses", "builtin-openai-compatible-responses"),
+        # before spec.protocol, an openai-compatible source chose its protocol by its profile; it still may
+        ("{provider: openai-compatible, baseURL: 'http://vllm:8000/v1', defaultModel: m, capabilityProfileRef: {name: builtin-openai-responses}}",
+         "openai-responses", "builtin-openai-responses"),
+    ],
+)
+def test_source_protocol_chooses_the_wire_and_the_builtin_profile(spec: str, protocol: str, profile: str) -> None:
+    res = compile_text(SOURCES + _source("src", spec) + binding("{primary: {sourceRef: {name: src}}}"))
+    (tier,) = res.config.bindings[0].tiers
+    assert tier.problem is None, tier.problem
+    assert (tier.protocol, tier.profile.name, tier.profile.protocol) == (protocol, profile, protocol)
+    assert res.reports[("default", "helper")].tiers[0].protocol == protocol
+    if tier.credential is not None:
+        assert tier.auth == "bearer"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("{provider: openai, protocol: openai-responses, defaultModel: gpt-5, capabilityProfileRef: {name: builtin-openai}}",
+         "CapabilityProfile builtin-openai speaks openai-chat but provider openai is set to speak openai-responses"),
+        ("{provider: openai-compatible, protocol: openai-chat, baseURL: 'http://vllm:8000/v1', defaultModel: m, capabilityProfileRef: {name: builtin-openai-responses}}",
+         "CapabilityProfile builtin-openai-responses speaks openai-responses but provider openai-compatible is set to speak openai-chat"),
+        ("{provider: openai, defaultModel: gpt-5, capabilityProfileRef: {name: builtin-openai-responses}}",
+         "CapabilityProfile builtin-openai-responses speaks openai-responses but provider openai speaks openai-chat"),
+    ],
+)
+def test_a_profile_of_another_protocol_than_the_source_is_a_mismatch(spec: str, message: str) -> None:
+    res = compile_text(SOURCES + _source("src", spec) + binding("{primary: {sourceRef: {name: src}}}"))
+    (rep,) = res.reports[("default", "helper")].tiers
+    assert (rep.resolvable, rep.reason, rep.message) == (False, "ProtocolMismatch", message)
+
+
+def test_a_protocol_the_provider_does_not_speak_is_refused() -> None:
+    from switchyard.api.manifests import parse_document
+
+    doc = yaml.safe_load(_source("src", "{provider: anthropic, protocol: openai-responses}"))
+    _, errors = parse_document(doc, index=1)
+    assert any("protocol must be one the provider speaks: anthropic takes anthropic-messages, not openai-responses" in str(e) for e in errors)

@@ -259,6 +259,9 @@ def test_absurd_usage_counts_cannot_make_an_answer_unencodable(egress: str) -> N
         body["usage"] = {"prompt_tokens": huge, "completion_tokens": huge, "total_tokens": huge}
     elif egress == "anthropic-messages":
         body["usage"] = {"input_tokens": huge, "output_tokens": huge, "cache_creation_input_tokens": huge, "cache_read_input_tokens": huge}
+    elif egress == "openai-responses":
+        body["usage"] = {"input_tokens": huge, "output_tokens": huge, "input_tokens_details": {"cached_tokens": huge},
+                         "output_tokens_details": {"reasoning_tokens": huge}, "total_tokens": huge}
     else:
         body["usageMetadata"] = {"promptTokenCount": huge, "candidatesTokenCount": huge, "totalTokenCount": huge}
     answer = adapter_for(egress).parse_response(body)

@@ -29,14 +29,14 @@ from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.routing.profile import apply_to_request, decide
 from switchyard.sidecar.translate.base import RequestError, adapter_for
 
-_PROVIDER = {"openai-chat": "openai", "anthropic-messages": "anthropic", "gemini": "gemini"}
-_AUTH = {"openai-chat": "bearer", "anthropic-messages": "x-api-key", "gemini": "x-goog-api-key"}
+_PROVIDER = {"openai-chat": "openai", "anthropic-messages": "anthropic", "gemini": "gemini", "openai-responses": "openai"}
+_AUTH = {"openai-chat": "bearer", "anthropic-messages": "x-api-key", "gemini": "x-goog-api-key", "openai-responses": "bearer"}
 
 
 def _tier(protocol: str, profile: CompiledProfile, index: int = 0) -> CompiledTier:
     return CompiledTier(
         index=index, source=f"s-{profile.name}", provider=_PROVIDER[protocol], protocol=protocol,  # type: ignore[arg-type]
-        base_url="https://upstream.example/v1" if protocol == "openai-chat" else "https://upstream.example",
+        base_url="https://upstream.example/v1" if protocol in ("openai-chat", "openai-responses") else "https://upstream.example",
         model="upstream-model", auth=_AUTH[protocol], credential="sk-fuzz", profile=profile,  # type: ignore[arg-type]
     )
 

@@ -41,10 +41,12 @@ PROVIDER_FOR = {
     "openai-chat": "openai",
     "anthropic-messages": "anthropic",
     "gemini": "gemini",
+    "openai-responses": "openai",
 }
-AUTH_FOR = {"openai-chat": "bearer", "anthropic-messages": "x-api-key", "gemini": "x-goog-api-key"}
+AUTH_FOR = {"openai-chat": "bearer", "anthropic-messages": "x-api-key", "gemini": "x-goog-api-key", "openai-responses": "bearer"}
 BASE_FOR = {
     "openai-chat": "https://api.openai.com/v1",
+    "openai-responses": "https://api.openai.com/v1",
     "anthropic-messages": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
 }

@@ -123,3 +123,10 @@ async def test_simulate_as_a_process_prints_its_url_and_stops_on_sigint(http) ->
     assert process.returncode == 0
     assert b"POST /gemini/v1beta/models/gemini-2.5-flash:generateContent -> 503 [fault:503]" in stderr
     assert b"generateContent -> 200 [ok]" in stderr
+
+
+def test_the_responses_flavour_is_mountable() -> None:
+    mounts = cli.build_mounts(parse("--flavour", "openai-responses", "--mount", "codex=openai-responses@/c"))
+    assert [(m.name, m.flavour, m.prefix) for m in mounts] == [
+        ("openai-responses", "openai-responses", "/openai-responses"), ("codex", "openai-responses", "/c"),
+    ]

@@ -409,19 +409,11 @@ def test_parse_never_mutates_its_input() -> None:
     assert json.dumps(body, sort_keys=True) == snapshot
 
 
-def test_egress_faces_refuse_clearly() -> None:
+def test_the_adapter_has_both_faces() -> None:
     adapter = adapter_for("openai-responses")
     assert adapter is R.ADAPTER and adapter.protocol == "openai-responses"
-    for call in (
-        lambda: adapter.build_call(parse({"input": "x"}), None),  # type: ignore[arg-type]
-        lambda: adapter.build_passthrough_call({}, None, {}),  # type: ignore[arg-type]
-        lambda: adapter.prepare_passthrough({}, None, {}),  # type: ignore[arg-type]
-        lambda: adapter.parse_response({}),
-        lambda: adapter.read_error(500, b"", {}),
-        lambda: adapter.stream_decoder(),
-    ):
-        with pytest.raises(NotImplementedError, match="ingress-only"):
-            call()
+    assert adapter.count_call(None) is None  # no token-count endpoint
+    assert adapter.count_request is None and adapter.render_count is None
 
 
 def test_routes_are_in_the_one_table_once() -> None:

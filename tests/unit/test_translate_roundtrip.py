@@ -19,8 +19,8 @@ from switchyard.sidecar.contract.config import CompiledProfile, CompiledTier
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import adapter_for
 
-PROTOCOLS = ["openai-chat", "anthropic-messages", "gemini"]
-BASE = {"openai-chat": "https://x/v1", "anthropic-messages": "https://x", "gemini": "https://x"}
+PROTOCOLS = ["openai-chat", "anthropic-messages", "gemini", "openai-responses"]
+BASE = {"openai-chat": "https://x/v1", "anthropic-messages": "https://x", "gemini": "https://x", "openai-responses": "https://x/v1"}
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(lambda s: s.strip())
 name = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
@@ -56,7 +56,7 @@ def conversations(draw: st.DrawFn) -> n.Request:
 
 def tier(protocol: str) -> CompiledTier:
     return CompiledTier(
-        index=0, source="s", provider={"openai-chat": "openai", "anthropic-messages": "anthropic", "gemini": "gemini"}[protocol],
+        index=0, source="s", provider={"openai-chat": "openai", "anthropic-messages": "anthropic", "gemini": "gemini", "openai-responses": "openai"}[protocol],
         protocol=protocol, base_url=BASE[protocol], model="m", auth="none",
         profile=CompiledProfile(name="p", protocol=protocol, features={}, on_unsupported={}),
     )
@@ -100,6 +100,10 @@ def test_out_and_back_keeps_the_meaning(req: n.Request) -> None:
         want, got = meaning(req), meaning(back)
         if protocol == "anthropic-messages" and req.max_tokens is None:
             want["max_tokens"] = got["max_tokens"]  # Anthropic requires one: the adapter supplies it
+        if protocol == "openai-responses":
+            want["stop"] = []  # the Responses API has no stop sequences (dropped and reported)
+            if req.max_tokens is not None:
+                want["max_tokens"] = max(16, req.max_tokens)  # the API's floor
         assert got == want, protocol
         if req.temperature is not None:
             limit = 1.0 if protocol == "anthropic-messages" else 2.0

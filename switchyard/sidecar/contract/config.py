@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
 
 SCHEMA_VERSION = 1
 
-WireProtocol = Literal["openai-chat", "anthropic-messages", "gemini"]
+WireProtocol = Literal["openai-chat", "anthropic-messages", "gemini", "openai-responses"]
 Action = Literal["strip", "map", "reject", "skip-tier"]
 AuthStyle = Literal["bearer", "x-api-key", "x-goog-api-key", "none"]
 

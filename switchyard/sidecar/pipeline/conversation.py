@@ -39,6 +39,8 @@ def prepare(rt: Runtime, ex: Exchange, binding: CompiledBinding, body: dict[str,
     if not isinstance(prev, str) or not prev:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "'previous_response_id' must be a response id", param="previous_response_id")
     history = rt.responses.conversation(prev, binding_key(binding), time.monotonic())
+    if history is None and any(t.protocol == PROTOCOL and not t.problem for t in binding.tiers):
+        return body  # not ours: a Responses tier may hold it (same-protocol path); others refuse it
     if history is None:
         raise GatewayError(
             ErrorKind.NOT_FOUND,

@@ -113,8 +113,8 @@ class Adapter:
     """One wire protocol's adapter: an explicit object of pure functions, one per protocol
     package (``<protocol>.ADAPTER``), built in the package's ``__init__`` from the
     functions its ``ingress``, ``egress`` and ``stream`` modules define. A face a protocol
-    does not have (the Responses API is ingress-only; OpenAI chat has no token-count
-    endpoint) raises or answers None, as its field says."""
+    does not have (OpenAI chat and Responses have no token-count endpoint) answers None,
+    as its field says."""
 
     protocol: str  # "openai-chat" | "anthropic-messages" | "gemini" | "openai-responses"
     sse_content_type: str  # content type of this protocol's streams

@@ -4,8 +4,9 @@ The shapes of a ``response`` object and its output items (``message``, ``reasoni
 ``function_call``), which ``ingress.render_response`` builds for a whole answer and
 ``stream.StreamEncoder`` for each snapshot and item event; the ``switchyard.v1.`` blob
 that carries a thinking signature through ``encrypted_content`` (``_blob`` when
-rendering, ``_unblob`` when parsing the next turn); ``IngressOnly``, raised by the faces
-this protocol does not have.
+rendering, ``_unblob`` when parsing the next turn; ``encrypted_content`` that this
+protocol issued itself travels as it is); usage and incomplete reasons read from a
+Responses tier (``egress`` for a whole answer, ``stream.StreamDecoder`` for a stream).
 """
 
 from __future__ import annotations
@@ -26,17 +27,59 @@ BLOB_PREFIX = "switchyard.v1."
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-class IngressOnly(NotImplementedError):
-    """Raised by the egress faces: no upstream speaks the Responses API in Switchyard."""
+# ``incomplete_details.reason`` of a Responses tier -> neutral finish reason.
+FINISH_IN_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"{what}: openai-responses is an ingress-only protocol (no CapabilityProfile protocol "
-            "speaks it upstream); requests must cross to a tier through the neutral form"
-        )
+
+def _int(v: Any) -> int:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+
+def usage_in(u: Any) -> n.Usage | None:
+    """A Responses tier's ``usage`` (a whole answer's, or a final stream snapshot's)."""
+    if not isinstance(u, dict):
+        return None
+    idt = u.get("input_tokens_details")
+    odt = u.get("output_tokens_details")
+    idt = idt if isinstance(idt, dict) else {}
+    odt = odt if isinstance(odt, dict) else {}
+    return n.Usage(
+        input_tokens=_int(u.get("input_tokens")),
+        output_tokens=_int(u.get("output_tokens")),
+        cached_input_tokens=_int(idt.get("cached_tokens")),
+        reasoning_tokens=_int(odt.get("reasoning_tokens")),
+    )
+
+
+def summary_text(item: dict[str, Any]) -> str:
+    """A reasoning item's text: its full reasoning content when given (open-weight
+    models on compatible servers), else its summary parts."""
+    for key in ("content", "summary"):
+        parts = item.get(key)
+        if isinstance(parts, list) and parts:
+            texts = [p.get("text") for p in parts if isinstance(p, dict)]
+            return "\n\n".join(t for t in texts if isinstance(t, str) and t)
+    return ""
+
+
+def joins(summary: n.Part | None, part: n.Part) -> bool:
+    """True when ``part`` is the encrypted content of the reasoning item whose text is
+    ``summary`` (see ``egress.thinking_of``): both of this protocol, text then content."""
+    return (
+        isinstance(summary, n.Thinking)
+        and isinstance(part, n.Thinking)
+        and summary.origin == PROTOCOL == part.origin
+        and bool(summary.text) and not (summary.signature or summary.redacted)
+        and bool(part.redacted) and not (part.text or part.signature)
+    )
 
 
 def _blob(thinking_origin: str | None, signature: str | None, redacted: str | None) -> str:
+    """What a reasoning item's ``encrypted_content`` carries for a client: this
+    protocol's own encrypted content as it is (the client hands it back and it reaches
+    a Responses tier unchanged); another protocol's signature inside a blob."""
+    if thinking_origin == PROTOCOL and redacted and not signature:
+        return redacted
     raw = orjson.dumps({"o": thinking_origin, "s": signature, "r": redacted})
     return BLOB_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

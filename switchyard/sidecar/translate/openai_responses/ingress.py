@@ -1,11 +1,13 @@
-"""OpenAI Responses as a client speaks it: the ingress face (the only one it has).
+"""OpenAI Responses as a client speaks it: the ingress face.
 
 A ``/v1/responses`` body parsed into a neutral ``Request``: ``input`` items into
-messages (reasoning items with a Switchyard blob back into signed thinking), hosted
-tools and other fields with no neutral meaning into ``extras``, stateful fields refused
-with a 400; the capability features a raw body uses; a whole neutral answer rendered as
-a ``response`` object. ``prepare_passthrough`` raises ``IngressOnly``: no tier speaks
-this protocol, so there is never a same-protocol body to edit.
+messages (reasoning items with a Switchyard blob back into signed thinking, any other
+``encrypted_content`` into thinking of origin ``openai-responses``), hosted tools and
+other fields with no neutral meaning into ``extras``, stateful fields refused with a 400
+(the neutral path keeps no state); the capability features a raw body uses; the edits
+of a same-protocol body for a Responses tier (``prepare_passthrough``: everything the
+gateway does not touch travels as it is, stateful fields included, since that tier
+keeps the state); a whole neutral answer rendered as a ``response`` object.
 
 Streamed answers are written by ``stream.StreamEncoder``; the object and item shapes
 both build live in ``_wire``.
@@ -22,8 +24,9 @@ from .. import neutral as n
 from ..base import RequestError
 from ..common import args_text, expect, new_id, now, opt_number, split_data_url
 from ._wire import (
-    IngressOnly,
+    BLOB_PREFIX,
     PROTOCOL,
+    joins,
     _INCOMPLETE,
     _blob,
     _call_item,
@@ -47,8 +50,9 @@ _KNOWN = frozenset(
 
 # Fields that need state kept by OpenAI (stored responses, conversations, prompts).
 _STATEFUL = {
-    # previous_response_id is served by the sidecar's own store (pipeline/conversation.py),
-    # which takes it out of the body before the parse.
+    # A previous_response_id the sidecar's own store holds is taken out of the body before
+    # the parse (pipeline/conversation.py); one that reaches the parse is not the gateway's.
+    "previous_response_id": "it continues a response this gateway does not hold (stored by OpenAI, or expired here)",
     "conversation": "it continues a conversation stored by OpenAI",
     "prompt": "it names a prompt template stored by OpenAI",
 }
@@ -374,8 +378,21 @@ def request_streams(body: dict[str, Any]) -> bool:
 
 
 def check_request(body: dict[str, Any]) -> None:
-    """Nothing cheap to add: every Responses request takes the full parse (no tier
-    speaks this protocol) before anything is sent."""
+    """What a body needs before it reaches a Responses tier as it is (the same-protocol
+    path never runs the full parse): a model, and an ``input`` (a string or an array)
+    unless the body continues state kept by that tier (``previous_response_id``,
+    ``conversation``, ``prompt``), which only the same-protocol path can serve."""
+    model = body.get("model")
+    expect(isinstance(model, str) and bool(model), "'model' is required and must be a string", "model")
+    raw = body.get("input")
+    if raw is None:
+        stateful = any(body.get(k) is not None for k in _STATEFUL)
+        expect(stateful, "'input' is required: a string or a non-empty array of items", "input")
+        return
+    expect(isinstance(raw, (str, list)), "'input' must be a string or an array of items", "input")
+    if isinstance(raw, list):
+        for i, item in enumerate(raw):
+            expect(isinstance(item, dict), f"'{_where(i)}' must be an object", _where(i))
 
 
 def features_used(body: dict[str, Any]) -> dict[str, Any]:
@@ -424,8 +441,89 @@ def features_used(body: dict[str, Any]) -> dict[str, Any]:
     return used
 
 
-def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, strip: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    raise IngressOnly("prepare_passthrough")
+_MEDIA_PART = {"vision": "input_image", "documents": "input_file", "audio": "input_audio"}
+
+
+def _without_parts(items: Any, kind: str) -> Any:
+    """``input`` without content parts of ``kind`` (in messages and tool outputs)."""
+    if not isinstance(items, list):
+        return items
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            for key in ("content", "output"):
+                c = item.get(key)
+                if isinstance(c, list) and any(isinstance(p, dict) and p.get("type") == kind for p in c):
+                    item = {**item, key: [p for p in c if not (isinstance(p, dict) and p.get("type") == kind)]}
+        out.append(item)
+    return out
+
+
+def _without_include(out: dict[str, Any], value: str) -> None:
+    inc = out.get("include")
+    if isinstance(inc, list) and value in inc:
+        out["include"] = [v for v in inc if v != value]
+
+
+def _foreign_reasoning(item: Any) -> bool:
+    """A reasoning item whose encrypted_content is a switchyard blob (see ``_wire``)."""
+    if not (isinstance(item, dict) and item.get("type") == "reasoning"):
+        return False
+    enc = item.get("encrypted_content")
+    return isinstance(enc, str) and enc.startswith(BLOB_PREFIX)
+
+
+def prepare_passthrough(body: dict[str, Any], tier: CompiledTier, edits: Mapping[str, Any], notes: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A Responses body for a Responses tier: a shallow copy with the tier's model and
+    the profile's edits. Everything else travels untouched, Switchyard knows it or not:
+    ``store``, ``include``, ``previous_response_id``, hosted tools, and reasoning items
+    with their ``encrypted_content``; but for reasoning items carrying a switchyard blob
+    (thinking of another protocol, which the tier could not read)."""
+    out = dict(body)
+    out["model"] = tier.model
+    items = out.get("input")
+    if isinstance(items, list) and any(_foreign_reasoning(i) for i in items):
+        # Thinking another tier produced (an earlier turn served by Anthropic, say),
+        # carried in a switchyard blob: the gateway's own wrapping, which no Responses
+        # tier could decrypt (it would refuse the request). Left out, as every egress
+        # adapter leaves out thinking of another protocol.
+        out["input"] = [i for i in items if not _foreign_reasoning(i)]
+    for feature, value in edits.items():
+        if feature == "maxOutputTokens":
+            out["max_output_tokens"] = value
+        elif feature == "tools":
+            tools = out.get("tools")
+            hosted = [t for t in tools if not (isinstance(t, dict) and t.get("type") == "function")] if isinstance(tools, list) else []
+            if hosted:
+                out["tools"] = hosted
+            else:
+                out.pop("tools", None)
+                out.pop("tool_choice", None)
+                out.pop("parallel_tool_calls", None)
+        elif feature == "parallelToolCalls":
+            out.pop("parallel_tool_calls", None)
+        elif feature == "reasoning":
+            out.pop("reasoning", None)
+            _without_include(out, INCLUDE_ENCRYPTED)
+        elif feature in ("jsonMode", "structuredOutput"):
+            text = out.get("text")
+            if isinstance(text, dict) and "format" in text:
+                rest = {k: v for k, v in text.items() if k != "format"}
+                if rest:
+                    out["text"] = rest
+                else:
+                    out.pop("text")
+        elif feature == "logprobs":
+            out.pop("top_logprobs", None)
+            _without_include(out, "message.output_text.logprobs")
+        elif feature == "systemPrompt":
+            out.pop("instructions", None)
+            items = out.get("input")
+            if isinstance(items, list):
+                out["input"] = [i for i in items if not (isinstance(i, dict) and i.get("role") in ("system", "developer"))]
+        elif feature in _MEDIA_PART:
+            out["input"] = _without_parts(out.get("input"), _MEDIA_PART[feature])
+    return out
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -449,7 +547,12 @@ def _output_items(choice: n.Choice) -> list[dict[str, Any]]:
             items.append(_message_item(new_id("msg_"), "".join(text), "completed", refusal))
             text.clear()
 
+    last: n.Part | None = None
     for p in choice.parts:
+        prev, last = last, p
+        if isinstance(p, n.Thinking) and joins(prev, p) and items and items[-1]["type"] == "reasoning":
+            items[-1]["encrypted_content"] = _thinking_blob(p)  # a Responses tier's item, whole again
+            continue
         if isinstance(p, n.Text):
             if p.text:
                 text.append(p.text)

@@ -1,8 +1,10 @@
-"""Responses streams, the client direction only: ``StreamEncoder`` turns neutral events
-into ``response.*`` events (``event:`` + ``data:`` lines, each with a
-``sequence_number``), ending with ``response.completed``, ``response.incomplete`` or,
-after a failure, ``error`` + ``response.failed``. There is no decoder (no tier speaks
-this protocol: ``egress.stream_decoder`` raises).
+"""Responses streams, both directions: ``response.*`` events (``event:`` + ``data:``
+lines, each with a ``sequence_number``), ending with ``response.completed``,
+``response.incomplete`` or, after a failure, ``error`` + ``response.failed``.
+
+- ``StreamEncoder`` is the ingress side: neutral events -> a Responses client's events.
+- ``StreamDecoder`` is the egress side: a Responses tier's events -> neutral events,
+  each with its exact bytes for same-protocol relay.
 
 The ``response`` snapshot and item shapes come from ``_wire``, as ``ingress`` builds the
 same ones for a whole answer.
@@ -15,10 +17,25 @@ from typing import Any
 
 import orjson
 
+from switchyard.sidecar.errors import clip
+
 from .. import neutral as n
+from ..base import DecodedEvent
 from ..common import new_id, now
-from ..sse import encode
-from ._wire import _INCOMPLETE, _blob, _call_item, _echo, _message_item, _reasoning_item, _response
+from ..sse import SSEDecoder, encode
+from ._wire import (
+    _INCOMPLETE,
+    FINISH_IN_INCOMPLETE,
+    PROTOCOL,
+    _blob,
+    _call_item,
+    _echo,
+    _message_item,
+    _reasoning_item,
+    _response,
+    summary_text,
+    usage_in,
+)
 
 
 @dataclass(slots=True)
@@ -177,6 +194,11 @@ class StreamEncoder:
     def _thinking(self, ev: n.ThinkingDelta) -> bytes:
         out = b""
         cur = self.current
+        if ev.redacted and ev.origin == PROTOCOL and cur is not None and cur.kind == "reasoning" and cur.origin == PROTOCOL and not (cur.signature or cur.redacted):
+            # a Responses tier's encrypted content ends the reasoning item whose summary
+            # was streamed: one item, as the tier sent it
+            cur.redacted = ev.redacted
+            return out + self._close()
         if ev.redacted:  # a redacted block is a reasoning item of its own, with no text
             out += self._close()
             item = self._new("reasoning", "rs_")
@@ -220,10 +242,153 @@ class StreamEncoder:
 
     def error(self, status: int, kind: str, message: str) -> bytes:
         """An ``error`` event (what the Vercel AI SDK reads) then ``response.failed`` (what
-        Codex and the openai SDK read). Open items stay open: they were cut short."""
+        Codex and the openai SDK read). Open items stay open: they were cut short.
+
+        An encoder that encoded nothing opens no response of its own: the pipeline uses a
+        fresh encoder only to end a same-protocol stream (a Responses tier's events
+        relayed as they are, its ``response.created`` among them), which a second
+        ``response.created`` would confuse."""
         code = "rate_limit_exceeded" if kind == "rate_limited" or status == 429 else "server_error"
-        out = self._open()
+        out = b""
         self.current = None
         out += self._ev("error", code=code, message=message, param=None)
         snap = self._snapshot("failed", usage=self.usage, error={"code": code, "message": message})
         return out + self._ev("response.failed", response=snap)
+
+
+class StreamDecoder:
+    """A Responses tier's ``response.*`` SSE -> neutral events, keeping each event's raw
+    bytes. ``complete`` only after ``response.completed`` or ``response.incomplete``:
+    ``response.failed`` and ``error`` are errors, and a stream cut before its final
+    event is a broken one."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self._started = False
+        self._calls: dict[int, int] = {}  # output_index -> neutral call number
+        self._args_seen: set[int] = set()  # output_index of calls that had argument deltas
+        self._summary: dict[int, int] = {}  # output_index -> last summary_index seen
+        self._thought: set[int] = set()  # output_index of reasoning items that streamed text
+        self._texted: set[int] = set()  # output_index of messages that streamed text
+        self._refusal = False
+        self.complete = False
+
+    def feed(self, chunk: bytes) -> list[DecodedEvent]:
+        return [self._event(e.data, e.raw) for e in self._sse.feed(chunk)]
+
+    def close(self) -> list[DecodedEvent]:
+        self._sse.flush()
+        return []
+
+    def _start(self, events: list[n.Event], resp: Any) -> None:
+        if not self._started:
+            self._started = True
+            r = resp if isinstance(resp, dict) else {}
+            events.append(n.StreamStart(str(r.get("id") or ""), str(r.get("model") or "")))
+
+    def _call(self, events: list[n.Event], index: int, item: dict[str, Any]) -> int:
+        call = self._calls.get(index)
+        if call is None:
+            call = self._calls[index] = len(self._calls)
+            cid = item.get("call_id") or item.get("id") or new_id("call_")
+            events.append(n.ToolCallStart(call, str(cid), str(item.get("name") or "")))
+        return call
+
+    def _event(self, data: str, raw: bytes) -> DecodedEvent:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return DecodedEvent([n.StreamError(502, "upstream", "upstream sent a malformed stream event")], b"")
+        if not isinstance(obj, dict):
+            return DecodedEvent([], raw)
+        kind = obj.get("type")
+        events: list[n.Event] = []
+        index = obj.get("output_index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else -1
+        if kind in ("response.created", "response.in_progress"):
+            self._start(events, obj.get("response"))
+            return DecodedEvent(events, raw)
+        if kind == "error" or kind == "response.failed":
+            err: Any = obj if kind == "error" else (obj.get("response") or {}).get("error")
+            err = err if isinstance(err, dict) else {}
+            code = str(err.get("code") or err.get("type") or "")
+            limited = code in ("rate_limit_exceeded", "insufficient_quota", "rate_limit_error")
+            message = clip(str(err.get("message") or code or "upstream response failed"))
+            return DecodedEvent([n.StreamError(429 if limited else 502, "rate_limited" if limited else "upstream", message)], raw)
+        self._start(events, None)
+        if kind == "response.output_text.delta":
+            delta = obj.get("delta")
+            if isinstance(delta, str) and delta:
+                self._texted.add(index)
+                events.append(n.TextDelta(delta))
+        elif kind == "response.refusal.delta":
+            delta = obj.get("delta")
+            self._refusal = True
+            if isinstance(delta, str) and delta:
+                self._texted.add(index)
+                events.append(n.TextDelta(delta))
+        elif kind == "response.output_item.added":
+            item = obj.get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                self._call(events, index, item)
+        elif kind == "response.function_call_arguments.delta":
+            delta = obj.get("delta")
+            if index in self._calls and isinstance(delta, str) and delta:
+                self._args_seen.add(index)
+                events.append(n.ToolCallDelta(self._calls[index], delta))
+        elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            delta = obj.get("delta")
+            if isinstance(delta, str) and delta:
+                part = obj.get("summary_index", obj.get("content_index", 0))
+                last = self._summary.get(index)
+                if last is not None and part != last:
+                    events.append(n.ThinkingDelta("\n\n", origin=PROTOCOL))  # parts are joined as a whole answer joins them
+                self._summary[index] = part
+                self._thought.add(index)
+                events.append(n.ThinkingDelta(delta, origin=PROTOCOL))
+        elif kind == "response.output_item.done":
+            item = obj.get("item")
+            if isinstance(item, dict):
+                events.extend(self._item_done(index, item))
+        elif kind in ("response.completed", "response.incomplete"):
+            resp = obj.get("response")
+            resp = resp if isinstance(resp, dict) else {}
+            reason: n.FinishReason = "stop"
+            if kind == "response.incomplete":
+                details = resp.get("incomplete_details")
+                why = details.get("reason") if isinstance(details, dict) else None
+                reason = FINISH_IN_INCOMPLETE.get(why or "", "length")  # type: ignore[assignment]
+            elif self._refusal:
+                reason = "refusal"
+            elif self._calls:
+                reason = "tool_calls"
+            events.append(n.StreamFinish(reason))
+            usage = usage_in(resp.get("usage"))
+            if usage is not None:
+                events.append(n.StreamUsage(usage))
+            self.complete = True
+            return DecodedEvent(events, raw, terminal=True)
+        return DecodedEvent(events, raw)
+
+    def _item_done(self, index: int, item: dict[str, Any]) -> list[n.Event]:
+        events: list[n.Event] = []
+        kind = item.get("type")
+        if kind == "function_call":
+            call = self._call(events, index, item)
+            args = item.get("arguments")
+            if index not in self._args_seen and isinstance(args, str) and args:
+                self._args_seen.add(index)  # a server that sends the arguments whole
+                events.append(n.ToolCallDelta(call, args))
+        elif kind == "reasoning":
+            if index not in self._thought:  # a server that sends the summary whole
+                text = summary_text(item)
+                if text:
+                    events.append(n.ThinkingDelta(text, origin=PROTOCOL))
+            enc = item.get("encrypted_content")
+            if isinstance(enc, str) and enc:
+                events.append(n.ThinkingDelta(redacted=enc, origin=PROTOCOL))
+        elif kind == "message" and index not in self._texted:  # a server that sends the text whole
+            for c in item.get("content") or ():
+                if isinstance(c, dict) and c.get("type") == "output_text" and isinstance(c.get("text"), str) and c["text"]:
+                    events.append(n.TextDelta(c["text"]))
+        return events
