@@ -171,7 +171,7 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
     out["SWITCHYARD_WEBHOOK_LISTEN"] = "127.0.0.1"
     out["SWITCHYARD_WEBHOOK_PORT"] = str(env.webhook_port)
     out["SWITCHYARD_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{env.health_port}/healthz"
-    assert out["SWITCHYARD_METRICS_PORT"] == "8081"
+    assert out["SWITCHYARD_METRICS_PORT"] == "8082"
     env.metrics_port = kube_tools.free_port()
     out["SWITCHYARD_METRICS_PORT"] = str(env.metrics_port)
     out["SWITCHYARD_METRICS_LISTEN"] = "127.0.0.1"
