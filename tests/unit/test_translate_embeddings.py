@@ -203,3 +203,11 @@ def test_adapters_do_not_mutate_the_request() -> None:
 )
 def test_compatible(space: int | None, declared: object, dimensions: int | None, ok: bool) -> None:
     assert compatible(space, declared, dimensions) is ok
+
+
+def test_vectors_out_of_float32_range_are_a_wrong_shape() -> None:
+    """Found by reading, not fuzzing: 1e300 would make the base64 rendering raise."""
+    with pytest.raises(UpstreamFormatError, match="float32"):
+        OPENAI.read_embeddings(b'{"data": [{"index": 0, "embedding": [0.1, 1e300]}]}')
+    with pytest.raises(UpstreamFormatError):
+        GEMINI.read_embeddings(b'{"embedding": {"values": [-1e39]}}')

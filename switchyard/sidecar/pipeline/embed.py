@@ -164,8 +164,8 @@ async def _serve(request: web.Request, rt: Runtime, ex: Exchange, path_model: st
                 try:
                     vectors, usage = egress.read_embeddings(message)  # the body, on success
                     _check(vectors, req, tier)
-                except UpstreamFormatError as exc:
-                    failure, message = Failure(classify.EMPTY, "malformed"), str(exc)
+                except (UpstreamFormatError, ValueError, TypeError, OverflowError) as exc:  # as attempt.py's _whole
+                    failure, message = Failure(classify.EMPTY, "malformed"), str(exc) if isinstance(exc, UpstreamFormatError) else ""
                 else:
                     lease.succeeded()
                     ex.served_by, ex.usage, ex.outcome, ex.status = tier, usage, "success", 200

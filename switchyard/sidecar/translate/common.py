@@ -129,4 +129,10 @@ def vector_in(value: Any, what: str) -> list[float]:
         raise UpstreamFormatError(f"{what}: not a non-empty array of numbers")
     if not all(type(x) is float or type(x) is int for x in value):
         raise UpstreamFormatError(f"{what}: a vector element that is not a number")
-    return [float(x) for x in value]
+    out = [float(x) for x in value]
+    if max(out) > _FLOAT32_MAX or min(out) < -_FLOAT32_MAX:  # base64 answers are float32s
+        raise UpstreamFormatError(f"{what}: a vector element out of float32 range")
+    return out
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
