@@ -11,6 +11,7 @@ passed over, and a binding of Anthropic tiers only is refused with a clear 400.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,7 +54,7 @@ spec: {{protocol: {protocol}, features: {features}}}
 """
 
 
-def source(name: str, mount: str, provider: str, model: str, prof: str | None, sim: Simulator) -> str:
+def source(name: str, mount: str, provider: str, model: str, prof: str | None, sim: Simulator, first_byte: int = 2) -> str:
     ref = f"capabilityProfileRef: {{name: {prof}}}" if prof else ""
     return f"""apiVersion: switchyard.dev/v1alpha1
 kind: ModelSource
@@ -63,7 +64,7 @@ spec:
   baseURL: {sim.base_url(mount)}
   defaultModel: {model}
   credentialRef: {{name: keys, key: {mount}}}
-  timeouts: {{connectSeconds: 2, firstByteSeconds: 2, totalSeconds: 10}}
+  timeouts: {{connectSeconds: 2, firstByteSeconds: {first_byte}, totalSeconds: 10}}
   {ref}
 ---
 """
@@ -81,6 +82,7 @@ def resources(sim: Simulator) -> str:
         + source("emb-gem", "gem", "gemini", GEM, "gemini-3072", sim)
         + source("emb-primary-large", "primary", "openai-compatible", LARGE, "openai-3072", sim)
         + source("emb-lying", "primary", "openai-compatible", LARGE, "openai-1536", sim)
+        + source("emb-patient", "primary", "openai-compatible", SMALL, "openai-1536", sim, first_byte=8)
     )
 
 
@@ -228,6 +230,35 @@ async def test_a_tier_that_answers_vectors_of_another_size_is_not_served(gateway
     with pytest.raises(openai.APIStatusError) as caught:
         await gw.openai().embeddings.create(model="emb", input="q")
     assert caught.value.status_code == 502 and "3072 dimensions where 1536" in str(caught.value.message)
+
+
+async def test_a_hung_primary_times_out_to_a_tier_of_the_same_space(gateway: Any, sim: Simulator) -> None:
+    gw = await start(gateway, sim, binding("emb", "emb-primary", "emb-backup"))
+    sim.fault("primary", "hang", endpoint="embed", max_seconds=5)
+    raw = await gw.openai().embeddings.with_raw_response.create(model="emb", input="q")
+    assert raw.headers["x-switchyard-tier"] == "1" and raw.headers["x-switchyard-fallback-reason"] == "tier0=timeout(total)"
+
+
+async def test_an_echoed_key_never_reaches_the_client(gateway: Any, sim: Simulator) -> None:
+    gw = await start(gateway, sim, binding("emb", "emb-primary"))
+    key = KEYS["primary"]
+    sim.fault("primary", "401", endpoint="embed", message=f"invalid key {key}")
+    with pytest.raises(openai.APIStatusError) as caught:
+        await gw.openai().embeddings.create(model="emb", input="q")
+    assert caught.value.status_code == 502  # our key refused is never the client's own 401
+    assert key not in caught.value.response.text and key[:8] not in caught.value.response.text
+
+
+async def test_the_drain_waits_for_an_embedding_in_flight(gateway: Any, sim: Simulator) -> None:
+    from switchyard.sidecar.app import CLOSE_SECONDS
+
+    gw = await start(gateway, sim, binding("emb", "emb-patient"))
+    sim.fault("primary", "slow", endpoint="embed", delay_ms=(CLOSE_SECONDS + 1) * 1000, chunk_delay_ms=0)
+    embedding = asyncio.create_task(post(gw.api + "/v1/embeddings", {"model": "emb", "input": "q"}))
+    await sim.wait_for_requests("primary", 1)
+    await gw.sidecar.stop()
+    status, _, body = await embedding
+    assert status == 200 and len(body["data"][0]["embedding"]) == 1536
 
 
 # ---------------------------------------------------------------------- anthropic

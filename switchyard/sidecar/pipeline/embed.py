@@ -37,7 +37,14 @@ from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.pipeline.exchange import Exchange, account, error_response
-from switchyard.sidecar.pipeline.intake import MIN_ATTEMPT_SECONDS, read_json, request_deadline, resolve_binding, serving_snapshot
+from switchyard.sidecar.pipeline.intake import (
+    DRAIN_MESSAGE,
+    MIN_ATTEMPT_SECONDS,
+    read_json,
+    request_deadline,
+    resolve_binding,
+    serving_snapshot,
+)
 from switchyard.sidecar.routing import classify
 from switchyard.sidecar.routing.caller import identify
 from switchyard.sidecar.routing.classify import Failure
@@ -72,6 +79,14 @@ async def embed(request: web.Request, ingress: Adapter, *, path_model: str | Non
             ex.outcome = "rejected"
         return error_response(ex, err)
     except asyncio.CancelledError:
+        if rt.drain_expired and ex.status != 200:
+            # Sidecar.stop cancelled us at the drain deadline: answer, do not vanish (as chain.py).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            err = GatewayError(ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, code="draining", retry_after=1)
+            ex.status, ex.outcome, ex.error = err.status, "drained", err.message
+            return error_response(ex, err)
         ex.outcome = "client-gone"
         raise
     finally:
