@@ -182,7 +182,8 @@ async def test_429_falls_back_to_a_tier_of_the_same_space(gateway: Any, sim: Sim
     [line] = [r.switchyard for r in logs.records if getattr(r, "switchyard", {}).get("endpoint") == "embeddings"]
     assert line["outcome"] == "success" and line["tier"] == 1 and line["ingress"] == "openai-chat"
     metrics = await _admin_text(gw, "/metrics")
-    assert 'outcome="success"' in metrics and "switchyard_requests_total" in metrics
+    assert 'switchyard_requests_total{binding="emb",caller="openai-sdk",ingress="openai-chat",outcome="success",source="emb-backup",tier="1"} 1.0' in metrics
+    assert '"last_used": {"tier": 1' in json.dumps(await _admin(gw, "/admin/status"))  # the status tells it, as for generation
 
 
 async def test_gemini_fallback_of_the_same_space_across_protocols(gateway: Any, sim: Simulator) -> None:

@@ -48,7 +48,7 @@ from switchyard.sidecar.pipeline.intake import (
 from switchyard.sidecar.routing import classify
 from switchyard.sidecar.routing.caller import identify
 from switchyard.sidecar.routing.classify import Failure
-from switchyard.sidecar.state import RUNTIME, Runtime
+from switchyard.sidecar.state import RUNTIME, LastUsed, Runtime, binding_key
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import Adapter, RequestError, UpstreamFormatError, adapter_for
 from switchyard.sidecar.upstream import (
@@ -182,10 +182,14 @@ async def _serve(request: web.Request, rt: Runtime, ex: Exchange, path_model: st
                 except (UpstreamFormatError, ValueError, TypeError, OverflowError) as exc:  # as attempt.py's _whole
                     failure, message = Failure(classify.EMPTY, "malformed"), str(exc) if isinstance(exc, UpstreamFormatError) else ""
                 else:
-                    lease.succeeded()
+                    lease.succeeded()  # as attempt.py's Attempt.succeeded
+                    rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, "ok").inc()
+                    rt.last_used[binding_key(binding)] = LastUsed(tier.index, tier.source, tier.model, time.time())
+                    rt.metrics.active_tier.labels(binding.name).set(tier.index)
                     ex.served_by, ex.usage, ex.outcome, ex.status = tier, usage, "success", 200
-                    if req.origin != tier.protocol and req.extras:
+                    if req.origin != tier.protocol and req.extras:  # nothing dropped silently (promise 3)
                         ex.degraded.append((f"unknownFields({','.join(sorted(req.extras))})", "strip"))
+                        rt.metrics.degraded.labels(binding.name, str(tier.index), "unknownFields", "strip").inc()
                     answer = ingress.render_embeddings(vectors, usage, alias=alias, request=req)
                     return web.Response(body=orjson.dumps(answer), headers=ex.headers(), content_type="application/json")
             lease.failed(failure)
