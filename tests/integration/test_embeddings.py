@@ -274,6 +274,8 @@ async def test_anthropic_tiers_are_passed_over_and_an_anthropic_only_binding_is_
         await google(gw).aio.models.embed_content(model="claude-only", contents=["q"])
     assert g.value.code == 400 and "no embeddings endpoint" in str(g.value.message)
     assert sim.requests("claude") == []  # never sent a generation
+    listed = {m.name: m.supported_actions async for m in await google(gw).aio.models.list(config={"http_options": {"api_version": "v1beta"}})}
+    assert "embedContent" not in (listed["models/claude-only"] or []) and "batchEmbedContents" in (listed["models/mixed"] or [])
     raw = await gw.openai().embeddings.with_raw_response.create(model="mixed", input="q")
     assert raw.headers["x-switchyard-tier"] == "1"
     assert raw.headers["x-switchyard-fallback-reason"] == "tier0=no-embeddings(anthropic-messages)"

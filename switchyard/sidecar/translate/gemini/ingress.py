@@ -25,7 +25,7 @@ import orjson
 from switchyard.sidecar.contract.config import CompiledTier
 
 from .. import neutral as n
-from ..base import RequestError
+from ..base import RequestError, adapter_for
 from ..common import args_text, expect
 from ._wire import (
     FINISH_OUT,
@@ -563,7 +563,8 @@ def render_count(tokens: int) -> dict[str, Any]:
 
 
 def model_info(alias: str, binding: Any) -> dict[str, Any]:
-    """One alias in Gemini's ``Model`` shape; limits from the primary tier's profile."""
+    """One alias in Gemini's ``Model`` shape; limits from the primary tier's profile; the
+    embedding methods when a tier can embed."""
     info: dict[str, Any] = {
         "name": f"models/{alias}",
         "baseModelId": alias,
@@ -573,6 +574,8 @@ def model_info(alias: str, binding: Any) -> dict[str, Any]:
         "supportedGenerationMethods": ["generateContent", "countTokens"],
     }
     tiers = getattr(binding, "tiers", None) or []
+    if any(not t.problem and adapter_for(t.protocol).read_embeddings is not None for t in tiers):
+        info["supportedGenerationMethods"] += ["embedContent", "batchEmbedContents"]
     if tiers:
         features = tiers[0].profile.features
         if isinstance(features.get("maxContextTokens"), int):
