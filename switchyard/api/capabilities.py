@@ -35,6 +35,9 @@ DEFAULT_ACTIONS: dict[str, Action] = {
     "topK": Action.STRIP,
     "maxContextTokens": Action.SKIP_TIER,
     "maxOutputTokens": Action.MAP,  # clamped to the destination's maximum
+    # embeddings only (sidecar/pipeline/embed.py): a tier of another embedding space is
+    # never a fallback, whatever the action says
+    "embeddingDimensions": Action.SKIP_TIER,
     "unknownFields": Action.STRIP,  # fields with no equivalent in the destination protocol
 }
 

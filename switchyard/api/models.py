@@ -410,6 +410,16 @@ class Features(_Spec):
     max_output_tokens: int | None = Field(
         default=None, ge=1, description="Largest output a request may ask for; unset = unknown."
     )
+    embedding_dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description=(
+            "Size of the vectors this model's embeddings have (its embedding space). An embeddings "
+            "request falls back only between tiers that declare the same value; unset = compatible "
+            "with no other tier."
+        ),
+    )
 
 
 FeatureName = Literal[
@@ -430,6 +440,7 @@ FeatureName = Literal[
     "topK",
     "maxContextTokens",
     "maxOutputTokens",
+    "embeddingDimensions",
     "unknownFields",
 ]
 FEATURE_NAMES: tuple[str, ...] = FeatureName.__args__  # type: ignore[attr-defined]

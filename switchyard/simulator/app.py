@@ -47,7 +47,7 @@ from multidict import CIMultiDictProxy
 
 from .faults import Fault, FaultBook, make_fault, parse_fault_spec, retry_headers
 from .replies import RawReply, Reply, Resolved, resolve
-from .wire import COUNT_TOKENS, GENERATE, GET_MODEL, LIST_MODELS, Call, ErrorResponse, StreamPlan, Wire, WireError, next_id
+from .wire import COUNT_TOKENS, EMBED, GENERATE, GET_MODEL, LIST_MODELS, Call, ErrorResponse, StreamPlan, Wire, WireError, next_id
 from .wire_anthropic import AnthropicWire
 from .wire_gemini import GeminiWire
 from .wire_openai import OpenAIWire
@@ -103,6 +103,9 @@ class Mount:
     defaults. `reasoning_field` (OpenAI-style only): send thinking in this field
     (`reasoning_content` for vLLM/DeepSeek, `reasoning` for OpenRouter).
     `strict_headers=False` stops requiring Anthropic's `anthropic-version`.
+    `embedding_dimensions` (OpenAI-style and Gemini mounts): the size of the vectors
+    embeddings get, one for every model or per model name (default 1536 for
+    OpenAI-style, 3072 for Gemini, as text-embedding-3-small and gemini-embedding-001).
     """
 
     name: str
@@ -115,6 +118,7 @@ class Mount:
     delay_ms: float | None = None
     reasoning_field: str | None = None
     strict_headers: bool = True
+    embedding_dimensions: int | Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("_"):
@@ -197,6 +201,7 @@ class MountState:
         self.api_key = mount.api_key
         self.reasoning_field = mount.reasoning_field
         self.strict_headers = mount.strict_headers
+        self.embedding_dimensions = mount.embedding_dimensions
         self.chunks = mount.chunks or chunks
         self.chunk_delay = (mount.chunk_delay_ms if mount.chunk_delay_ms is not None else chunk_delay_ms) / 1000
         self.delay = (mount.delay_ms if mount.delay_ms is not None else delay_ms) / 1000
@@ -210,6 +215,13 @@ class MountState:
     def base_path(self) -> str:
         """The path an SDK or a ModelSource `baseURL` points at (OpenAI wants `/v1`)."""
         return self.mount.prefix + ("/v1" if self.wire.flavour in ("openai", "openai-responses") else "")
+
+    def embedding_size(self, model: str) -> int:
+        """The size of `model`'s vectors on this mount."""
+        dims = self.embedding_dimensions
+        if isinstance(dims, Mapping):
+            dims = dims.get(model)
+        return dims or (3072 if self.wire.flavour == "gemini" else 1536)
 
     def configure(self, *, chunks: int | None = None, chunk_delay_ms: float | None = None, delay_ms: float | None = None) -> None:
         if chunks is not None:
@@ -429,6 +441,12 @@ async def _answer(request: web.BaseRequest, state: SimState, ms: MountState, cal
         return web.Response(body=wire.get_model(call.model), headers=_headers(wire, wire.json_type))
     if call.endpoint == COUNT_TOKENS:
         return web.Response(body=wire.count_tokens(call, max(1, len(raw) // 4)), headers=_headers(wire, wire.json_type))
+    if call.endpoint == EMBED:
+        embedded = wire.embeddings(call, ms.embedding_size(call.model))
+        if isinstance(embedded, ErrorResponse):
+            record.outcome = "bad-request"
+            return _error_response(ms, embedded)
+        return web.Response(body=embedded, headers=_headers(wire, wire.json_type))
     scripted = ms.scripts.popleft() if ms.scripts else None
     if record.outcome == "pending":
         record.outcome = "ok" if scripted is None else "scripted"

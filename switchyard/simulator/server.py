@@ -130,7 +130,7 @@ class Simulator:
 
         Schedule keywords: `times=N` (queued, default 1), or `persistent=True`,
         `every=N`, `rate=P` with `seed=S`; `endpoint=` ("generate", "count_tokens",
-        "models", "model" or "any") and `model=` narrow it. Every other keyword is an
+        "embed", "models", "model" or "any") and `model=` narrow it. Every other keyword is an
         option of the kind — see `switchyard.simulator.faults`.
         """
         fault = make_fault(kind, **options)

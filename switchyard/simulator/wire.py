@@ -14,7 +14,10 @@ per-chunk delay), and `tail` (finish, usage and terminator events).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +26,7 @@ from .replies import Resolved
 
 __all__ = [
     "COUNT_TOKENS",
+    "EMBED",
     "GENERATE",
     "GET_MODEL",
     "LIST_MODELS",
@@ -32,6 +36,7 @@ __all__ = [
     "StreamPlan",
     "Wire",
     "WireError",
+    "embedding_vector",
     "next_id",
 ]
 
@@ -39,8 +44,9 @@ GENERATE = "generate"
 COUNT_TOKENS = "count_tokens"
 LIST_MODELS = "models"
 GET_MODEL = "model"
+EMBED = "embed"
 #: Endpoint kinds a fault can be scoped to ("any" matches them all).
-ENDPOINTS = (GENERATE, COUNT_TOKENS, LIST_MODELS, GET_MODEL)
+ENDPOINTS = (GENERATE, COUNT_TOKENS, LIST_MODELS, GET_MODEL, EMBED)
 
 _ids = itertools.count(1)
 
@@ -71,6 +77,11 @@ class Call:
     api_version: str = "v1beta"
     #: OpenAI Responses: `include` lists `reasoning.encrypted_content`.
     include_encrypted: bool = False
+    #: Embeddings: the texts, one vector each, and the size asked for (None: the model's).
+    inputs: tuple[str, ...] = ()
+    dimensions: int | None = None
+    #: Gemini: `:embedContent` (one vector, `{"embedding"}`) rather than the batch form.
+    single: bool = False
 
 
 @dataclass(slots=True)
@@ -169,6 +180,22 @@ class Wire:
 
     def count_tokens(self, call: Call, tokens: int) -> bytes:
         raise NotImplementedError
+
+    def embeddings(self, call: Call, size: int) -> bytes | ErrorResponse:
+        """The embeddings answer (deterministic vectors of `size`, or of
+        `call.dimensions`), or the provider's refusal of what it cannot serve."""
+        raise NotImplementedError
+
+
+def embedding_vector(model: str, text: str, size: int, dimensions: int | None = None) -> list[float]:
+    """A deterministic unit vector for `text` under `model`: floats seeded by a hash of
+    both, the first `dimensions` of them renormalised when fewer are asked for (as
+    OpenAI's and Gemini's shortened embeddings are)."""
+    seed = int.from_bytes(hashlib.sha256(f"{model}\0{text}".encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    values = [rng.uniform(-1.0, 1.0) for _ in range(dimensions or size)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 def text_of(content: Any) -> str:

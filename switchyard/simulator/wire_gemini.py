@@ -35,6 +35,7 @@ import orjson
 from .replies import Resolved
 from .wire import (
     COUNT_TOKENS,
+    EMBED,
     GENERATE,
     GET_MODEL,
     LIST_MODELS,
@@ -43,6 +44,7 @@ from .wire import (
     StreamPlan,
     Wire,
     WireError,
+    embedding_vector,
     next_id,
 )
 
@@ -100,6 +102,8 @@ _ACTIONS = {
     "generateContent": (GENERATE, False),
     "streamGenerateContent": (GENERATE, True),
     "countTokens": (COUNT_TOKENS, False),
+    "embedContent": (EMBED, False),
+    "batchEmbedContents": (EMBED, False),
 }
 
 _ARRAY_SEP = b"\n,\r\n"
@@ -154,6 +158,8 @@ class GeminiWire(Wire):
         endpoint, stream = kind
         if not isinstance(body, dict):
             raise WireError(self.error(400, Call(endpoint, model, api_version=version), "Invalid JSON payload received. Expected an object."))
+        if endpoint == EMBED:
+            return self._parse_embed(model, body, version, single=action == "embedContent")
         if endpoint == COUNT_TOKENS:
             request = _field(body, "generateContentRequest", "generate_content_request")
             request = request if isinstance(request, dict) else body
@@ -183,6 +189,49 @@ class GeminiWire(Wire):
             user_text=user_text,
             api_version=version,
         )
+
+    def _parse_embed(self, model: str, body: dict[str, Any], version: str, *, single: bool) -> Call:
+        """`:embedContent` / `:batchEmbedContents`, refused as Gemini refuses them: no
+        content, a content without text, more than 100 requests, a request naming
+        another model, an outputDimensionality that is not positive."""
+        call = Call(EMBED, model, api_version=version, single=single)
+
+        def bad(message: str) -> WireError:
+            return WireError(self.error(400, call, message))
+
+        if single:
+            requests, where = [body], "EmbedContentRequest"
+        else:
+            requests, where = _field(body, "requests", "requests"), "BatchEmbedContentsRequest.requests"
+            if not isinstance(requests, list) or not requests:
+                raise bad(f"* {where}: requests is not specified\n")
+            if len(requests) > 100:
+                raise bad(f"* {where}: at most 100 requests can be in one batch\n")
+        inputs, dims = [], None
+        for i, r in enumerate(requests):
+            at = where if single else f"{where}[{i}]"
+            if not isinstance(r, dict):
+                raise bad(f"Invalid JSON payload received. Expected an object at {at}.")
+            named = r.get("model")
+            if not single and named != f"models/{model}":
+                raise bad(f"* {at}.model: model in the request ({named}) does not match the model in the path (models/{model})\n")
+            content = r.get("content")
+            parts = content.get("parts") if isinstance(content, dict) else None
+            texts = [p["text"] for p in parts or () if isinstance(p, dict) and isinstance(p.get("text"), str)]
+            if not texts or not "".join(texts):
+                raise bad(f"* {at}.content: contents is not specified\n")
+            inputs.append(" ".join(texts))
+            d = _field(r, "outputDimensionality", "output_dimensionality")
+            if d is not None and (type(d) is not int or d < 1):
+                raise bad(f"* {at}.output_dimensionality: must be positive\n")
+            dims = d if d is not None else dims
+        return Call(EMBED, model, body=body, api_version=version, inputs=tuple(inputs), dimensions=dims, single=single)
+
+    def embeddings(self, call: Call, size: int) -> bytes | ErrorResponse:
+        if call.dimensions is not None and call.dimensions > size:
+            return self.error(400, call, f"* output_dimensionality: must be at most {size}\n")
+        vectors = [{"values": embedding_vector(call.model, t, size, call.dimensions)} for t in call.inputs]
+        return orjson.dumps({"embedding": vectors[0]} if call.single else {"embeddings": vectors}, option=_INDENT)
 
     def check_key(self, headers: Mapping[str, str], query: Mapping[str, str], key: str) -> ErrorResponse | None:
         given = headers.get("x-goog-api-key") or query.get("key")

@@ -24,6 +24,8 @@ it in `reasoning_content` (vLLM, DeepSeek) or `reasoning` (OpenRouter). A mount 
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +34,7 @@ import orjson
 
 from .replies import Resolved, split_text
 from .wire import (
+    EMBED,
     GENERATE,
     GET_MODEL,
     LIST_MODELS,
@@ -40,6 +43,7 @@ from .wire import (
     StreamPlan,
     Wire,
     WireError,
+    embedding_vector,
     next_id,
     text_of,
 )
@@ -122,6 +126,7 @@ class OpenAIWire(Wire):
     def routes(self) -> list[tuple[str, str, str]]:
         return [
             ("POST", "/v1/chat/completions", GENERATE),
+            ("POST", "/v1/embeddings", EMBED),
             ("GET", "/v1/models", LIST_MODELS),
             ("GET", "/v1/models/{model:.+}", GET_MODEL),
         ]
@@ -129,6 +134,8 @@ class OpenAIWire(Wire):
     # -- requests -------------------------------------------------------------------
 
     def parse(self, endpoint: str, path_model: str, query: Mapping[str, str], body: Any, path: str = "") -> Call:
+        if endpoint == EMBED:
+            return self._parse_embed(body)
         if endpoint != GENERATE:
             return Call(endpoint=endpoint, model=path_model)
         if not isinstance(body, dict):
@@ -160,6 +167,52 @@ class OpenAIWire(Wire):
             include_obfuscation=options.get("include_obfuscation") is not False,
             has_tools=bool(body.get("tools") or body.get("functions")),
             user_text=user_text,
+        )
+
+    def _parse_embed(self, body: Any) -> Call:
+        """`POST /v1/embeddings`, refused as OpenAI refuses it: no model, no or an empty
+        input, more than 2048 inputs, an unknown encoding_format, a dimensions that is
+        not a positive integer. Token arrays are embedded like text (their numbers)."""
+        if not isinstance(body, dict):
+            raise WireError(self._bad("Invalid type for body: expected an object.", None))
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise WireError(self._bad("you must provide a model parameter", None))
+        raw = body.get("input")
+        if raw is None:
+            raise WireError(self._bad("'input' is a required property", None))
+        items = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+        if not isinstance(items, list) or not items or any(x == "" or x == [] for x in items):
+            raise WireError(self._bad(
+                "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", None
+            ))  # fmt: skip
+        if len(items) > 2048:
+            raise WireError(self._bad("Too many inputs. The max number of inputs is 2048.", "input"))
+        encoding = body.get("encoding_format")
+        if encoding not in (None, "float", "base64"):
+            raise WireError(self._bad(
+                f"Invalid value for 'encoding_format' = {encoding}. Supported values are: 'float' and 'base64'.", "encoding_format"
+            ))  # fmt: skip
+        dims = body.get("dimensions")
+        if dims is not None and (type(dims) is not int or dims < 1):
+            raise WireError(self._bad(f"Invalid value for 'dimensions' = {dims}. Must be at least 1.", "dimensions"))
+        return Call(
+            endpoint=EMBED, model=model, body=body, inputs=tuple(x if isinstance(x, str) else str(x) for x in items),
+            dimensions=dims,
+        )  # fmt: skip
+
+    def embeddings(self, call: Call, size: int) -> bytes | ErrorResponse:
+        if call.dimensions is not None and call.dimensions > size:
+            return self._bad(f"Invalid value for 'dimensions' = {call.dimensions}. Must be less than or equal to {size}.", "dimensions")
+        b64 = isinstance(call.body, dict) and call.body.get("encoding_format") == "base64"
+        data = []
+        for i, text in enumerate(call.inputs):
+            vector = embedding_vector(call.model, text, size, call.dimensions)
+            packed = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if b64 else vector
+            data.append({"object": "embedding", "index": i, "embedding": packed})
+        tokens = sum(max(1, len(t) // 4) for t in call.inputs)
+        return orjson.dumps(
+            {"object": "list", "data": data, "model": call.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         )
 
     def check_key(self, headers: Mapping[str, str], query: Mapping[str, str], key: str) -> ErrorResponse | None:

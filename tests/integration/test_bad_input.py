@@ -62,8 +62,10 @@ async def test_anthropic_and_gemini_callers_get_their_own_error_shapes(gateway: 
 
 async def test_unknown_routes_answer_in_the_protocol_of_their_prefix(gateway: GatewayFactory) -> None:
     gw = await gateway(CHAIN)
-    got, body = await send(gw.api + "/v1/embeddings", b"{}")
+    got, body = await send(gw.api + "/v1/images/generations", b"{}")
     assert got == 404 and body["error"]["type"] == "invalid_request_error"
+    got, body = await send(gw.api + "/v1/embeddings", b"{}")  # a route now (pipeline/embed.py): no model named
+    assert got == 400 and body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == "model"
     got, body = await send(gw.api + "/v1beta/cachedContents", b"{}")
     assert got == 404 and body["error"]["status"] == "NOT_FOUND"
 

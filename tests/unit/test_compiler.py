@@ -151,6 +151,27 @@ spec: {protocol: openai-chat, features: {vision: false}, onUnsupported: {vision:
     assert profile.on_unsupported["tools"] == "skip-tier"  # documented default fills the rest
 
 
+def test_the_compiled_profile_carries_embedding_dimensions() -> None:
+    """A model's own profile (modelProfiles) declares its embedding space; builtin
+    profiles declare none (unknown: compatible with no other tier)."""
+    text = SOURCES.replace(
+        "models: [gpt-5, gpt-5-mini]", "modelProfiles: [{model: text-embedding-3-small, capabilityProfileRef: {name: emb-small}}]"
+    )
+    text += """---
+apiVersion: switchyard.dev/v1alpha1
+kind: CapabilityProfile
+metadata: {name: emb-small}
+spec: {protocol: openai-chat, features: {embeddingDimensions: 1536}}
+"""
+    res = compile_text(text + binding("{primary: {sourceRef: {name: oa}, model: text-embedding-3-small}, fallbacks: [{sourceRef: {name: oa}}]}"))
+    first, second = res.config.bindings[0].tiers
+    assert first.profile.features["embeddingDimensions"] == 1536
+    assert second.profile.features["embeddingDimensions"] is None
+    bad = text.replace("embeddingDimensions: 1536", "embeddingDimensions: 0")
+    with pytest.raises(AssertionError, match="greater than or equal to 1"):
+        compile_text(bad)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

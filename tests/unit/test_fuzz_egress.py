@@ -306,3 +306,38 @@ def test_well_typed_events_pass_the_guard() -> None:
             n.StreamUsage(n.Usage(1, 2)), n.StreamError(502, "upstream", "x")]
     (d,) = GuardedDecoder(_Yields(*good)).feed(b"x")
     assert d.events == good
+
+
+@pytest.mark.parametrize("egress", ["openai-chat", "gemini"])
+def test_read_embeddings_raises_only_what_the_pipeline_catches(egress: str) -> None:
+    """pipeline/embed.py turns UpstreamFormatError (and ValueError, TypeError,
+    OverflowError) into an empty-response failure; anything else would be a 500. What
+    it returns renders in every client protocol that has embeddings."""
+    adapter = adapter_for(egress)
+    assert adapter.read_embeddings is not None
+    seeds: list[Any] = [
+        {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2]}], "usage": {"prompt_tokens": 2}},
+        {"embedding": {"values": [0.1, 0.2]}},
+        {"embeddings": [{"values": [0.1]}, {"values": [0.2]}]},
+    ]
+
+    @FUZZ
+    @given(body=st.one_of(mutants(seeds), json_values(6)), raw=st.binary(max_size=60), use_raw=st.booleans())
+    def run(body: Any, raw: bytes, use_raw: bool) -> None:
+        if not use_raw:
+            try:
+                raw = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+            except (orjson.JSONEncodeError, TypeError):
+                return
+        try:
+            vectors, usage = adapter.read_embeddings(raw)  # type: ignore[misc]
+        except (UpstreamFormatError, ValueError, TypeError, OverflowError):
+            return
+        assert vectors and all(isinstance(x, float) for v in vectors for x in v)
+        for ingress in ("openai-chat", "gemini"):
+            a = adapter_for(ingress)
+            for enc in ("float", "base64"):
+                req = n.EmbedRequest(inputs=tuple("x" * len(vectors)), encoding=enc)  # type: ignore[arg-type]
+                orjson.dumps(a.render_embeddings(vectors, usage, alias="a", request=req))  # type: ignore[misc]
+
+    run()

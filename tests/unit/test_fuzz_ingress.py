@@ -136,3 +136,47 @@ def test_hostile_bodies_raise_only_request_errors(protocol: str) -> None:
         run_pipeline_steps(protocol, body)
 
     run()
+
+
+EMBED_SEEDS: dict[str, list[Any]] = {
+    "openai-chat": [{"model": "m", "input": ["a", "b"], "dimensions": 8, "encoding_format": "base64", "user": "u"}],
+    "gemini": [
+        {"content": {"parts": [{"text": "a"}]}, "taskType": "RETRIEVAL_QUERY", "outputDimensionality": 8},
+        {"requests": [{"model": "models/m", "content": {"parts": [{"text": "a"}]}, "title": "t"}]},
+    ],
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(EMBED_SEEDS))
+def test_hostile_embeddings_bodies_raise_only_request_errors(protocol: str) -> None:
+    """embed_request, then every egress's embed_call (pipeline/embed.py's order)."""
+    ingress = adapter_for(protocol)
+    assert ingress.embed_request is not None
+
+    @FUZZ
+    @given(body=st.one_of(mutants(EMBED_SEEDS[protocol]), st.dictionaries(st.text(max_size=8), json_values(6), max_size=4)))
+    def run(body: Any) -> None:
+        try:
+            body = orjson.loads(orjson.dumps(body))
+        except orjson.JSONEncodeError:
+            return
+        if not isinstance(body, dict):
+            return
+        try:
+            req = ingress.embed_request(body, "m")  # type: ignore[misc]
+        except RequestError:
+            return
+        assert req.inputs and all(isinstance(t, str) and t for t in req.inputs)
+        for egress in EGRESS:
+            tier = CompiledTier(
+                index=0, source="s", provider="p", protocol=egress, base_url="https://x.example/v1", model="m",
+                profile=CompiledProfile(name="p", protocol=egress, features={}, on_unsupported={}),
+            )  # fmt: skip
+            try:
+                call = adapter_for(egress).embed_call(tier, req)
+            except RequestError:
+                continue
+            if call is not None:
+                assert isinstance(call.body, bytes)
+
+    run()

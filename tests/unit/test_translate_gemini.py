@@ -881,8 +881,10 @@ async def test_models_list_get_and_unknown_names(gateway: Any) -> None:
     async with http.get(f"{root}/v1beta/models", params={"pageSize": "2"}) as r:
         page = await r.json()
     assert len(page["models"]) == 2 and page["nextPageToken"] == "2"
-    async with http.post(f"{root}/v1beta/models/gem:embedContent", json={}) as r:
-        assert r.status == 404 and "embedContent" in (await r.json())["error"]["message"]
+    async with http.post(f"{root}/v1beta/models/gem:predict", json={}) as r:
+        assert r.status == 404 and "embedContent" in (await r.json())["error"]["message"]  # the methods served are named
+    async with http.post(f"{root}/v1beta/models/gem:embedContent", json={}) as r:  # served now (pipeline/embed.py)
+        assert r.status == 400 and (await r.json())["error"]["status"] == "INVALID_ARGUMENT"
     async with http.post(f"{root}/v1beta/models/gem", json={}) as r:
         assert r.status == 404 and (await r.json())["error"]["status"] == "NOT_FOUND"
     async with http.post(f"{root}/v1beta/models/gpt:generateContent", json={"contents": "nope"}) as r:

@@ -1,5 +1,6 @@
 """Handlers of the API listener. Thin: each names its ingress adapter and hands over to
-``pipeline.chain.handle`` (generation) or ``pipeline.count.count_tokens``; the model
+``pipeline.chain.handle`` (generation), ``pipeline.count.count_tokens`` or
+``pipeline.embed.embed``; the model
 lists are answered here from the config snapshot, in the shape the client's own headers
 ask for. Errors are answered in the protocol the path belongs to."""
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from switchyard.sidecar.errors import ErrorKind, GatewayError
 from switchyard.sidecar.pipeline.chain import handle
 from switchyard.sidecar.pipeline.count import count_tokens
+from switchyard.sidecar.pipeline.embed import embed
 from switchyard.sidecar.pipeline.exchange import error_in
 from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.translate.base import adapter_for
@@ -81,6 +83,11 @@ async def stored_response(request: web.Request) -> web.StreamResponse:
     return _json({**body, "id": rid})
 
 
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/embeddings``: served by the binding's tiers that have an embeddings endpoint."""
+    return await embed(request, adapter_for("openai-chat"))
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     return await handle(request, adapter_for("anthropic-messages"))
 
@@ -90,7 +97,8 @@ async def messages_count_tokens(request: web.Request) -> web.StreamResponse:
 
 
 async def gemini_model_method(request: web.Request) -> web.StreamResponse:
-    """``POST /{v1beta,v1,v1alpha}/models/{model}:{generateContent,streamGenerateContent,countTokens}``."""
+    """``POST /{v1beta,v1,v1alpha}/models/{model}:{generateContent,streamGenerateContent,countTokens,
+    embedContent,batchEmbedContents}``."""
     gemini = _gemini()
     parsed = gemini.split_model_method(request.match_info["name"])
     if parsed is None:
@@ -105,9 +113,12 @@ async def gemini_model_method(request: web.Request) -> web.StreamResponse:
         return await handle(request, view, path_model=model, stream=True)
     if method == "countTokens":
         return await count_tokens(request, gemini.ADAPTER, path_model=model)
+    if method in ("embedContent", "batchEmbedContents"):
+        return await embed(request, gemini.ADAPTER, path_model=model)
     return error_in("gemini", GatewayError(
         ErrorKind.NOT_FOUND,
-        f"method {method!r} is not served by this gateway (generateContent, streamGenerateContent and countTokens are)",
+        f"method {method!r} is not served by this gateway (generateContent, streamGenerateContent, countTokens, "
+        "embedContent and batchEmbedContents are)",
         code="unknown_method",
     ))  # fmt: skip
 

@@ -7,9 +7,11 @@ root (or its /v1) works unchanged:
     POST /v1/responses, /responses                      OpenAI Responses
     GET|DELETE /v1/responses/{id}[...]                  (no stored responses: a clear 404)
     POST /v1/messages                                   Anthropic Messages
+    POST /v1/embeddings, /embeddings                    OpenAI embeddings
     POST /v1/messages/count_tokens                      Anthropic token count
     POST /{v1beta,v1,v1alpha}/models/{model}:{method}   Gemini generateContent,
-                                                        streamGenerateContent, countTokens
+                                                        streamGenerateContent, countTokens,
+                                                        embedContent, batchEmbedContents
     GET  /v1/models[/{model}]                           the aliases (OpenAI, Anthropic or
                                                         Gemini shape, by the client's headers)
     GET  /{v1beta,v1alpha}/models[/{model}]             the aliases, Gemini's shape
@@ -42,6 +44,8 @@ def api_routes() -> list[web.RouteDef]:
         web.delete("/v1/responses/{response_id}", api.stored_response),
         web.post("/v1/responses/{response_id}/cancel", api.stored_response),
         web.get("/v1/responses/{response_id}/input_items", api.stored_response),
+        web.post("/v1/embeddings", api.embeddings),
+        web.post("/embeddings", api.embeddings),
         web.post("/v1/messages", api.messages),
         web.post("/v1/messages/count_tokens", api.messages_count_tokens),
         web.get("/v1/models", api.list_models),

@@ -6,9 +6,11 @@
 - ``attempt``: one try of one tier: send, judge, relay (promise 2 lives in its stream
   relay);
 - ``count``: token counting down the same chain (side requests, no verdict on tiers);
+- ``embed``: embeddings down the same chain, falling back only within one embedding
+  space (``embeddingDimensions``);
 - ``exchange``: what a request did: headers, metrics, its one log line.
 
-The HTTP layer (``sidecar/http``) calls ``chain.handle`` and ``count.count_tokens``;
+The HTTP layer (``sidecar/http``) calls ``chain.handle``, ``count.count_tokens`` and ``embed.embed``;
 translation is asked through adapters (``sidecar/translate``), upstream I/O through
 ``sidecar/upstream``, state through ``sidecar/state``.
 """

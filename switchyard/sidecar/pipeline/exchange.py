@@ -42,6 +42,7 @@ class Exchange:
     ingress: Adapter
     started: float
     caller: str = "unknown"
+    endpoint: str = "generate"  # or "embeddings" (pipeline/embed.py): told in the log line
     binding: CompiledBinding | None = None
     stream: bool = False
     trail: list[TierTrail] = field(default_factory=list)
@@ -151,6 +152,8 @@ def account(rt: Runtime, ex: Exchange) -> None:
             "degraded": [f"{f}={a}" for f, a in ex.degraded],
             "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),
         }
+        if ex.endpoint != "generate":
+            record["endpoint"] = ex.endpoint
         if ex.ttft is not None:
             record["ttft_ms"] = round(ex.ttft * 1000, 2)
         if ex.error:

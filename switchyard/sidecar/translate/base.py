@@ -170,6 +170,21 @@ class Adapter:
     """Egress: a 2xx count answer -> (tokens, the answer object as sent, for a
     same-protocol client). Raises UpstreamFormatError on a wrong shape."""
 
+    # ---- embeddings (one flow for every protocol: sidecar/pipeline/embed.py) ----
+    embed_request: Callable[[dict[str, Any], str | None], neutral.EmbedRequest] | None = None
+    """Ingress: (body, path_model) -> the neutral embeddings request (raises
+    RequestError); None when the protocol has no embeddings endpoint for clients."""
+    render_embeddings: Callable[..., dict[str, Any]] | None = None
+    """Ingress: (vectors, usage, *, alias, request) -> this protocol's embeddings answer
+    (``usage`` is a neutral Usage or None when the tier told none)."""
+    embed_call: Callable[[CompiledTier, neutral.EmbedRequest], UpstreamCall | None] = field(default=lambda *a, **k: None)
+    """Egress: (tier, request) -> the call to the tier's own embeddings endpoint (floats
+    asked for); None when the protocol has none (Anthropic): the tier is passed over,
+    never sent a generation. Raises RequestError for a request the tier cannot take."""
+    read_embeddings: Callable[[bytes], tuple[list[list[float]], neutral.Usage | None]] | None = None
+    """Egress: a 2xx embeddings answer -> (one vector per input, in input order; usage or
+    None). Raises UpstreamFormatError on a wrong shape."""
+
 
 def adapter_for(protocol: str) -> Adapter:
     """The adapter of a wire protocol, imported the first time it is asked for (a sidecar

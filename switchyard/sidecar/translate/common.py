@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import os
 import re
+import struct
 import time
 from typing import Any
 
 import orjson
 
-from .base import RequestError
+from .base import RequestError, UpstreamFormatError
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,(.*)$", re.S)
 
@@ -101,3 +102,37 @@ def budget_to_effort(budget: int | None) -> str | None:
     if budget <= 16384:
         return "medium"
     return "high"
+
+
+# ------------------------------------------------------------------------ embeddings
+
+MAX_EMBED_DIMENSIONS = 65536  # far more than any model has; a bound on what is read
+
+
+def vector_base64(vector: list[float]) -> str:
+    """A vector as OpenAI's ``encoding_format: base64`` writes it: little-endian float32."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def vector_in(value: Any, what: str) -> list[float]:
+    """An upstream's vector (a list of numbers, or OpenAI's base64 float32 text) as
+    floats. Raises UpstreamFormatError on any other shape."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise UpstreamFormatError(f"{what}: base64 vector that does not decode") from exc
+        if len(raw) % 4 or not raw or len(raw) // 4 > MAX_EMBED_DIMENSIONS:
+            raise UpstreamFormatError(f"{what}: base64 vector of {len(raw)} bytes is not float32s")
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if not isinstance(value, list) or not value or len(value) > MAX_EMBED_DIMENSIONS:
+        raise UpstreamFormatError(f"{what}: not a non-empty array of numbers")
+    if not all(type(x) is float or type(x) is int for x in value):
+        raise UpstreamFormatError(f"{what}: a vector element that is not a number")
+    out = [float(x) for x in value]
+    if max(out) > _FLOAT32_MAX or min(out) < -_FLOAT32_MAX:  # base64 answers are float32s
+        raise UpstreamFormatError(f"{what}: a vector element out of float32 range")
+    return out
+
+
+_FLOAT32_MAX = 3.4028234663852886e38

@@ -365,3 +365,28 @@ class Transcript:
             ToolCall(p.id, p.name, calls[p.id][2] or "{}") if isinstance(p, ToolCall) and p.id in calls else p for p in self._parts
         ]
         return Response(self.id, self.model, [Choice(parts, self._finish, self._stop)], self.usage)
+
+
+# ------------------------------------------------------------------------ embeddings
+
+
+@dataclass(slots=True, frozen=True)
+class EmbedRequest:
+    """An embeddings request (``sidecar/pipeline/embed.py``): texts to embed, one vector
+    each, in order.
+
+    ``dimensions``: the vector size asked for (OpenAI ``dimensions``, Gemini
+    ``outputDimensionality``), None for the model's own. ``extras``: fields of the ingress
+    protocol with no neutral meaning (OpenAI ``user``; Gemini ``taskType``, ``title``),
+    put back only by an egress adapter of the ``origin`` protocol and reported as
+    ``unknownFields`` otherwise. ``encoding``: how the client wants its vectors written
+    (OpenAI ``encoding_format``: ``float`` or ``base64``); a tier is always asked for
+    floats. ``single``: the client used its protocol's one-vector form (Gemini
+    ``:embedContent``) and is answered in it."""
+
+    inputs: tuple[str, ...]
+    dimensions: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+    encoding: Literal["float", "base64"] = "float"
+    single: bool = False

@@ -20,6 +20,8 @@ DOCUMENTED = {
     ("POST", "/responses"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/embeddings"),
+    ("POST", "/embeddings"),
     ("POST", "/v1beta/models/{name:.+}"),
     ("POST", "/v1/models/{name:.+}"),
     ("POST", "/v1alpha/models/{name:.+}"),

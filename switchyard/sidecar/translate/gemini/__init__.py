@@ -23,11 +23,12 @@ The modules, by role (underscore names are private to this package):
 
 - ``ingress``: a Gemini client's side. Parse a request, the features it uses, the
   same-protocol passthrough edits, whole answers rendered; the ``:countTokens`` request
-  and answer; the pure halves of the model routes (``split_model_method``,
+  and answer; the ``:embedContent`` / ``:batchEmbedContents`` request and answer; the
+  pure halves of the model routes (``split_model_method``,
   ``model_info``, ``model_listing``, exposed here for ``sidecar/http/api.py``).
 - ``egress``: a Gemini tier's side. The ``generateContent`` call for a neutral or a
   same-protocol body, the answer read back, Google's error body, the ``:countTokens``
-  call and answer.
+  call and answer, the ``:embedContent`` / ``:batchEmbedContents`` call and answer.
 - ``stream``: both stream directions, which share the two framings (SSE and the JSON
   array): ``StreamEncoder`` (ingress: neutral events -> client chunks) and
   ``StreamDecoder`` (egress: upstream chunks -> neutral events).
@@ -66,17 +67,28 @@ from ._wire import PROTOCOL
 from .ingress import (
     check_request,
     count_request,
+    embed_request,
     features_used,
     model_info,
     model_listing,
     parse_request,
     prepare_passthrough,
     render_count,
+    render_embeddings,
     render_response,
     request_model,
     split_model_method,
 )
-from .egress import build_call, build_passthrough_call, count_call, parse_response, read_count, read_error
+from .egress import (
+    build_call,
+    build_passthrough_call,
+    count_call,
+    embed_call,
+    parse_response,
+    read_count,
+    read_embeddings,
+    read_error,
+)
 from .stream import StreamDecoder, StreamEncoder
 
 # What other layers use: the adapter (``adapter_for``) and, for sidecar/http/api.py, the
@@ -104,6 +116,10 @@ ADAPTER = Adapter(
     render_count=render_count,
     count_call=count_call,
     read_count=read_count,
+    embed_request=embed_request,
+    render_embeddings=render_embeddings,
+    embed_call=embed_call,
+    read_embeddings=read_embeddings,
 )
 
 

@@ -25,8 +25,8 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
-from ..common import budget_to_effort, clamp, effort_to_budget, new_id
+from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
+from ..common import budget_to_effort, clamp, effort_to_budget, new_id, vector_in
 from ._wire import PROTOCOL, _answer_parts, _finish_in, _get, _key, _parts_out, _usage_in
 
 # Google's documented placeholder for a function call whose thought signature is unknown
@@ -318,3 +318,53 @@ def read_count(raw: bytes) -> tuple[int, dict[str, Any]]:
     if total is not None and (not isinstance(total, int) or isinstance(total, bool)):
         raise UpstreamFormatError("countTokens answer without an integer totalTokens")
     return int(total or 0), {**obj, "totalTokens": int(total or 0)}
+
+
+# --------------------------------------------------------------------------- embeddings
+
+MAX_EMBED_BATCH = 100  # Gemini refuses larger batches
+
+
+def _embed_entry(tier: CompiledTier, text: str, request: n.EmbedRequest, *, model: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = dict(request.extras) if request.origin == PROTOCOL else {}
+    if model:
+        entry["model"] = _model_path(tier.model)
+    entry["content"] = {"parts": [{"text": text}]}
+    if request.dimensions is not None:
+        entry["outputDimensionality"] = request.dimensions
+    return entry
+
+
+def embed_call(tier: CompiledTier, request: n.EmbedRequest) -> UpstreamCall:
+    """``:embedContent`` for one input, ``:batchEmbedContents`` for more (at most
+    100, Gemini's limit: more is a RequestError). ``taskType`` and ``title`` go along
+    for a Gemini client."""
+    headers = _headers(tier, False)
+    if len(request.inputs) == 1:
+        body = _embed_entry(tier, request.inputs[0], request, model=False)
+        return UpstreamCall("POST", _url(tier, "embedContent"), headers, orjson.dumps(body), False)
+    if len(request.inputs) > MAX_EMBED_BATCH:
+        raise RequestError(
+            f"tier {tier.source}/{tier.model} (Gemini) embeds at most {MAX_EMBED_BATCH} inputs per request, "
+            f"not {len(request.inputs)}; send fewer",
+            "input",
+        )
+    body = {"requests": [_embed_entry(tier, t, request, model=True) for t in request.inputs]}
+    return UpstreamCall("POST", _url(tier, "batchEmbedContents"), headers, orjson.dumps(body), False)
+
+
+def read_embeddings(raw: bytes) -> tuple[list[list[float]], n.Usage | None]:
+    """``{"embedding": {"values"}}`` or ``{"embeddings": [{"values"}, ...]}``."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFormatError("embeddings answer is not JSON") from exc
+    if not isinstance(obj, dict):
+        raise UpstreamFormatError("embeddings answer is not an object")
+    one = _get(obj, "embedding")
+    many = [one] if one is not None else _get(obj, "embeddings")
+    if not isinstance(many, list) or not many:
+        raise UpstreamFormatError("embeddings answer without embedding or embeddings")
+    vectors = [vector_in(_get(e, "values"), f"embedding {i}") for i, e in enumerate(many)]
+    tokens = _get(_get(obj, "usageMetadata"), "promptTokenCount")
+    return vectors, n.Usage(input_tokens=tokens) if type(tokens) is int else None

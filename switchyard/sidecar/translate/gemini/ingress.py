@@ -25,7 +25,7 @@ import orjson
 from switchyard.sidecar.contract.config import CompiledTier
 
 from .. import neutral as n
-from ..base import RequestError
+from ..base import RequestError, adapter_for
 from ..common import args_text, expect
 from ._wire import (
     FINISH_OUT,
@@ -563,7 +563,8 @@ def render_count(tokens: int) -> dict[str, Any]:
 
 
 def model_info(alias: str, binding: Any) -> dict[str, Any]:
-    """One alias in Gemini's ``Model`` shape; limits from the primary tier's profile."""
+    """One alias in Gemini's ``Model`` shape; limits from the primary tier's profile; the
+    embedding methods when a tier can embed."""
     info: dict[str, Any] = {
         "name": f"models/{alias}",
         "baseModelId": alias,
@@ -573,6 +574,8 @@ def model_info(alias: str, binding: Any) -> dict[str, Any]:
         "supportedGenerationMethods": ["generateContent", "countTokens"],
     }
     tiers = getattr(binding, "tiers", None) or []
+    if any(not t.problem and adapter_for(t.protocol).read_embeddings is not None for t in tiers):
+        info["supportedGenerationMethods"] += ["embedContent", "batchEmbedContents"]
     if tiers:
         features = tiers[0].profile.features
         if isinstance(features.get("maxContextTokens"), int):
@@ -602,3 +605,57 @@ def split_model_method(name: str) -> tuple[str, str] | None:
     if not sep or not model or not method:
         return None
     return model.removeprefix("models/"), method
+
+
+# --------------------------------------------------------------------------- embeddings
+
+MAX_EMBED_BATCH = 100  # Gemini's own limit on requests per batchEmbedContents
+_EMBED_KEPT = ("taskType", "title")  # kept on Gemini tiers, reported elsewhere
+
+
+def embed_request(body: dict[str, Any], path_model: str | None = None) -> n.EmbedRequest:
+    """``:embedContent`` (one ``content``) or ``:batchEmbedContents`` (``requests``, each
+    an EmbedContentRequest). Text parts only (a content's parts are joined by a newline).
+    The requests of one batch must agree on ``taskType``, ``title`` and
+    ``outputDimensionality``: one embeddings request here has one of each (what the
+    google-genai SDK sends for a list of contents)."""
+    reqs = _get(body, "requests")
+    single = reqs is None
+    if single:
+        reqs = [body]
+    expect(isinstance(reqs, list) and bool(reqs), "'requests' must be a non-empty array", "requests")
+    expect(len(reqs) <= MAX_EMBED_BATCH, f"at most {MAX_EMBED_BATCH} requests can be in one batch", "requests")
+    inputs: list[str] = []
+    shared: tuple[Any, ...] | None = None
+    for i, r in enumerate(reqs):
+        where = "content" if single else f"requests[{i}].content"
+        expect(isinstance(r, dict), f"requests[{i}] must be an object", "requests")
+        parts = _get(_get(r, "content"), "parts")
+        expect(isinstance(parts, list) and bool(parts), f"{where}.parts must be a non-empty array", where)
+        texts = []
+        for p in parts:
+            text = _get(p, "text")
+            expect(isinstance(text, str), f"{where}: only text parts can be embedded through this gateway", where)
+            texts.append(text)
+        joined = "\n".join(texts)
+        expect(bool(joined), f"{where} has no text to embed", where)
+        inputs.append(joined)
+        dims = _get(r, "outputDimensionality")
+        expect(dims is None or (type(dims) is int and 1 <= dims <= 65536), "outputDimensionality must be a positive integer", "outputDimensionality")
+        fields = (dims, *(_get(r, k) for k in _EMBED_KEPT))
+        expect(shared is None or fields == shared, "the requests of one batch must share taskType, title and outputDimensionality", "requests")
+        shared = fields
+    assert shared is not None
+    dims, *kept = shared
+    extras = {k: v for k, v in zip(_EMBED_KEPT, kept, strict=True) if v is not None}
+    return n.EmbedRequest(inputs=tuple(inputs), dimensions=dims, extras=extras, origin=PROTOCOL, single=single)
+
+
+def render_embeddings(
+    vectors: list[list[float]], usage: n.Usage | None, *, alias: str, request: n.EmbedRequest
+) -> dict[str, Any]:
+    """``EmbedContentResponse`` for ``:embedContent``, ``BatchEmbedContentsResponse``
+    otherwise."""
+    if request.single and len(vectors) == 1:
+        return {"embedding": {"values": vectors[0]}}
+    return {"embeddings": [{"values": v} for v in vectors]}

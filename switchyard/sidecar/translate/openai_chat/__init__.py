@@ -8,10 +8,11 @@ Completions call for a tier, its answers and SSE chunks back into neutral form.
 The modules, by role (underscore names are private to this package):
 
 - ``ingress``: a Chat Completions client's side. Parse a request, the features it uses,
-  the same-protocol passthrough edits, whole answers rendered.
+  the same-protocol passthrough edits, whole answers rendered; ``/v1/embeddings``
+  requests read and answers rendered (floats or base64).
 - ``egress``: a Chat Completions tier's side. The call for a neutral or a same-protocol
-  body, the answer read back, the error body. (No token-count endpoint: the adapter's
-  count faces are left at their defaults.)
+  body, the answer read back, the error body; the ``/embeddings`` call and answer. (No
+  token-count endpoint: the adapter's count faces are left at their defaults.)
 - ``stream``: both stream directions: ``StreamEncoder`` (ingress: neutral events ->
   ``chat.completion.chunk`` SSE) and ``StreamDecoder`` (egress: upstream chunks ->
   neutral events).
@@ -37,14 +38,16 @@ from ..base import Adapter
 from ._wire import PROTOCOL
 from .ingress import (
     check_request,
+    embed_request,
     features_used,
     parse_request,
     prepare_passthrough,
+    render_embeddings,
     render_response,
     request_model,
     request_streams,
 )
-from .egress import build_call, build_passthrough_call, parse_response, read_error
+from .egress import build_call, build_passthrough_call, embed_call, parse_response, read_embeddings, read_error
 from .stream import StreamDecoder, StreamEncoder
 
 ADAPTER = Adapter(
@@ -64,4 +67,8 @@ ADAPTER = Adapter(
     parse_response=parse_response,
     stream_decoder=StreamDecoder,
     read_error=read_error,
+    embed_request=embed_request,
+    render_embeddings=render_embeddings,
+    embed_call=embed_call,
+    read_embeddings=read_embeddings,
 )

@@ -22,7 +22,7 @@ from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
 from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
-from ..common import args_text, budget_to_effort, clamp, data_url, new_id
+from ..common import args_text, budget_to_effort, clamp, data_url, new_id, vector_in
 from ._wire import FINISH_IN, PROTOCOL, _usage_in
 
 
@@ -249,3 +249,40 @@ def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
         quota=code == "insufficient_quota" or kind == "insufficient_quota",
         model_not_found=code == "model_not_found",
     )
+
+
+# ------------------------------------------------------------------------ embeddings
+
+
+def embed_call(tier: CompiledTier, request: n.EmbedRequest) -> UpstreamCall:
+    """``POST {base}/embeddings``, floats asked for (every OpenAI-style server has them;
+    not all have base64). A same-protocol client's own fields (``user``...) go along."""
+    body: dict[str, Any] = {}
+    if request.origin == PROTOCOL:
+        body.update(request.extras)
+    body.update({"model": tier.model, "input": list(request.inputs), "encoding_format": "float"})
+    if request.dimensions is not None:
+        body["dimensions"] = request.dimensions
+    return UpstreamCall("POST", f"{tier.base_url}/embeddings", _headers(tier, False), orjson.dumps(body), False)
+
+
+def read_embeddings(raw: bytes) -> tuple[list[list[float]], n.Usage | None]:
+    """An OpenAI ``list`` of ``embedding`` objects (floats or base64), put in input order."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFormatError("embeddings answer is not JSON") from exc
+    data = obj.get("data") if isinstance(obj, dict) else None
+    if not isinstance(data, list) or not data:
+        raise UpstreamFormatError("embeddings answer without a data array")
+    placed: dict[int, list[float]] = {}
+    for pos, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise UpstreamFormatError("embeddings answer with a data item that is not an object")
+        index = item.get("index", pos)
+        if type(index) is not int or not 0 <= index < len(data) or index in placed:
+            raise UpstreamFormatError("embeddings answer with a wrong or repeated index")
+        placed[index] = vector_in(item.get("embedding"), f"embedding {index}")
+    usage = obj.get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return [placed[i] for i in range(len(data))], n.Usage(input_tokens=tokens) if type(tokens) is int else None

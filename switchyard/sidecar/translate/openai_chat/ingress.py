@@ -19,7 +19,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 
 from .. import neutral as n
 from ..base import RequestError
-from ..common import args_text, expect, now, opt_number, split_data_url
+from ..common import args_text, expect, now, opt_number, split_data_url, vector_base64
 from ._wire import FINISH_OUT, PROTOCOL, _usage_out
 
 # Fields this adapter understands; everything else in a body is an "extra".
@@ -402,3 +402,59 @@ def render_response(resp: n.Response, *, alias: str, request: n.Request | None =
     if resp.usage is not None:
         out["usage"] = _usage_out(resp.usage)
     return out
+
+
+# ------------------------------------------------------------------------ embeddings
+
+MAX_EMBED_INPUTS = 2048  # OpenAI's own limit on inputs per request
+_EMBED_KNOWN = frozenset({"model", "input", "encoding_format", "dimensions"})
+
+
+def embed_request(body: dict[str, Any], path_model: str | None = None) -> n.EmbedRequest:
+    """``POST /v1/embeddings``: ``input`` a string or a list of strings. Token arrays (a
+    list of integers, or of lists of them) are refused: a tier of another model or
+    protocol could not read them."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        inputs: tuple[str, ...] = (raw,)
+    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+        inputs = tuple(raw)
+    elif isinstance(raw, list) and raw and all(isinstance(x, int) or isinstance(x, list) for x in raw):
+        raise RequestError(
+            "'input' as token arrays is not accepted by this gateway: a fallback tier may be another model "
+            "or protocol, whose tokens differ; send the text (a string or a list of strings)",
+            "input",
+        )
+    else:
+        raise RequestError("'input' must be a non-empty string or a non-empty list of strings", "input")
+    expect(len(inputs) <= MAX_EMBED_INPUTS, f"'input' may hold at most {MAX_EMBED_INPUTS} strings, not {len(inputs)}", "input")
+    expect(all(inputs), "'input' must not contain an empty string", "input")
+    encoding = body.get("encoding_format")
+    expect(encoding in (None, "float", "base64"), "'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    dims = body.get("dimensions")
+    expect(
+        dims is None or (type(dims) is int and 1 <= dims <= 65536), "'dimensions' must be a positive integer", "dimensions"
+    )
+    return n.EmbedRequest(
+        inputs=inputs,
+        dimensions=dims,
+        extras={k: v for k, v in body.items() if k not in _EMBED_KNOWN and v is not None},
+        origin=PROTOCOL,
+        encoding="base64" if encoding == "base64" else "float",
+    )
+
+
+def render_embeddings(
+    vectors: list[list[float]], usage: n.Usage | None, *, alias: str, request: n.EmbedRequest
+) -> dict[str, Any]:
+    """An OpenAI ``list`` of ``embedding`` objects; base64 vectors when the client asked."""
+    b64 = request.encoding == "base64"
+    tokens = usage.input_tokens if usage is not None else 0
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": vector_base64(v) if b64 else v} for i, v in enumerate(vectors)
+        ],
+        "model": alias,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
