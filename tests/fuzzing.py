@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the fuzz tests (tests/unit/test_fuzz_*.py,
+"""Hypothesis strategies shared by the fuzz tests (tests/unit/sidecar/translate/test_fuzz_*.py,
 tests/integration/test_hostile_http.py).
 
 Two sources of hostile input:

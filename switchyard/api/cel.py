@@ -4,7 +4,7 @@ Each pydantic model in ``models.py`` that checks something in a ``field_validato
 ``model_validator`` has its rules here, keyed by class name, each with the message the API
 server prints when ``kubectl apply`` breaks it. ``openapi.py`` attaches them to every use
 of that model in the CRDs' schemas, and ``docs/resources.md`` lists them under each table.
-``tests/unit/test_crd_validation.py`` runs one table of samples through pydantic and
+``tests/unit/api/test_crd_validation.py`` runs one table of samples through pydantic and
 through these rules and fails when they disagree, and fails when a model with a validator
 has no entry here.
 """

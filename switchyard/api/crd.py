@@ -11,7 +11,7 @@ the models (with the CEL rules of ``cel.py`` attached).
 Run ``python -m switchyard.api.crd`` to rewrite ``crds/``, the Helm chart's copy of them in
 ``charts/switchyard/crds/``, and ``docs/resources.md`` (rendered from the CRDs by
 ``reference.py``); ``--check`` exits non-zero when a committed file differs from what is
-rendered (CI runs the same comparison in ``tests/unit/test_crd_generated.py``).
+rendered (CI runs the same comparison in ``tests/unit/api/test_crd_generated.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Plain pydantic models, camelCase on the wire like the specs in ``models.py``, so
 CRDs' status schemas and the operator's status builders cannot drift apart: ``openapi.py``
 turns these classes into the status schemas that ``crd.py`` puts in the CRDs (without
 defaults: the operator writes the whole status), and ``switchyard.operator.status`` builds
-dicts that ``tests/unit/test_operator_status.py`` validates against them. Nothing here
+dicts that ``tests/unit/operator/test_operator_status.py`` validates against them. Nothing here
 imports the rest of ``api/``.
 """
 

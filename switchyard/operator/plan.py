@@ -22,7 +22,7 @@ writes status and posts Events. Between those steps it asks this module, in two 
 
 No I/O, no clock (``now`` is an argument), no memory between calls, no mutation of the
 arguments: the same inputs give the same plan, and tests need no cluster
-(``tests/unit/test_operator_plan.py``). When to push (backoff after failures) and when a
+(``tests/unit/operator/test_operator_plan.py``). When to push (backoff after failures) and when a
 binding's generation change calls for a reset stay with the reconciler's memory
 (``push.PushMemory``), which is also where ``running`` comes from.
 

@@ -1,7 +1,7 @@
 """Status of each kind, built from what the operator computed. Pure.
 
 The shapes are the status models of ``switchyard.api.status`` (the CRDs' status schemas
-come from them); ``tests/unit/test_operator_status.py`` validates every builder's output
+come from them); ``tests/unit/operator/test_operator_status.py`` validates every builder's output
 against them. Nothing here ever holds a secret value: tier problems name the Secret and
 the key, never the content, and upstream error bodies are reduced to their error code.
 """

@@ -17,7 +17,7 @@ def _rows() -> dict[str, str]:
     rows = {}
     for line in DOC.splitlines():
         m = re.match(r"\| `(switchyard_[a-z_]+)` \|", line)
-        if m and not m.group(1).startswith("switchyard_operator_"):  # the operator's: tests/unit/test_operator_metrics.py
+        if m and not m.group(1).startswith("switchyard_operator_"):  # the operator's: tests/unit/operator/test_operator_metrics.py
             rows[m.group(1)] = line
     return rows
 

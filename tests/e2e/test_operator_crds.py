@@ -2,7 +2,7 @@
 
 No operator runs here: what is checked is what the API server itself enforces when a
 user runs `kubectl apply`. The same manifests are validated offline (cel-python and an
-OpenAPI 3.0 validator) in tests/unit/test_crd_validation.py.
+OpenAPI 3.0 validator) in tests/unit/api/test_crd_validation.py.
 """
 
 from __future__ import annotations

@@ -231,7 +231,7 @@ class GuardedDecoder:
     The pipeline relies on it: before the first content event the error is a failure
     like any other (the next tier is tried); after it, the client gets its protocol's
     error event instead of a stream cut without one (promise 2). The fuzz tests
-    (tests/unit/test_fuzz_egress.py) feed every decoder hostile bytes through it."""
+    (tests/unit/sidecar/translate/test_fuzz_egress.py) feed every decoder hostile bytes through it."""
 
     __slots__ = ("_inner", "_broken")
 

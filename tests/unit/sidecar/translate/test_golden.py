@@ -34,7 +34,7 @@ from switchyard.sidecar.translate import common
 from switchyard.sidecar.translate.base import adapter_for
 from switchyard.sidecar.translate.sse import SSEDecoder
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[3] / "golden"
 UPDATE = os.environ.get("SWITCHYARD_UPDATE_GOLDEN") == "1"
 
 PROVIDER_FOR = {

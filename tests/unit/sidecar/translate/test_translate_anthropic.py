@@ -37,7 +37,7 @@ from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import RequestError, UpstreamFormatError
 from switchyard.sidecar.translate.sse import SSEDecoder
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[3] / "golden"
 SIG = "EqQBCkYIBxgCKkBzaWduYXR1cmU"
 
 

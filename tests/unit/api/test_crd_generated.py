@@ -13,7 +13,7 @@ import pytest
 
 from switchyard.api import crd as gen
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("path", sorted(gen.rendered_files(REPO)), ids=lambda p: str(p.relative_to(REPO)))

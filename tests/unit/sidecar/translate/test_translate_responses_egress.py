@@ -25,7 +25,7 @@ from switchyard.sidecar.translate.base import GuardedDecoder, RequestError, Upst
 from switchyard.sidecar.translate.sse import SSEDecoder
 
 R = adapter_for("openai-responses")
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[3] / "golden"
 
 
 def tier(features: dict[str, Any] | None = None, **kw: Any) -> CompiledTier:

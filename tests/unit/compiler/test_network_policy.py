@@ -132,7 +132,7 @@ def test_the_compiler_makes_refused_tiers_unresolvable_with_a_reason() -> None:
 def test_the_opt_in_fields_are_in_the_crd() -> None:
     from pathlib import Path
 
-    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "modelsources.switchyard.dev.yaml").read_text())
+    crd = yaml.safe_load((Path(__file__).resolve().parents[3] / "crds" / "modelsources.switchyard.dev.yaml").read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert set(spec["network"]["properties"]) == {"allowLinkLocal", "allowInsecureHTTP", "maxConnections"}
 

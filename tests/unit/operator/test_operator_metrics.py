@@ -39,7 +39,7 @@ async def test_served_on_their_own_port_with_live_gauges() -> None:
 def test_docs_list_every_operator_family() -> None:
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
     rows = set(re.findall(r"^\| `(switchyard_operator_[a-z_]+)` \|", doc, re.M))
     assert rows == FAMILIES
 

@@ -32,7 +32,7 @@ from switchyard.api.cel import CEL_RULES
 from switchyard.api.models import KINDS
 from switchyard.api.openapi import openapi_schema
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MANIFESTS = REPO / "tests" / "e2e" / "manifests"
 PLACEHOLDERS = {"UPSTREAM": "http://127.0.0.1:9", "ADMIN_TOKEN": "t0ken"}
 
