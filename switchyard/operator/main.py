@@ -260,6 +260,13 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _delivery(raw: str | None) -> str:
+    value = (raw or "secret").strip().lower()
+    if value not in ("secret", "push"):
+        raise SystemExit(f"switchyard operator: SWITCHYARD_CONFIG_DELIVERY must be 'secret' or 'push', not {raw!r}")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) -> Settings:
     """Settings from ``SWITCHYARD_*`` variables (documented in docs/operator.md)."""
     base = Settings()
@@ -268,6 +275,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         image=env.get("SWITCHYARD_SIDECAR_IMAGE", base.sidecar.image),
         admin_token_secret=env.get("SWITCHYARD_ADMIN_TOKEN_SECRET", base.sidecar.admin_token_secret),
         admin_token_key=env.get("SWITCHYARD_ADMIN_TOKEN_KEY", base.sidecar.admin_token_key),
+        delivery=_delivery(env.get("SWITCHYARD_CONFIG_DELIVERY")),
     )
     push = replace(
         base.push,
@@ -275,6 +283,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         request_timeout_seconds=_float(env, "SWITCHYARD_ADMIN_TIMEOUT_SECONDS", base.push.request_timeout_seconds),
         backoff_max_seconds=_float(env, "SWITCHYARD_PUSH_BACKOFF_MAX_SECONDS", base.push.backoff_max_seconds),
         allow_admin_url_annotation=_bool(env, "SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION", False),
+        delivery=_delivery(env.get("SWITCHYARD_CONFIG_DELIVERY")),
     )
     catalog = replace(
         base.catalog,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchyard.api.models import LabelSelector
+from switchyard.sidecar.contract.delivery import CONFIG_VERSION_ANNOTATION, selector_selects
 
 from .settings import (
     ADMIN_PORT_ANNOTATION,
@@ -63,6 +64,7 @@ class PodInfo:
     incarnation: str  # changes when the pod or its sidecar (re)starts, or moves
     deleting: bool = False
     injected: bool = True  # False: asked for injection but has no sidecar container
+    config_version: str | None = None  # its switchyard.dev/config-version annotation (the last nudge)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -124,11 +126,14 @@ def pod_info(pod: dict[str, Any], *, default_port: int, allow_override: bool) ->
         incarnation=incarnation(pod, url),
         deleting=bool(meta.get("deletionTimestamp")),
         injected=has_sidecar_container(pod),
+        config_version=((meta.get("annotations") or {}).get(CONFIG_VERSION_ANNOTATION)),
     )
 
 
 def selects(selector: LabelSelector, labels: dict[str, str]) -> bool:
-    """An empty selector selects no pods (a binding must say which pods serve it)."""
-    if not selector.match_labels and not selector.match_expressions:
-        return False
-    return selector.matches(labels)
+    """An empty selector selects no pods (a binding must say which pods serve it).
+
+    The sidecar applies the same function to its own labels (``contract/delivery.py``)."""
+    return selector_selects(
+        selector.match_labels, [(r.key, r.operator, r.values) for r in selector.match_expressions], labels
+    )

@@ -30,11 +30,22 @@ class SidecarSettings:
     memory_request: str = "64Mi"
     memory_limit: str = "256Mi"
     run_as_user: int = 65532
+    delivery: str = "secret"  # "secret": mount the config Secret and labels; "push": wait for pushes (dev)
 
 
 @dataclass(frozen=True)
 class PushSettings:
-    """Config push and health polling of the sidecars' admin API."""
+    """Config delivery and health polling of the sidecars' admin API.
+
+    ``delivery``: "secret" (default, the chart's): each namespace's compiled bindings go
+    into its config Secret, which the sidecars mount; health is read from the open,
+    read-only ``GET /admin/status`` with no token. "push": ``PUT /admin/config`` with the
+    admin token over plain HTTP, for development and standalone set-ups only."""
+
+    delivery: str = "secret"
+    # Secret delivery: how soon a namespace whose sidecars do not run their planned config
+    # yet is read again (the kubelet refreshes the volume within a second once nudged).
+    stale_recheck_seconds: float = 1.0
 
     connect_timeout_seconds: float = 2.0
     request_timeout_seconds: float = 5.0

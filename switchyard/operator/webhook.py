@@ -3,10 +3,18 @@
 A pod annotated ``switchyard.dev/inject: "true"`` gets a container named ``switchyard``:
 
 - ``switchyard sidecar``: the API on 127.0.0.1:4000 (only the app next to it can spend
-  the credentials it holds), the admin API on 0.0.0.0:4001 for the operator's config push;
+  the credentials it holds), the admin API on 0.0.0.0:4001 for the operator to read
+  health (``GET /admin/status``: read-only, no token, nothing secret);
+- its config from files (Secret delivery, the default): the namespace's config Secret
+  ``switchyard-config`` mounted read-only at ``/etc/switchyard/config`` (``optional:
+  true``: the pod starts before the operator has written it) and the pod's own labels
+  from the downward API at ``/etc/switchyard/pod/labels``; the sidecar serves the
+  bindings whose selector matches them, and follows both files (no push, nothing
+  secret on the network, no operator needed to start);
 - the admin token from the Secret ``switchyard-admin-token`` (key ``token``) of the pod's
-  namespace as ``SWITCHYARD_ADMIN_TOKEN`` (a reference, never the value);
-- readiness ``/readyz`` (503 until the operator's config arrives) and liveness
+  namespace as ``SWITCHYARD_ADMIN_TOKEN`` (a reference, never the value), ``optional``
+  with Secret delivery: only the routes that act (test, reset) use it, from outside the pod;
+- readiness ``/readyz`` (503 until it has a config) and liveness
   ``/healthz`` on the admin port; requests and a memory limit; non-root, read-only root
   filesystem, no privilege escalation, all capabilities dropped; a small ``/tmp``.
 
@@ -20,23 +28,52 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from switchyard.sidecar.contract.delivery import CONFIG_SECRET, LABELS_FILE
+
 from .selection import ADMIN_PORT_NAME, API_PORT_NAME, has_sidecar_container, wants_injection
 from .settings import SIDECAR_CONTAINER, SidecarSettings
 
 TMP_VOLUME = "switchyard-tmp"
+CONFIG_VOLUME = "switchyard-config"
+PODINFO_VOLUME = "switchyard-podinfo"
+CONFIG_DIR = "/etc/switchyard/config"
+PODINFO_DIR = "/etc/switchyard/pod"
+
+
+def sidecar_volumes(s: SidecarSettings) -> list[dict[str, Any]]:
+    vols: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+    if s.delivery == "secret":
+        vols += [
+            {"name": CONFIG_VOLUME, "secret": {"secretName": CONFIG_SECRET, "optional": True, "defaultMode": 0o440}},
+            {"name": PODINFO_VOLUME, "downwardAPI": {"items": [
+                {"path": LABELS_FILE, "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        ]
+    return vols
 
 
 def sidecar_container(s: SidecarSettings) -> dict[str, Any]:
+    files = s.delivery == "secret"
+    token_ref: dict[str, Any] = {"name": s.admin_token_secret, "key": s.admin_token_key}
+    if files:
+        token_ref["optional"] = True
+    mounts: list[dict[str, Any]] = [{"name": TMP_VOLUME, "mountPath": "/tmp"}]
+    args = [
+        "sidecar",
+        "--host", "127.0.0.1", "--port", str(s.api_port),
+        "--admin-host", "0.0.0.0", "--admin-port", str(s.admin_port),
+    ]
+    if files:
+        args += ["--config-dir", CONFIG_DIR, "--labels-file", f"{PODINFO_DIR}/{LABELS_FILE}"]
+        mounts += [
+            {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": True},
+        ]
     return {
         "name": SIDECAR_CONTAINER,
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["switchyard"],
-        "args": [
-            "sidecar",
-            "--host", "127.0.0.1", "--port", str(s.api_port),
-            "--admin-host", "0.0.0.0", "--admin-port", str(s.admin_port),
-        ],
+        "args": args,
         "ports": [
             {"name": API_PORT_NAME, "containerPort": s.api_port, "protocol": "TCP"},
             {"name": ADMIN_PORT_NAME, "containerPort": s.admin_port, "protocol": "TCP"},
@@ -44,7 +81,7 @@ def sidecar_container(s: SidecarSettings) -> dict[str, Any]:
         "env": [
             {
                 "name": "SWITCHYARD_ADMIN_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": s.admin_token_secret, "key": s.admin_token_key}},
+                "valueFrom": {"secretKeyRef": token_ref},
             },
         ],
         "readinessProbe": {
@@ -70,7 +107,7 @@ def sidecar_container(s: SidecarSettings) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
     }
 
 
@@ -95,8 +132,9 @@ def inject(pod: dict[str, Any], s: SidecarSettings) -> tuple[dict[str, Any], lis
     spec = out.setdefault("spec", {})
     spec.setdefault("containers", []).append(sidecar_container(s))
     volumes = spec.setdefault("volumes", [])
-    if not any(v.get("name") == TMP_VOLUME for v in volumes):
-        volumes.append({"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+    for vol in sidecar_volumes(s):
+        if not any(v.get("name") == vol["name"] for v in volumes):
+            volumes.append(vol)
     return out, []
 
 

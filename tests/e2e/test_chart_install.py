@@ -45,6 +45,7 @@ from typing import Any
 import pytest
 
 import kube_tools
+from kubelet_volume import KubeletPlayer
 from test_operator_cluster import LoopThread, Operator, cond, get, poll, table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,19 +85,31 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube_tools.Clu
 
 
 class Sim:
-    """The simulator (two OpenAI-style upstreams) and one loopback sidecar, in a loop thread."""
+    """The simulator (two OpenAI-style upstreams) and one loopback sidecar, in a loop thread.
 
-    def __init__(self, token: str) -> None:
-        from switchyard.sidecar.app import Listen, Sidecar
+    The sidecar takes its config as in a pod: the namespace's config Secret and the pod's
+    labels as files, kept in step by the harness playing the kubelet (``kubelet_volume``)."""
+
+    def __init__(self, token: str, workdir: Path) -> None:
         from switchyard.simulator import Mount, Simulator
 
         self.lt = LoopThread()
         self.sim = Simulator(Mount("main", flavour="openai", api_key=KEY_MAIN, models=["gpt-demo", "gpt-demo-mini"]),
                              Mount("backup", flavour="openai", api_key=KEY_BACKUP, models=["backup-model"]), port=0)
         self.lt.run(self.sim.__aenter__())
-        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), admin_token=token, drain_seconds=0.5)
-        self.api_port, self.admin_port = self.lt.run(self.sidecar.start())
+        self.token, self.workdir = token, workdir
+        self.admin_port = kube_tools.free_port()
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        self.sidecar: Any = None
+        self.kubelet: KubeletPlayer | None = None
+
+    def start_sidecar(self, kube: kube_tools.Cluster, pod: str) -> None:
+        from switchyard.sidecar.app import Listen, Sidecar
+
+        self.kubelet = KubeletPlayer(kube, APP, pod, self.workdir / pod)
+        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", self.admin_port), admin_token=self.token,
+                               drain_seconds=0.5, config_dir=self.kubelet.config_dir, labels_file=self.kubelet.labels_path)
+        self.api_port, _ = self.lt.run(self.sidecar.start())
 
     def chat(self, model: str) -> tuple[int, dict[str, str]]:
         body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -111,8 +124,11 @@ class Sim:
             return e.code, dict(e.headers)
 
     def stop(self) -> None:
+        if self.kubelet is not None:
+            self.kubelet.stop()
         with contextlib.suppress(Exception):
-            self.lt.run(self.sidecar.stop())
+            if self.sidecar is not None:
+                self.lt.run(self.sidecar.stop())
         with contextlib.suppress(Exception):
             self.lt.run(self.sim.__aexit__(None, None, None))
         self.lt.close()
@@ -198,7 +214,7 @@ def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory,
     env.timings["helm install + CRDs established"] = time.monotonic() - t0
 
     env.token = env.secret_data(APP, "switchyard-admin-token")["token"].decode()
-    env.sim = Sim(env.token)
+    env.sim = Sim(env.token, env.workdir)
     args, op_env = operator_env_from_deployment(env)
     assert args[0] == "operator"
     env.operator_env = op_env
@@ -311,7 +327,10 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
     assert can("create", "leases.coordination.k8s.io", "-n", SYSTEM)
     assert can("update", "leases.coordination.k8s.io/switchyard-operator", "-n", SYSTEM)
     assert not can("patch", "assistantbindings.switchyard.dev", "-n", APP)  # never the user's spec
-    assert not can("create", "secrets", "-n", APP) and not can("delete", "pods", "-n", APP)
+    # Secrets: the config Secret only (create cannot be narrowed by name; update can)
+    assert can("create", "secrets", "-n", APP) and can("update", "secrets/switchyard-config", "-n", APP)
+    assert not can("update", "secrets/upstream-keys", "-n", APP) and not can("patch", "secrets", "-n", APP)
+    assert not can("delete", "secrets", "-n", APP) and not can("delete", "pods", "-n", APP)
     assert not can("patch", "mutatingwebhookconfigurations/someone-else")
     assert not can("update", "leases.coordination.k8s.io/other-lease", "-n", SYSTEM)
     assert not can("create", "leases.coordination.k8s.io", "-n", APP)
@@ -372,6 +391,7 @@ def test_a_binding_is_served_through_the_chart_install(chart: Env) -> None:
     assert sim is not None
     kube.kubectl("apply", "-n", APP, "-f", "-", input=resources(sim.sim.base_url("main"), sim.sim.base_url("backup")))
     kube.kubectl("create", "-n", APP, "-f", "-", input=sidecar_pod("demo-0", sim.admin_url))
+    sim.start_sidecar(kube, "demo-0")
 
     def ready() -> dict[str, Any] | None:
         o = get(kube, APP, "ab/demo")
@@ -439,6 +459,7 @@ class NetnsSidecar:
 
     def __init__(self, token: str, workdir: Path) -> None:
         tag = secrets.token_hex(3)
+        self.files = workdir / f"netns-{tag}"
         self.ns, self.host_if, self.ns_if = f"sy-{tag}", f"syh{tag}", f"syn{tag}"
         octet = int(tag[:2], 16) % 250 + 1
         self.host_ip, self.pod_ip = f"10.254.{octet}.1", f"10.254.{octet}.2"
@@ -460,7 +481,8 @@ class NetnsSidecar:
         env = {"PATH": os.environ.get("PATH", ""), "SWITCHYARD_ADMIN_TOKEN": self.token, "HOME": str(self.workdir)}
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, str(SWITCHYARD), "sidecar", "--host", "127.0.0.1", "--port", "4000",
-             "--admin-host", self.pod_ip, "--admin-port", "4001"],
+             "--admin-host", self.pod_ip, "--admin-port", "4001",
+             "--config-dir", str(self.files / "config"), "--labels-file", str(self.files / "pod" / "labels")],
             env=env, stdout=open(self.workdir / "netns-sidecar.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -516,19 +538,25 @@ def test_plugin_reaches_sidecars_through_the_api_servers_pod_proxy(chart: Env, n
         "status": {"phase": "Running", "podIP": netns_sidecar.pod_ip, "podIPs": [{"ip": netns_sidecar.pod_ip}],
                    "containerStatuses": [{"name": "switchyard", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
                                           "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}))
-    # The operator pushes the config to the pod IP, as in a cluster.
-    poll("config pushed to the pod IP", lambda: get(kube, APP, "ab/demo")["status"]["pods"] == {"selected": 2, "configured": 2}
-         or None, timeout=45)
+    # The harness plays the kubelet (the Secret as files); the operator reads the status on
+    # the pod IP, as in a cluster, with no token.
+    kubelet = KubeletPlayer(kube, APP, "demo-netns", netns_sidecar.files)
+    try:
+        poll("config served on the pod IP", lambda: get(kube, APP, "ab/demo")["status"]["pods"] == {"selected": 2, "configured": 2}
+             or None, timeout=45)
+    finally:
+        kubelet.stop()
     out = chart.plugin("-n", APP, "test", "demo", "--pod", "demo-netns", check_code=0).stdout
     assert "pod demo-netns: ok  (prompt sent: no)" in out, out
     out = chart.plugin("-n", APP, "explain", "demo", "--pod", "demo-netns", check_code=0).stdout
     assert "binding demo: no request served yet in 1 pod(s)" in out, out
-    # The API server consumes Authorization: only the token header gets through the proxy.
+    # Status is read-only and open; a route that acts needs the token, and the API server
+    # consumes Authorization: only the token header gets through the proxy.
     path = f"/api/v1/namespaces/{APP}/pods/demo-netns:4001/proxy/admin/status"
     status, _ = kube.api("GET", path)
+    assert status == 200
+    status, _ = kube.api("POST", f"/api/v1/namespaces/{APP}/pods/demo-netns:4001/proxy/admin/bindings/demo/reset")
     assert status == 401
-    out = kube.kubectl("get", "--raw", path, check=False)
-    assert out.returncode != 0
 
 
 # --------------------------------------------------------------------------- upgrade, uninstall

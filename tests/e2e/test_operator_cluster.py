@@ -206,6 +206,9 @@ class Operator:
         env.update({
             "POD_NAMESPACE": kube_tools.OPERATOR_NAMESPACE, "POD_NAME": name,
             "SWITCHYARD_WEBHOOK": "off", "SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION": "1",
+            # These modules test the push path (sidecars on loopback, no kubelet to mount a
+            # Secret); test_config_delivery_e2e.py runs the Secret delivery, the default.
+            "SWITCHYARD_CONFIG_DELIVERY": "push",
             "SWITCHYARD_HEALTH_INTERVAL_SECONDS": "1", "SWITCHYARD_RESYNC_SECONDS": "5",
             "SWITCHYARD_CATALOG_TTL_SECONDS": "30", "SWITCHYARD_CATALOG_RETRY_SECONDS": "2",
             "SWITCHYARD_PUSH_BACKOFF_MAX_SECONDS": "2",

@@ -27,13 +27,32 @@ def test_injects_the_sidecar_without_touching_the_input() -> None:
     assert app == before["spec"]["containers"][0]
     assert side["name"] == "switchyard" and side["image"] == "ghcr.io/x/switchyard:1.2.3"
     assert side["command"] == ["switchyard"]
-    assert side["args"] == ["sidecar", "--host", "127.0.0.1", "--port", "4000", "--admin-host", "0.0.0.0", "--admin-port", "4001"]
-    assert side["env"] == [{"name": "SWITCHYARD_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "k"}}}]
+    assert side["args"] == ["sidecar", "--host", "127.0.0.1", "--port", "4000", "--admin-host", "0.0.0.0", "--admin-port", "4001",
+                            "--config-dir", "/etc/switchyard/config", "--labels-file", "/etc/switchyard/pod/labels"]
+    # the token is optional: nothing the operator does needs it (status is open, the config is a file)
+    assert side["env"] == [{"name": "SWITCHYARD_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "k", "optional": True}}}]
     assert side["readinessProbe"]["httpGet"]["path"] == "/readyz" and side["livenessProbe"]["httpGet"]["path"] == "/healthz"
     sc = side["securityContext"]
     assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
-    assert side["volumeMounts"] == [{"name": "switchyard-tmp", "mountPath": "/tmp"}]
-    assert out["spec"]["volumes"][0]["name"] == "switchyard-tmp"
+    assert side["volumeMounts"] == [
+        {"name": "switchyard-tmp", "mountPath": "/tmp"},
+        {"name": "switchyard-config", "mountPath": "/etc/switchyard/config", "readOnly": True},
+        {"name": "switchyard-podinfo", "mountPath": "/etc/switchyard/pod", "readOnly": True},
+    ]
+    vols = {v["name"]: v for v in out["spec"]["volumes"]}
+    assert vols["switchyard-config"]["secret"] == {"secretName": "switchyard-config", "optional": True, "defaultMode": 0o440}
+    assert vols["switchyard-podinfo"]["downwardAPI"]["items"] == [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
+    assert "switchyard-tmp" in vols
+
+
+def test_push_mode_is_the_old_shape_and_mounts_nothing() -> None:
+    from dataclasses import replace
+
+    out, _ = inject(pod(), replace(S, delivery="push"))
+    side = out["spec"]["containers"][1]
+    assert "--config-dir" not in side["args"]
+    assert side["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "tok", "key": "k"}
+    assert [v["name"] for v in out["spec"]["volumes"]] == ["switchyard-tmp"]
 
 
 def test_idempotent_and_only_on_request() -> None:
