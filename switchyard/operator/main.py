@@ -8,12 +8,14 @@ What the operator watches, and why:
   Secret re-reconciles its namespace and re-checks the sources that use it.
 - Pods carrying the sidecar: indexed by namespace; an event (created, Running with an IP,
   sidecar restarted, deleted) re-reconciles the namespace, which pushes config again.
-- A mutating webhook on Pod CREATE injects the sidecar (kopf manages the
-  MutatingWebhookConfiguration ``switchyard.dev``; failurePolicy Ignore, so an operator
-  outage never blocks unrelated pods).
-- A validating webhook on AssistantBinding CREATE/UPDATE checks the chain against the
-  indexes and returns warnings (``kubectl apply`` prints them); it always allows, and is
-  registered with failurePolicy Ignore (ValidatingWebhookConfiguration ``switchyard.dev``).
+- A mutating webhook on Pod CREATE injects the sidecar, and a validating webhook on
+  AssistantBinding CREATE/UPDATE checks the chain against the indexes and returns
+  warnings (``kubectl apply`` prints them). The operator serves them (kopf's server,
+  ``admission.GuardedWebhookServer``) but neither creates nor patches their
+  configurations: the chart renders them, release-named, opt-in by pod label, with
+  failurePolicy Ignore and a 5 s timeout, so ``helm uninstall`` removes them and two
+  releases never take each other's. Both handlers refuse nothing: an error becomes an
+  allowed, unmutated object, a log line and a metric.
 
 Only ``@kopf.on.event`` and ``@kopf.index`` handlers are used: kopf then writes nothing to
 the watched objects (no finalizers, no annotations), so the operator never touches a
@@ -39,6 +41,7 @@ import kopf
 from switchyard.api.models import GROUP, VERSION
 
 from . import webhook, world
+from .admission import WEBHOOK_ERRORS, WEBHOOK_SKIPPED, GuardedWebhookServer, Readiness
 from .kube import Kube
 from .leader import LeaderElector
 from .reconciler import Reconciler
@@ -57,6 +60,7 @@ class Holder:
 
     config: Settings
     reconciler: Reconciler
+    readiness: Readiness | None = None
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -100,10 +104,16 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
         rec.leader = LeaderElector(kube, cfg.leader, on_change=rec.on_leadership)
     memo.holder.reconciler = rec
     await rec.start()
+    readiness = getattr(memo.holder, "readiness", None)
+    if readiness is not None:
+        await readiness.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    readiness = getattr(memo.holder, "readiness", None)
+    if readiness is not None:
+        await readiness.stop()
     await _reconciler(memo).stop()
 
 
@@ -170,11 +180,32 @@ def on_pod(namespace: str, memo: kopf.Memo, **_: Any) -> None:
 # --------------------------------------------------------------------------- admission
 
 
-def inject_sidecar(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
-    spec, warns = webhook.spec_patch(dict(body), _config(memo).sidecar)
-    warnings.extend(warns)
-    if spec:
-        patch.spec.update(spec)
+def inject_sidecar(
+    body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, namespace: str | None = None, **_: Any
+) -> None:
+    """Never refuses a pod: any failure admits it unmutated, with a log line and a metric.
+
+    ``namespace`` is the AdmissionReview's (``admission.pin_namespace``). A pod in a
+    namespace this operator does not watch is left alone: nothing would configure it."""
+    try:
+        cfg = _config(memo)
+        ns = namespace or (body.get("metadata") or {}).get("namespace")
+        pod = dict(body)
+        if cfg.namespaces and ns not in cfg.namespaces and webhook.wants_injection(pod):
+            WEBHOOK_SKIPPED.labels("namespace-not-watched").inc()
+            warnings.append(f"switchyard: sidecar not injected: namespace {ns} is not watched by this operator")
+            return
+        spec, warns = webhook.spec_patch(pod, cfg.sidecar)
+        for w in warns:
+            WEBHOOK_SKIPPED.labels("host-network" if "hostNetwork" in w else "ports-in-use").inc()
+            log.warning("pod in %s admitted without the sidecar: %s", ns, w.removeprefix("switchyard: "))
+        warnings.extend(warns)
+        if spec:
+            patch.spec.update(spec)
+    except Exception as e:  # kopf would answer allowed: false
+        WEBHOOK_ERRORS.labels("inject-sidecar").inc()
+        log.error("sidecar injection failed (%s); the pod is admitted without it", type(e).__name__)
+        warnings.append(f"switchyard: sidecar not injected: internal error ({type(e).__name__})")
 
 
 async def validate_binding(
@@ -214,35 +245,32 @@ def register_webhook() -> None:
     )(validate_binding)
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
-    """kopf's server, announced to the API server as a Service instead of a URL."""
-
-    def __init__(self, *, service: tuple[str, str, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
-
-    async def __call__(self, fn: Any) -> Any:  # type: ignore[override]
-        ns, name, port = self.service
-        async for config in super().__call__(fn):
-            out: dict[str, Any] = {"service": {"namespace": ns, "name": name, "port": port}}
-            if config.get("caBundle"):
-                out["caBundle"] = config["caBundle"]
-            yield out
-
-
-def webhook_server(w: WebhookSettings, service: tuple[str, str, int] | None) -> kopf.WebhookServer:
+def webhook_server(w: WebhookSettings) -> kopf.WebhookServer:
     if not (w.cert_file and w.key_file):
         raise SystemExit(
             "switchyard operator: the injection webhook needs a serving certificate: set "
             "SWITCHYARD_WEBHOOK_CERT_FILE and SWITCHYARD_WEBHOOK_KEY_FILE (and _CA_FILE), "
             "or SWITCHYARD_WEBHOOK=off"
         )
-    kwargs: dict[str, Any] = dict(
-        addr=w.listen_host, port=w.port, host=w.public_host, certfile=w.cert_file, pkeyfile=w.key_file, cafile=w.ca_file
+    return GuardedWebhookServer(
+        addr=w.listen_host, port=w.port, host=w.public_host, certfile=w.cert_file, pkeyfile=w.key_file, cafile=w.ca_file,
+        file_check_interval=w.cert_check_seconds,
     )
-    if service is not None:
-        return ServiceWebhookServer(service=service, **kwargs)
-    return kopf.WebhookServer(**kwargs)
+
+
+def readiness(cfg: Settings, env: Mapping[str, str]) -> Readiness | None:
+    """SWITCHYARD_READINESS_ENDPOINT=http://HOST:PORT: serve /readyz (and /metrics) there."""
+    raw = env.get("SWITCHYARD_READINESS_ENDPOINT")
+    if not raw:
+        return None
+    from urllib.parse import urlsplit
+
+    u = urlsplit(raw)
+    url = None
+    if cfg.webhook.enabled:
+        host = "127.0.0.1" if cfg.webhook.listen_host in ("0.0.0.0", "", "::") else cfg.webhook.listen_host
+        url = f"https://{host}:{cfg.webhook.port}/inject-sidecar"
+    return Readiness(host=u.hostname or "0.0.0.0", port=u.port or 8081, webhook_url=url, ca_file=cfg.webhook.ca_file)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -306,7 +334,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         cert_file=env.get("SWITCHYARD_WEBHOOK_CERT_FILE") or None,
         key_file=env.get("SWITCHYARD_WEBHOOK_KEY_FILE") or None,
         ca_file=env.get("SWITCHYARD_WEBHOOK_CA_FILE") or None,
-        configuration_name=env.get("SWITCHYARD_WEBHOOK_CONFIGURATION", "switchyard.dev"),
+        cert_check_seconds=_float(env, "SWITCHYARD_WEBHOOK_CERT_CHECK_SECONDS", 10.0),
     )
     return replace(
         base,
@@ -320,16 +348,6 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
     )
 
 
-def _service(env: Mapping[str, str]) -> tuple[str, str, int] | None:
-    """SWITCHYARD_WEBHOOK_SERVICE=namespace/name[:port]: register the webhook by Service."""
-    raw = env.get("SWITCHYARD_WEBHOOK_SERVICE")
-    if not raw:
-        return None
-    ref, _, port = raw.partition(":")
-    ns, _, name = ref.partition("/")
-    return ns, name, int(port or 443)
-
-
 def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False  # the operator posts its own, rate-limited Events
@@ -337,8 +355,8 @@ def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSetting
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     if cfg.webhook.enabled:
-        settings.admission.server = webhook_server(cfg.webhook, _service(env))
-        settings.admission.managed = cfg.webhook.configuration_name
+        settings.admission.server = webhook_server(cfg.webhook)
+        settings.admission.managed = None  # the chart owns the configurations (release-named)
         register_webhook()
     return settings
 
@@ -356,6 +374,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = settings_from_env(env, namespaces)
     holder = Holder()
     holder.config = cfg
+    holder.readiness = readiness(cfg, env)
     memo = kopf.Memo(holder=holder)
     liveness = env.get("SWITCHYARD_LIVENESS_ENDPOINT") or None
     log.info(

@@ -1,7 +1,7 @@
 """Which pods carry a sidecar, which bindings select them, and where to reach them. Pure.
 
-A pod carries the sidecar when it asks for injection (annotation
-``switchyard.dev/inject: "true"``) or already has a container named ``switchyard``
+A pod carries the sidecar when it asks for injection (label, or annotation from older
+manifests, ``switchyard.dev/inject: "true"``) or already has a container named ``switchyard``
 (injected, or written by hand). Its admin API is ``http://<podIP>:<admin port>``; the
 admin port is the ``switchyard`` container's port named ``sy-admin``, else the
 ``switchyard.dev/admin-port`` annotation, else the configured default.
@@ -38,8 +38,11 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def wants_injection(pod: dict[str, Any]) -> bool:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(INJECT_ANNOTATION, "")).lower() == "true"
+    """The pod asks for the sidecar: label ``switchyard.dev/inject: "true"`` (what the
+    webhook's objectSelector admits) or, from older manifests, the annotation."""
+    meta = pod.get("metadata") or {}
+    label = str((meta.get("labels") or {}).get(INJECT_ANNOTATION, "")).lower() == "true"
+    return label or str((meta.get("annotations") or {}).get(INJECT_ANNOTATION, "")).lower() == "true"
 
 
 def has_sidecar_container(pod: dict[str, Any]) -> bool:

@@ -92,7 +92,7 @@ class EventSettings:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """The sidecar-injection webhook (kopf's WebhookServer, managed configuration)."""
+    """The admission webhooks' server (kopf's WebhookServer; the chart owns the configurations)."""
 
     enabled: bool = True
     listen_host: str = "0.0.0.0"
@@ -100,8 +100,8 @@ class WebhookSettings:
     public_host: str | None = None  # the host in the URL the API server calls (a Service DNS name)
     cert_file: str | None = None
     key_file: str | None = None
-    ca_file: str | None = None  # the caBundle for the configuration; default: the cert itself
-    configuration_name: str = "switchyard.dev"
+    ca_file: str | None = None  # the CA that signed cert_file (the readiness check trusts it)
+    cert_check_seconds: float = 10.0  # how often the certificate files are checked for a renewal
 
 
 @dataclass(frozen=True)

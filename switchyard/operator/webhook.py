@@ -19,8 +19,9 @@ A pod annotated ``switchyard.dev/inject: "true"`` gets a container named ``switc
   filesystem, no privilege escalation, all capabilities dropped; a small ``/tmp``.
 
 Injection is idempotent (a pod that already has a ``switchyard`` container is left as it
-is) and refuses nothing: when the ports are taken by the app, the pod is admitted without
-the sidecar and the reason is returned as an admission warning, which kubectl prints.
+is) and refuses nothing: when the ports are taken by the app, or the pod uses
+``hostNetwork``, the pod is admitted without the sidecar and the reason is returned as
+an admission warning, which kubectl prints.
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ def inject(pod: dict[str, Any], s: SidecarSettings) -> tuple[dict[str, Any], lis
     """(the pod to admit, warnings). The input is never modified."""
     if not wants_injection(pod) or has_sidecar_container(pod):
         return pod, []
+    if (pod.get("spec") or {}).get("hostNetwork"):
+        # Its ports would be the node's: the admin port on every node address.
+        return pod, ["switchyard: sidecar not injected: hostNetwork pods are not supported "
+                     "(the sidecar's ports would open on the node)"]
     clash = _ports_in_use(pod) & {s.api_port, s.admin_port}
     if clash:
         ports = ", ".join(str(p) for p in sorted(clash))

@@ -52,12 +52,10 @@ def test_watching_namespaces_grants_the_same_rules_per_namespace(render: Render)
     roles = {d["metadata"]["namespace"]: {_norm_rule(r) for r in d["rules"]}
              for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "switchyard-operator"}
     assert set(roles) == {"team-a", "team-b"}
-    (cr,) = cluster
-    cluster_rules = {_norm_rule(r) for r in cr["rules"]}
-    # Cluster-wide: only the webhook configurations (cluster-scoped objects).
-    assert all(r[0] == ("admissionregistration.k8s.io",) for r in cluster_rules)
+    # Nothing cluster-wide: the webhook configurations are the chart's own objects now.
+    assert cluster == []
     for ns_rules in roles.values():
-        assert ns_rules | cluster_rules == ref_rules
+        assert ns_rules == ref_rules
     bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "switchyard-operator"}
     assert set(bindings) == {"team-a", "team-b"}
     for b in bindings.values():

@@ -129,12 +129,14 @@ def test_default_install_is_the_documented_minimum(render: Render) -> None:
         "ClusterRole/switchyard-operator",
         "ClusterRoleBinding/switchyard-operator",
         "Deployment/switchyard-operator",
+        "MutatingWebhookConfiguration/switchyard",
         "PodDisruptionBudget/switchyard-operator",
         "Role/switchyard-operator-leader",
         "RoleBinding/switchyard-operator-leader",
         "Secret/switchyard-webhook-cert",
         "Service/switchyard-webhook",
         "ServiceAccount/switchyard-operator",
+        "ValidatingWebhookConfiguration/switchyard",
     ]
 
 
@@ -178,3 +180,45 @@ def test_docs_mention_every_top_level_value() -> None:
     doc = (REPO / "docs" / "helm.md").read_text()
     missing = [k for k in values if f"`{k}" not in doc]
     assert not missing, f"docs/helm.md does not describe: {missing}"
+
+
+def test_the_webhook_configurations_belong_to_the_release_and_cannot_stall_pods(render: Render) -> None:
+    docs = render()
+    (mutating,) = find(docs, "MutatingWebhookConfiguration")
+    (validating,) = find(docs, "ValidatingWebhookConfiguration")
+    ca = one(docs, "Secret", "switchyard-webhook-cert")["data"]["ca.crt"]
+    (hook,) = mutating["webhooks"]
+    assert hook["name"] == "inject-sidecar.switchyard.dev"
+    assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "None" and hook["timeoutSeconds"] <= 5
+    assert hook["objectSelector"] == {"matchLabels": {"switchyard.dev/inject": "true"}}  # opt-in by label
+    assert hook["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "switchyard-system"]}]}
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
+                              "scope": "Namespaced"}]
+    assert hook["clientConfig"]["service"] == {"namespace": "switchyard-system", "name": "switchyard-webhook",
+                                               "path": "/inject-sidecar", "port": 443}
+    assert hook["clientConfig"]["caBundle"] == ca  # the same CA that signed the serving certificate
+    (check,) = validating["webhooks"]
+    assert check["failurePolicy"] == "Ignore" and check["timeoutSeconds"] <= 5
+    assert check["clientConfig"]["service"]["path"] == "/check-binding"
+    # Another release has its own objects, never the same names.
+    other = render(None, release="second")
+    assert {d["metadata"]["name"] for d in other if d["kind"].endswith("WebhookConfiguration")} == {"second-switchyard"}
+    # Watching namespaces: the webhook is called only there.
+    scoped = one(render(None, "operator.watchNamespaces={team-a}"), "MutatingWebhookConfiguration")
+    assert scoped["webhooks"][0]["namespaceSelector"]["matchExpressions"][0] == {
+        "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+    # cert-manager: the CA bundle is injected from the Certificate.
+    cm = one(render(None, "webhook.certManager.enabled=true"), "MutatingWebhookConfiguration")
+    assert cm["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "switchyard-system/switchyard-webhook"
+    assert "caBundle" not in cm["webhooks"][0]["clientConfig"]
+
+
+def test_the_operator_is_ready_only_when_its_webhook_answers(render: Render) -> None:
+    dep = one(render(), "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["SWITCHYARD_READINESS_ENDPOINT"] == "http://0.0.0.0:8081/readyz"
+    assert env["SWITCHYARD_CONFIG_DELIVERY"] == "secret"
+    assert "SWITCHYARD_WEBHOOK_SERVICE" not in env and "SWITCHYARD_WEBHOOK_CONFIGURATION" not in env

@@ -142,6 +142,7 @@ class Env:
         self.token = ""
         self.webhook_port = 0
         self.health_port = 0
+        self.ready_port = 0
         self.timings: dict[str, float] = {}
         self.operator_env: dict[str, str] = {}
 
@@ -186,6 +187,9 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
     out["SWITCHYARD_WEBHOOK_LISTEN"] = "127.0.0.1"
     out["SWITCHYARD_WEBHOOK_PORT"] = str(env.webhook_port)
     out["SWITCHYARD_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{env.health_port}/healthz"
+    assert out["SWITCHYARD_READINESS_ENDPOINT"].startswith("http://0.0.0.0:")
+    env.ready_port = kube_tools.free_port()
+    out["SWITCHYARD_READINESS_ENDPOINT"] = f"http://127.0.0.1:{env.ready_port}/readyz"
     # Test-only: reach the loopback sidecar by annotation; poll faster than in production.
     out.update({"SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION": "1", "SWITCHYARD_HEALTH_INTERVAL_SECONDS": "1",
                 "SWITCHYARD_RESYNC_SECONDS": "5", "SWITCHYARD_CATALOG_RETRY_SECONDS": "2",
@@ -298,8 +302,9 @@ def test_helm_install_creates_what_the_chart_renders(chart: Env) -> None:
     assert [(r["name"], r["status"]) for r in releases] == [("switchyard", "deployed")]
     manifest = kube.helm("get", "manifest", "switchyard", "-n", SYSTEM).stdout
     kinds = sorted(set(re.findall(r"^kind: (\w+)", manifest, re.M)))
-    assert kinds == ["CapabilityProfile", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
-                     "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert kinds == ["CapabilityProfile", "ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration",
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
+                     "ValidatingWebhookConfiguration"]
     caps = table(kube, APP, "cap")
     assert sorted(caps) == sorted(p.stem for p in (REPO / "switchyard" / "api" / "profiles").glob("*.yaml"))
     assert caps["builtin-openai"]["PROTOCOL"] == "openai-chat"
@@ -323,7 +328,8 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
 
     assert can("list", "secrets", "-A") and can("watch", "pods", "-A") and can("create", "events", "-n", APP)
     assert can("patch", "assistantbindings.switchyard.dev", "--subresource=status", "-n", APP)
-    assert can("patch", "mutatingwebhookconfigurations/switchyard.dev")
+    # The webhook configurations are the chart's: the operator may not touch any of them.
+    assert not can("patch", "mutatingwebhookconfigurations/switchyard") and not can("create", "mutatingwebhookconfigurations")
     assert can("create", "leases.coordination.k8s.io", "-n", SYSTEM)
     assert can("update", "leases.coordination.k8s.io/switchyard-operator", "-n", SYSTEM)
     assert not can("patch", "assistantbindings.switchyard.dev", "-n", APP)  # never the user's spec
@@ -350,17 +356,22 @@ def test_the_operator_runs_with_the_deployments_settings(chart: Env) -> None:
     lease = poll("the Lease", lambda: (o := get(kube, SYSTEM, "lease/switchyard-operator"))["spec"].get("holderIdentity") and o, timeout=45)
     assert lease["spec"]["holderIdentity"] == POD_NAME
 
-    def registered() -> dict[str, Any] | None:
-        cp = kube.kubectl("get", "mutatingwebhookconfiguration", "switchyard.dev", "-o", "json", check=False)
-        hooks = json.loads(cp.stdout).get("webhooks") if cp.returncode == 0 else None
-        return hooks[0] if hooks and hooks[0]["clientConfig"].get("service") else None
-
-    hook = poll("kopf to register the webhook by Service", registered, timeout=45)
+    # The chart's own configuration (release-named), not one the operator registered.
+    hook = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", "switchyard", "-o", "json").stdout)["webhooks"][0]
     ca = chart.secret_data(SYSTEM, "switchyard-webhook-cert")["ca.crt"]
     assert hook["clientConfig"]["service"] == {"namespace": SYSTEM, "name": "switchyard-webhook", "port": 443,
-                                               "path": hook["clientConfig"]["service"]["path"]}
+                                               "path": "/inject-sidecar"}
     assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca
-    assert hook["failurePolicy"] == "Ignore"
+    assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] <= 5
+    # Ready only once the webhook server answers (the readiness probe of the Deployment).
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{chart.ready_port}/readyz", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    poll("the operator ready (its webhook answers)", ready, timeout=45)
     svc = get(kube, SYSTEM, "service/switchyard-webhook")
     assert svc["spec"]["ports"][0]["port"] == 443 and svc["spec"]["ports"][0]["targetPort"] == "webhook"
     with urllib.request.urlopen(f"http://127.0.0.1:{chart.health_port}/healthz", timeout=5) as r:
@@ -581,8 +592,11 @@ def test_helm_uninstall_keeps_crds_and_tokens_and_removes_the_operators_rights(c
     kube = chart.kube
     assert chart.operator is not None
     chart.operator.stop()  # a running operator would log its lost permissions
-    kube.kubectl("delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", "switchyard.dev", "--ignore-not-found")
+    assert kube.kubectl("get", "mutatingwebhookconfiguration,validatingwebhookconfiguration", "switchyard", check=False).returncode == 0
     kube.helm("uninstall", "switchyard", "--namespace", SYSTEM, timeout=120)
+    # The webhook configurations were the release's: gone with it (no operator left to remove them).
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        assert kube.kubectl("get", kind, "switchyard", check=False).returncode != 0
     crds = kube.kubectl("get", "crd", "-l", "app.kubernetes.io/part-of=switchyard", "-o", "name").stdout.split()
     assert len(crds) == 3
     assert get(kube, APP, "ab/demo")["metadata"]["name"] == "demo"  # users' objects stay

@@ -237,6 +237,44 @@ class Operator:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def register_webhooks(kube: kube_tools.Cluster, release: str, port: int, ca_file: Path) -> str:
+    """The chart's own Mutating/ValidatingWebhookConfiguration (``helm template``), applied as
+    the chart would, but calling the operator on https://127.0.0.1:PORT with the test CA
+    (no Service and no kube-proxy here). Returns their name (release-named)."""
+    import base64
+
+    cp = kube.helm("template", release, str(REPO / "charts" / "switchyard"), "--namespace", kube_tools.OPERATOR_NAMESPACE,
+                   "--show-only", "templates/webhook.yaml")
+    docs = [d for d in yaml_load_all(cp.stdout) if d and d["kind"].endswith("WebhookConfiguration")]
+    ca = base64.b64encode(Path(ca_file).read_bytes()).decode()
+    for d in docs:
+        for hook in d["webhooks"]:
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca}
+        kube.kubectl("apply", "-f", "-", input=json.dumps(d))
+    return docs[0]["metadata"]["name"]
+
+
+def yaml_load_all(text: str) -> list[Any]:
+    import yaml
+
+    return list(yaml.safe_load_all(text))
+
+
+def wait_ready(url: str, timeout: float = 45.0) -> None:
+    """The operator's readiness: 200 once its webhook server answers an AdmissionReview."""
+
+    def ready() -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(url, timeout=3) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    poll(f"operator ready ({url})", ready, timeout=timeout)
+
+
 def install(kube: kube_tools.Cluster) -> None:
     """CRDs and the operator's RBAC, with the real kubectl; idempotent."""
     kube.ensure_namespace(kube_tools.OPERATOR_NAMESPACE)

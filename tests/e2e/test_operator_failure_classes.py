@@ -36,11 +36,14 @@ from test_operator_cluster import (
     get,
     install,
     poll,
+    register_webhooks,
+    wait_ready,
     sidecar_pod,
     table,
 )
 
-CONFIG = "switchyard.dev"
+RELEASE = "e2e-fc"
+CONFIG = f"{RELEASE}-switchyard"  # the chart's release-named webhook configurations
 
 
 class Upstream(FakeUpstream):
@@ -76,7 +79,7 @@ def fenv(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
     upstream = Upstream(lt)
     url = upstream.start()
     cert = kube.issue_serving_cert("switchyard-webhook-fc", hosts=("127.0.0.1",))
-    port = kube_tools.free_port()
+    port, ready_port = kube_tools.free_port(), kube_tools.free_port()
     op = Operator(kube, tmp_path_factory.mktemp("operator-fc"), {
         "SWITCHYARD_WEBHOOK": "on",
         "SWITCHYARD_WEBHOOK_LISTEN": "127.0.0.1",
@@ -85,17 +88,11 @@ def fenv(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
         "SWITCHYARD_WEBHOOK_CERT_FILE": str(cert.cert_file),
         "SWITCHYARD_WEBHOOK_KEY_FILE": str(cert.key_file),
         "SWITCHYARD_WEBHOOK_CA_FILE": str(cert.ca_file),
+        "SWITCHYARD_READINESS_ENDPOINT": f"http://127.0.0.1:{ready_port}/readyz",
     })
     op.start("op-fc")
-
-    def registered() -> bool:
-        cp = kube.kubectl("get", "validatingwebhookconfiguration", CONFIG, "-o", "json", check=False)
-        if cp.returncode != 0:
-            return False
-        hooks = json.loads(cp.stdout).get("webhooks") or []
-        return any(h["clientConfig"].get("url", "").startswith(f"https://127.0.0.1:{port}/") for h in hooks)
-
-    poll("kopf to register the validating webhook", registered, timeout=45)
+    register_webhooks(kube, RELEASE, port, cert.ca_file)  # as the chart renders them
+    wait_ready(f"http://127.0.0.1:{ready_port}/readyz")
     sys.stderr.write(f"\n[operator failure-classes e2e] setup {time.monotonic() - t0:.1f}s\n")
     e = Env(kube, upstream, url, op, lt)
     try:
@@ -206,7 +203,8 @@ def test_the_validating_webhook_is_fail_open_and_narrow(fenv: Env) -> None:
     assert hook["failurePolicy"] == "Ignore"  # an operator outage or a bug never blocks an apply
     assert hook["sideEffects"] == "None"
     assert hook["rules"] == [{"apiGroups": ["switchyard.dev"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
-                              "resources": ["assistantbindings"], "scope": "*"}]
+                              "resources": ["assistantbindings"], "scope": "Namespaced"}]
+    assert hook["timeoutSeconds"] <= 5
 
 
 def test_a_disabled_tier_shows_in_breakers_status_and_one_event(

@@ -1,9 +1,10 @@
 """The sidecar-injection webhook, served by the operator on 127.0.0.1 and called by a real API server.
 
-kopf manages the MutatingWebhookConfiguration `switchyard.dev` with the operator's own
-identity (so `operator/rbac.yaml` must allow it), pointing the API server at
-https://127.0.0.1:<port> with the test CA's bundle. Pods are created through the API
-server; without a kubelet they stay Pending, which is enough to see what the webhook did.
+The webhook configurations are the chart's (``helm template``: release-named, opt-in by
+pod label, failurePolicy Ignore, 5 s), applied with the API server pointed at
+https://127.0.0.1:<port> and the test CA; the operator, bound to `operator/rbac.yaml`,
+only serves them. Pods are created through the API server; without a kubelet they stay
+Pending, which is enough to see what the webhook did.
 """
 
 from __future__ import annotations
@@ -16,18 +17,33 @@ from typing import Any
 import pytest
 
 import kube_tools
-from test_operator_cluster import ADMIN_TOKEN, MANIFESTS, Operator, apply, get, install, poll, table
+from test_operator_cluster import (
+    ADMIN_TOKEN,
+    MANIFESTS,
+    Operator,
+    apply,
+    get,
+    install,
+    poll,
+    register_webhooks,
+    table,
+    wait_ready,
+)
 
-CONFIG = "switchyard.dev"
+RELEASE = "e2e-wh"
+CONFIG = f"{RELEASE}-switchyard"
 
 
-def pod(name: str, *, inject: bool = True, ports: list[int] = (), labels: dict[str, str] | None = None) -> str:
+def pod(name: str, *, inject: bool = True, ports: list[int] = (), labels: dict[str, str] | None = None,
+        host_network: bool = False) -> str:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "registry.invalid/app:0",
+                                            "ports": [{"containerPort": p} for p in ports]}]}
+    if host_network:
+        spec["hostNetwork"] = True
     return json.dumps({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": labels or {"app": "support"},
-                     "annotations": {"switchyard.dev/inject": "true"} if inject else {}},
-        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:0",
-                                 "ports": [{"containerPort": p} for p in ports]}]},
+        "metadata": {"name": name, "labels": {**(labels or {"app": "support"}), **({"switchyard.dev/inject": "true"} if inject else {})}},
+        "spec": spec,
     })
 
 
@@ -36,7 +52,7 @@ def webhook_operator(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPath
     t0 = time.monotonic()
     install(kube)
     cert = kube.issue_serving_cert("switchyard-webhook", hosts=("127.0.0.1",))
-    port = kube_tools.free_port()
+    port, ready_port = kube_tools.free_port(), kube_tools.free_port()
     op = Operator(kube, tmp_path_factory.mktemp("webhook-operator"), {
         "SWITCHYARD_WEBHOOK": "on",
         "SWITCHYARD_WEBHOOK_LISTEN": "127.0.0.1",
@@ -47,17 +63,12 @@ def webhook_operator(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPath
         "SWITCHYARD_WEBHOOK_CA_FILE": str(cert.ca_file),
         "SWITCHYARD_SIDECAR_IMAGE": "registry.invalid/switchyard:e2e",
         "SWITCHYARD_LEASE_NAME": "switchyard-operator",
+        "SWITCHYARD_READINESS_ENDPOINT": f"http://127.0.0.1:{ready_port}/readyz",
+        "SWITCHYARD_CONFIG_DELIVERY": "secret",
     })
     op.start("op-webhook")
-
-    def configured() -> dict[str, Any] | None:
-        cp = kube.kubectl("get", "mutatingwebhookconfiguration", CONFIG, "-o", "json", check=False)
-        if cp.returncode != 0:
-            return None
-        hooks = json.loads(cp.stdout).get("webhooks") or []
-        return hooks[0] if hooks and hooks[0]["clientConfig"].get("url", "").startswith(f"https://127.0.0.1:{port}/") else None
-
-    poll("kopf to register the webhook", configured, timeout=45)
+    register_webhooks(kube, RELEASE, port, cert.ca_file)
+    wait_ready(f"http://127.0.0.1:{ready_port}/readyz")
     sys_stderr(f"[operator webhook e2e] setup {time.monotonic() - t0:.1f}s")
     try:
         yield op, port
@@ -83,12 +94,18 @@ def test_webhook_configuration_is_safe_for_the_cluster(kube: kube_tools.Cluster,
     hooks = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", CONFIG, "-o", "json").stdout)["webhooks"]
     assert len(hooks) == 1
     hook = hooks[0]
-    # An operator outage never blocks pod creation anywhere: Ignore, not Fail.
-    assert hook["failurePolicy"] == "Ignore"
+    # An operator outage never blocks pod creation anywhere: Ignore, not Fail, and 5 s at most.
+    assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] <= 5
     assert hook["sideEffects"] == "None"
     assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                              "resources": ["pods"], "scope": "*"}]
+                              "resources": ["pods"], "scope": "Namespaced"}]
+    # Only pods that ask (label), never kube-system or the operator's namespace.
+    assert hook["objectSelector"] == {"matchLabels": {"switchyard.dev/inject": "true"}}
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "switchyard-system"]
     assert hook["clientConfig"]["caBundle"]
+    # The operator never touched it (it has no right to): nothing of kopf's in it.
+    assert not any("kopf" in k for k in (json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", CONFIG, "-o", "json").stdout)
+                                          ["metadata"].get("annotations") or {}))
 
 
 def test_sidecar_injected_into_a_pod_created_through_the_api_server(
@@ -106,7 +123,10 @@ def test_sidecar_injected_into_a_pod_created_through_the_api_server(
     assert {p["name"]: p["containerPort"] for p in side["ports"]} == {"sy-api": 4000, "sy-admin": 4001}
     (env,) = side["env"]
     assert env == {"name": "SWITCHYARD_ADMIN_TOKEN",
-                   "valueFrom": {"secretKeyRef": {"name": "switchyard-admin-token", "key": "token"}}}
+                   "valueFrom": {"secretKeyRef": {"name": "switchyard-admin-token", "key": "token", "optional": True}}}
+    assert "--config-dir" in side["args"] and "--labels-file" in side["args"]
+    vols = {v["name"]: v for v in obj["spec"]["volumes"]}
+    assert vols["switchyard-config"]["secret"]["secretName"] == "switchyard-config" and vols["switchyard-config"]["secret"]["optional"]
     assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "sy-admin", "scheme": "HTTP"}
     assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "sy-admin", "scheme": "HTTP"}
     sc = side["securityContext"]
@@ -128,6 +148,10 @@ def test_pods_that_do_not_ask_are_left_alone(
     cp = kube.kubectl("create", "-n", ns, "-f", "-", input=pod("clash", ports=[4000]))
     assert "sidecar not injected: container port(s) 4000 already used by the pod" in cp.stderr
     assert [c["name"] for c in get(kube, ns, "pod/clash")["spec"]["containers"]] == ["app"]
+    # hostNetwork: the sidecar's ports would be the node's; admitted without it, with a warning.
+    cp = kube.kubectl("create", "-n", ns, "-f", "-", input=pod("on-host", host_network=True))
+    assert "hostNetwork pods are not supported" in cp.stderr
+    assert [c["name"] for c in get(kube, ns, "pod/on-host")["spec"]["containers"]] == ["app"]
 
 
 def test_injected_pod_is_tracked_by_its_binding(
@@ -145,9 +169,9 @@ def test_injected_pod_is_tracked_by_its_binding(
 
 
 def test_webhooks_kept_when_the_operator_stops(kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str) -> None:
-    """The webhooks are persistent: an operator process that exits (one replica of two in a
-    rolling update) leaves them registered for the replica still serving. With every
-    replica gone, failurePolicy Ignore admits pods unmutated."""
+    """The configurations are the release's: an operator process that exits (one replica of
+    two in a rolling update) leaves them as they are. With every replica gone,
+    failurePolicy Ignore admits pods unmutated."""
     op, _ = webhook_operator
     op.stop()  # returns once the process has exited, after kopf's own clean-up
 
@@ -155,7 +179,7 @@ def test_webhooks_kept_when_the_operator_stops(kube: kube_tools.Cluster, webhook
         cp = kube.kubectl("get", kind, CONFIG, "-o", "json")
         return [w["name"] for w in json.loads(cp.stdout).get("webhooks") or []]
 
-    assert names("mutatingwebhookconfiguration") == ["inject-sidecar.switchyard.dev"]
+    assert names("mutatingwebhookconfiguration") == ["inject-sidecar.switchyard.dev"]  # untouched
     assert names("validatingwebhookconfiguration") == ["check-binding.switchyard.dev"]
     # Pods are created, unmutated, while no operator serves the webhook.
     kube.kubectl("create", "-n", kube_ns, "-f", "-", input=pod("while-away"))

@@ -102,3 +102,114 @@ def test_webhooks_survive_one_replica_exiting() -> None:
     )
     assert sorted(w["name"] for w in kept) == ["check-binding.switchyard.dev", "inject-sidecar.switchyard.dev"]
     assert all(w["failurePolicy"] == "Ignore" and w["rules"] for w in kept)
+
+
+def test_opt_in_by_label_and_host_network_pods_are_skipped_with_a_warning() -> None:
+    labelled = {"metadata": {"name": "p", "labels": {"switchyard.dev/inject": "true"}},
+                "spec": {"containers": [{"name": "app", "image": "app"}]}}
+    out, warnings = inject(labelled, S)
+    assert [c["name"] for c in out["spec"]["containers"]] == ["app", "switchyard"] and warnings == []
+    host = copy.deepcopy(labelled)
+    host["spec"]["hostNetwork"] = True
+    out, warnings = inject(host, S)
+    assert out is host and len(warnings) == 1 and "hostNetwork" in warnings[0]
+
+
+def _kopf_call(pod: dict[str, Any], namespace: str, settings: Any) -> tuple[dict[str, Any], list[str]]:
+    import kopf
+
+    from switchyard.operator import main
+
+    holder = main.Holder()
+    holder.config = settings
+    patch = kopf.Patch()
+    warnings: list[str] = []
+    main.inject_sidecar(kopf.Body(pod), patch, warnings, kopf.Memo(holder=holder), namespace=namespace)
+    return dict(patch), warnings
+
+
+def test_the_handler_never_refuses_a_pod(monkeypatch: Any) -> None:
+    from dataclasses import replace
+
+    from switchyard.operator import admission, main
+    from switchyard.operator.settings import Settings
+
+    s = replace(Settings(), sidecar=S)
+    patch, warnings = _kopf_call(pod(), "team-a", s)
+    assert [c["name"] for c in patch["spec"]["containers"]] == ["app", "switchyard"]
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(main.webhook, "spec_patch", boom)
+    before = admission.WEBHOOK_ERRORS.labels("inject-sidecar")._value.get()
+    patch, warnings = _kopf_call(pod(), "team-a", s)
+    assert patch == {} and warnings == ["switchyard: sidecar not injected: internal error (RuntimeError)"]
+    assert admission.WEBHOOK_ERRORS.labels("inject-sidecar")._value.get() == before + 1
+
+
+def test_a_namespace_the_operator_does_not_watch_gets_no_sidecar() -> None:
+    from dataclasses import replace
+
+    from switchyard.operator.settings import Settings
+
+    s = replace(Settings(), sidecar=S, namespaces=("team-a",))
+    patch, warnings = _kopf_call(pod(), "team-b", s)
+    assert patch == {} and "namespace team-b is not watched" in warnings[0]
+    patch, _ = _kopf_call(pod(), "team-a", s)
+    assert patch
+
+
+async def test_the_review_namespace_wins_and_a_failure_is_an_allowed_answer() -> None:
+    from switchyard.operator import admission
+
+    seen: list[Any] = []
+
+    async def fn(request: Any, **kw: Any) -> Any:
+        seen.append(request["request"]["object"]["metadata"]["namespace"])
+        if kw.get("webhook") == "explode":
+            raise ValueError("unexpected")
+        return {"response": {"allowed": True}}
+
+    review = {"request": {"uid": "u-1", "namespace": "real-ns",
+                          "object": {"metadata": {"name": "b", "namespace": "claimed-ns"}}}}
+    guarded = admission.guard(fn)
+    await guarded(review, webhook="check-binding")
+    assert seen == ["real-ns"]
+    answer = await guarded(review, webhook="explode")
+    assert answer["response"]["allowed"] is True and answer["response"]["uid"] == "u-1"
+    assert "unexpected" not in str(answer)
+
+
+async def test_readiness_passes_only_when_the_webhook_answers_the_probe() -> None:
+    from aiohttp import web
+
+    from switchyard.operator import admission
+
+    answers: dict[str, Any] = {"mode": "down"}
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        if answers["mode"] == "unknown":
+            return web.Response(status=404)
+        return web.json_response({"response": {"uid": body["request"]["uid"], "allowed": True}})
+
+    app = web.Application()
+    app.add_routes([web.post("/inject-sidecar", hook)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    r = admission.Readiness(host="127.0.0.1", port=0, webhook_url=f"http://127.0.0.1:{port}/inject-sidecar", ca_file=None)
+    await r.start()
+    try:
+        answers["mode"] = "unknown"
+        assert (await r.webhook_answers())[0] is False  # kopf not ready yet: 404
+        answers["mode"] = "up"
+        assert await r.webhook_answers() == (True, "ok")
+        await runner.cleanup()
+        ok, why = await r.webhook_answers()
+        assert not ok and "unreachable" in why
+    finally:
+        await r.stop()

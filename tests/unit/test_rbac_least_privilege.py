@@ -27,15 +27,11 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "secrets"): {"get", "list", "watch", "create", "update"},  # create/update: the config Secret
     ("", "pods"): {"get", "list", "watch", "patch"},  # patch: the config-version annotation
     ("", "events"): {"create"},
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): {"create", "patch"},
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"create", "patch"},
     ("coordination.k8s.io", "leases"): {"create", "get", "update"},
 }
 # Verbs that may only be used with resourceNames (one named object, not the kind).
 NAMED_ONLY = {
     ("", "secrets"): {"update"},  # only switchyard-config, never a user's Secret
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): {"patch"},
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"patch"},
     ("coordination.k8s.io", "leases"): {"get", "update"},
 }
 NEVER = {"escalate", "bind", "impersonate", "delete", "deletecollection", "*"}
