@@ -91,6 +91,18 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
         return info
 
     kube = Kube(relogin)
+    if cfg.webhook.enabled and cfg.sidecar.native is None:
+        try:
+            version = await kube.request("GET", "/version")
+        except Exception as e:  # a plain container works everywhere
+            log.warning("could not read the API server's version (%s); injecting the sidecar as a plain container",
+                        type(e).__name__)
+            version = {}
+        native = supports_native_sidecars(version or {})
+        cfg = replace(cfg, sidecar=replace(cfg.sidecar, native=native))
+        memo.holder.config = cfg
+        log.info("sidecar injected as %s (API server %s.%s)", "a native sidecar" if native else "a plain container",
+                 (version or {}).get("major", "?"), (version or {}).get("minor", "?"))
     w = world.World(
         sources_by_ns=kwargs["index_sources"],
         profiles_by_ns=kwargs["index_profiles"],
@@ -288,6 +300,26 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _native(raw: str | None) -> bool | None:
+    value = (raw or "auto").strip().lower()
+    if value == "auto":
+        return None
+    return value in ("1", "true", "yes", "on")
+
+
+NATIVE_SIDECAR_SINCE = (1, 29)  # SidecarContainers: beta and on by default from 1.29
+
+
+def supports_native_sidecars(version: Mapping[str, Any]) -> bool:
+    """From the API server's /version: "major": "1", "minor": "29+" (some add a "+")."""
+    try:
+        major = int(str(version.get("major", "")).rstrip("+"))
+        minor = int(str(version.get("minor", "")).rstrip("+"))
+    except ValueError:
+        return False
+    return (major, minor) >= NATIVE_SIDECAR_SINCE
+
+
 def _delivery(raw: str | None) -> str:
     value = (raw or "secret").strip().lower()
     if value not in ("secret", "push"):
@@ -304,6 +336,12 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         admin_token_secret=env.get("SWITCHYARD_ADMIN_TOKEN_SECRET", base.sidecar.admin_token_secret),
         admin_token_key=env.get("SWITCHYARD_ADMIN_TOKEN_KEY", base.sidecar.admin_token_key),
         delivery=_delivery(env.get("SWITCHYARD_CONFIG_DELIVERY")),
+        cpu_request=env.get("SWITCHYARD_SIDECAR_CPU_REQUEST", base.sidecar.cpu_request),
+        cpu_limit=env.get("SWITCHYARD_SIDECAR_CPU_LIMIT", base.sidecar.cpu_limit),
+        memory_request=env.get("SWITCHYARD_SIDECAR_MEMORY_REQUEST", base.sidecar.memory_request),
+        memory_limit=env.get("SWITCHYARD_SIDECAR_MEMORY_LIMIT", base.sidecar.memory_limit),
+        image_pull_secrets=tuple(n.strip() for n in env.get("SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS", "").split(",") if n.strip()),
+        native=_native(env.get("SWITCHYARD_SIDECAR_NATIVE")),
     )
     push = replace(
         base.push,

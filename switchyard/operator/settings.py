@@ -29,6 +29,11 @@ class SidecarSettings:
     cpu_request: str = "50m"
     memory_request: str = "64Mi"
     memory_limit: str = "256Mi"
+    cpu_limit: str = ""  # empty: none
+    image_pull_secrets: tuple[str, ...] = ()
+    # A native sidecar (init container, restartPolicy Always; Kubernetes 1.29+). None: decide
+    # from the API server's version at start (main.startup).
+    native: bool | None = None
     run_as_user: int = 65532
     delivery: str = "secret"  # "secret": mount the config Secret and labels; "push": wait for pushes (dev)
 

@@ -222,3 +222,15 @@ def test_the_operator_is_ready_only_when_its_webhook_answers(render: Render) -> 
     assert env["SWITCHYARD_READINESS_ENDPOINT"] == "http://0.0.0.0:8081/readyz"
     assert env["SWITCHYARD_CONFIG_DELIVERY"] == "secret"
     assert "SWITCHYARD_WEBHOOK_SERVICE" not in env and "SWITCHYARD_WEBHOOK_CONFIGURATION" not in env
+
+
+def test_sidecar_shape_values_reach_the_operator(render: Render) -> None:
+    env = {e["name"]: e.get("value") for e in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["SWITCHYARD_SIDECAR_NATIVE"], env["SWITCHYARD_SIDECAR_CPU_REQUEST"], env["SWITCHYARD_SIDECAR_MEMORY_LIMIT"],
+            env["SWITCHYARD_SIDECAR_CPU_LIMIT"], env["SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS"]) == ("auto", "50m", "256Mi", "", "")
+    env = {e["name"]: e.get("value") for e in one(render(None, "sidecar.native=false", "sidecar.imagePullSecrets={a,b}",
+                                                        "sidecar.resources.limits.cpu=1"), "Deployment")
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["SWITCHYARD_SIDECAR_NATIVE"], env["SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS"], env["SWITCHYARD_SIDECAR_CPU_LIMIT"]) == (
+        "false", "a,b", "1")
+

@@ -174,8 +174,8 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
         (cert_dir / key).write_bytes(value)
     out: dict[str, str] = {}
     for e in c["env"]:
-        if "value" in e:
-            out[e["name"]] = e["value"]
+        if "valueFrom" not in e:
+            out[e["name"]] = e.get("value", "")  # the API server drops an empty value
         else:
             path = e["valueFrom"]["fieldRef"]["fieldPath"]
             out[e["name"]] = {"metadata.name": POD_NAME, "metadata.namespace": SYSTEM}[path]

@@ -87,7 +87,8 @@ def sys_stderr(text: str) -> None:
 
 def _mutated(kube: kube_tools.Cluster, ns: str) -> bool:
     cp = kube.kubectl("create", "--dry-run=server", "-n", ns, "-o", "json", "-f", "-", input=pod("probe"), check=False)
-    return cp.returncode == 0 and any(c["name"] == "switchyard" for c in json.loads(cp.stdout)["spec"]["containers"])
+    spec = json.loads(cp.stdout)["spec"] if cp.returncode == 0 else {}
+    return any(c["name"] == "switchyard" for c in spec.get("containers", []) + spec.get("initContainers", []))
 
 
 def test_webhook_configuration_is_safe_for_the_cluster(kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int]) -> None:
@@ -115,8 +116,12 @@ def test_sidecar_injected_into_a_pod_created_through_the_api_server(
     poll("the webhook to mutate pods", lambda: _mutated(kube, ns))
     kube.kubectl("create", "-n", ns, "-f", "-", input=pod("app-0"))
     obj = get(kube, ns, "pod/app-0")
-    assert [c["name"] for c in obj["spec"]["containers"]] == ["app", "switchyard"]
-    side = obj["spec"]["containers"][1]
+    # This API server is 1.29+: a native sidecar (init container, restartPolicy Always),
+    # decided from its /version at the operator's start.
+    assert [c["name"] for c in obj["spec"]["containers"]] == ["app"]
+    side = obj["spec"]["initContainers"][0]
+    assert side["name"] == "switchyard" and side["restartPolicy"] == "Always"
+    assert side["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert side["image"] == "registry.invalid/switchyard:e2e"
     assert side["command"] == ["switchyard"] and side["args"][0] == "sidecar"
     assert side["args"][side["args"].index("--host") + 1] == "127.0.0.1"  # the app reaches it on loopback

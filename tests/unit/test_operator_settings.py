@@ -49,3 +49,12 @@ def test_the_operator_manages_no_webhook_configuration(tmp_path) -> None:
         kopf.set_default_registry(previous)
     assert ks.admission.managed is None
     assert ks.admission.server.file_check_interval == 10.0
+
+
+def test_sidecar_shape_from_the_environment() -> None:
+    s = settings_from_env({})
+    assert s.sidecar.native is None  # auto: decided from the API server's version at start
+    s = settings_from_env({"SWITCHYARD_SIDECAR_NATIVE": "false", "SWITCHYARD_SIDECAR_CPU_LIMIT": "1",
+                           "SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS": "a, b,"})
+    assert s.sidecar.native is False and s.sidecar.cpu_limit == "1" and s.sidecar.image_pull_secrets == ("a", "b")
+    assert settings_from_env({"SWITCHYARD_SIDECAR_NATIVE": "true"}).sidecar.native is True

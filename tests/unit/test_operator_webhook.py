@@ -8,7 +8,7 @@ from typing import Any
 from switchyard.operator.settings import SidecarSettings
 from switchyard.operator.webhook import inject, spec_patch
 
-S = SidecarSettings(image="ghcr.io/x/switchyard:1.2.3", admin_token_secret="tok", admin_token_key="k")
+S = SidecarSettings(image="ghcr.io/x/switchyard:1.2.3", admin_token_secret="tok", admin_token_key="k", native=False)
 
 
 def pod(annotate: bool = True, ports: list[int] = ()) -> dict[str, Any]:
@@ -213,3 +213,45 @@ async def test_readiness_passes_only_when_the_webhook_answers_the_probe() -> Non
         assert not ok and "unreachable" in why
     finally:
         await r.stop()
+
+
+def test_a_native_sidecar_on_clusters_that_have_them() -> None:
+    from dataclasses import replace
+
+    p = pod()
+    p["spec"]["initContainers"] = [{"name": "migrate", "image": "app"}]
+    out, warnings = inject(p, replace(S, native=True))
+    assert warnings == [] and [c["name"] for c in out["spec"]["containers"]] == ["app"]
+    side, migrate = out["spec"]["initContainers"]
+    assert (side["name"], migrate["name"]) == ("switchyard", "migrate")  # first: running before the others
+    assert side["restartPolicy"] == "Always"  # a Job's pod completes when its app does
+    assert side["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "sy-admin"}
+    patch, _ = spec_patch(p, replace(S, native=True))
+    assert [c["name"] for c in patch["initContainers"]] == ["switchyard", "migrate"]
+    again, _ = inject(out, replace(S, native=True))
+    assert again is out  # idempotent: an init container named switchyard counts
+
+
+def test_the_api_server_version_decides() -> None:
+    from switchyard.operator.main import supports_native_sidecars
+
+    assert supports_native_sidecars({"major": "1", "minor": "29"})
+    assert supports_native_sidecars({"major": "1", "minor": "37+"})
+    assert not supports_native_sidecars({"major": "1", "minor": "28"})
+    assert not supports_native_sidecars({})
+
+
+def test_resources_and_pull_secrets_from_settings_and_per_pod_annotations() -> None:
+    from dataclasses import replace
+
+    s = replace(S, image_pull_secrets=("regcred",), cpu_limit="500m")
+    p = pod()
+    p["metadata"]["annotations"].update({
+        "switchyard.dev/sidecar-memory-limit": "512Mi", "switchyard.dev/sidecar-cpu-request": "bogus; rm -rf",
+        "switchyard.dev/sidecar-image-pull-secrets": "team-cred, regcred, Not_A_Name",
+    })
+    out, warnings = inject(p, s)
+    side = out["spec"]["containers"][1]
+    assert side["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert out["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "team-cred"}]
+    assert len(warnings) == 2 and "sidecar-cpu-request" in warnings[0] and "Not_A_Name" in warnings[1]
