@@ -234,3 +234,25 @@ def test_sidecar_shape_values_reach_the_operator(render: Render) -> None:
     assert (env["SWITCHYARD_SIDECAR_NATIVE"], env["SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS"], env["SWITCHYARD_SIDECAR_CPU_LIMIT"]) == (
         "false", "a,b", "1")
 
+
+def test_gitops_renders_are_stable_with_an_existing_certificate_and_no_generated_token(render: Render) -> None:
+    import base64
+
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+    sets = ("webhook.existingCertSecret=my-webhook-tls", f"webhook.caBundle={ca}", "appNamespaces={team-a}",
+            "adminToken.create=false")
+    first, second = render(None, *sets), render(None, *sets)
+    assert first == second  # nothing random: a GitOps diff stays empty
+    assert not find(first, "Secret")  # neither a certificate nor a token rendered
+    assert one(first, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"] == ca
+    vols = one(first, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert next(v for v in vols if v["name"] == "webhook-cert")["secret"]["secretName"] == "my-webhook-tls"
+    # An explicit token is stable too; a generated one is not (documented: use create=false or a value).
+    tok = ("appNamespaces={team-a}", "adminToken.value=fixed-token-0123")
+    assert find(render(None, *tok), "Secret", "switchyard-admin-token") == find(render(None, *tok), "Secret", "switchyard-admin-token")
+    assert render(None, "appNamespaces={team-a}") != render(None, "appNamespaces={team-a}")
+
+
+def test_an_existing_certificate_needs_its_ca_bundle(helm: Any) -> None:
+    cp = helm("template", "switchyard", str(CHART), "--set", "webhook.existingCertSecret=x", check=False)
+    assert cp.returncode != 0 and "webhook.caBundle" in cp.stderr

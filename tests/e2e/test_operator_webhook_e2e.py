@@ -31,6 +31,7 @@ from test_operator_cluster import (
 )
 
 RELEASE = "e2e-wh"
+STATE: dict[str, Any] = {}
 CONFIG = f"{RELEASE}-switchyard"
 
 
@@ -51,7 +52,13 @@ def pod(name: str, *, inject: bool = True, ports: list[int] = (), labels: dict[s
 def webhook_operator(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Operator, int]]:
     t0 = time.monotonic()
     install(kube)
-    cert = kube.issue_serving_cert("switchyard-webhook", hosts=("127.0.0.1",))
+    issued = kube.issue_serving_cert("switchyard-webhook", hosts=("127.0.0.1",))
+    # The operator reads its certificate from files it does not own, as from a mounted Secret.
+    cert_dir = tmp_path_factory.mktemp("webhook-cert")
+    cert = type("Cert", (), {"cert_file": cert_dir / "tls.crt", "key_file": cert_dir / "tls.key", "ca_file": issued.ca_file})
+    cert.cert_file.write_bytes(issued.cert_file.read_bytes())
+    cert.key_file.write_bytes(issued.key_file.read_bytes())
+    STATE["cert"] = cert
     port, ready_port = kube_tools.free_port(), kube_tools.free_port()
     op = Operator(kube, tmp_path_factory.mktemp("webhook-operator"), {
         "SWITCHYARD_WEBHOOK": "on",
@@ -65,7 +72,9 @@ def webhook_operator(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPath
         "SWITCHYARD_LEASE_NAME": "switchyard-operator",
         "SWITCHYARD_READINESS_ENDPOINT": f"http://127.0.0.1:{ready_port}/readyz",
         "SWITCHYARD_CONFIG_DELIVERY": "secret",
+        "SWITCHYARD_WEBHOOK_CERT_CHECK_SECONDS": "1",
     })
+    STATE["port"] = port
     op.start("op-webhook")
     register_webhooks(kube, RELEASE, port, cert.ca_file)
     wait_ready(f"http://127.0.0.1:{ready_port}/readyz")
@@ -171,6 +180,31 @@ def test_injected_pod_is_tracked_by_its_binding(
     assert row["READY"] == "False"
     problems = get(kube, ns, "ab/support")["status"]["pods"]["problems"]
     assert problems == [{"pod": "support-0", "reason": "NoAddress", "message": "pod is Pending without an IP yet"}]
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str
+) -> None:
+    """cert-manager renews the Secret; the kubelet updates the files; the webhook server
+    picks them up (kopf restarts its listener when the files change) and keeps injecting."""
+    import ssl
+
+    cert, port = STATE["cert"], STATE["port"]
+
+    def served() -> bytes:
+        return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
+
+    before = served()
+    assert before == ssl.PEM_cert_to_DER_cert(cert.cert_file.read_text())
+    renewed = kube.issue_serving_cert("switchyard-webhook-renewed", hosts=("127.0.0.1",))
+    cert.key_file.write_bytes(renewed.key_file.read_bytes())
+    cert.cert_file.write_bytes(renewed.cert_file.read_bytes())
+    want = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
+    t0 = time.monotonic()
+    poll("the renewed certificate served", lambda: served() == want, timeout=30)
+    sys_stderr(f"[operator webhook e2e] renewed certificate served after {time.monotonic() - t0:.1f}s")
+    poll("the webhook still mutating pods", lambda: _mutated(kube, kube_ns))
+    assert webhook_operator[0].alive()
 
 
 def test_webhooks_kept_when_the_operator_stops(kube: kube_tools.Cluster, webhook_operator: tuple[Operator, int], kube_ns: str) -> None:
