@@ -72,6 +72,7 @@ log = logging.getLogger("switchyard.operator")
 Key = tuple[str, ...]
 WATCH_LAG_SECONDS = 10.0  # trust a status this process wrote over the index for this long
 STATUS_RETRY_SECONDS = 2.0  # a namespace with a failed status write is reconciled again after this
+MAX_BUNDLE_BYTES = 1_000_000  # a Secret holds at most 1 MiB of data
 PLURAL = {"AssistantBinding": "assistantbindings", "ModelSource": "modelsources", "CapabilityProfile": "capabilityprofiles"}
 
 
@@ -134,6 +135,7 @@ class Reconciler:
         self._tasks: list[asyncio.Task[Any]] = []
         self.passes = 0  # namespace reconciles done (for tests and metrics)
         self.bundles: dict[str, str] = {}  # namespace -> bundle version its config Secret holds
+        self.bundle_problems: dict[str, str] = {}  # namespace -> why its config Secret could not be written
         self.bundle_writes = 0  # config Secret writes (for tests and metrics)
 
     @property
@@ -377,6 +379,10 @@ class Reconciler:
             self.pushes.set_problem(pod, blocked)
             return None
         assert self.session is not None and pod.admin_url is not None
+        if self.secret_delivery and bundle_version is None:
+            why = self.bundle_problems.get(pod.namespace) or "the namespace's config Secret is not written yet"
+            self.pushes.set_problem(pod, PodProblem(pod.name, "ConfigSecretNotWritten", why[:300]))
+            return None
         if bundle_version is not None:
             return await self._observe_mounted(pod, config, bundle_version)
         assert token is not None
@@ -460,6 +466,15 @@ class Reconciler:
             return bundle.version
         if not wanted and ns not in self.bundles and self.world.secret(ns, CONFIG_SECRET) is None:
             return None
+        content = bundle.to_file()
+        if len(content) > MAX_BUNDLE_BYTES:
+            why = (f"the compiled bindings of {ns} take {len(content)} bytes, more than a Secret holds "
+                   f"({MAX_BUNDLE_BYTES}); split them across namespaces")
+            if self.bundle_problems.get(ns) != why:
+                log.warning("config Secret %s/%s not written: %s", ns, CONFIG_SECRET, why)
+            self.bundle_problems[ns] = why
+            return None
+        self.bundle_problems.pop(ns, None)
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -470,7 +485,7 @@ class Reconciler:
                 "labels": dict(MANAGED_BY),
                 "annotations": {CONFIG_VERSION_ANNOTATION: bundle.version},
             },
-            "data": {BUNDLE_KEY: base64.b64encode(bundle.to_file()).decode()},
+            "data": {BUNDLE_KEY: base64.b64encode(content).decode()},
         }
         try:
             current = await self.kube.get_secret(ns, CONFIG_SECRET)

@@ -146,3 +146,23 @@ async def test_a_pod_not_running_its_config_is_annotated_once_per_version() -> N
     pending, kube3, _ = make()  # no address yet: its containers mount the current Secret when they start
     await pending.reconcile_namespace("ns")
     assert kube3.annotations == []
+
+
+async def test_a_bundle_too_large_for_a_secret_is_not_written_and_the_pods_say_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchyard.operator import reconciler
+
+    monkeypatch.setattr(reconciler, "MAX_BUNDLE_BYTES", 100)
+    rec, kube, _ = make()
+    await rec.reconcile_namespace("ns")
+    assert kube.writes == []
+    problem = rec.pushes.problem(rec.world.pods("ns")[0])
+    assert problem is not None and problem.reason == "NoAddress"  # a pending pod says that first
+    rec2, kube2, _ = make(url="http://127.0.0.1:9")
+    monkeypatch.setattr(reconciler, "MAX_BUNDLE_BYTES", 100)
+    rec2.session = aiohttp.ClientSession()
+    try:
+        await rec2.reconcile_namespace("ns")
+    finally:
+        await rec2.session.close()
+    problem = rec2.pushes.problem(rec2.world.pods("ns")[0])
+    assert problem is not None and problem.reason == "ConfigSecretNotWritten" and "more than a Secret holds" in problem.message
