@@ -153,19 +153,35 @@ class FakeUpstream:
 class SidecarOnLoopback:
     """A real `switchyard.sidecar.app.Sidecar`, started and stopped from the test."""
 
-    def __init__(self, lt: LoopThread, *, admin_host: str = "127.0.0.1", admin_port: int = 0) -> None:
+    def __init__(self, lt: LoopThread, *, admin_host: str = "127.0.0.1", admin_port: int = 0,
+                 kubelet: Any = None) -> None:
         from switchyard.sidecar.app import Listen, Sidecar
 
         self.lt = lt
         self.admin_host = admin_host
-        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, admin_host, admin_port), admin_token=ADMIN_TOKEN, drain_seconds=0.2)
+        self.kubelet = kubelet  # kubelet_volume.KubeletPlayer: the config from the Secret, as in a pod
+        files = {"config_dir": kubelet.config_dir, "labels_file": kubelet.labels_path} if kubelet is not None else {}
+        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, admin_host, admin_port), admin_token=ADMIN_TOKEN, drain_seconds=0.2,
+                               **files)
         self.api_port, self.admin_port = lt.run(self.sidecar.start())
+
+    @classmethod
+    def in_pod(cls, kube: kube_tools.Cluster, lt: LoopThread, ns: str, name: str, app: str, root: Path) -> SidecarOnLoopback:
+        """A pod in the API server and its sidecar on loopback, configured as in a cluster:
+        from the namespace's config Secret (the harness plays the kubelet)."""
+        from kubelet_volume import KubeletPlayer
+
+        port = kube_tools.free_port()
+        kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod(name, app, admin_url=f"http://127.0.0.1:{port}"))
+        return cls(lt, admin_port=port, kubelet=KubeletPlayer(kube, ns, name, root / ns / name))
 
     @property
     def admin_url(self) -> str:
         return f"http://{self.admin_host}:{self.admin_port}"
 
     def stop(self) -> None:
+        if self.kubelet is not None:
+            self.kubelet.stop()
         self.lt.run(self.sidecar.stop())
 
     def admin_status(self) -> dict[str, Any]:

@@ -6,6 +6,9 @@ apply time and answers warnings, which the real `kubectl apply` prints on stderr
 sidecars on loopback talk to a stand-in upstream that refuses the primary's key (401) or
 rate-limits it (429), so a tier really gets disabled or rate-limited in a sidecar, and
 the operator reports it: `kubectl get ab` BREAKERS, `.status.chain[].breaker`, Events.
+The sidecars take their config as in a cluster, from the namespace's config Secret (the
+harness plays the kubelet: `kubelet_volume.py`), and the disabled tier comes back when
+the binding changes through the config itself (the binding's generation).
 
 Every wait is a poll with a deadline, never a sleep.
 """
@@ -38,7 +41,6 @@ from test_operator_cluster import (
     poll,
     register_webhooks,
     wait_ready,
-    sidecar_pod,
     table,
 )
 
@@ -65,6 +67,7 @@ class Upstream(FakeUpstream):
 class Env:
     def __init__(self, kube: kube_tools.Cluster, upstream: Upstream, url: str, operator: Operator, lt: LoopThread) -> None:
         self.kube, self.upstream, self.url, self.operator, self.lt = kube, upstream, url, operator, lt
+        self.root: Any = None  # where the harness keeps each pod's volumes
 
     def scenario(self, ns: str) -> None:
         for name in ("secrets", "profiles", "sources", "bindings"):
@@ -89,12 +92,15 @@ def fenv(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
         "SWITCHYARD_WEBHOOK_KEY_FILE": str(cert.key_file),
         "SWITCHYARD_WEBHOOK_CA_FILE": str(cert.ca_file),
         "SWITCHYARD_READINESS_ENDPOINT": f"http://127.0.0.1:{ready_port}/readyz",
+        # As in a cluster: the sidecars take their config from the namespace's Secret.
+        "SWITCHYARD_CONFIG_DELIVERY": "secret",
     })
     op.start("op-fc")
     register_webhooks(kube, RELEASE, port, cert.ca_file)  # as the chart renders them
     wait_ready(f"http://127.0.0.1:{ready_port}/readyz")
     sys.stderr.write(f"\n[operator failure-classes e2e] setup {time.monotonic() - t0:.1f}s\n")
     e = Env(kube, upstream, url, op, lt)
+    e.root = tmp_path_factory.mktemp("pods-fc")
     try:
         yield e
     finally:
@@ -212,9 +218,8 @@ def test_a_disabled_tier_shows_in_breakers_status_and_one_event(
 ) -> None:
     kube, ns, up = fenv.kube, kube_ns, fenv.upstream
     fenv.scenario(ns)
-    first = SidecarOnLoopback(fenv.lt)
+    first = SidecarOnLoopback.in_pod(kube, fenv.lt, ns, "support-0", "support", fenv.root)
     sidecars.append(first)
-    kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=first.admin_url))
     poll("support Ready", lambda: (r := table(kube, ns, "ab")["support"])["READY"] == "True" and r["PODS"] == "1/1")
 
     up.keys.discard(KEY_PRIMARY)  # the upstream now refuses the primary's key: 401
@@ -243,9 +248,8 @@ def test_a_disabled_tier_shows_in_breakers_status_and_one_event(
 
         # A second pod: closed there, then disabled there too. Each step is a new health
         # poll seen in status, and the event stays the one it was.
-        second = SidecarOnLoopback(fenv.lt)
+        second = SidecarOnLoopback.in_pod(kube, fenv.lt, ns, "support-1", "support", fenv.root)
         sidecars.append(second)
-        kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-1", "support", admin_url=second.admin_url))
         poll("two pods report tier0", lambda: (b := tier0_breaker(kube, ns)).get("reportingPods") == 2 and b["closedInPods"] == 1)
         assert table(kube, ns, "ab")["support"]["BREAKERS"] == "1/3"  # out of service in at least one pod
         assert second.chat("support")[1]["x-switchyard-tier"] == "1"
@@ -283,9 +287,8 @@ def test_a_rate_limited_tier_is_shown_but_not_counted_out(
 ) -> None:
     kube, ns, up = fenv.kube, kube_ns, fenv.upstream
     fenv.scenario(ns)
-    sc = SidecarOnLoopback(fenv.lt)
+    sc = SidecarOnLoopback.in_pod(kube, fenv.lt, ns, "support-0", "support", fenv.root)
     sidecars.append(sc)
-    kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=sc.admin_url))
     poll("support Ready", lambda: table(kube, ns, "ab")["support"]["READY"] == "True")
     up.rate_limit_primary = True
     try:
