@@ -54,7 +54,9 @@ def sidecar_volumes(s: SidecarSettings) -> list[dict[str, Any]]:
     vols: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
     if s.delivery == "secret":
         vols += [
-            {"name": CONFIG_VOLUME, "secret": {"secretName": CONFIG_SECRET, "optional": True, "defaultMode": 0o440}},
+            # 0444: the files are root's, and the sidecar runs as another uid with no fsGroup
+            # (0440 would lock it out); only the sidecar container mounts the volume.
+            {"name": CONFIG_VOLUME, "secret": {"secretName": CONFIG_SECRET, "optional": True, "defaultMode": 0o444}},
             {"name": PODINFO_VOLUME, "downwardAPI": {"items": [
                 {"path": LABELS_FILE, "fieldRef": {"fieldPath": "metadata.labels"}}]}},
         ]

@@ -40,7 +40,9 @@ def test_injects_the_sidecar_without_touching_the_input() -> None:
         {"name": "switchyard-podinfo", "mountPath": "/etc/switchyard/pod", "readOnly": True},
     ]
     vols = {v["name"]: v for v in out["spec"]["volumes"]}
-    assert vols["switchyard-config"]["secret"] == {"secretName": "switchyard-config", "optional": True, "defaultMode": 0o440}
+    # the sidecar's uid (65532, no fsGroup) must be able to read root's files; only it mounts them
+    assert all(m["name"] != "switchyard-config" for m in out["spec"]["containers"][0].get("volumeMounts", []))
+    assert vols["switchyard-config"]["secret"] == {"secretName": "switchyard-config", "optional": True, "defaultMode": 0o444}
     assert vols["switchyard-podinfo"]["downwardAPI"]["items"] == [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
     assert "switchyard-tmp" in vols
 
