@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from switchyard.sidecar.contract.delivery import selector_matches
+
 GROUP = "switchyard.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -565,19 +567,11 @@ class LabelSelector(_Spec):
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
     def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        for req in self.match_expressions:
-            present = req.key in labels
-            if req.operator == "In" and not (present and labels[req.key] in req.values):
-                return False
-            if req.operator == "NotIn" and present and labels[req.key] in req.values:
-                return False
-            if req.operator == "Exists" and not present:
-                return False
-            if req.operator == "DoesNotExist" and present:
-                return False
-        return True
+        """Kubernetes semantics (an empty selector matches everything); the one definition
+        lives in the sidecar's delivery contract, which the sidecar applies to its own pod."""
+        return selector_matches(
+            self.match_labels, [(r.key, r.operator, r.values) for r in self.match_expressions], labels
+        )
 
 
 class AssistantBindingSpec(_Spec):

@@ -4,7 +4,8 @@
     switchyard demo               the gateway on examples/demo, backed by simulated providers
     switchyard check -f PATH      validate and compile manifests; non-zero exit on problems
     switchyard simulate           provider emulators with fault knobs (see docs/simulate.md)
-    switchyard sidecar            in-cluster sidecar: waits for the operator's config push
+    switchyard sidecar            in-cluster sidecar: serves the namespace's mounted config Secret
+                                  (--config-dir, --labels-file), or what is pushed (dev)
     switchyard operator           the Kubernetes operator (kopf)
 """
 
@@ -122,10 +123,12 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     async def main() -> int:
         import signal
 
-        sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args), exposure=_exposure(args), body_budget=_body_budget(args))
+        sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args), exposure=_exposure(args), body_budget=_body_budget(args),
+                          config_dir=args.config_dir, labels_file=args.labels_file, watch_seconds=args.watch_seconds)
         sidecar.runtime.max_body_bytes = int(args.max_body_mb * 1024 * 1024)
         api, admin = await sidecar.start()
-        print(f"switchyard sidecar: API on {args.host}:{api}, admin on {args.admin_host}:{admin}; waiting for config", file=sys.stderr, flush=True)
+        source = f"config from {args.config_dir}" if args.config_dir else "waiting for a config push"
+        print(f"switchyard sidecar: API on {args.host}:{api}, admin on {args.admin_host}:{admin}; {source}", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -179,8 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--file", required=True)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("sidecar", help="in-cluster sidecar: serve what the operator pushes")
+    p = sub.add_parser("sidecar", help="in-cluster sidecar: serve the namespace's config Secret (mounted)")
     _listen_args(p, admin_host="0.0.0.0")
+    p.add_argument("--config-dir", help="the mounted config Secret (switchyard-config); without it: wait for a push")
+    p.add_argument("--labels-file", help="the downward-API file of the pod's labels (default /etc/switchyard/pod/labels)")
+    p.add_argument("--watch-seconds", type=float, default=1.0, help="how often the files are checked (default 1)")
     p.set_defaults(func=cmd_sidecar)
 
     p = sub.add_parser("simulate", help="simulated OpenAI / Anthropic / Gemini upstreams with faults")

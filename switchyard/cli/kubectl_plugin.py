@@ -223,8 +223,10 @@ def selector_string(selector: dict[str, Any] | None) -> str:
 
 
 def sidecar_admin_port(pod: dict[str, Any]) -> int | None:
-    """The admin port of the pod's switchyard container, or None when it has none."""
-    for c in (pod.get("spec") or {}).get("containers") or []:
+    """The admin port of the pod's switchyard container (a native sidecar is an init
+    container), or None when it has none."""
+    spec = pod.get("spec") or {}
+    for c in list(spec.get("containers") or []) + list(spec.get("initContainers") or []):
         if c.get("name") == SIDECAR_CONTAINER:
             for p in c.get("ports") or []:
                 if p.get("name") == ADMIN_PORT_NAME:

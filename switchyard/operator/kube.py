@@ -151,6 +151,19 @@ class Kube:
                 return None
             raise
 
+    async def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/secrets", body)
+
+    async def replace_secret(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the resourceVersion read before: a concurrent writer gets a 409."""
+        return await self.request("PUT", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}", body)
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        await self.request(
+            "PATCH", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}",
+            {"metadata": {"annotations": annotations}}, content_type=MERGE_PATCH,
+        )
+
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         await self.request("POST", f"/api/v1/namespaces/{quote(namespace)}/events", event)
 

@@ -10,12 +10,14 @@ What the operator watches, and why:
   Secret is watched; the admin-token Secret is read by name (reconciler.py).
 - Pods carrying the sidecar: indexed by namespace; an event (created, Running with an IP,
   sidecar restarted, deleted) re-reconciles the namespace, which pushes config again.
-- A mutating webhook on Pod CREATE injects the sidecar (kopf manages the
-  MutatingWebhookConfiguration ``switchyard.dev``; failurePolicy Ignore, so an operator
-  outage never blocks unrelated pods).
-- A validating webhook on AssistantBinding CREATE/UPDATE checks the chain against the
-  indexes and returns warnings (``kubectl apply`` prints them); it always allows, and is
-  registered with failurePolicy Ignore (ValidatingWebhookConfiguration ``switchyard.dev``).
+- A mutating webhook on Pod CREATE injects the sidecar, and a validating webhook on
+  AssistantBinding CREATE/UPDATE checks the chain against the indexes and returns
+  warnings (``kubectl apply`` prints them). The operator serves them (kopf's server,
+  ``admission.GuardedWebhookServer``) but neither creates nor patches their
+  configurations: the chart renders them, release-named, opt-in by pod label, with
+  failurePolicy Ignore and a 5 s timeout, so ``helm uninstall`` removes them and two
+  releases never take each other's. Both handlers refuse nothing: an error becomes an
+  allowed, unmutated object, a log line and a metric.
 
 Only ``@kopf.on.event`` and ``@kopf.index`` handlers are used: kopf then writes nothing to
 the watched objects (no finalizers, no annotations), so the operator never touches a
@@ -42,6 +44,7 @@ import kopf
 from switchyard.api.models import GROUP, VERSION
 
 from . import metrics, webhook, world
+from .admission import WEBHOOK_ERRORS, WEBHOOK_SKIPPED, GuardedWebhookServer, Readiness
 from .credentials import CREDENTIAL_SELECTOR
 from .kube import Kube
 from .leader import LeaderElector
@@ -61,6 +64,7 @@ class Holder:
 
     config: Settings
     reconciler: Reconciler
+    readiness: Readiness | None = None
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -91,6 +95,18 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
         return info
 
     kube = Kube(relogin)
+    if cfg.webhook.enabled and cfg.sidecar.native is None:
+        try:
+            version = await kube.request("GET", "/version")
+        except Exception as e:  # a plain container works everywhere
+            log.warning("could not read the API server's version (%s); injecting the sidecar as a plain container",
+                        type(e).__name__)
+            version = {}
+        native = supports_native_sidecars(version or {})
+        cfg = replace(cfg, sidecar=replace(cfg.sidecar, native=native))
+        memo.holder.config = cfg
+        log.info("sidecar injected as %s (API server %s.%s)", "a native sidecar" if native else "a plain container",
+                 (version or {}).get("major", "?"), (version or {}).get("minor", "?"))
     w = world.World(
         sources_by_ns=kwargs["index_sources"],
         profiles_by_ns=kwargs["index_profiles"],
@@ -107,10 +123,16 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
     if cfg.metrics_port:
         memo.holder.metrics_server, _ = await metrics.serve(cfg.metrics_host, cfg.metrics_port)
     await rec.start()
+    readiness = getattr(memo.holder, "readiness", None)
+    if readiness is not None:
+        await readiness.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    readiness = getattr(memo.holder, "readiness", None)
+    if readiness is not None:
+        await readiness.stop()
     await _reconciler(memo).stop()
     server = getattr(memo.holder, "metrics_server", None)
     if server is not None:
@@ -179,13 +201,40 @@ def on_pod(namespace: str, memo: kopf.Memo, **_: Any) -> None:
 # --------------------------------------------------------------------------- admission
 
 
-def inject_sidecar(body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any) -> None:
+def inject_sidecar(
+    body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, namespace: str | None = None, **_: Any
+) -> None:
+    """Never refuses a pod: any failure admits it unmutated, with a log line and a metric.
+
+    ``namespace`` is the AdmissionReview's (``admission.pin_namespace``). A pod in a
+    namespace this operator does not watch is left alone: nothing would configure it."""
     started = time.monotonic()
-    spec, warns = webhook.spec_patch(dict(body), _config(memo).sidecar)
-    warnings.extend(warns)
-    if spec:
-        patch.spec.update(spec)
-    metrics.METRICS.admitted("inject", started, "warned" if warns else "allowed")
+    outcome = "allowed"
+    try:
+        cfg = _config(memo)
+        ns = namespace or (body.get("metadata") or {}).get("namespace")
+        pod = dict(body)
+        if cfg.namespaces and ns not in cfg.namespaces and webhook.wants_injection(pod):
+            WEBHOOK_SKIPPED.labels("namespace-not-watched").inc()
+            warnings.append(f"switchyard: sidecar not injected: namespace {ns} is not watched by this operator")
+            outcome = "warned"
+            return
+        spec, warns = webhook.spec_patch(pod, cfg.sidecar)
+        for w in warns:
+            WEBHOOK_SKIPPED.labels("host-network" if "hostNetwork" in w else "ports-in-use").inc()
+            log.warning("pod in %s admitted without the sidecar: %s", ns, w.removeprefix("switchyard: "))
+        warnings.extend(warns)
+        if warns:
+            outcome = "warned"
+        if spec:
+            patch.spec.update(spec)
+    except Exception as e:  # kopf would answer allowed: false
+        WEBHOOK_ERRORS.labels("inject-sidecar").inc()
+        log.error("sidecar injection failed (%s); the pod is admitted without it", type(e).__name__)
+        warnings.append(f"switchyard: sidecar not injected: internal error ({type(e).__name__})")
+        outcome = "fail-open"
+    finally:
+        metrics.METRICS.admitted("inject", started, outcome)
 
 
 async def validate_binding(
@@ -230,129 +279,32 @@ def register_webhook() -> None:
     )(validate_binding)
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
-    """kopf's server, announced to the API server as a Service instead of a URL."""
-
-    def __init__(self, *, service: tuple[str, str, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.service = service
-
-    async def __call__(self, fn: Any) -> Any:  # type: ignore[override]
-        ns, name, port = self.service
-        async for config in super().__call__(fn):
-            out: dict[str, Any] = {"service": {"namespace": ns, "name": name, "port": port}}
-            if config.get("caBundle"):
-                out["caBundle"] = config["caBundle"]
-            yield out
-
-
-def webhook_server(w: WebhookSettings, service: tuple[str, str, int] | None) -> kopf.WebhookServer:
+def webhook_server(w: WebhookSettings) -> kopf.WebhookServer:
     if not (w.cert_file and w.key_file):
         raise SystemExit(
             "switchyard operator: the injection webhook needs a serving certificate: set "
             "SWITCHYARD_WEBHOOK_CERT_FILE and SWITCHYARD_WEBHOOK_KEY_FILE (and _CA_FILE), "
             "or SWITCHYARD_WEBHOOK=off"
         )
-    kwargs: dict[str, Any] = dict(
-        addr=w.listen_host, port=w.port, host=w.public_host, certfile=w.cert_file, pkeyfile=w.key_file, cafile=w.ca_file
+    return GuardedWebhookServer(
+        addr=w.listen_host, port=w.port, host=w.public_host, certfile=w.cert_file, pkeyfile=w.key_file, cafile=w.ca_file,
+        file_check_interval=w.cert_check_seconds,
     )
-    if service is not None:
-        return ServiceWebhookServer(service=service, **kwargs)
-    return kopf.WebhookServer(**kwargs)
 
 
-class WebhookReadiness:
-    """``SWITCHYARD_READINESS_ENDPOINT`` (the chart's readiness probe when the webhook is on):
-    200 only once this replica's webhook server answers on its port *and* the managed
-    MutatingWebhookConfiguration carries the handlers with this operator's client config.
-
-    The probe used to be a TCP connect to the webhook port, which passes as soon as kopf's
-    server listens, before kopf has created and patched the configuration: right after
-    ``helm install --wait`` a pod could be admitted without the sidecar (failurePolicy
-    Ignore). The configuration must name this operator's Service (or URL) with this
-    replica's CA as caBundle. It is read with an empty merge patch (the operator may only
-    create and patch it: no extra RBAC verb); once seen, that half stays passed."""
-
-    def __init__(self, w: WebhookSettings, service: tuple[str, str, int] | None) -> None:
-        self.w, self.service = w, service
-        self.configured = False
-        self.kube: Kube | None = None
-
-    def _ours(self, webhooks: list[dict[str, Any]]) -> bool:
-        import base64
-
-        ca = None
-        if self.w.ca_file:
-            with open(self.w.ca_file, "rb") as f:
-                ca = base64.b64encode(f.read()).decode()
-        for hook in webhooks:
-            cc = hook.get("clientConfig") or {}
-            if ca is not None and cc.get("caBundle") != ca:
-                continue  # another replica's (or an old install's) CA: the API server would refuse our cert
-            if self.service is not None:
-                svc = cc.get("service") or {}
-                if (svc.get("namespace"), svc.get("name"), svc.get("port", 443)) == self.service:
-                    return True
-            elif cc.get("url"):
-                return True
-        return False
-
-    async def not_ready(self) -> str | None:
-        import aiohttp
-
-        try:
-            timeout = aiohttp.ClientTimeout(total=2)
-            async with aiohttp.ClientSession(timeout=timeout) as s:
-                async with s.get(f"https://127.0.0.1:{self.w.port}/", ssl=False) as r:
-                    await r.read()  # any answer: kopf's server is serving TLS
-        except Exception as e:
-            return f"webhook server on :{self.w.port} does not answer: {type(e).__name__}"
-        if not self.configured:
-            assert self.kube is not None
-            path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{self.w.configuration_name}"
-            try:
-                obj = await self.kube.request("PATCH", path, {}, content_type="application/merge-patch+json")
-            except Exception as e:
-                return f"webhook configuration {self.w.configuration_name} not readable yet: {e}"
-            if not self._ours((obj or {}).get("webhooks") or []):
-                return f"webhook configuration {self.w.configuration_name} does not point at this operator yet"
-            self.configured = True
+def readiness(cfg: Settings, env: Mapping[str, str]) -> Readiness | None:
+    """SWITCHYARD_READINESS_ENDPOINT=http://HOST:PORT: serve /readyz (and /metrics) there."""
+    raw = env.get("SWITCHYARD_READINESS_ENDPOINT")
+    if not raw:
         return None
+    from urllib.parse import urlsplit
 
-    def register(self, endpoint: str) -> None:
-        from urllib.parse import urlsplit
-
-        from aiohttp import web
-
-        u = urlsplit(endpoint)
-        runner_box: dict[str, web.AppRunner] = {}
-
-        async def handle(_: web.Request) -> web.Response:
-            why = await self.not_ready()
-            return web.Response(status=503 if why else 200, text=(why or "ok") + "\n")
-
-        @kopf.on.startup()
-        async def start_readiness(settings: kopf.OperatorSettings, **_: Any) -> None:
-            async def relogin() -> kopf.ConnectionInfo:
-                info = login(settings=settings)
-                if info is None:
-                    raise kopf.PermanentError("no Kubernetes credentials")
-                return info
-
-            self.kube = Kube(relogin)
-            app = web.Application()
-            app.router.add_get(u.path or "/readyz", handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, u.hostname or "0.0.0.0", u.port or 8081).start()
-            runner_box["r"] = runner
-
-        @kopf.on.cleanup()
-        async def stop_readiness(**_: Any) -> None:
-            if "r" in runner_box:
-                await runner_box["r"].cleanup()
-            if self.kube is not None:
-                await self.kube.close()
+    u = urlsplit(raw)
+    url = None
+    if cfg.webhook.enabled:
+        host = "127.0.0.1" if cfg.webhook.listen_host in ("0.0.0.0", "", "::") else cfg.webhook.listen_host
+        url = f"https://{host}:{cfg.webhook.port}/inject-sidecar"
+    return Readiness(host=u.hostname or "0.0.0.0", port=u.port or 8081, webhook_url=url, ca_file=cfg.webhook.ca_file)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -370,6 +322,33 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _native(raw: str | None) -> bool | None:
+    value = (raw or "auto").strip().lower()
+    if value == "auto":
+        return None
+    return value in ("1", "true", "yes", "on")
+
+
+NATIVE_SIDECAR_SINCE = (1, 29)  # SidecarContainers: beta and on by default from 1.29
+
+
+def supports_native_sidecars(version: Mapping[str, Any]) -> bool:
+    """From the API server's /version: "major": "1", "minor": "29+" (some add a "+")."""
+    try:
+        major = int(str(version.get("major", "")).rstrip("+"))
+        minor = int(str(version.get("minor", "")).rstrip("+"))
+    except ValueError:
+        return False
+    return (major, minor) >= NATIVE_SIDECAR_SINCE
+
+
+def _delivery(raw: str | None) -> str:
+    value = (raw or "secret").strip().lower()
+    if value not in ("secret", "push"):
+        raise SystemExit(f"switchyard operator: SWITCHYARD_CONFIG_DELIVERY must be 'secret' or 'push', not {raw!r}")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) -> Settings:
     """Settings from ``SWITCHYARD_*`` variables (documented in docs/operator.md)."""
     base = Settings()
@@ -378,6 +357,13 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         image=env.get("SWITCHYARD_SIDECAR_IMAGE", base.sidecar.image),
         admin_token_secret=env.get("SWITCHYARD_ADMIN_TOKEN_SECRET", base.sidecar.admin_token_secret),
         admin_token_key=env.get("SWITCHYARD_ADMIN_TOKEN_KEY", base.sidecar.admin_token_key),
+        delivery=_delivery(env.get("SWITCHYARD_CONFIG_DELIVERY")),
+        cpu_request=env.get("SWITCHYARD_SIDECAR_CPU_REQUEST", base.sidecar.cpu_request),
+        cpu_limit=env.get("SWITCHYARD_SIDECAR_CPU_LIMIT", base.sidecar.cpu_limit),
+        memory_request=env.get("SWITCHYARD_SIDECAR_MEMORY_REQUEST", base.sidecar.memory_request),
+        memory_limit=env.get("SWITCHYARD_SIDECAR_MEMORY_LIMIT", base.sidecar.memory_limit),
+        image_pull_secrets=tuple(n.strip() for n in env.get("SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS", "").split(",") if n.strip()),
+        native=_native(env.get("SWITCHYARD_SIDECAR_NATIVE")),
     )
     push = replace(
         base.push,
@@ -385,6 +371,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         request_timeout_seconds=_float(env, "SWITCHYARD_ADMIN_TIMEOUT_SECONDS", base.push.request_timeout_seconds),
         backoff_max_seconds=_float(env, "SWITCHYARD_PUSH_BACKOFF_MAX_SECONDS", base.push.backoff_max_seconds),
         allow_admin_url_annotation=_bool(env, "SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION", False),
+        delivery=_delivery(env.get("SWITCHYARD_CONFIG_DELIVERY")),
     )
     catalog = replace(
         base.catalog,
@@ -407,7 +394,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         cert_file=env.get("SWITCHYARD_WEBHOOK_CERT_FILE") or None,
         key_file=env.get("SWITCHYARD_WEBHOOK_KEY_FILE") or None,
         ca_file=env.get("SWITCHYARD_WEBHOOK_CA_FILE") or None,
-        configuration_name=env.get("SWITCHYARD_WEBHOOK_CONFIGURATION", "switchyard.dev"),
+        cert_check_seconds=_float(env, "SWITCHYARD_WEBHOOK_CERT_CHECK_SECONDS", 10.0),
     )
     return replace(
         base,
@@ -421,16 +408,6 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         leader=leader,
         webhook=webhook_cfg,
     )
-
-
-def _service(env: Mapping[str, str]) -> tuple[str, str, int] | None:
-    """SWITCHYARD_WEBHOOK_SERVICE=namespace/name[:port]: register the webhook by Service."""
-    raw = env.get("SWITCHYARD_WEBHOOK_SERVICE")
-    if not raw:
-        return None
-    ref, _, port = raw.partition(":")
-    ns, _, name = ref.partition("/")
-    return ns, name, int(port or 443)
 
 
 def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSettings:
@@ -447,12 +424,9 @@ def kopf_settings(cfg: Settings, env: Mapping[str, str]) -> kopf.OperatorSetting
         settings.watching.label_selectors["v1", "pods"] = env["SWITCHYARD_POD_LABEL_SELECTOR"]
     settings.networking.request_timeout = 60
     if cfg.webhook.enabled:
-        settings.admission.server = webhook_server(cfg.webhook, _service(env))
-        settings.admission.managed = cfg.webhook.configuration_name
+        settings.admission.server = webhook_server(cfg.webhook)
+        settings.admission.managed = None  # the chart owns the configurations (release-named)
         register_webhook()
-        readiness = env.get("SWITCHYARD_READINESS_ENDPOINT")
-        if readiness:
-            WebhookReadiness(cfg.webhook, _service(env)).register(readiness)
     return settings
 
 
@@ -469,6 +443,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = settings_from_env(env, namespaces)
     holder = Holder()
     holder.config = cfg
+    holder.readiness = readiness(cfg, env)
     memo = kopf.Memo(holder=holder)
     liveness = env.get("SWITCHYARD_LIVENESS_ENDPOINT") or None
     log.info(

@@ -43,6 +43,7 @@ from switchyard.api.manifests import ResourceSet, parse_document
 from switchyard.api.models import AssistantBinding
 from switchyard.compiler.compile import BindingReport, compile_config
 from switchyard.sidecar.contract.config import CompiledConfig
+from switchyard.sidecar.contract.delivery import BundleEntry, ConfigBundle, Selector, SelectorRequirement, assemble
 from switchyard.sidecar.contract.report import SidecarReport
 
 from .credentials import refusal
@@ -80,6 +81,9 @@ class NamespaceInputs:
     catalogs: Mapping[str, frozenset[str]] = field(default_factory=dict)  # source -> live model ids
     running: Mapping[PodKey, str | None] = field(default_factory=dict)  # pod -> config version it runs
     admin_token: AdminTokenRef = field(default_factory=AdminTokenRef)
+    # How configs reach the sidecars: "secret" (the namespace's config Secret, mounted;
+    # no admin token needed) or "push" (PUT /admin/config with the token; dev only).
+    delivery: str = "secret"
 
 
 # --------------------------------------------------------------------------- config plan
@@ -110,6 +114,7 @@ class ConfigPlan:
     alias_conflicts: Mapping[str, tuple[str, ...]]  # binding -> aliases another binding of a shared pod has
     blocked: Mapping[PodKey, PodProblem]  # pods that cannot be configured now, and why
     pushes: tuple[Push, ...]  # pods to configure (not blocked), in pod order
+    bundle: ConfigBundle | None = field(default=None, repr=False)  # the namespace's config Secret content
     admin_token: str | None = field(default=None, repr=False)  # for the admin calls; None: missing
 
 
@@ -172,14 +177,15 @@ def explain_invalid_sources(report: BindingReport, bad: Mapping[str, str]) -> Bi
     return replace(report, tiers=tiers)
 
 
-def blocked(pod: PodInfo, token: str | None, ref: AdminTokenRef) -> PodProblem | None:
-    """Why this pod's sidecar cannot be given a config now (None: it can)."""
+def blocked(pod: PodInfo, token: str | None, ref: AdminTokenRef, *, needs_token: bool = True) -> PodProblem | None:
+    """Why this pod's sidecar cannot be given a config now (None: it can). ``needs_token``:
+    push mode (the token rides with the config); the Secret delivery needs none."""
     if not pod.injected:
         return PodProblem(pod.name, "NotInjected",
                           "asked for the sidecar but has no switchyard container (created while the webhook was down?)")
     if pod.admin_url is None:
         return PodProblem(pod.name, "NoAddress", f"pod is {pod.phase or 'not running'} without an IP yet")
-    if token is None:
+    if token is None and needs_token:
         return PodProblem(pod.name, "AdminTokenMissing",
                           f"Secret {ref.secret} (key {ref.key}) not found in namespace {pod.namespace}")
     return None
@@ -205,6 +211,7 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
 
     whole = compile_for(None)
     reports = {name: explain_invalid_sources(r, bad_sources) for (_, name), r in whole.reports.items()}
+    bundle = build_bundle(ns, bindings, whole.config, {b.name: b.generation for b in inp.bindings})
 
     # Each pod's config: the bindings that select it (pods with the same set share one).
     by_set: dict[frozenset[str], Any] = {}
@@ -217,13 +224,15 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
             by_set[names] = compile_for(names)
             for (_, bname), rep in by_set[names].reports.items():
                 conflicts.setdefault(bname, set()).update(rep.alias_conflicts)
-    configs: dict[PodKey, CompiledConfig] = {p.key: by_set[pod_bindings[p.key]].config for p in inp.pods}
+    # What each pod runs is what its sidecar assembles from the bundle and its labels:
+    # the same function on both sides, so the versions agree by construction.
+    configs: dict[PodKey, CompiledConfig] = {p.key: assemble(bundle, p.labels) for p in inp.pods}
 
     token = admin_token(inp.secrets, inp.admin_token)
     stuck: dict[PodKey, PodProblem] = {}
     pushes: list[Push] = []
     for pod in inp.pods:
-        problem = blocked(pod, token, inp.admin_token)
+        problem = blocked(pod, token, inp.admin_token, needs_token=inp.delivery == "push")
         if problem is not None:
             stuck[pod.key] = problem
         elif inp.running.get(pod.key) != configs[pod.key].version:
@@ -240,8 +249,33 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
         alias_conflicts={name: tuple(sorted(c)) for name, c in conflicts.items()},
         blocked=stuck,
         pushes=tuple(pushes),
+        bundle=bundle,
         admin_token=token,
     )
+
+
+def build_bundle(
+    ns: str, bindings: Sequence[AssistantBinding], compiled: CompiledConfig, generations: Mapping[str, int | None]
+) -> ConfigBundle:
+    """Every binding of the namespace with its selector, each with all the aliases it asks
+    for (``assemble`` settles conflicts per pod, as the compiler does) and its generation."""
+    by_name = {b.name: b for b in compiled.bindings if b.namespace == ns}
+    entries = []
+    for b in sorted(bindings, key=lambda b: b.name):
+        cb = by_name.get(b.name)
+        if cb is None:
+            continue
+        sel = b.spec.selector
+        entries.append(BundleEntry(
+            selector=Selector(
+                match_labels=dict(sel.match_labels),
+                match_expressions=[SelectorRequirement(key=r.key, operator=r.operator, values=list(r.values))
+                                   for r in sel.match_expressions],
+            ),
+            binding=cb.model_copy(update={"aliases": list(b.spec.aliases or [b.name]),
+                                          "generation": generations.get(b.name)}),
+        ))
+    return ConfigBundle(namespace=ns, bindings=entries).with_version()
 
 
 # --------------------------------------------------------------------------- status plan

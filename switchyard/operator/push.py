@@ -180,7 +180,7 @@ async def put_config(
 
 
 async def get_status(
-    session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, timeouts: AdminTimeouts
+    session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str | None, timeouts: AdminTimeouts
 ) -> tuple[SidecarReport | None, PodProblem | None]:
     """GET /admin/status; (report, None) or (None, problem).
 
@@ -188,9 +188,10 @@ async def get_status(
     problem of this pod (``Rejected``; ``SchemaMismatch`` for a newer report_version), never
     an exception: the pod's health is then not counted, as for a pod that cannot be reached."""
     try:
-        async with session.get(
-            f"{url}/admin/status", headers={"Authorization": f"Bearer {token}"}, timeout=timeouts.client()
-        ) as resp:
+        # Secret delivery sends no token: the route is read-only and open (nothing secret
+        # on the wire in either direction).
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with session.get(f"{url}/admin/status", headers=headers, timeout=timeouts.client()) as resp:
             raw = await resp.read()
             if resp.status in (401, 403):
                 return None, PodProblem(pod.name, "Unauthorized", "the sidecar refused the admin token")

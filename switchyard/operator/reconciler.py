@@ -44,6 +44,13 @@ from switchyard.api.models import ModelSource
 from switchyard.compiler.network import check_base_url
 from switchyard.netguard.resolver import GuardedResolver
 from switchyard.sidecar.contract.config import CompiledConfig
+from switchyard.sidecar.contract.delivery import (
+    BUNDLE_KEY,
+    CONFIG_SECRET,
+    CONFIG_VERSION_ANNOTATION,
+    MANAGED_BY,
+    ConfigBundle,
+)
 from switchyard.sidecar.contract.report import SidecarReport
 
 from . import catalog as catalogs
@@ -67,6 +74,7 @@ log = logging.getLogger("switchyard.operator")
 Key = tuple[str, ...]
 WATCH_LAG_SECONDS = 10.0  # trust a status this process wrote over the index for this long
 STATUS_RETRY_SECONDS = 2.0  # a namespace with a failed status write is reconciled again after this
+MAX_BUNDLE_BYTES = 1_000_000  # a Secret holds at most 1 MiB of data
 PLURAL = {"AssistantBinding": "assistantbindings", "ModelSource": "modelsources", "CapabilityProfile": "capabilityprofiles"}
 
 
@@ -129,6 +137,13 @@ class Reconciler:
         self._tasks: list[asyncio.Task[Any]] = []
         self.passes = 0  # namespace reconciles done (for tests and metrics)
         self.metrics: OperatorMetrics = METRICS
+        self.bundles: dict[str, str] = {}  # namespace -> bundle version its config Secret holds
+        self.bundle_problems: dict[str, str] = {}  # namespace -> why its config Secret could not be written
+        self.bundle_writes = 0  # config Secret writes (for tests and metrics)
+
+    @property
+    def secret_delivery(self) -> bool:
+        return self.s.push.delivery != "push"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -269,13 +284,13 @@ class Reconciler:
 
     async def _secrets(self, ns: str) -> dict[str, dict[str, str]]:
         """The credential Secrets the namespace's sources reference (marked ones only) and,
-        when the namespace has sidecar pods to push to, the admin token's."""
+        when the namespace has sidecar pods to push to (push delivery only), the admin token's."""
         out = {}
         for name in sorted(self.world.referenced_secrets(ns)):
             data = self._credential_data(ns, name)
             if not isinstance(data, CredentialRefused):
                 out[name] = data
-        if self.world.pods(ns):
+        if self.world.pods(ns) and not self.secret_delivery:
             token = await self._admin_token_data(ns)
             if token is not None:
                 out[self.s.sidecar.admin_token_secret] = token
@@ -312,6 +327,7 @@ class Reconciler:
             catalogs={s.name: rec.ids for s in source_snaps if (rec := self._catalog_record(s)) is not None},
             running={p.key: self.pushes.running(p) for p in pods},
             admin_token=AdminTokenRef(self.s.sidecar.admin_token_secret, self.s.sidecar.admin_token_key),
+            delivery="secret" if self.secret_delivery else "push",
         )
 
     async def reconcile_namespace(self, ns: str) -> None:
@@ -320,14 +336,19 @@ class Reconciler:
         plan = plan_configs(inp)
         pods, token = list(inp.pods), plan.admin_token
         push = {p.pod.key for p in plan.pushes}
+        bundle_version: str | None = None
+        if self.secret_delivery:
+            token = None  # nothing secret on the wire: the status route is open, the config is in the Secret
+            bundle_version = await self._write_bundle(ns, plan.bundle, wanted=bool(inp.bindings or pods))
         synced = await asyncio.gather(*(
-            self._sync_pod(p, plan.configs[p.key], token, plan.blocked.get(p.key), p.key in push, mono) for p in pods
+            self._sync_pod(p, plan.configs[p.key], token, plan.blocked.get(p.key), p.key in push, mono, bundle_version)
+            for p in pods
         ))
         pod_status = {p.key: st for p, st in zip(pods, synced, strict=True)}
 
         generations = {b.name: b.generation for b in inp.bindings if b.generation is not None}
         baselines = {b.name: self._previous(b).get("observedGeneration") for b in inp.bindings}
-        reread = await asyncio.gather(*(
+        reread = [None] * len(pods) if self.secret_delivery else await asyncio.gather(*(
             self._reset_after_change(p, pod_status[p.key], plan.pod_bindings[p.key], generations, baselines, token,
                                      plan.configs[p.key].version)
             for p in pods
@@ -373,13 +394,28 @@ class Reconciler:
         blocked: PodProblem | None,
         planned: bool,
         mono: float,
+        bundle_version: str | None = None,
     ) -> SidecarReport | None:
         """Push the pod's config if the plan says so (and it is not backing off), then read
-        its report. Returns the report or None."""
+        its report. Returns the report or None.
+
+        Secret delivery (``bundle_version`` set: the version the config Secret holds):
+        nothing is pushed; a pod whose sidecar does not run its planned config gets the
+        ``switchyard.dev/config-version`` annotation, once per bundle version, so the
+        kubelet refreshes its mounted Secret now rather than on its next periodic sync."""
         if blocked is not None:
+            # (A pod with no address yet has not started its containers: the kubelet
+            # mounts the Secret's current content when it does.)
             self.pushes.set_problem(pod, blocked)
             return None
-        assert self.session is not None and pod.admin_url is not None and token is not None
+        assert self.session is not None and pod.admin_url is not None
+        if self.secret_delivery and bundle_version is None:
+            why = self.bundle_problems.get(pod.namespace) or "the namespace's config Secret is not written yet"
+            self.pushes.set_problem(pod, PodProblem(pod.name, "ConfigSecretNotWritten", why[:300]))
+            return None
+        if bundle_version is not None:
+            return await self._observe_mounted(pod, config, bundle_version)
+        assert token is not None
         if planned and self.pushes.needs_push(pod, config.version, mono):
             async with self._admin_sem:
                 version, problem = await put_config(self.session, pod, pod.admin_url, token, config.to_wire(), self.timeouts)
@@ -410,6 +446,105 @@ class Reconciler:
         else:
             self.pushes.set_problem(pod, None)
         return status
+
+    async def _observe_mounted(self, pod: PodInfo, config: CompiledConfig, bundle_version: str) -> SidecarReport | None:
+        """Secret delivery: read what the sidecar runs (no token); nudge the kubelet if stale."""
+        assert self.session is not None and pod.admin_url is not None
+        async with self._admin_sem:
+            status, problem = await get_status(self.session, pod, pod.admin_url, None, self.timeouts)
+        if status is None:
+            if problem is not None and problem != self.pushes.problem(pod):
+                log.warning("could not read the status of %s/%s (%s: %s); its tier health is not counted",
+                            pod.namespace, pod.name, problem.reason, problem.message)
+            self.pushes.set_problem(pod, problem)
+            await self._nudge(pod, bundle_version)
+            return None
+        reported = status.running
+        self.pushes.observed(pod, reported)
+        if reported == config.version:
+            self.pushes.set_problem(pod, None)
+            return status
+        if status.config_error:
+            why = f"the sidecar keeps {reported or 'no config'}: {status.config_error}"
+        else:
+            why = f"the sidecar runs {reported or 'no config'}; its config Secret holds {config.version} (volume refresh pending)"
+        self.pushes.set_problem(pod, PodProblem(pod.name, "Stale", why[:300]))
+        await self._nudge(pod, bundle_version)
+        self.queue.add(("ns", pod.namespace), self.s.push.stale_recheck_seconds)
+        return status
+
+    async def _nudge(self, pod: PodInfo, bundle_version: str) -> None:
+        """Annotate the pod with the bundle version (once per version): the kubelet syncs
+        a pod whose annotations change at once, and refreshes its Secret volumes then."""
+        if pod.config_version == bundle_version or pod.deleting:
+            return
+        try:
+            await self.kube.annotate_pod(pod.namespace, pod.name, {CONFIG_VERSION_ANNOTATION: bundle_version})
+        except (KubeError, aiohttp.ClientError, TimeoutError) as e:
+            if not (isinstance(e, KubeError) and e.status == 404):
+                log.warning("could not annotate %s/%s with config version %s: %s", pod.namespace, pod.name, bundle_version, e)
+
+    async def _write_bundle(self, ns: str, bundle: ConfigBundle | None, *, wanted: bool) -> str | None:
+        """Write the namespace's config Secret when its content changed; its version.
+
+        Idempotent: the version (a content hash) is kept in an annotation of the Secret,
+        and the Secret is read back only when this process does not know what it holds
+        (after a start or a failed write). Not written for a namespace that has neither
+        bindings nor sidecar pods (and never wrote one)."""
+        if bundle is None:
+            return None
+        if self.bundles.get(ns) == bundle.version:
+            return bundle.version
+        if not wanted and ns not in self.bundles and self.world.secret(ns, CONFIG_SECRET) is None:
+            return None
+        content = bundle.to_file()
+        if len(content) > MAX_BUNDLE_BYTES:
+            why = (f"the compiled bindings of {ns} take {len(content)} bytes, more than a Secret holds "
+                   f"({MAX_BUNDLE_BYTES}); split them across namespaces")
+            if self.bundle_problems.get(ns) != why:
+                log.warning("config Secret %s/%s not written: %s", ns, CONFIG_SECRET, why)
+            self.bundle_problems[ns] = why
+            return None
+        self.bundle_problems.pop(ns, None)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": CONFIG_SECRET,
+                "namespace": ns,
+                "labels": dict(MANAGED_BY),
+                "annotations": {CONFIG_VERSION_ANNOTATION: bundle.version},
+            },
+            "data": {BUNDLE_KEY: base64.b64encode(content).decode()},
+        }
+        try:
+            current = await self.kube.get_secret(ns, CONFIG_SECRET)
+            if current is None:
+                await self.kube.create_secret(ns, body)
+            else:
+                meta = current.get("metadata") or {}
+                if (meta.get("annotations") or {}).get(CONFIG_VERSION_ANNOTATION) == bundle.version:
+                    self.bundles[ns] = bundle.version
+                    return bundle.version
+                if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") != MANAGED_BY["app.kubernetes.io/managed-by"]:
+                    log.warning("Secret %s/%s exists and is not managed by switchyard: not overwritten; "
+                                "the sidecars of %s keep their previous config", ns, CONFIG_SECRET, ns)
+                    return None
+                body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
+                await self.kube.replace_secret(ns, CONFIG_SECRET, body)
+        except (KubeError, aiohttp.ClientError, TimeoutError) as e:
+            # The message names the Secret and the API server's reason, never its data.
+            log.warning("could not write the config Secret %s/%s (%s); retrying", ns, CONFIG_SECRET,
+                        e.reason if isinstance(e, KubeError) else type(e).__name__)
+            self.bundles.pop(ns, None)
+            self.queue.add(("ns", ns), STATUS_RETRY_SECONDS)
+            return None
+        self.bundles[ns] = bundle.version
+        self.bundle_writes += 1
+        log.info("wrote config Secret %s/%s version %s (%d binding(s))", ns, CONFIG_SECRET, bundle.version,
+                 len(bundle.bindings))
+        return bundle.version
 
     async def _reset_after_change(
         self,

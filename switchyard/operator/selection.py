@@ -1,7 +1,7 @@
 """Which pods carry a sidecar, which bindings select them, and where to reach them. Pure.
 
-A pod carries the sidecar when it asks for injection (annotation
-``switchyard.dev/inject: "true"``) or already has a container named ``switchyard``
+A pod carries the sidecar when it asks for injection (label, or annotation from older
+manifests, ``switchyard.dev/inject: "true"``) or already has a container named ``switchyard``
 (injected, or written by hand). Its admin API is ``http://<podIP>:<admin port>``; the
 admin port is the ``switchyard`` container's port named ``sy-admin``, else the
 ``switchyard.dev/admin-port`` annotation, else the configured default.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchyard.api.models import LabelSelector
+from switchyard.sidecar.contract.delivery import CONFIG_VERSION_ANNOTATION, selector_selects
 
 from .settings import (
     ADMIN_PORT_ANNOTATION,
@@ -37,8 +38,11 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def wants_injection(pod: dict[str, Any]) -> bool:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(INJECT_ANNOTATION, "")).lower() == "true"
+    """The pod asks for the sidecar: label ``switchyard.dev/inject: "true"`` (what the
+    webhook's objectSelector admits) or, from older manifests, the annotation."""
+    meta = pod.get("metadata") or {}
+    label = str((meta.get("labels") or {}).get(INJECT_ANNOTATION, "")).lower() == "true"
+    return label or str((meta.get("annotations") or {}).get(INJECT_ANNOTATION, "")).lower() == "true"
 
 
 def has_sidecar_container(pod: dict[str, Any]) -> bool:
@@ -63,6 +67,7 @@ class PodInfo:
     incarnation: str  # changes when the pod or its sidecar (re)starts, or moves
     deleting: bool = False
     injected: bool = True  # False: asked for injection but has no sidecar container
+    config_version: str | None = None  # its switchyard.dev/config-version annotation (the last nudge)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -124,11 +129,14 @@ def pod_info(pod: dict[str, Any], *, default_port: int, allow_override: bool) ->
         incarnation=incarnation(pod, url),
         deleting=bool(meta.get("deletionTimestamp")),
         injected=has_sidecar_container(pod),
+        config_version=((meta.get("annotations") or {}).get(CONFIG_VERSION_ANNOTATION)),
     )
 
 
 def selects(selector: LabelSelector, labels: dict[str, str]) -> bool:
-    """An empty selector selects no pods (a binding must say which pods serve it)."""
-    if not selector.match_labels and not selector.match_expressions:
-        return False
-    return selector.matches(labels)
+    """An empty selector selects no pods (a binding must say which pods serve it).
+
+    The sidecar applies the same function to its own labels (``contract/delivery.py``)."""
+    return selector_selects(
+        selector.match_labels, [(r.key, r.operator, r.values) for r in selector.match_expressions], labels
+    )

@@ -29,12 +29,28 @@ class SidecarSettings:
     cpu_request: str = "50m"
     memory_request: str = "64Mi"
     memory_limit: str = "256Mi"
+    cpu_limit: str = ""  # empty: none
+    image_pull_secrets: tuple[str, ...] = ()
+    # A native sidecar (init container, restartPolicy Always; Kubernetes 1.29+). None: decide
+    # from the API server's version at start (main.startup).
+    native: bool | None = None
     run_as_user: int = 65532
+    delivery: str = "secret"  # "secret": mount the config Secret and labels; "push": wait for pushes (dev)
 
 
 @dataclass(frozen=True)
 class PushSettings:
-    """Config push and health polling of the sidecars' admin API."""
+    """Config delivery and health polling of the sidecars' admin API.
+
+    ``delivery``: "secret" (default, the chart's): each namespace's compiled bindings go
+    into its config Secret, which the sidecars mount; health is read from the open,
+    read-only ``GET /admin/status`` with no token. "push": ``PUT /admin/config`` with the
+    admin token over plain HTTP, for development and standalone set-ups only."""
+
+    delivery: str = "secret"
+    # Secret delivery: how soon a namespace whose sidecars do not run their planned config
+    # yet is read again (the kubelet refreshes the volume within a second once nudged).
+    stale_recheck_seconds: float = 1.0
 
     connect_timeout_seconds: float = 2.0
     request_timeout_seconds: float = 5.0
@@ -81,7 +97,7 @@ class EventSettings:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """The sidecar-injection webhook (kopf's WebhookServer, managed configuration)."""
+    """The admission webhooks' server (kopf's WebhookServer; the chart owns the configurations)."""
 
     enabled: bool = True
     listen_host: str = "0.0.0.0"
@@ -89,8 +105,8 @@ class WebhookSettings:
     public_host: str | None = None  # the host in the URL the API server calls (a Service DNS name)
     cert_file: str | None = None
     key_file: str | None = None
-    ca_file: str | None = None  # the caBundle for the configuration; default: the cert itself
-    configuration_name: str = "switchyard.dev"
+    ca_file: str | None = None  # the CA that signed cert_file (the readiness check trusts it)
+    cert_check_seconds: float = 10.0  # how often the certificate files are checked for a renewal
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 - the **API** app speaks the client protocols (routes in ``http/routes.py``) and is bound to
   127.0.0.1 by default: in a pod the app reaches it over loopback, and nothing else can
   spend the credentials it holds;
-- the **admin** app (``http/admin.py``) takes config pushes and answers status, health and
-  metrics.
+- the **admin** app (``http/admin.py``) answers status, health and metrics, and takes
+  config pushes unless the config comes from files (``files.py``: ``config_dir``, the
+  mounted config Secret of a cluster; then the sidecar needs no push and no token).
 
 ``Sidecar.stop()`` drains: new API requests get a retryable 503 at once, requests and
 streams in flight get up to ``drain_seconds`` to finish; those still running then are
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from switchyard.sidecar.files import ConfigFiles
 from switchyard.sidecar.http import admin
 from switchyard.sidecar.http import guard, routes
 from switchyard.sidecar.contract.config import CompiledConfig
@@ -158,16 +160,25 @@ class Sidecar:
         limits: Limits | None = None,
         exposure: guard.Exposure | None = None,
         body_budget: int | None = None,
+        config_dir: str | None = None,
+        labels_file: str | None = None,
+        watch_seconds: float = 1.0,
     ) -> None:
         self.runtime = runtime or Runtime()
         self.runtime.bodies.limit = body_budget or default_body_budget(memory_limit_bytes())
+        self.files = (
+            ConfigFiles(self.runtime, config_dir, labels_file or "/etc/switchyard/pod/labels", interval_seconds=watch_seconds)
+            if config_dir else None
+        )
         admin_token = admin_token.strip() if admin_token else None  # a token file's trailing newline is not part of it
         self.listen = listen or Listen()
         self.drain_seconds = drain_seconds
         self.limits = limits or Limits()
         self.runtime.body_read_seconds = self.limits.body_seconds
         quiet_parser_errors()
-        if not admin_token and not is_loopback(self.listen.admin_host):
+        # With the config from files nothing needs the token: status is read-only and the
+        # routes that act (test, reset) answer only loopback callers without one.
+        if not admin_token and not is_loopback(self.listen.admin_host) and self.files is None:
             raise AdminTokenRequired(
                 f"the admin listener on {self.listen.admin_host} needs a token: "
                 "set SWITCHYARD_ADMIN_TOKEN or --admin-token-file, or bind it to 127.0.0.1"
@@ -181,12 +192,15 @@ class Sidecar:
         self._admin = build_admin_app(self.runtime, admin_token, exposure)
         self._runners: list[web.AppRunner] = []
         self._prober: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.ports: tuple[int, int] = (0, 0)
 
     def load(self, config: CompiledConfig) -> None:
         self.runtime.install(config)
 
     async def start(self) -> tuple[int, int]:
+        if self.files is not None:
+            self.files.load()  # before listening: a restart serves the last config at once
         ports = []
         for app, host, port in (
             (self._api, self.listen.host, self.listen.port),
@@ -207,6 +221,8 @@ class Sidecar:
             ports.append(sock.getsockname()[1])
         self.ports = (ports[0], ports[1])
         self._prober = asyncio.get_running_loop().create_task(self.runtime.prober.loop())
+        if self.files is not None:
+            self._watcher = asyncio.get_running_loop().create_task(self.files.watch())
         return self.ports
 
     async def stop(self) -> None:
@@ -222,6 +238,9 @@ class Sidecar:
             for task in left:
                 task.cancel()
             await rt.wait_idle(DRAIN_GRACE_SECONDS)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         if self._prober is not None:
             self._prober.cancel()
             await asyncio.gather(self._prober, return_exceptions=True)

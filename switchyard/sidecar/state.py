@@ -212,6 +212,11 @@ class Runtime:
     responses: ResponseStore = field(default_factory=ResponseStore)
     max_upstream_body_bytes: int = 64 * 1024 * 1024
     loaded_at: float | None = None
+    # Where the config comes from: "push" (PUT /admin/config) or "files" (the mounted
+    # config Secret, ``files.py``; the admin PUT is then refused), and why the last
+    # file read was not installed (None: it was, or none yet). No secret in it.
+    config_source: str = "push"
+    config_error: str | None = None
     # The breakers' clock (monotonic seconds). Tests replace it to move time forward
     # without sleeping; nothing else reads it.
     clock: Callable[[], float] = time.monotonic
@@ -281,12 +286,17 @@ class Runtime:
         keys = {(binding_key(b), t.key) for b in config.bindings for t in b.tiers}
         self.breakers.retain(keys)
         wall = time.time()
+        before = {binding_key(b): b.generation for b in self.snapshot.config.bindings} if self.snapshot else {}
         for b in config.bindings:
+            # The operator's reset request: the binding changed (its generation moved), so
+            # the tiers disabled for a permanent failure get another chance.
+            was = before.get(binding_key(b))
+            changed = b.generation is not None and was is not None and was != b.generation
             for t in b.tiers:
                 h = self.breakers.peek(binding_key(b), t.key)
-                if h is not None and h.state is State.DISABLED and h.disabled_fingerprint != t.fingerprint():
+                if h is not None and h.state is State.DISABLED and (changed or h.disabled_fingerprint != t.fingerprint()):
                     seen = h.transition_count
-                    breaker.enable(h, "tier config changed", wall)
+                    breaker.enable(h, "binding changed" if changed else "tier config changed", wall)
                     self.note_transitions(b, t, h, seen)
         self.snapshot = snap
         self.loaded_at = wall

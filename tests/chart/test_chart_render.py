@@ -185,3 +185,79 @@ def test_docs_mention_every_top_level_value() -> None:
     doc = (REPO / "docs" / "helm.md").read_text()
     missing = [k for k in values if f"`{k}" not in doc]
     assert not missing, f"docs/helm.md does not describe: {missing}"
+
+
+def test_the_webhook_configurations_belong_to_the_release_and_cannot_stall_pods(render: Render) -> None:
+    docs = render()
+    (mutating,) = find(docs, "MutatingWebhookConfiguration")
+    (validating,) = find(docs, "ValidatingWebhookConfiguration")
+    ca = one(docs, "Secret", "switchyard-webhook-cert")["data"]["ca.crt"]
+    (hook,) = mutating["webhooks"]
+    assert hook["name"] == "inject-sidecar.switchyard.dev"
+    assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "None" and hook["timeoutSeconds"] <= 5
+    assert hook["objectSelector"] == {"matchLabels": {"switchyard.dev/inject": "true"}}  # opt-in by label
+    assert hook["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "switchyard-system"]}]}
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
+                              "scope": "Namespaced"}]
+    assert hook["clientConfig"]["service"] == {"namespace": "switchyard-system", "name": "switchyard-webhook",
+                                               "path": "/inject-sidecar", "port": 443}
+    assert hook["clientConfig"]["caBundle"] == ca  # the same CA that signed the serving certificate
+    (check,) = validating["webhooks"]
+    assert check["failurePolicy"] == "Ignore" and check["timeoutSeconds"] <= 5
+    assert check["clientConfig"]["service"]["path"] == "/check-binding"
+    # Another release has its own objects, never the same names.
+    other = render(None, release="second")
+    assert {d["metadata"]["name"] for d in other if d["kind"].endswith("WebhookConfiguration")} == {"second-switchyard"}
+    # Watching namespaces: the webhook is called only there.
+    scoped = one(render(None, "operator.watchNamespaces={team-a}"), "MutatingWebhookConfiguration")
+    assert scoped["webhooks"][0]["namespaceSelector"]["matchExpressions"][0] == {
+        "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+    # cert-manager: the CA bundle is injected from the Certificate.
+    cm = one(render(None, "webhook.certManager.enabled=true"), "MutatingWebhookConfiguration")
+    assert cm["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "switchyard-system/switchyard-webhook"
+    assert "caBundle" not in cm["webhooks"][0]["clientConfig"]
+
+
+def test_the_operator_is_ready_only_when_its_webhook_answers(render: Render) -> None:
+    dep = one(render(), "Deployment")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["SWITCHYARD_READINESS_ENDPOINT"] == "http://0.0.0.0:8081/readyz"
+    assert env["SWITCHYARD_CONFIG_DELIVERY"] == "secret"
+    assert "SWITCHYARD_WEBHOOK_SERVICE" not in env and "SWITCHYARD_WEBHOOK_CONFIGURATION" not in env
+
+
+def test_sidecar_shape_values_reach_the_operator(render: Render) -> None:
+    env = {e["name"]: e.get("value") for e in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["SWITCHYARD_SIDECAR_NATIVE"], env["SWITCHYARD_SIDECAR_CPU_REQUEST"], env["SWITCHYARD_SIDECAR_MEMORY_LIMIT"],
+            env["SWITCHYARD_SIDECAR_CPU_LIMIT"], env["SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS"]) == ("auto", "50m", "256Mi", "", "")
+    env = {e["name"]: e.get("value") for e in one(render(None, "sidecar.native=false", "sidecar.imagePullSecrets={a,b}",
+                                                        "sidecar.resources.limits.cpu=1"), "Deployment")
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["SWITCHYARD_SIDECAR_NATIVE"], env["SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS"], env["SWITCHYARD_SIDECAR_CPU_LIMIT"]) == (
+        "false", "a,b", "1")
+
+
+def test_gitops_renders_are_stable_with_an_existing_certificate_and_no_generated_token(render: Render) -> None:
+    import base64
+
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+    sets = ("webhook.existingCertSecret=my-webhook-tls", f"webhook.caBundle={ca}", "appNamespaces={team-a}",
+            "adminToken.create=false")
+    first, second = render(None, *sets), render(None, *sets)
+    assert first == second  # nothing random: a GitOps diff stays empty
+    assert not find(first, "Secret")  # neither a certificate nor a token rendered
+    assert one(first, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"] == ca
+    vols = one(first, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert next(v for v in vols if v["name"] == "webhook-cert")["secret"]["secretName"] == "my-webhook-tls"
+    # An explicit token is stable too; a generated one is not (documented: use create=false or a value).
+    tok = ("appNamespaces={team-a}", "adminToken.value=fixed-token-0123")
+    assert find(render(None, *tok), "Secret", "switchyard-admin-token") == find(render(None, *tok), "Secret", "switchyard-admin-token")
+    assert render(None, "appNamespaces={team-a}") != render(None, "appNamespaces={team-a}")
+
+
+def test_an_existing_certificate_needs_its_ca_bundle(helm: Any) -> None:
+    cp = helm("template", "switchyard", str(CHART), "--set", "webhook.existingCertSecret=x", check=False)
+    assert cp.returncode != 0 and "webhook.caBundle" in cp.stderr

@@ -45,6 +45,7 @@ from typing import Any
 import pytest
 
 import kube_tools
+from kubelet_volume import KubeletPlayer
 from test_operator_cluster import LoopThread, Operator, cond, get, poll, table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,19 +85,31 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube_tools.Clu
 
 
 class Sim:
-    """The simulator (two OpenAI-style upstreams) and one loopback sidecar, in a loop thread."""
+    """The simulator (two OpenAI-style upstreams) and one loopback sidecar, in a loop thread.
 
-    def __init__(self, token: str) -> None:
-        from switchyard.sidecar.app import Listen, Sidecar
+    The sidecar takes its config as in a pod: the namespace's config Secret and the pod's
+    labels as files, kept in step by the harness playing the kubelet (``kubelet_volume``)."""
+
+    def __init__(self, token: str, workdir: Path) -> None:
         from switchyard.simulator import Mount, Simulator
 
         self.lt = LoopThread()
         self.sim = Simulator(Mount("main", flavour="openai", api_key=KEY_MAIN, models=["gpt-demo", "gpt-demo-mini"]),
                              Mount("backup", flavour="openai", api_key=KEY_BACKUP, models=["backup-model"]), port=0)
         self.lt.run(self.sim.__aenter__())
-        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), admin_token=token, drain_seconds=0.5)
-        self.api_port, self.admin_port = self.lt.run(self.sidecar.start())
+        self.token, self.workdir = token, workdir
+        self.admin_port = kube_tools.free_port()
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        self.sidecar: Any = None
+        self.kubelet: KubeletPlayer | None = None
+
+    def start_sidecar(self, kube: kube_tools.Cluster, pod: str) -> None:
+        from switchyard.sidecar.app import Listen, Sidecar
+
+        self.kubelet = KubeletPlayer(kube, APP, pod, self.workdir / pod)
+        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", self.admin_port), admin_token=self.token,
+                               drain_seconds=0.5, config_dir=self.kubelet.config_dir, labels_file=self.kubelet.labels_path)
+        self.api_port, _ = self.lt.run(self.sidecar.start())
 
     def chat(self, model: str) -> tuple[int, dict[str, str]]:
         body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -111,8 +124,11 @@ class Sim:
             return e.code, dict(e.headers)
 
     def stop(self) -> None:
+        if self.kubelet is not None:
+            self.kubelet.stop()
         with contextlib.suppress(Exception):
-            self.lt.run(self.sidecar.stop())
+            if self.sidecar is not None:
+                self.lt.run(self.sidecar.stop())
         with contextlib.suppress(Exception):
             self.lt.run(self.sim.__aexit__(None, None, None))
         self.lt.close()
@@ -127,6 +143,7 @@ class Env:
         self.webhook_port = 0
         self.health_port = 0
         self.metrics_port = 0
+        self.ready_port = 0
         self.timings: dict[str, float] = {}
         self.operator_env: dict[str, str] = {}
 
@@ -158,8 +175,8 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
         (cert_dir / key).write_bytes(value)
     out: dict[str, str] = {}
     for e in c["env"]:
-        if "value" in e:
-            out[e["name"]] = e["value"]
+        if "valueFrom" not in e:
+            out[e["name"]] = e.get("value", "")  # the API server drops an empty value
         else:
             path = e["valueFrom"]["fieldRef"]["fieldPath"]
             out[e["name"]] = {"metadata.name": POD_NAME, "metadata.namespace": SYSTEM}[path]
@@ -175,6 +192,9 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
     env.metrics_port = kube_tools.free_port()
     out["SWITCHYARD_METRICS_PORT"] = str(env.metrics_port)
     out["SWITCHYARD_METRICS_LISTEN"] = "127.0.0.1"
+    assert out["SWITCHYARD_READINESS_ENDPOINT"].startswith("http://0.0.0.0:")
+    env.ready_port = kube_tools.free_port()
+    out["SWITCHYARD_READINESS_ENDPOINT"] = f"http://127.0.0.1:{env.ready_port}/readyz"
     # Test-only: reach the loopback sidecar by annotation; poll faster than in production.
     out.update({"SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION": "1", "SWITCHYARD_HEALTH_INTERVAL_SECONDS": "1",
                 "SWITCHYARD_RESYNC_SECONDS": "5", "SWITCHYARD_CATALOG_RETRY_SECONDS": "2",
@@ -203,7 +223,7 @@ def chart(cluster: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory,
     env.timings["helm install + CRDs established"] = time.monotonic() - t0
 
     env.token = env.secret_data(APP, "switchyard-admin-token")["token"].decode()
-    env.sim = Sim(env.token)
+    env.sim = Sim(env.token, env.workdir)
     args, op_env = operator_env_from_deployment(env)
     assert args[0] == "operator"
     env.operator_env = op_env
@@ -288,8 +308,9 @@ def test_helm_install_creates_what_the_chart_renders(chart: Env) -> None:
     assert [(r["name"], r["status"]) for r in releases] == [("switchyard", "deployed")]
     manifest = kube.helm("get", "manifest", "switchyard", "-n", SYSTEM).stdout
     kinds = sorted(set(re.findall(r"^kind: (\w+)", manifest, re.M)))
-    assert kinds == ["CapabilityProfile", "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
-                     "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert kinds == ["CapabilityProfile", "ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration",
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
+                     "ValidatingWebhookConfiguration"]
     caps = table(kube, APP, "cap")
     assert sorted(caps) == sorted(p.stem for p in (REPO / "switchyard" / "api" / "profiles").glob("*.yaml"))
     assert caps["builtin-openai"]["PROTOCOL"] == "openai-chat"
@@ -317,11 +338,15 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
     # Secrets by name: the admin token only (credentials come from the labelled watch).
     assert can("get", "secret/switchyard-admin-token", "-n", APP) and not can("get", "secret/upstream-keys", "-n", APP)
     assert can("patch", "assistantbindings.switchyard.dev", "--subresource=status", "-n", APP)
-    assert can("patch", "mutatingwebhookconfigurations/switchyard.dev")
+    # The webhook configurations are the chart's: the operator may not touch any of them.
+    assert not can("patch", "mutatingwebhookconfigurations/switchyard") and not can("create", "mutatingwebhookconfigurations")
     assert can("create", "leases.coordination.k8s.io", "-n", SYSTEM)
     assert can("update", "leases.coordination.k8s.io/switchyard-operator", "-n", SYSTEM)
     assert not can("patch", "assistantbindings.switchyard.dev", "-n", APP)  # never the user's spec
-    assert not can("create", "secrets", "-n", APP) and not can("delete", "pods", "-n", APP)
+    # Secrets: the config Secret only (create cannot be narrowed by name; update can)
+    assert can("create", "secrets", "-n", APP) and can("update", "secrets/switchyard-config", "-n", APP)
+    assert not can("update", "secrets/upstream-keys", "-n", APP) and not can("patch", "secrets", "-n", APP)
+    assert not can("delete", "secrets", "-n", APP) and not can("delete", "pods", "-n", APP)
     assert not can("patch", "mutatingwebhookconfigurations/someone-else")
     assert not can("update", "leases.coordination.k8s.io/other-lease", "-n", SYSTEM)
     assert not can("create", "leases.coordination.k8s.io", "-n", APP)
@@ -342,17 +367,22 @@ def test_the_operator_runs_with_the_deployments_settings(chart: Env) -> None:
     lease = poll("the Lease", lambda: (o := get(kube, SYSTEM, "lease/switchyard-operator"))["spec"].get("holderIdentity") and o, timeout=45)
     assert lease["spec"]["holderIdentity"] == POD_NAME
 
-    def registered() -> dict[str, Any] | None:
-        cp = kube.kubectl("get", "mutatingwebhookconfiguration", "switchyard.dev", "-o", "json", check=False)
-        hooks = json.loads(cp.stdout).get("webhooks") if cp.returncode == 0 else None
-        return hooks[0] if hooks and hooks[0]["clientConfig"].get("service") else None
-
-    hook = poll("kopf to register the webhook by Service", registered, timeout=45)
+    # The chart's own configuration (release-named), not one the operator registered.
+    hook = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", "switchyard", "-o", "json").stdout)["webhooks"][0]
     ca = chart.secret_data(SYSTEM, "switchyard-webhook-cert")["ca.crt"]
     assert hook["clientConfig"]["service"] == {"namespace": SYSTEM, "name": "switchyard-webhook", "port": 443,
-                                               "path": hook["clientConfig"]["service"]["path"]}
+                                               "path": "/inject-sidecar"}
     assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca
-    assert hook["failurePolicy"] == "Ignore"
+    assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] <= 5
+    # Ready only once the webhook server answers (the readiness probe of the Deployment).
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{chart.ready_port}/readyz", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    poll("the operator ready (its webhook answers)", ready, timeout=45)
     svc = get(kube, SYSTEM, "service/switchyard-webhook")
     assert svc["spec"]["ports"][0]["port"] == 443 and svc["spec"]["ports"][0]["targetPort"] == "webhook"
     with urllib.request.urlopen(f"http://127.0.0.1:{chart.health_port}/healthz", timeout=5) as r:
@@ -387,6 +417,7 @@ def test_a_binding_is_served_through_the_chart_install(chart: Env) -> None:
     assert sim is not None
     kube.kubectl("apply", "-n", APP, "-f", "-", input=resources(sim.sim.base_url("main"), sim.sim.base_url("backup")))
     kube.kubectl("create", "-n", APP, "-f", "-", input=sidecar_pod("demo-0", sim.admin_url))
+    sim.start_sidecar(kube, "demo-0")
 
     def ready() -> dict[str, Any] | None:
         o = get(kube, APP, "ab/demo")
@@ -454,6 +485,7 @@ class NetnsSidecar:
 
     def __init__(self, token: str, workdir: Path) -> None:
         tag = secrets.token_hex(3)
+        self.files = workdir / f"netns-{tag}"
         self.ns, self.host_if, self.ns_if = f"sy-{tag}", f"syh{tag}", f"syn{tag}"
         octet = int(tag[:2], 16) % 250 + 1
         self.host_ip, self.pod_ip = f"10.254.{octet}.1", f"10.254.{octet}.2"
@@ -475,7 +507,8 @@ class NetnsSidecar:
         env = {"PATH": os.environ.get("PATH", ""), "SWITCHYARD_ADMIN_TOKEN": self.token, "HOME": str(self.workdir)}
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, str(SWITCHYARD), "sidecar", "--host", "127.0.0.1", "--port", "4000",
-             "--admin-host", self.pod_ip, "--admin-port", "4001"],
+             "--admin-host", self.pod_ip, "--admin-port", "4001",
+             "--config-dir", str(self.files / "config"), "--labels-file", str(self.files / "pod" / "labels")],
             env=env, stdout=open(self.workdir / "netns-sidecar.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -531,19 +564,25 @@ def test_plugin_reaches_sidecars_through_the_api_servers_pod_proxy(chart: Env, n
         "status": {"phase": "Running", "podIP": netns_sidecar.pod_ip, "podIPs": [{"ip": netns_sidecar.pod_ip}],
                    "containerStatuses": [{"name": "switchyard", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
                                           "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}))
-    # The operator pushes the config to the pod IP, as in a cluster.
-    poll("config pushed to the pod IP", lambda: get(kube, APP, "ab/demo")["status"]["pods"] == {"selected": 2, "configured": 2}
-         or None, timeout=45)
+    # The harness plays the kubelet (the Secret as files); the operator reads the status on
+    # the pod IP, as in a cluster, with no token.
+    kubelet = KubeletPlayer(kube, APP, "demo-netns", netns_sidecar.files)
+    try:
+        poll("config served on the pod IP", lambda: get(kube, APP, "ab/demo")["status"]["pods"] == {"selected": 2, "configured": 2}
+             or None, timeout=45)
+    finally:
+        kubelet.stop()
     out = chart.plugin("-n", APP, "test", "demo", "--pod", "demo-netns", check_code=0).stdout
     assert "pod demo-netns: ok  (prompt sent: no)" in out, out
     out = chart.plugin("-n", APP, "explain", "demo", "--pod", "demo-netns", check_code=0).stdout
     assert "binding demo: no request served yet in 1 pod(s)" in out, out
-    # The API server consumes Authorization: only the token header gets through the proxy.
+    # Status is read-only and open; a route that acts needs the token, and the API server
+    # consumes Authorization: only the token header gets through the proxy.
     path = f"/api/v1/namespaces/{APP}/pods/demo-netns:4001/proxy/admin/status"
     status, _ = kube.api("GET", path)
+    assert status == 200
+    status, _ = kube.api("POST", f"/api/v1/namespaces/{APP}/pods/demo-netns:4001/proxy/admin/bindings/demo/reset")
     assert status == 401
-    out = kube.kubectl("get", "--raw", path, check=False)
-    assert out.returncode != 0
 
 
 # --------------------------------------------------------------------------- upgrade, uninstall
@@ -568,8 +607,11 @@ def test_helm_uninstall_keeps_crds_and_tokens_and_removes_the_operators_rights(c
     kube = chart.kube
     assert chart.operator is not None
     chart.operator.stop()  # a running operator would log its lost permissions
-    kube.kubectl("delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", "switchyard.dev", "--ignore-not-found")
+    assert kube.kubectl("get", "mutatingwebhookconfiguration,validatingwebhookconfiguration", "switchyard", check=False).returncode == 0
     kube.helm("uninstall", "switchyard", "--namespace", SYSTEM, timeout=120)
+    # The webhook configurations were the release's: gone with it (no operator left to remove them).
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        assert kube.kubectl("get", kind, "switchyard", check=False).returncode != 0
     crds = kube.kubectl("get", "crd", "-l", "app.kubernetes.io/part-of=switchyard", "-o", "name").stdout.split()
     assert len(crds) == 3
     assert get(kube, APP, "ab/demo")["metadata"]["name"] == "demo"  # users' objects stay

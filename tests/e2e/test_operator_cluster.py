@@ -153,19 +153,35 @@ class FakeUpstream:
 class SidecarOnLoopback:
     """A real `switchyard.sidecar.app.Sidecar`, started and stopped from the test."""
 
-    def __init__(self, lt: LoopThread, *, admin_host: str = "127.0.0.1", admin_port: int = 0) -> None:
+    def __init__(self, lt: LoopThread, *, admin_host: str = "127.0.0.1", admin_port: int = 0,
+                 kubelet: Any = None) -> None:
         from switchyard.sidecar.app import Listen, Sidecar
 
         self.lt = lt
         self.admin_host = admin_host
-        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, admin_host, admin_port), admin_token=ADMIN_TOKEN, drain_seconds=0.2)
+        self.kubelet = kubelet  # kubelet_volume.KubeletPlayer: the config from the Secret, as in a pod
+        files = {"config_dir": kubelet.config_dir, "labels_file": kubelet.labels_path} if kubelet is not None else {}
+        self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, admin_host, admin_port), admin_token=ADMIN_TOKEN, drain_seconds=0.2,
+                               **files)
         self.api_port, self.admin_port = lt.run(self.sidecar.start())
+
+    @classmethod
+    def in_pod(cls, kube: kube_tools.Cluster, lt: LoopThread, ns: str, name: str, app: str, root: Path) -> SidecarOnLoopback:
+        """A pod in the API server and its sidecar on loopback, configured as in a cluster:
+        from the namespace's config Secret (the harness plays the kubelet)."""
+        from kubelet_volume import KubeletPlayer
+
+        port = kube_tools.free_port()
+        kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod(name, app, admin_url=f"http://127.0.0.1:{port}"))
+        return cls(lt, admin_port=port, kubelet=KubeletPlayer(kube, ns, name, root / ns / name))
 
     @property
     def admin_url(self) -> str:
         return f"http://{self.admin_host}:{self.admin_port}"
 
     def stop(self) -> None:
+        if self.kubelet is not None:
+            self.kubelet.stop()
         self.lt.run(self.sidecar.stop())
 
     def admin_status(self) -> dict[str, Any]:
@@ -207,6 +223,9 @@ class Operator:
         env.update({
             "POD_NAMESPACE": kube_tools.OPERATOR_NAMESPACE, "POD_NAME": name,
             "SWITCHYARD_WEBHOOK": "off", "SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION": "1",
+            # These modules test the push path (sidecars on loopback, no kubelet to mount a
+            # Secret); test_config_delivery_e2e.py runs the Secret delivery, the default.
+            "SWITCHYARD_CONFIG_DELIVERY": "push",
             "SWITCHYARD_HEALTH_INTERVAL_SECONDS": "1", "SWITCHYARD_RESYNC_SECONDS": "5",
             "SWITCHYARD_CATALOG_TTL_SECONDS": "30", "SWITCHYARD_CATALOG_RETRY_SECONDS": "2",
             "SWITCHYARD_PUSH_BACKOFF_MAX_SECONDS": "2",
@@ -233,6 +252,44 @@ class Operator:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def register_webhooks(kube: kube_tools.Cluster, release: str, port: int, ca_file: Path) -> str:
+    """The chart's own Mutating/ValidatingWebhookConfiguration (``helm template``), applied as
+    the chart would, but calling the operator on https://127.0.0.1:PORT with the test CA
+    (no Service and no kube-proxy here). Returns their name (release-named)."""
+    import base64
+
+    cp = kube.helm("template", release, str(REPO / "charts" / "switchyard"), "--namespace", kube_tools.OPERATOR_NAMESPACE,
+                   "--show-only", "templates/webhook.yaml")
+    docs = [d for d in yaml_load_all(cp.stdout) if d and d["kind"].endswith("WebhookConfiguration")]
+    ca = base64.b64encode(Path(ca_file).read_bytes()).decode()
+    for d in docs:
+        for hook in d["webhooks"]:
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca}
+        kube.kubectl("apply", "-f", "-", input=json.dumps(d))
+    return docs[0]["metadata"]["name"]
+
+
+def yaml_load_all(text: str) -> list[Any]:
+    import yaml
+
+    return list(yaml.safe_load_all(text))
+
+
+def wait_ready(url: str, timeout: float = 45.0) -> None:
+    """The operator's readiness: 200 once its webhook server answers an AdmissionReview."""
+
+    def ready() -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(url, timeout=3) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    poll(f"operator ready ({url})", ready, timeout=timeout)
 
 
 def install(kube: kube_tools.Cluster) -> None:

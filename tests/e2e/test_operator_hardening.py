@@ -37,7 +37,6 @@ from test_operator_cluster import (
     get,
     install,
     poll,
-    sidecar_pod,
 )
 
 WRONG_KEY = "sk-test-wrong-e2e-4c1d9b"
@@ -49,7 +48,8 @@ def henv(kube: kube_tools.Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
     lt = LoopThread()
     upstream = FakeUpstream(lt)
     url = upstream.start()
-    op = Operator(kube, tmp_path_factory.mktemp("operator-hardening"), {})
+    # As in a cluster: the config reaches the sidecars through the namespace's Secret.
+    op = Operator(kube, tmp_path_factory.mktemp("operator-hardening"), {"SWITCHYARD_CONFIG_DELIVERY": "secret"})
     op.start("op-hardening")
     e = Env(kube, upstream, url, op, lt)
     try:
@@ -85,10 +85,9 @@ spec:
   credentialRef: {{name: wrong-key, key: api-key}}
   defaultModel: gpt-4o
 """, UPSTREAM=henv.url)
-    sc = SidecarOnLoopback(henv.lt)
+    sc = SidecarOnLoopback.in_pod(kube, henv.lt, ns, "support-0", "support", tmp_path)
     try:
-        kube.kubectl("create", "-n", ns, "-f", "-", input=sidecar_pod("support-0", "support", admin_url=sc.admin_url))
-        poll("config pushed", lambda: sc.admin_status()["configured"])
+        poll("config delivered", lambda: sc.admin_status()["configured"])
         poll("refused credential reported", lambda: cond(get(kube, ns, "ms/refused"), "CredentialValid").get("reason") == "Unauthorized")
 
         # Traffic, then the primary failing until its breaker opens (events are posted).
@@ -105,7 +104,7 @@ spec:
 
         # Rotation, then deletion of the primary's Secret.
         apply(kube, ns, f"apiVersion: v1\nkind: Secret\nmetadata: {{name: openai-key, labels: {{switchyard.dev/credential: \"true\"}}}}\nstringData: {{api-key: {KEY_ROTATED}}}\n")
-        poll("rotated key pushed", lambda: KEY_ROTATED in henv.upstream.seen_keys)
+        poll("rotated key delivered", lambda: KEY_ROTATED in henv.upstream.seen_keys)
         kube.kubectl("delete", "secret", "openai-key", "-n", ns)
 
         def tier0() -> dict | None:
@@ -127,6 +126,7 @@ spec:
             kube.kubectl("get", "ab,ms,cap", "-n", ns, "-o", "json").stdout,
             kube.kubectl("get", "events", "-n", ns, "-o", "json").stdout,
             kube.kubectl("describe", "ab,ms", "-n", ns).stdout,
+            kube.kubectl("get", "pods", "-n", ns, "-o", "json").stdout,  # the config-version annotation is a hash
             henv.operator.logs(),
             json.dumps(sc.admin_status()),
         ]

@@ -75,9 +75,10 @@ async def test_token_is_required_when_configured_and_health_stays_open() -> None
     _, admin = await sidecar.start()
     base = f"http://127.0.0.1:{admin}"
     try:
-        assert (await req("GET", base + "/admin/status"))[0] == 401
-        assert (await req("GET", base + "/admin/status", headers={"Authorization": "Bearer wrong"}))[0] == 401
-        assert (await req("GET", base + "/admin/status", headers={"Authorization": "Bearer s3cret-admin"}))[0] == 200
+        assert (await req("GET", base + "/admin/status"))[0] == 200  # read-only, nothing secret: open
+        assert (await req("POST", base + "/admin/bindings/x/reset"))[0] == 401
+        assert (await req("POST", base + "/admin/bindings/x/reset", headers={"Authorization": "Bearer wrong"}))[0] == 401
+        assert (await req("POST", base + "/admin/bindings/x/reset", headers={"Authorization": "Bearer s3cret-admin"}))[0] == 503
         assert (await req("PUT", base + "/admin/config", data=b"{}"))[0] == 401
         assert (await req("GET", base + "/healthz"))[0] == 200
         assert (await req("GET", base + "/metrics"))[0] == 200

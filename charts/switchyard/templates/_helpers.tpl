@@ -36,7 +36,24 @@
 {{- end -}}
 
 {{- define "switchyard.webhookCertSecret" -}}
+{{- if .Values.webhook.existingCertSecret -}}
+{{- .Values.webhook.existingCertSecret -}}
+{{- else -}}
 {{- printf "%s-webhook-cert" (include "switchyard.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The CA bundle the webhook configurations carry (base64 PEM). With
+webhook.existingCertSecret (GitOps: `helm template` cannot look anything up) it is
+webhook.caBundle, so every render is the same; else the generated (or kept) CA.
+*/}}
+{{- define "switchyard.webhookCABundle" -}}
+{{- if .Values.webhook.existingCertSecret -}}
+{{- required "webhook.caBundle (base64 PEM of the CA that signed webhook.existingCertSecret) is required with webhook.existingCertSecret" .Values.webhook.caBundle -}}
+{{- else -}}
+{{- index (include "switchyard.webhookCertData" . | fromJson) "ca.crt" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "switchyard.chartLabel" -}}

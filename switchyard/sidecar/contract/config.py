@@ -1,7 +1,9 @@
 """The compiled-config contract between the compiler and the sidecar.
 
 The sidecar owns this contract; the compiler (``switchyard.compiler``) produces it, the
-operator pushes it to ``PUT /admin/config`` and standalone mode hands it over directly.
+operator writes it into each namespace's config Secret (``delivery.py``: the bundle the
+sidecar reads from its mounted files; ``PUT /admin/config`` only in the explicit push
+mode for development) and standalone mode hands it over directly.
 It does not depend on Kubernetes types: everything a request needs is resolved here
 (URLs, credentials, models, the capability profile of each tier), so the request path
 does no lookups.
@@ -119,6 +121,11 @@ class CompiledBinding(_Frozen):
     breaker: CompiledBreaker = Field(default_factory=CompiledBreaker)
     deadline_seconds: float | None = None  # bound on the whole chain per request
     callers: list[str] | None = None  # callers served (None: any); see routing/caller.py
+    # The binding's metadata.generation (cluster mode; None standalone). When it changes
+    # between two configs, the sidecar puts the binding's tiers it had disabled for a
+    # permanent failure back in service ("disabled until the binding changes"): the
+    # operator asks for that reset through the config, never through an admin call.
+    generation: int | None = None
 
 
 class CompiledConfig(_Frozen):

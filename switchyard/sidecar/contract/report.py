@@ -164,6 +164,11 @@ class SidecarReport(_Part):
     loaded_at: float | None = None  # wall clock, seconds: when that config was installed
     draining: bool = False
     bindings: list[ReportedBinding] = Field(default_factory=list)
+    # Config from files (the mounted config Secret): "files"; pushed: "push" (absent in
+    # reports of older sidecars). ``config_error``: why the last file read was not
+    # installed (the previous config keeps serving); names a place, never a value.
+    config_source: str | None = Field(default=None, exclude_if=_absent)
+    config_error: str | None = Field(default=None, exclude_if=_absent)
 
     @field_validator("report_version")
     @classmethod

@@ -3,11 +3,15 @@
 Separate from the API listener so it can be bound elsewhere (the operator reaches it
 on the pod IP) while the API stays on 127.0.0.1 for the app next to it.
 
-Access: every ``/admin/*`` route requires ``Authorization: Bearer <token>`` when a
-token is configured, compared in constant time. ``X-Switchyard-Admin-Token: <token>`` is
+Access: ``GET /admin/status`` is open (read-only; no credential, no token in it: the
+operator reads health with no secret on the wire). Every other ``/admin/*`` route acts
+(push, test, reset) and requires ``Authorization: Bearer <token>`` when a token is
+configured, compared in constant time; without a token it answers loopback callers only
+(403 otherwise). ``X-Switchyard-Admin-Token: <token>`` is
 accepted too: the API server's pod proxy (``kubectl switchyard test``) consumes the
 caller's own ``Authorization`` header and never forwards it. Without a token the listener must be
-bound to a loopback address (``app.build`` refuses anything else). ``/healthz``,
+bound to a loopback address (``app.build`` refuses anything else) unless the config comes
+from files, where nothing needs to push. ``PUT /admin/config`` is refused (409) then. ``/healthz``,
 ``/readyz`` and ``/metrics`` are open: they carry no config and no secret.
 
 Routes:
@@ -21,6 +25,7 @@ Routes:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Any
 
 import orjson
@@ -48,6 +53,7 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # The token in its own header, for callers that reach the sidecar through the API
 # server's pod proxy (which consumes Authorization for the caller's own credentials).
 ADMIN_TOKEN_HEADER = "X-Switchyard-Admin-Token"
+STATUS_PATH = "/admin/status"  # read-only, nothing secret: open to whoever reaches the listener
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -58,12 +64,19 @@ def problem(status: int, message: str) -> web.Response:
     return _json({"error": {"message": message}}, status)
 
 
+def _is_loopback_peer(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 @web.middleware
 async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
     refused = guard.check(request, request.app[guard.EXPOSURE])  # browsers first (guard.py)
     if refused is not None:
         return problem(refused.status, refused.message)
-    if request.path.startswith("/admin/"):
+    if request.path.startswith("/admin/") and not (request.method == "GET" and request.path == STATUS_PATH):
         token = request.app[ADMIN_TOKEN]
         if token:
             # Header values are text decoded with surrogateescape: bytes that are not UTF-8
@@ -74,11 +87,17 @@ async def require_token(request: web.Request, handler: Any) -> web.StreamRespons
             header_ok = hmac.compare_digest(alt, token.encode())
             if not (bearer_ok or header_ok):
                 return problem(401, "admin token required (Authorization: Bearer ...)")
+        elif not _is_loopback_peer(request):
+            # No token (config from files): the routes that act answer the pod itself only.
+            return problem(403, "this admin route answers loopback callers only (no admin token is configured)")
     return await handler(request)
 
 
 async def put_config(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
+    if rt.config_source == "files":
+        rt.metrics.config_updates.labels("rejected").inc()
+        return problem(409, "this sidecar reads its config from its mounted files (--config-dir); pushes are refused")
     raw = await read_request_body(request.content, MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
         rt.metrics.config_updates.labels("rejected").inc()
@@ -171,6 +190,8 @@ def status_report(rt: Runtime) -> SidecarReport:
         loaded_at=rt.loaded_at,
         draining=rt.draining,
         bindings=bindings,
+        config_source="files" if rt.config_source == "files" else None,  # a push-mode report is as before
+        config_error=rt.config_error,
     )
 
 

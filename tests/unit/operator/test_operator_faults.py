@@ -214,7 +214,8 @@ def pod(name: str, admin_url: str | None) -> PodInfo:
 
 
 def settings() -> Settings:
-    return replace(Settings(), push=replace(PushSettings(), connect_timeout_seconds=0.5, request_timeout_seconds=1.0))
+    return replace(Settings(), push=replace(PushSettings(), connect_timeout_seconds=0.5, request_timeout_seconds=1.0,
+                                            delivery="push"))
 
 
 async def test_a_failed_status_write_does_not_stop_the_others_and_is_written_on_the_next_pass() -> None:

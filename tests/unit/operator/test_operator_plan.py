@@ -152,11 +152,11 @@ def test_a_pod_no_binding_selects_gets_an_empty_config() -> None:
 BLOCKED_CASES = [
     ("not injected", {"pods": [pod("p-a1", "a", injected=False)]}, "NotInjected", "has no switchyard container"),
     ("no address yet", {"pods": [pod("p-a1", "a", ip=None)]}, "NoAddress", "pod is Pending without an IP yet"),
-    ("no admin token", {"secrets": {"key-a": {"api-key": b64(KEY_A)}}}, "AdminTokenMissing",
+    ("no admin token (push mode)", {"delivery": "push", "secrets": {"key-a": {"api-key": b64(KEY_A)}}}, "AdminTokenMissing",
      "Secret switchyard-admin-token (key token) not found in namespace ns"),
-    ("admin token not base64", {"secrets": {"switchyard-admin-token": {"token": "%%%"}}}, "AdminTokenMissing", ""),
-    ("the token under another name",
-     {"admin_token": AdminTokenRef("sy-token", "t"), "secrets": {"switchyard-admin-token": {"token": b64(TOKEN)}}},
+    ("admin token not base64 (push mode)", {"delivery": "push", "secrets": {"switchyard-admin-token": {"token": "%%%"}}}, "AdminTokenMissing", ""),
+    ("the token under another name (push mode)",
+     {"delivery": "push", "admin_token": AdminTokenRef("sy-token", "t"), "secrets": {"switchyard-admin-token": {"token": b64(TOKEN)}}},
      "AdminTokenMissing", "Secret sy-token (key t) not found"),
 ]
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 from switchyard.operator.reconciler import Reconciler
 from switchyard.operator.selection import PodInfo
-from switchyard.operator.settings import Settings
+from switchyard.operator.settings import PushSettings, Settings
 from switchyard.operator.world import World, snapshot, snapshot_secret
 
 
@@ -60,7 +61,7 @@ def make(bindings: list[dict[str, Any]], *, secret_data: bool = True) -> tuple[R
     )
     kube = FakeKube()
     kube.secrets["key"] = secret_body
-    rec = Reconciler(Settings(), world, kube)  # type: ignore[arg-type]
+    rec = Reconciler(replace(Settings(), push=replace(PushSettings(), delivery="push")), world, kube)  # type: ignore[arg-type]
     return rec, kube, index_b
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from switchyard.operator.main import _service, settings_from_env
+import pytest
+
+from switchyard.operator.main import kopf_settings, settings_from_env
 
 
 def test_defaults() -> None:
@@ -25,7 +27,34 @@ def test_overrides() -> None:
     assert s.catalog.ttl_seconds == 60 and s.namespaces == ("team-a",)
 
 
-def test_webhook_service_reference() -> None:
-    assert _service({}) is None
-    assert _service({"SWITCHYARD_WEBHOOK_SERVICE": "switchyard-system/switchyard-operator"}) == ("switchyard-system", "switchyard-operator", 443)
-    assert _service({"SWITCHYARD_WEBHOOK_SERVICE": "ops/op:9443"}) == ("ops", "op", 9443)
+def test_delivery_is_the_secret_unless_push_is_asked_for() -> None:
+    assert settings_from_env({}).push.delivery == "secret" and settings_from_env({}).sidecar.delivery == "secret"
+    s = settings_from_env({"SWITCHYARD_CONFIG_DELIVERY": "push"})
+    assert s.push.delivery == "push" and s.sidecar.delivery == "push"
+    with pytest.raises(SystemExit, match="secret' or 'push"):
+        settings_from_env({"SWITCHYARD_CONFIG_DELIVERY": "carrier-pigeon"})
+
+
+def test_the_operator_manages_no_webhook_configuration(tmp_path) -> None:
+    """The chart owns them (release-named); kopf only serves, and reloads a renewed cert."""
+    (tmp_path / "c").write_text("x")
+    s = settings_from_env({"SWITCHYARD_WEBHOOK_CERT_FILE": str(tmp_path / "c"), "SWITCHYARD_WEBHOOK_KEY_FILE": str(tmp_path / "c")})
+    import kopf
+
+    registry, previous = kopf.OperatorRegistry(), kopf.get_default_registry()
+    kopf.set_default_registry(registry)
+    try:
+        ks = kopf_settings(s, {})
+    finally:
+        kopf.set_default_registry(previous)
+    assert ks.admission.managed is None
+    assert ks.admission.server.file_check_interval == 10.0
+
+
+def test_sidecar_shape_from_the_environment() -> None:
+    s = settings_from_env({})
+    assert s.sidecar.native is None  # auto: decided from the API server's version at start
+    s = settings_from_env({"SWITCHYARD_SIDECAR_NATIVE": "false", "SWITCHYARD_SIDECAR_CPU_LIMIT": "1",
+                           "SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS": "a, b,"})
+    assert s.sidecar.native is False and s.sidecar.cpu_limit == "1" and s.sidecar.image_pull_secrets == ("a", "b")
+    assert settings_from_env({"SWITCHYARD_SIDECAR_NATIVE": "true"}).sidecar.native is True

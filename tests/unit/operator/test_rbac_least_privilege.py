@@ -25,19 +25,15 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("switchyard.dev", "capabilityprofiles/status"): {"get", "patch"},
     ("switchyard.dev", "assistantbindings/status"): {"get", "patch"},
     # list/watch: label-selected by the operator (RBAC cannot narrow them by label);
-    # get: the admin-token Secret only (NAMED_ONLY).
-    ("", "secrets"): {"get", "list", "watch"},
-    ("", "pods"): {"get", "list", "watch"},
+    # get: the admin-token and config Secrets only (NAMED_ONLY); create/update: the config Secret
+    ("", "secrets"): {"get", "list", "watch", "create", "update"},
+    ("", "pods"): {"get", "list", "watch", "patch"},  # patch: the config-version annotation
     ("", "events"): {"create"},
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): {"create", "patch"},
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"create", "patch"},
     ("coordination.k8s.io", "leases"): {"create", "get", "update"},
 }
 # Verbs that may only be used with resourceNames (one named object, not the kind).
 NAMED_ONLY = {
-    ("", "secrets"): {"get"},
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): {"patch"},
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"patch"},
+    ("", "secrets"): {"get", "update"},  # get: admin token and switchyard-config; update: switchyard-config only
     ("coordination.k8s.io", "leases"): {"get", "update"},
 }
 NEVER = {"escalate", "bind", "impersonate", "delete", "deletecollection", "*"}
@@ -82,14 +78,14 @@ def findings(docs: list[dict[str, Any]]) -> list[str]:
 def test_the_checker_catches_what_it_should() -> None:
     bad = [{"kind": "ClusterRole", "metadata": {"name": "x"}, "rules": [
         {"apiGroups": ["*"], "resources": ["secrets"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update", "patch"]},
         {"apiGroups": ["switchyard.dev"], "resources": ["assistantbindings"], "verbs": ["patch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["update"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["escalate"]},
         {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
     ]}]
     got = "\n".join(findings(bad))
-    for expected in ("wildcard in apiGroups", "secrets verbs ['update']", "assistantbindings verbs ['patch']",
+    for expected in ("wildcard in apiGroups", "secrets verbs ['patch']", "secrets ['update'] without resourceNames", "assistantbindings verbs ['patch']",
                      "leases ['update'] without resourceNames", "forbidden verbs ['escalate']", "nonResourceURLs"):
         assert expected in got, (expected, got)
 
