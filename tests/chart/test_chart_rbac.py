@@ -56,16 +56,18 @@ def test_namespaced_is_the_default_and_cluster_wide_must_be_asked_for(render: Re
     roles = sorted((d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role")
     assert roles == [("switchyard-system", "switchyard-operator-leader"), ("team-a", "switchyard-operator"),
                      ("team-b", "switchyard-operator")]
-    (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
-    assert {g for r in cr["rules"] for g in r["apiGroups"]} == {"admissionregistration.k8s.io"}
+    # The webhook configurations are the chart's own objects: no cluster-scoped rule is left.
+    assert [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")] == []
     args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[-4:] == ["--namespace", "team-a", "--namespace", "team-b"]
-    # The operator may GET one Secret by name (the admin token); the rest is list/watch,
-    # which it uses only with the label selector switchyard.dev/credential=true.
+    # The operator may GET two Secrets by name (the admin token, the config Secret) and
+    # update only the config Secret; create cannot be narrowed by name; list/watch it uses
+    # only with the label selector switchyard.dev/credential=true.
     for role in (d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "switchyard-operator"):
         secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
         assert sorted((tuple(r["verbs"]), tuple(r.get("resourceNames", []))) for r in secret_rules) == [
-            (("get",), ("switchyard-admin-token",)), (("list", "watch"), ())]
+            (("create",), ()), (("get",), ("switchyard-admin-token", "switchyard-config")), (("list", "watch"), ()),
+            (("update",), ("switchyard-config",))]
 
 
 def test_watching_namespaces_grants_the_same_rules_per_namespace(render: Render) -> None:

@@ -130,9 +130,8 @@ def test_default_install_is_the_documented_minimum(render: Render) -> None:
     docs = render(None, "appNamespaces={team-a}", "builtinProfiles.install=false")
     kinds = sorted(f"{d['kind']}/{d['metadata'].get('namespace', '')}/{d['metadata']['name']}" for d in docs)
     assert kinds == [
-        "ClusterRole//switchyard-operator",  # the webhook configuration only (cluster-scoped)
-        "ClusterRoleBinding//switchyard-operator",
         "Deployment/switchyard-system/switchyard-operator",
+        "MutatingWebhookConfiguration//switchyard",  # the chart's own (release-named), no RBAC for them
         "PodDisruptionBudget/switchyard-system/switchyard-operator",
         "Role/switchyard-system/switchyard-operator-leader",
         "Role/team-a/switchyard-operator",  # namespaced by default: a Role per watched namespace
@@ -142,6 +141,7 @@ def test_default_install_is_the_documented_minimum(render: Render) -> None:
         "Secret/team-a/switchyard-admin-token",
         "Service/switchyard-system/switchyard-webhook",
         "ServiceAccount/switchyard-system/switchyard-operator",
+        "ValidatingWebhookConfiguration//switchyard",
     ]
 
 

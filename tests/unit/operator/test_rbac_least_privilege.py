@@ -78,7 +78,7 @@ def findings(docs: list[dict[str, Any]]) -> list[str]:
 def test_the_checker_catches_what_it_should() -> None:
     bad = [{"kind": "ClusterRole", "metadata": {"name": "x"}, "rules": [
         {"apiGroups": ["*"], "resources": ["secrets"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update", "patch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["update", "patch"]},
         {"apiGroups": ["switchyard.dev"], "resources": ["assistantbindings"], "verbs": ["patch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["update"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["escalate"]},

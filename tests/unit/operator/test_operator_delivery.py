@@ -71,7 +71,8 @@ def make(key: str = KEY, pod_annotation: str | None = None, url: str | None = No
                                          "credentialRef": {"name": "key", "key": "api-key"}})
     binding = obj("AssistantBinding", "support", {"selector": {"matchLabels": {"app": "a"}},
                                                   "primary": {"sourceRef": {"name": "main"}}})
-    secret = {"metadata": {"name": "key", "namespace": "ns", "resourceVersion": "1"}, "data": {"api-key": b64(key)}}
+    secret = {"metadata": {"name": "key", "namespace": "ns", "resourceVersion": "1", "labels": {"switchyard.dev/credential": "true"}},
+              "data": {"api-key": b64(key)}}
     world = World(
         sources_by_ns={"ns": [snapshot("ModelSource", source)]},
         bindings_by_ns={"ns": [snapshot("AssistantBinding", binding)]},
