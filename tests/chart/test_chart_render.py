@@ -131,6 +131,7 @@ def test_default_install_is_the_documented_minimum(render: Render) -> None:
     kinds = sorted(f"{d['kind']}/{d['metadata'].get('namespace', '')}/{d['metadata']['name']}" for d in docs)
     assert kinds == [
         "Deployment/switchyard-system/switchyard-operator",
+        "Lease/switchyard-system/switchyard-operator",  # the release's: helm uninstall removes it
         "MutatingWebhookConfiguration//switchyard",  # the chart's own (release-named), no RBAC for them
         "PodDisruptionBudget/switchyard-system/switchyard-operator",
         "Role/switchyard-system/switchyard-operator-leader",
