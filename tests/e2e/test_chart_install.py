@@ -308,7 +308,9 @@ def test_helm_install_creates_what_the_chart_renders(chart: Env) -> None:
     assert [(r["name"], r["status"]) for r in releases] == [("switchyard", "deployed")]
     manifest = kube.helm("get", "manifest", "switchyard", "-n", SYSTEM).stdout
     kinds = sorted(set(re.findall(r"^kind: (\w+)", manifest, re.M)))
-    assert kinds == ["CapabilityProfile", "ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration",
+    # Namespaced and with chart-owned webhook configurations: no ClusterRole at all; the
+    # leader Lease is the release's too (helm uninstall removes it).
+    assert kinds == ["CapabilityProfile", "Deployment", "Lease", "MutatingWebhookConfiguration",
                      "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
                      "ValidatingWebhookConfiguration"]
     caps = table(kube, APP, "cap")
@@ -335,8 +337,9 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
     # Namespaced (the default): only in the app namespace the chart was given.
     assert can("list", "secrets", "-n", APP) and can("watch", "pods", "-n", APP) and can("create", "events", "-n", APP)
     assert not can("list", "secrets", "-A") and not can("watch", "pods", "-A") and not can("list", "secrets", "-n", SYSTEM)
-    # Secrets by name: the admin token only (credentials come from the labelled watch).
+    # Secrets by name: the admin token and the config Secret only (credentials come from the labelled watch).
     assert can("get", "secret/switchyard-admin-token", "-n", APP) and not can("get", "secret/upstream-keys", "-n", APP)
+    assert can("get", "secret/switchyard-config", "-n", APP)
     assert can("patch", "assistantbindings.switchyard.dev", "--subresource=status", "-n", APP)
     # The webhook configurations are the chart's: the operator may not touch any of them.
     assert not can("patch", "mutatingwebhookconfigurations/switchyard") and not can("create", "mutatingwebhookconfigurations")
@@ -357,8 +360,7 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
         for b in json.loads(kube.kubectl("get", kind, "-A", "-o", "json").stdout)["items"]:
             if subject in (b.get("subjects") or []):
                 bound.append((b["kind"], b["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by"), b["roleRef"]["name"]))
-    assert sorted(bound) == [("ClusterRoleBinding", "Helm", "switchyard-operator"),
-                             ("RoleBinding", "Helm", "switchyard-operator"),
+    assert sorted(bound) == [("RoleBinding", "Helm", "switchyard-operator"),
                              ("RoleBinding", "Helm", "switchyard-operator-leader")]
 
 

@@ -260,8 +260,10 @@ def register_webhooks(kube: kube_tools.Cluster, release: str, port: int, ca_file
     (no Service and no kube-proxy here). Returns their name (release-named)."""
     import base64
 
+    # clusterWide: these tests' operators watch every namespace (the chart's default is
+    # namespaced; its webhooks then select the listed namespaces only)
     cp = kube.helm("template", release, str(REPO / "charts" / "switchyard"), "--namespace", kube_tools.OPERATOR_NAMESPACE,
-                   "--show-only", "templates/webhook.yaml")
+                   "--set", "operator.clusterWide=true", "--show-only", "templates/webhook.yaml")
     docs = [d for d in yaml_load_all(cp.stdout) if d and d["kind"].endswith("WebhookConfiguration")]
     ca = base64.b64encode(Path(ca_file).read_bytes()).decode()
     for d in docs:
