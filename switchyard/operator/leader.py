@@ -74,6 +74,12 @@ class LeaderElector:
         meta: dict[str, Any] = {"name": self.s.lease_name, "namespace": self.s.lease_namespace}
         if existing:
             meta["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            if existing["metadata"].get("ownerReferences"):
+                meta["ownerReferences"] = existing["metadata"]["ownerReferences"]
+        elif self.s.pod_uid:
+            # Created by this replica (not the chart's): owned by its pod, so it goes with it.
+            meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": self.s.identity, "uid": self.s.pod_uid,
+                                        "blockOwnerDeletion": False}]
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
 
     async def try_acquire_or_renew(self) -> bool:

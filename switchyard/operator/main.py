@@ -383,6 +383,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         lease_name=env.get("SWITCHYARD_LEASE_NAME", "switchyard-operator"),
         lease_namespace=env.get("POD_NAMESPACE", "switchyard-system"),
         identity=env.get("POD_NAME") or LeaderSettings().identity,
+        pod_uid=env.get("POD_UID") or None,
         lease_duration_seconds=_float(env, "SWITCHYARD_LEASE_DURATION_SECONDS", 15.0),
         renew_interval_seconds=_float(env, "SWITCHYARD_LEASE_RENEW_SECONDS", 5.0),
     )

@@ -84,6 +84,10 @@ class LeaderSettings:
     identity: str = field(default_factory=lambda: os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}")
     lease_duration_seconds: float = 15.0
     renew_interval_seconds: float = 5.0
+    # This replica's pod UID (downward API): a Lease it creates names the pod as owner, so
+    # the garbage collector removes a Lease a terminating replica created after helm
+    # uninstall deleted the chart's.
+    pod_uid: str | None = field(default_factory=lambda: os.environ.get("POD_UID") or None)
 
 
 @dataclass(frozen=True)

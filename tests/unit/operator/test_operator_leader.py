@@ -90,3 +90,20 @@ async def test_a_stale_write_loses() -> None:
         assert e.status == 409
     else:
         raise AssertionError("a stale resourceVersion must conflict")
+
+
+async def test_a_lease_the_operator_creates_is_owned_by_its_pod() -> None:
+    """On the real node, helm uninstall deleted the chart's Lease and the terminating leader
+    created it again: a Lease the operator creates names its pod as owner, so the garbage
+    collector removes it once that pod is gone."""
+    kube, clock = FakeLeases(), Clock()
+    s = LeaderSettings(enabled=True, lease_name="l", lease_namespace="sys", identity="op-0", pod_uid="uid-op-0",
+                       lease_duration_seconds=15, renew_interval_seconds=5)
+    assert await LeaderElector(kube, s, clock=clock).try_acquire_or_renew()  # type: ignore[arg-type]
+    assert kube.lease is not None
+    assert kube.lease["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "op-0", "uid": "uid-op-0", "blockOwnerDeletion": False}]
+    # without a pod (a developer's run) there is no owner
+    kube2 = FakeLeases()
+    assert await elector(kube2, clock, "dev").try_acquire_or_renew()
+    assert "ownerReferences" not in (kube2.lease or {})["metadata"]
