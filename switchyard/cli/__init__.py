@@ -7,6 +7,7 @@
     switchyard sidecar            in-cluster sidecar: serves the namespace's mounted config Secret
                                   (--config-dir, --labels-file), or what is pushed (dev)
     switchyard operator           the Kubernetes operator (kopf)
+    switchyard inject -f FILE     the sidecar written into opted-in pod templates (no webhook needed)
 """
 
 from __future__ import annotations
@@ -154,6 +155,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return _run_async(sim_cli.run(args))
 
 
+def cmd_inject(args: argparse.Namespace) -> int:
+    from switchyard.cli import inject
+
+    return inject.run(args.file, args.image, native=not args.no_native)
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from switchyard.operator import main as operator_main
 
@@ -188,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-file", help="the downward-API file of the pod's labels (default /etc/switchyard/pod/labels)")
     p.add_argument("--watch-seconds", type=float, default=1.0, help="how often the files are checked (default 1)")
     p.set_defaults(func=cmd_sidecar)
+
+    p = sub.add_parser("inject", help="write the sidecar into manifests (pods that opt in), no webhook needed")
+    p.add_argument("-f", "--file", required=True, help="a manifest file, or - for standard input")
+    p.add_argument("--image", help="the sidecar image (default: the operator's default)")
+    p.add_argument("--no-native", action="store_true", help="a plain container (clusters older than 1.29)")
+    p.set_defaults(func=cmd_inject)
 
     p = sub.add_parser("simulate", help="simulated OpenAI / Anthropic / Gemini upstreams with faults")
     try:
