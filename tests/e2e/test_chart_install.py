@@ -179,7 +179,8 @@ def operator_env_from_deployment(env: Env) -> tuple[list[str], dict[str, str]]:
             out[e["name"]] = e.get("value", "")  # the API server drops an empty value
         else:
             path = e["valueFrom"]["fieldRef"]["fieldPath"]
-            out[e["name"]] = {"metadata.name": POD_NAME, "metadata.namespace": SYSTEM}[path]
+            # no pod object here: an empty uid, so a Lease the operator makes has no owner
+            out[e["name"]] = {"metadata.name": POD_NAME, "metadata.namespace": SYSTEM, "metadata.uid": ""}[path]
     for k, v in list(out.items()):
         if v.startswith(mounts["webhook-cert"] + "/"):
             out[k] = str(cert_dir / v.rsplit("/", 1)[1])

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -270,20 +273,41 @@ def test_operator_scaled_to_zero_the_app_pod_keeps_serving(operator_down: Any) -
     assert all(x["status"] == 200 for x in r), r
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not solved by issue 14's delivery: the config now comes from the mounted Secret (a pod needs no "
-    "operator to start and serve), but injection is a webhook the operator serves; with every replica "
-    "down the API server finds no endpoint for it and admits the recreated pod without the sidecar "
-    "(failurePolicy Ignore). Needs injection that does not depend on the operator (a static "
-    "`switchyard inject` of the pod template, or a webhook served apart from the operator)"))
 def test_operator_down_a_recreated_app_pod_starts_and_serves(operator_down: Any) -> None:
+    """With every operator replica down the webhook has no endpoint and the API server
+    admits pods without the sidecar (failurePolicy Ignore). A workload injected ahead of
+    time with ``switchyard inject`` does not need the webhook: its pods, created and
+    recreated with the operator down, carry the sidecar, mount the config Secret and
+    serve."""
     node = operator_down
-    old = one_ready_app_pod(node)
-    node.kubectl("delete", "pod", "-n", NS, old["metadata"]["name"], "--wait=true", timeout=120)
-    new = one_ready_app_pod(node)
-    assert sidecar_names(new) == ["switchyard"], "recreated pod has no sidecar"
-    r = send(node, new["metadata"]["name"], 2)
-    assert all(x["status"] == 200 for x in r), r
+    docs = [d for d in yaml.safe_load_all(DEMO.read_text()) if d]
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "demo-app"]
+    deploy["metadata"] = {"name": "demo-static", "labels": {"app": "demo-static"}}
+    deploy["spec"]["selector"]["matchLabels"] = {"app": "demo-app", "variant": "static"}
+    deploy["spec"]["template"]["metadata"]["labels"].update(variant="static")  # app=demo-app: the binding selects it
+    injected = subprocess.run(
+        [sys.executable, "-m", "switchyard", "inject", "-f", "-", "--image", "switchyard:dev"],
+        input=yaml.safe_dump(deploy), capture_output=True, text=True, check=True, timeout=60).stdout
+    static = "app=demo-app,variant=static"
+
+    def one_ready_static_pod() -> dict:
+        def probe() -> dict | None:
+            pods = [p for p in app_pods(node, static) if pod_ready(p)]
+            return pods[0] if len(pods) == 1 else None
+        return wait_for("one Ready statically injected pod", 120, probe)
+
+    node.kubectl("apply", "-n", NS, "-f", "-", input=injected)
+    try:
+        first = one_ready_static_pod()
+        assert sidecar_names(first) == ["switchyard"], "created with the operator down: no sidecar"
+        node.kubectl("delete", "pod", "-n", NS, first["metadata"]["name"], "--wait=true", timeout=120)
+        new = one_ready_static_pod()
+        assert sidecar_names(new) == ["switchyard"], "recreated pod has no sidecar"
+        r = send(node, new["metadata"]["name"], 2)
+        assert all(x["status"] == 200 for x in r), r
+    finally:
+        node.kubectl("delete", "deployment", "-n", NS, "demo-static", "--wait=true", timeout=120)
+        wait_for("the static pods gone", 90, lambda: not get_json(node, "pods", "-n", NS, "-l", static)["items"])
 
 
 # ----------------------------------------------------------------------------- a key rotated
