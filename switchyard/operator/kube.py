@@ -174,6 +174,18 @@ class Kube:
         base = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
         return f"{base}/{quote(name)}" if name else base
 
+    async def get_role_binding(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """A RoleBinding (namespace given) or a ClusterRoleBinding (namespace None); None if absent."""
+        base = "/apis/rbac.authorization.k8s.io/v1"
+        path = (f"{base}/namespaces/{quote(namespace)}/rolebindings/{quote(name)}" if namespace is not None
+                else f"{base}/clusterrolebindings/{quote(name)}")
+        try:
+            return await self.request("GET", path)
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return await self.request("GET", self.lease_path(namespace, name))

@@ -349,6 +349,15 @@ def _delivery(raw: str | None) -> str:
     return value
 
 
+def _config_owner(raw: str | None) -> str:
+    value = (raw or "").strip()
+    kind, _, name = value.partition("/")
+    if value and (kind not in ("RoleBinding", "ClusterRoleBinding") or not name or "/" in name):
+        raise SystemExit("switchyard operator: SWITCHYARD_CONFIG_OWNER must be RoleBinding/NAME or "
+                         f"ClusterRoleBinding/NAME, not {raw!r}")
+    return value
+
+
 def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) -> Settings:
     """Settings from ``SWITCHYARD_*`` variables (documented in docs/operator.md)."""
     base = Settings()
@@ -371,6 +380,7 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         request_timeout_seconds=_float(env, "SWITCHYARD_ADMIN_TIMEOUT_SECONDS", base.push.request_timeout_seconds),
         backoff_max_seconds=_float(env, "SWITCHYARD_PUSH_BACKOFF_MAX_SECONDS", base.push.backoff_max_seconds),
         allow_admin_url_annotation=_bool(env, "SWITCHYARD_ALLOW_ADMIN_URL_ANNOTATION", False),
+        config_owner=_config_owner(env.get("SWITCHYARD_CONFIG_OWNER")),
         delivery=_delivery(env.get("SWITCHYARD_CONFIG_DELIVERY")),
     )
     catalog = replace(

@@ -484,6 +484,27 @@ class Reconciler:
             if not (isinstance(e, KubeError) and e.status == 404):
                 log.warning("could not annotate %s/%s with config version %s: %s", pod.namespace, pod.name, bundle_version, e)
 
+    async def _config_owner(self, ns: str) -> dict[str, Any] | None:
+        """The ownerReference of ns's config Secret: the (Cluster)RoleBinding that grants the
+        operator its rights there (``push.config_owner``), read on every write so a
+        recreated binding's new uid is used. None: no owner configured, or it cannot be
+        read (the Secret is then written without one, and a warning says so)."""
+        kind, _, name = self.s.push.config_owner.partition("/")
+        if not name:
+            return None
+        try:
+            found = await self.kube.get_role_binding(ns if kind == "RoleBinding" else None, name)
+        except (KubeError, aiohttp.ClientError, TimeoutError) as e:
+            found, why = None, e.reason if isinstance(e, KubeError) else type(e).__name__
+        else:
+            why = "not found"
+        uid = ((found or {}).get("metadata") or {}).get("uid")
+        if not uid:
+            log.warning("config Secret %s/%s written without an owner: %s %s unreadable (%s); "
+                        "helm uninstall will leave it", ns, CONFIG_SECRET, kind, name, why)
+            return None
+        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "name": name, "uid": uid}
+
     async def _write_bundle(self, ns: str, bundle: ConfigBundle | None, *, wanted: bool) -> str | None:
         """Write the namespace's config Secret when its content changed; its version.
 
@@ -519,12 +540,16 @@ class Reconciler:
             "data": {BUNDLE_KEY: base64.b64encode(content).decode()},
         }
         try:
+            owner = await self._config_owner(ns)
+            if owner:
+                body["metadata"]["ownerReferences"] = [owner]
             current = await self.kube.get_secret(ns, CONFIG_SECRET)
             if current is None:
                 await self.kube.create_secret(ns, body)
             else:
                 meta = current.get("metadata") or {}
-                if (meta.get("annotations") or {}).get(CONFIG_VERSION_ANNOTATION) == bundle.version:
+                owned = owner is None or any(r.get("uid") == owner["uid"] for r in meta.get("ownerReferences") or [])
+                if (meta.get("annotations") or {}).get(CONFIG_VERSION_ANNOTATION) == bundle.version and owned:
                     self.bundles[ns] = bundle.version
                     return bundle.version
                 if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") != MANAGED_BY["app.kubernetes.io/managed-by"]:

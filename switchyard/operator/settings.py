@@ -58,6 +58,10 @@ class PushSettings:
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     health_interval_seconds: float = 10.0  # how often every namespace is re-read from its sidecars
+    # "RoleBinding/NAME" or "ClusterRoleBinding/NAME" (the chart's): the binding that grants
+    # the operator its rights in a namespace owns that namespace's config Secret, so the
+    # garbage collector removes the Secret (it holds keys) with the release. Empty: no owner.
+    config_owner: str = ""
     # Test/debug only: honour the switchyard.dev/admin-url pod annotation (a pod could
     # otherwise point the operator, and the credentials it pushes, anywhere it likes).
     allow_admin_url_annotation: bool = False

@@ -80,8 +80,15 @@ def test_watching_namespaces_grants_the_same_rules_per_namespace(render: Render)
     assert set(roles) == {"team-a", "team-b"}
     # Nothing cluster-wide: the webhook configurations are the chart's own objects now.
     assert cluster == []
+    # The same rules, but the config Secrets' owner is the namespace's own RoleBinding
+    # (cluster-wide: the ClusterRoleBinding), read by name only.
+    owner = {"ClusterRoleBinding": (("rbac.authorization.k8s.io",), ("clusterrolebindings",), ("switchyard-operator",), ("get",), ()),
+             "RoleBinding": (("rbac.authorization.k8s.io",), ("rolebindings",), ("switchyard-operator",), ("get",), ())}
+    assert owner["ClusterRoleBinding"] in ref_rules
     for ns_rules in roles.values():
-        assert ns_rules == ref_rules
+        assert ns_rules == ref_rules - {owner["ClusterRoleBinding"]} | {owner["RoleBinding"]}
+    env = {e["name"]: e.get("value") for e in next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SWITCHYARD_CONFIG_OWNER"] == "RoleBinding/switchyard-operator"
     bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "switchyard-operator"}
     assert set(bindings) == {"team-a", "team-b"}
     for b in bindings.values():

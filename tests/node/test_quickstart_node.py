@@ -413,12 +413,6 @@ def test_native_sidecar_a_job_whose_pod_has_the_sidecar_completes(quickstart: An
 # ----------------------------------------------------------------------------- uninstall (last)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "seen on the real node after the delivery work: the webhook configurations are the chart's now and go, "
-    "and so does the leader Lease (the chart's, and one a terminating leader creates again is owned by its "
-    "pod), but helm uninstall leaves secrets/team-a/switchyard-config: the per-namespace config Secret, "
-    "owned by nothing on purpose so that running sidecars keep their config; it holds API keys, so it "
-    "should go with the release (an owner in the app namespace that the release removes)"))
 def test_helm_uninstall_leaves_nothing_of_switchyard_behind(quickstart: Any) -> None:
     node = quickstart
     node.helm("uninstall", "switchyard", "-n", SYS, "--wait", "--timeout", "120s", timeout=180)
@@ -429,21 +423,27 @@ def test_helm_uninstall_leaves_nothing_of_switchyard_behind(quickstart: Any) -> 
     def ours(name: str) -> bool:
         return "switchyard" in name and not name.startswith("switchyard-node")  # the test cluster's own
 
-    found = []
-    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations", "clusterroles",
-                 "clusterrolebindings"):
-        found += [f"{kind}/{it['metadata']['name']}" for it in get_json(node, kind)["items"]
-                  if ours(it["metadata"]["name"])]
-    for kind in ("deployments", "replicasets", "services", "serviceaccounts", "roles", "rolebindings", "configmaps",
-                 "secrets", "pods", "leases"):
-        for it in get_json(node, kind, "-A")["items"]:
-            md = it["metadata"]
-            if md["namespace"] == NS and kind == "secrets" and md["name"] == "switchyard-admin-token":
-                continue
-            if md["namespace"] == SYS:
-                if (kind, md["name"]) in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt")):
-                    continue  # every namespace has them
-                found.append(f"{kind}/{md['namespace']}/{md['name']}")
-            elif ours(md["name"]):
-                found.append(f"{kind}/{md['namespace']}/{md['name']}")
-    assert not found, f"left behind after helm uninstall: {found}"
+    def nothing_left() -> bool:
+        found = []
+        for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations", "clusterroles",
+                     "clusterrolebindings"):
+            found += [f"{kind}/{it['metadata']['name']}" for it in get_json(node, kind)["items"]
+                      if ours(it["metadata"]["name"])]
+        for kind in ("deployments", "replicasets", "services", "serviceaccounts", "roles", "rolebindings",
+                     "configmaps", "secrets", "pods", "leases"):
+            for it in get_json(node, kind, "-A")["items"]:
+                md = it["metadata"]
+                if md["namespace"] == NS and kind == "secrets" and md["name"] == "switchyard-admin-token":
+                    continue
+                if md["namespace"] == SYS:
+                    if (kind, md["name"]) in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt")):
+                        continue  # every namespace has them
+                    found.append(f"{kind}/{md['namespace']}/{md['name']}")
+                elif ours(md["name"]):
+                    found.append(f"{kind}/{md['namespace']}/{md['name']}")
+        assert not found, f"left behind after helm uninstall: {found}"
+        return True
+
+    # the config Secret (it holds keys) is owned by the release's RoleBinding: the garbage
+    # collector removes it shortly after helm uninstall deleted its owner
+    wait_for("nothing of Switchyard left", 60, nothing_left, interval=2)

@@ -9,6 +9,8 @@ import logging
 from typing import Any
 
 import aiohttp
+import dataclasses
+
 import pytest
 
 from switchyard.operator.reconciler import Reconciler
@@ -30,6 +32,10 @@ class FakeKube:
         self.writes: list[tuple[str, str]] = []
         self.annotations: list[tuple[str, dict[str, str]]] = []
         self.rv = 0
+        self.role_bindings: dict[tuple[str | None, str], dict[str, Any]] = {}
+
+    async def get_role_binding(self, ns: str | None, name: str) -> dict[str, Any] | None:
+        return self.role_bindings.get((ns, name))
 
     async def get_secret(self, ns: str, name: str) -> dict[str, Any] | None:
         return self.secrets.get(name)
@@ -167,3 +173,41 @@ async def test_a_bundle_too_large_for_a_secret_is_not_written_and_the_pods_say_w
         await rec2.session.close()
     problem = rec2.pushes.problem(rec2.world.pods("ns")[0])
     assert problem is not None and problem.reason == "ConfigSecretNotWritten" and "more than a Secret holds" in problem.message
+
+
+def owned_by(settings_owner: str) -> tuple[Reconciler, FakeKube]:
+    rec, kube, world = make()
+    rec = Reconciler(dataclasses.replace(Settings(), push=dataclasses.replace(Settings().push, config_owner=settings_owner)), world, kube)  # type: ignore[arg-type]
+    return rec, kube
+
+
+@pytest.mark.parametrize(("owner", "where"), [("RoleBinding/switchyard-operator", "ns"), ("ClusterRoleBinding/switchyard-operator", None)])
+async def test_the_binding_granting_the_operator_its_rights_owns_the_config_secret(owner: str, where: str | None) -> None:
+    """helm uninstall deletes that binding; the garbage collector then deletes the Secret
+    (it holds keys) instead of leaving it behind. A Secret written before the owner was
+    configured gets it on the next reconcile, with the same content."""
+    rec, kube = owned_by(owner)
+    kube.secrets[CONFIG_SECRET] = {"metadata": {"name": CONFIG_SECRET, "resourceVersion": "1",
+                                                "labels": {"app.kubernetes.io/managed-by": "switchyard"}}, "data": {}}
+    kube.role_bindings[(where, "switchyard-operator")] = {"metadata": {"name": "switchyard-operator", "uid": "rb-uid-1"}}
+    await rec.reconcile_namespace("ns")
+    kind = owner.partition("/")[0]
+    assert kube.secrets[CONFIG_SECRET]["metadata"]["ownerReferences"] == [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "name": "switchyard-operator", "uid": "rb-uid-1"}]
+    # an existing Secret with the same content but no owner (written by an older operator)
+    version = bundle(kube).version
+    del kube.secrets[CONFIG_SECRET]["metadata"]["ownerReferences"]
+    again, _ = owned_by(owner)
+    again.kube = kube
+    await again.reconcile_namespace("ns")
+    assert kube.writes == [("replace", CONFIG_SECRET), ("replace", CONFIG_SECRET)]
+    assert kube.secrets[CONFIG_SECRET]["metadata"]["ownerReferences"][0]["uid"] == "rb-uid-1"
+    assert bundle(kube).version == version
+
+
+async def test_an_owner_that_cannot_be_read_still_writes_the_config_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    rec, kube = owned_by("RoleBinding/switchyard-operator")
+    await rec.reconcile_namespace("ns")
+    assert kube.writes == [("create", CONFIG_SECRET)]
+    assert "ownerReferences" not in kube.secrets[CONFIG_SECRET]["metadata"]
+    assert "written without an owner" in caplog.text and "helm uninstall will leave it" in caplog.text

@@ -58,3 +58,12 @@ def test_sidecar_shape_from_the_environment() -> None:
                            "SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS": "a, b,"})
     assert s.sidecar.native is False and s.sidecar.cpu_limit == "1" and s.sidecar.image_pull_secrets == ("a", "b")
     assert settings_from_env({"SWITCHYARD_SIDECAR_NATIVE": "true"}).sidecar.native is True
+
+
+def test_the_config_owner_is_a_role_binding_or_a_cluster_role_binding() -> None:
+    assert settings_from_env({}).push.config_owner == ""
+    assert settings_from_env({"SWITCHYARD_CONFIG_OWNER": "RoleBinding/op"}).push.config_owner == "RoleBinding/op"
+    assert settings_from_env({"SWITCHYARD_CONFIG_OWNER": "ClusterRoleBinding/op"}).push.config_owner == "ClusterRoleBinding/op"
+    for bad in ("Secret/op", "RoleBinding/", "RoleBinding/a/b", "op"):
+        with pytest.raises(SystemExit, match="SWITCHYARD_CONFIG_OWNER"):
+            settings_from_env({"SWITCHYARD_CONFIG_OWNER": bad})
