@@ -431,6 +431,12 @@ def test_a_binding_is_served_through_the_chart_install(chart: Env) -> None:
     assert {k: rows["demo"][k] for k in ("PRIMARY", "PODS", "READY")} == {"PRIMARY": "main/gpt-demo", "PODS": "1/1", "READY": "True"}
     status, headers = sim.chat("demo")
     assert status == 200 and headers["x-switchyard-tier"] == "0" and headers["x-switchyard-source"] == "main"
+    # the config Secret (keys inside) is owned by the release's RoleBinding: helm uninstall
+    # deletes that and the garbage collector the Secret (the node tier watches it happen)
+    rb = get(kube, APP, "rolebinding/switchyard-operator")
+    owners = get(kube, APP, "secret/switchyard-config")["metadata"].get("ownerReferences")
+    assert owners == [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "name": "switchyard-operator",
+                       "uid": rb["metadata"]["uid"]}], owners
     check_operator_clean(chart)
 
 
