@@ -83,8 +83,7 @@ class Kube:
         """One API call. Reads and merge patches (idempotent: the same patch twice gives the
         same object) are retried on the API server's transient answers (409, 429, 5xx,
         honouring Retry-After) and on dropped connections, ``len(retry_delays)`` times; a
-        create or an optimistic update (the lease's PUT, where 409 means "someone else
-        wrote") is not."""
+        create is not (nor the lease's conditional patch, ``patch_lease``)."""
         retriable = method in ("GET", "PATCH")
         delays = self.retry_delays if retriable else ()
         for attempt in range(len(delays) + 1):
@@ -197,5 +196,10 @@ class Kube:
     async def create_lease(self, namespace: str, lease: dict[str, Any]) -> dict[str, Any]:
         return await self.request("POST", self.lease_path(namespace), lease)
 
-    async def replace_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> dict[str, Any]:
-        return await self.request("PUT", self.lease_path(namespace, name), lease)
+    async def patch_lease(self, namespace: str, name: str, resource_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of the spec, conditional on ``resource_version`` (409 when someone
+        else wrote since). Not a PUT: Leases allow create-on-update, so a PUT racing a
+        delete (helm uninstall) would bring back a Lease owned by nobody; a patch of a
+        missing Lease is a 404. Not retried, as a 409 here means "someone else wrote"."""
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        return await self._request_once("PATCH", self.lease_path(namespace, name), body, content_type=MERGE_PATCH)

@@ -74,8 +74,6 @@ class LeaderElector:
         meta: dict[str, Any] = {"name": self.s.lease_name, "namespace": self.s.lease_namespace}
         if existing:
             meta["resourceVersion"] = existing["metadata"]["resourceVersion"]
-            if existing["metadata"].get("ownerReferences"):
-                meta["ownerReferences"] = existing["metadata"]["ownerReferences"]
         elif self.s.pod_uid:
             # Created by this replica (not the chart's): owned by its pod, so it goes with it.
             meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": self.s.identity, "uid": self.s.pod_uid,
@@ -107,7 +105,8 @@ class LeaderElector:
             acquire = holder != self.s.identity
             if acquire:
                 transitions += 1
-        await self.kube.replace_lease(ns, name, self._lease_body(lease, transitions, acquire=acquire))
+        body = self._lease_body(lease, transitions, acquire=acquire)
+        await self.kube.patch_lease(ns, name, body["metadata"]["resourceVersion"], body["spec"])
         self._leader_until = start + self.s.lease_duration_seconds
         return True
 
@@ -140,7 +139,8 @@ class LeaderElector:
                 body = self._lease_body(lease, int(lease["spec"].get("leaseTransitions") or 0), acquire=False)
                 body["spec"]["holderIdentity"] = None
                 body["spec"]["leaseDurationSeconds"] = 1
-                await asyncio.wait_for(self.kube.replace_lease(self.s.lease_namespace, self.s.lease_name, body), 5)
+                await asyncio.wait_for(self.kube.patch_lease(self.s.lease_namespace, self.s.lease_name,
+                                                             body["metadata"]["resourceVersion"], body["spec"]), 5)
         except Exception as e:
             log.info("leader election: release failed: %s", e)
 

@@ -345,14 +345,15 @@ def test_the_operator_identity_holds_the_chart_rbac_and_nothing_else(chart: Env)
     # The webhook configurations are the chart's: the operator may not touch any of them.
     assert not can("patch", "mutatingwebhookconfigurations/switchyard") and not can("create", "mutatingwebhookconfigurations")
     assert can("create", "leases.coordination.k8s.io", "-n", SYSTEM)
-    assert can("update", "leases.coordination.k8s.io/switchyard-operator", "-n", SYSTEM)
+    assert can("patch", "leases.coordination.k8s.io/switchyard-operator", "-n", SYSTEM)
+    assert not can("update", "leases.coordination.k8s.io/switchyard-operator", "-n", SYSTEM)
     assert not can("patch", "assistantbindings.switchyard.dev", "-n", APP)  # never the user's spec
     # Secrets: the config Secret only (create cannot be narrowed by name; update can)
     assert can("create", "secrets", "-n", APP) and can("update", "secrets/switchyard-config", "-n", APP)
     assert not can("update", "secrets/upstream-keys", "-n", APP) and not can("patch", "secrets", "-n", APP)
     assert not can("delete", "secrets", "-n", APP) and not can("delete", "pods", "-n", APP)
     assert not can("patch", "mutatingwebhookconfigurations/someone-else")
-    assert not can("update", "leases.coordination.k8s.io/other-lease", "-n", SYSTEM)
+    assert not can("patch", "leases.coordination.k8s.io/other-lease", "-n", SYSTEM)
     assert not can("create", "leases.coordination.k8s.io", "-n", APP)
     # No binding but the chart's names this service account.
     subject = {"kind": "ServiceAccount", "name": "switchyard-operator", "namespace": SYSTEM}

@@ -438,7 +438,12 @@ def test_helm_uninstall_leaves_nothing_of_switchyard_behind(quickstart: Any) -> 
                 if md["namespace"] == SYS:
                     if (kind, md["name"]) in (("serviceaccounts", "default"), ("configmaps", "kube-root-ca.crt")):
                         continue  # every namespace has them
-                    found.append(f"{kind}/{md['namespace']}/{md['name']}")
+                    extra = ""
+                    if kind == "leases":  # who made it, owned by what: the answer to "why is it here"
+                        extra = (f" (created {md.get('creationTimestamp')}, owners {md.get('ownerReferences')}, "
+                                 f"holder {(it.get('spec') or {}).get('holderIdentity')}, "
+                                 f"managers {[f.get('manager') for f in md.get('managedFields') or []]})")
+                    found.append(f"{kind}/{md['namespace']}/{md['name']}{extra}")
                 elif ours(md["name"]):
                     found.append(f"{kind}/{md['namespace']}/{md['name']}")
         assert not found, f"left behind after helm uninstall: {found}"

@@ -109,8 +109,8 @@ async def test_retries_are_bounded_and_not_for_permanent_answers_or_non_idempote
             await kube.create_event("ns", {"reason": "X"})  # a create is not idempotent
         api.script = [(409, {})]
         with pytest.raises(KubeError):
-            await kube.replace_lease("ns", "lease", {})  # 409 there means someone else holds it
-        assert [c[0] for c in api.calls[4:]] == ["POST", "PUT"]
+            await kube.patch_lease("ns", "lease", "7", {})  # 409 there means someone else holds it
+        assert [c[0] for c in api.calls[4:]] == ["POST", "PATCH"]
     finally:
         await kube.close()
         await api.runner.cleanup()

@@ -28,14 +28,18 @@ class FakeLeases:
         self.lease["metadata"]["resourceVersion"] = str(self.rv)
         return self.lease
 
-    async def replace_lease(self, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        assert self.lease is not None
-        if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+    async def patch_lease(self, ns: str, name: str, resource_version: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch conditional on the resourceVersion: a missing Lease is a 404 (a
+        patch never creates, unlike a PUT to a Lease), metadata other than it untouched."""
+        if self.lease is None:
+            raise KubeError(404, "NotFound", "leases not found")
+        if resource_version != self.lease["metadata"]["resourceVersion"]:
             raise KubeError(409, "Conflict", "stale resourceVersion")
         self.rv += 1
-        self.lease = copy.deepcopy(body)
+        merged = {**self.lease["spec"], **spec}
+        self.lease["spec"] = {k: v for k, v in merged.items() if v is not None}
         self.lease["metadata"]["resourceVersion"] = str(self.rv)
-        return self.lease
+        return copy.deepcopy(self.lease)
 
 
 class Clock:
@@ -74,7 +78,7 @@ async def test_release_hands_over_at_once() -> None:
     a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
     await a.try_acquire_or_renew()
     await a._release()
-    assert kube.lease["spec"]["holderIdentity"] is None and not a.is_leader
+    assert kube.lease["spec"].get("holderIdentity") is None and not a.is_leader
     assert await b.try_acquire_or_renew()
 
 
@@ -85,7 +89,7 @@ async def test_a_stale_write_loses() -> None:
     stale = await kube.get_lease("sys", "l")
     await a.try_acquire_or_renew()
     try:
-        await kube.replace_lease("sys", "l", stale)  # type: ignore[arg-type]
+        await kube.patch_lease("sys", "l", stale["metadata"]["resourceVersion"], stale["spec"])  # type: ignore[index]
     except KubeError as e:
         assert e.status == 409
     else:
@@ -107,3 +111,43 @@ async def test_a_lease_the_operator_creates_is_owned_by_its_pod() -> None:
     kube2 = FakeLeases()
     assert await elector(kube2, clock, "dev").try_acquire_or_renew()
     assert "ownerReferences" not in (kube2.lease or {})["metadata"]
+
+
+async def test_a_lease_deleted_under_the_leader_comes_back_owned_by_its_pod() -> None:
+    """The real node: helm uninstall deleted the chart's Lease between the leader's read and
+    its renewal, and the renewal (a PUT: Leases allow create-on-update) brought it back
+    owned by nobody, so it stayed. The renewal is a conditional patch now: it fails on a
+    missing Lease, and the next round creates one owned by the pod, which goes with it."""
+    kube, clock = FakeLeases(), Clock()
+    s = LeaderSettings(enabled=True, lease_name="l", lease_namespace="sys", identity="op-0", pod_uid="uid-op-0",
+                       lease_duration_seconds=15, renew_interval_seconds=5)
+    chart = {"metadata": {"name": "l", "namespace": "sys", "resourceVersion": "1",
+                          "labels": {"app.kubernetes.io/managed-by": "Helm"}}, "spec": {}}
+    kube.lease, kube.rv = copy.deepcopy(chart), 1
+    a = LeaderElector(kube, s, clock=clock)  # type: ignore[arg-type]
+    assert await a.try_acquire_or_renew()
+    assert kube.lease["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "Helm"}, "the chart's metadata is kept"
+    assert "ownerReferences" not in kube.lease["metadata"]  # the chart's Lease: helm removes it
+
+    class DeletedAfterRead(FakeLeases):
+        async def get_lease(self, ns: str, name: str) -> dict[str, Any] | None:
+            seen = await super().get_lease(ns, name)
+            self.lease = None  # helm uninstall, between the leader's read and its renewal
+            return seen
+
+    racing = DeletedAfterRead()
+    racing.lease, racing.rv = kube.lease, kube.rv
+    a.kube = racing  # type: ignore[assignment]
+    clock.now = 5
+    try:
+        await a.try_acquire_or_renew()
+    except KubeError as e:
+        assert e.status == 404
+    else:
+        raise AssertionError("renewing a deleted Lease must not succeed")
+    assert racing.lease is None, "the renewal brought the deleted Lease back"
+    a.kube = kube
+    kube.lease = None
+    clock.now = 10
+    assert await a.try_acquire_or_renew()
+    assert kube.lease["metadata"]["ownerReferences"][0]["uid"] == "uid-op-0"

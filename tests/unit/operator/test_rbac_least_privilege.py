@@ -29,7 +29,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("", "secrets"): {"get", "list", "watch", "create", "update"},
     ("", "pods"): {"get", "list", "watch", "patch"},  # patch: the config-version annotation
     ("", "events"): {"create"},
-    ("coordination.k8s.io", "leases"): {"create", "get", "update"},
+    ("coordination.k8s.io", "leases"): {"create", "get", "patch"},
     # get: its own (Cluster)RoleBinding, the owner of the config Secrets (NAMED_ONLY)
     ("rbac.authorization.k8s.io", "rolebindings"): {"get"},
     ("rbac.authorization.k8s.io", "clusterrolebindings"): {"get"},
@@ -37,7 +37,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
 # Verbs that may only be used with resourceNames (one named object, not the kind).
 NAMED_ONLY = {
     ("", "secrets"): {"get", "update"},  # get: admin token and switchyard-config; update: switchyard-config only
-    ("coordination.k8s.io", "leases"): {"get", "update"},
+    ("coordination.k8s.io", "leases"): {"get", "patch"},
     ("rbac.authorization.k8s.io", "rolebindings"): {"get"},
     ("rbac.authorization.k8s.io", "clusterrolebindings"): {"get"},
 }
@@ -85,14 +85,14 @@ def test_the_checker_catches_what_it_should() -> None:
         {"apiGroups": ["*"], "resources": ["secrets"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["update", "patch"]},
         {"apiGroups": ["switchyard.dev"], "resources": ["assistantbindings"], "verbs": ["patch"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["patch"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["escalate"]},
         {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
     ]}]
     got = "\n".join(findings(bad))
     for expected in ("wildcard in apiGroups", "secrets verbs ['patch']", "secrets ['update'] without resourceNames", "assistantbindings verbs ['patch']",
-                     "leases ['update'] without resourceNames", "rolebindings ['get'] without resourceNames", "forbidden verbs ['escalate']", "nonResourceURLs"):
+                     "leases ['patch'] without resourceNames", "rolebindings ['get'] without resourceNames", "forbidden verbs ['escalate']", "nonResourceURLs"):
         assert expected in got, (expected, got)
 
 
