@@ -223,6 +223,15 @@ def auth_headers(tier: CompiledTier) -> dict[str, str]:
     return {"x-goog-api-key": key}
 
 
+def upstream_headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
+    """A JSON call's headers: content type, what it accepts, the tier's own headers, then
+    its credential (last, so a configured header can never replace it)."""
+    h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+    h.update(tier.headers)
+    h.update(auth_headers(tier))
+    return h
+
+
 class GuardedDecoder:
     """A ``StreamDecoder`` that never raises: an exception from the wrapped decoder (an
     upstream chunk whose JSON has the wrong shape, e.g. ``"choices": [false]``) becomes

@@ -25,7 +25,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
+from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, upstream_headers
 from ..common import budget_to_effort, clamp, effort_to_budget, new_id, vector_in
 from ._wire import PROTOCOL, _answer_parts, _finish_in, _get, _key, _parts_out, _usage_in
 
@@ -180,19 +180,12 @@ def _url(tier: CompiledTier, method: str, *, sse: bool = False) -> str:
     return url + "?alt=sse" if sse else url
 
 
-def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
-    h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-    h.update(tier.headers)
-    h.update(auth_headers(tier))
-    return h
-
-
 def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     notes: list[tuple[str, str]] = []
     body = build_body(req, tier, notes)
     method = "streamGenerateContent" if req.stream else "generateContent"
     url = _url(tier, method, sse=req.stream)
-    return UpstreamCall("POST", url, _headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
+    return UpstreamCall("POST", url, upstream_headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
 
 
 def build_passthrough_call(
@@ -200,7 +193,7 @@ def build_passthrough_call(
 ) -> UpstreamCall:
     method = "streamGenerateContent" if stream else "generateContent"
     url = _url(tier, method, sse=stream and sse)
-    headers = _headers(tier, stream)
+    headers = upstream_headers(tier, stream)
     if stream and not sse:
         headers["Accept"] = "application/json"
     return UpstreamCall("POST", url, headers, orjson.dumps(body), stream)
@@ -299,11 +292,11 @@ def count_call(
         if isinstance(inner, dict):
             key = _key(out, "generateContentRequest") or "generateContentRequest"
             out[key] = {**inner, "model": _model_path(tier.model)}
-        return UpstreamCall("POST", _url(tier, "countTokens"), _headers(tier, False), orjson.dumps(out), False)
+        return UpstreamCall("POST", _url(tier, "countTokens"), upstream_headers(tier, False), orjson.dumps(out), False)
     assert request is not None
     built = build_body(dataclasses.replace(request, stream=False), tier)
     built["model"] = _model_path(tier.model)
-    return UpstreamCall("POST", _url(tier, "countTokens"), _headers(tier, False), orjson.dumps({"generateContentRequest": built}), False)
+    return UpstreamCall("POST", _url(tier, "countTokens"), upstream_headers(tier, False), orjson.dumps({"generateContentRequest": built}), False)
 
 
 def read_count(raw: bytes) -> tuple[int, dict[str, Any]]:
@@ -339,7 +332,7 @@ def embed_call(tier: CompiledTier, request: n.EmbedRequest) -> UpstreamCall:
     """``:embedContent`` for one input, ``:batchEmbedContents`` for more (at most
     100, Gemini's limit: more is a RequestError). ``taskType`` and ``title`` go along
     for a Gemini client."""
-    headers = _headers(tier, False)
+    headers = upstream_headers(tier, False)
     if len(request.inputs) == 1:
         body = _embed_entry(tier, request.inputs[0], request, model=False)
         return UpstreamCall("POST", _url(tier, "embedContent"), headers, orjson.dumps(body), False)

@@ -21,7 +21,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
+from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, upstream_headers
 from ..common import args_text, budget_to_effort, clamp, data_url, new_id, vector_in
 from ._wire import FINISH_IN, PROTOCOL, _usage_in
 
@@ -181,22 +181,15 @@ def _url(tier: CompiledTier) -> str:
     return f"{tier.base_url}/chat/completions"
 
 
-def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
-    h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-    h.update(tier.headers)
-    h.update(auth_headers(tier))
-    return h
-
-
 def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     notes: list[tuple[str, str]] = []
     body = build_body(req, tier, notes)
-    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
+    return UpstreamCall("POST", _url(tier), upstream_headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
 
 
 def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
     stream = body.get("stream") is True
-    return UpstreamCall("POST", _url(tier), _headers(tier, stream), orjson.dumps(body), stream)
+    return UpstreamCall("POST", _url(tier), upstream_headers(tier, stream), orjson.dumps(body), stream)
 
 
 def parse_response(body: dict[str, Any]) -> n.Response:
@@ -263,7 +256,7 @@ def embed_call(tier: CompiledTier, request: n.EmbedRequest) -> UpstreamCall:
     body.update({"model": tier.model, "input": list(request.inputs), "encoding_format": "float"})
     if request.dimensions is not None:
         body["dimensions"] = request.dimensions
-    return UpstreamCall("POST", f"{tier.base_url}/embeddings", _headers(tier, False), orjson.dumps(body), False)
+    return UpstreamCall("POST", f"{tier.base_url}/embeddings", upstream_headers(tier, False), orjson.dumps(body), False)
 
 
 def read_embeddings(raw: bytes) -> tuple[list[list[float]], n.Usage | None]:

@@ -49,7 +49,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
+from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, upstream_headers
 from ..common import args_text, budget_to_effort, clamp, data_url, new_id
 from ._wire import FINISH_IN_INCOMPLETE, PROTOCOL, joins, summary_text, usage_in
 
@@ -271,22 +271,15 @@ def _url(tier: CompiledTier) -> str:
     return f"{tier.base_url}/responses"
 
 
-def _headers(tier: CompiledTier, stream: bool) -> dict[str, str]:
-    h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-    h.update(tier.headers)
-    h.update(auth_headers(tier))
-    return h
-
-
 def build_call(req: n.Request, tier: CompiledTier, client_headers: Mapping[str, str] | None = None) -> UpstreamCall:
     notes: list[tuple[str, str]] = []
     body = build_body(req, tier, notes)
-    return UpstreamCall("POST", _url(tier), _headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
+    return UpstreamCall("POST", _url(tier), upstream_headers(tier, req.stream), orjson.dumps(body), req.stream, notes)
 
 
 def build_passthrough_call(body: dict[str, Any], tier: CompiledTier, client_headers: Mapping[str, str]) -> UpstreamCall:
     stream = body.get("stream") is True
-    return UpstreamCall("POST", _url(tier), _headers(tier, stream), orjson.dumps(body), stream)
+    return UpstreamCall("POST", _url(tier), upstream_headers(tier, stream), orjson.dumps(body), stream)
 
 
 # ------------------------------------------------------------------------- answer in
