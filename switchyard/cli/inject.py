@@ -13,6 +13,7 @@ Like ``istioctl kube-inject``: re-run it when you upgrade Switchyard.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def inject_documents(docs: list[Any], settings: SidecarSettings) -> tuple[list[A
         if not isinstance(doc, dict):
             out.append(doc)
             continue
-        doc = dict(doc)
+        doc = copy.deepcopy(doc)  # the caller's documents stay as they were
         for template in list(_templates(doc)):
             _check(template, f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name', '?')}")
             pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}

@@ -50,6 +50,7 @@ def test_opted_in_templates_get_the_webhooks_own_injection() -> None:
     settings = SidecarSettings(native=True, image="switchyard:dev")
     out, warnings = inject_documents(docs, settings)
     assert warnings == []
+    assert "initContainers" not in docs[0]["spec"]["template"]["spec"], "the input is left as it was"
     app, other, cron = out
     pod = app["spec"]["template"]
     expected, _ = webhook.inject({"metadata": pod["metadata"], "spec": docs[0]["spec"]["template"]["spec"]}, settings)
