@@ -32,6 +32,7 @@ from switchyard.sidecar.probe import Prober
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.routing.breaker import Admission, BreakerBoard, State, TierHealth
 from switchyard.sidecar.upstream import Upstreams
+from switchyard.sidecar.watchdog import Watchdog
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ class BodyBudget:
 class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     upstreams: Upstreams = field(default_factory=Upstreams)
+    watchdog: Watchdog = field(default_factory=Watchdog)  # the upstream waits' deadlines, one timer
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
     snapshot: Snapshot | None = None
     last_used: dict[str, LastUsed] = field(default_factory=dict)

@@ -422,3 +422,28 @@ async def test_every_tier_busy_is_a_retryable_503_in_the_callers_protocol(gatewa
     _, headers, body = next(r for r in results if r[0] == 503)
     assert json.loads(body)["error"]["code"] == "gateway_busy" and headers["Retry-After"] == "1"
     assert gw.runtime.breakers.items()[0][1].consecutive_failures == 0
+
+
+@pytest.mark.parametrize("limit", ["tier", "request"])
+async def test_a_deadline_during_a_stream_ends_it_with_an_error_event(gateway: GatewayFactory, sim: Simulator, limit: str) -> None:
+    """The stream's total time limit (the tier's totalSeconds, or the request's deadline)
+    passing after content started: the client gets the content so far and a timeout
+    error event, never a clean end; the tier's own limit is held against it."""
+    gw = await gateway(CHAIN, timeouts="{connectSeconds: 1, firstByteSeconds: 0.5, totalSeconds: %s}" % (
+        "0.8" if limit == "tier" else "30"))
+    sim.configure("primary", chunks=6)
+    sim.fault("primary", "hang", after_chunks=2)
+    body = {"model": "helper", "messages": HI, "stream": True}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as h:
+        headers = {"x-switchyard-deadline-seconds": "0.8"} if limit == "request" else {}
+        async with h.post(gw.api + "/v1/chat/completions", json=body, headers=headers) as r:
+            status, text = r.status, await r.text()
+    assert status == 200
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    last = json.loads(events[-1])
+    assert last["error"]["type"] == "timeout_error"
+    assert ("deadline ran out" if limit == "request" else "exceeded its time limit") in last["error"]["message"]
+    assert any(json.loads(e).get("choices") for e in events[:-1]), "content came first"
+    health = gw.runtime.breakers.items()[0][1]
+    assert health.consecutive_failures == (1 if limit == "tier" else 0), "a spent request deadline is nobody's fault"

@@ -54,6 +54,7 @@ from switchyard.sidecar.upstream import (
     read_chunk,
     scrub_str,
 )
+from switchyard.sidecar.watchdog import Watch
 
 log = logging.getLogger("switchyard.request")
 
@@ -84,12 +85,14 @@ class Attempt:
     deadline: float | None  # loop clock: the request's own deadline over the whole chain
     first_share: float | None  # loop clock: this tier's share of the deadline until first content
     egress: Adapter = field(init=False)
+    watch: Watch = field(init=False)  # every upstream wait's deadline (the sidecar's one watchdog)
     first_deadline: float = 0.0  # loop clock: the first content must arrive by then
     deadline_free_first_byte: float = 0.0  # what first_deadline would be without the request deadline
     total_deadline: float = 0.0  # loop clock: the whole attempt must end by then
 
     def __post_init__(self) -> None:
         self.egress = adapter_for(self.tier.protocol)
+        self.watch = self.rt.watchdog.watch()
 
     @property
     def passthrough(self) -> bool:
@@ -144,7 +147,7 @@ async def attempt(at: Attempt) -> web.StreamResponse | Miss:
         async with at.rt.upstreams.slot(tier, until=at.first_deadline):  # the source's pool: held to the end
             connect = min(tier.timeouts.connect_seconds, max(0.001, at.first_deadline - loop.time()))
             try:
-                async with asyncio.timeout_at(at.first_deadline):
+                with at.watch.until(at.first_deadline):
                     resp = await at.rt.upstreams.open(at.call, connect_seconds=connect, allow_link_local=at.tier.allow_link_local)
             except TimeoutError:
                 raise UpstreamTimeout("first-byte") from None
@@ -201,7 +204,7 @@ async def _error_answer(at: Attempt, resp: aiohttp.ClientResponse) -> Miss:
     try:
         raw = buffered_body(resp, 1 << 20)
         if raw is None:
-            async with asyncio.timeout_at(at.total_deadline):
+            with at.watch.until(at.total_deadline):
                 raw = await read_body(resp, 1 << 20)
     except (TimeoutError, UpstreamError):
         raw = b""
@@ -238,7 +241,7 @@ async def _whole(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespons
     raw = buffered_body(resp, at.rt.max_upstream_body_bytes)
     if raw is None:  # still arriving: wait for the rest within the attempt's limit
         try:
-            async with asyncio.timeout_at(at.total_deadline):
+            with at.watch.until(at.total_deadline):
                 raw = await read_body(resp, at.rt.max_upstream_body_bytes)
         except TimeoutError:
             raise UpstreamTimeout("total") from None
@@ -346,7 +349,7 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
     ended = False
     while True:
         try:
-            async with asyncio.timeout_at(at.first_deadline):
+            with at.watch.until(at.first_deadline):
                 chunk = await read_chunk(resp)
         except TimeoutError:
             raise UpstreamTimeout("first-byte") from None
@@ -378,7 +381,7 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
         await _write(out, (relay.encoder.start() if relay.encoder else b"") + relay.render(pending))
         while not ended:
             try:
-                async with asyncio.timeout_at(at.total_deadline):
+                with at.watch.until(at.total_deadline):
                     chunk = await read_chunk(resp)
             except TimeoutError:
                 failure = at.timed_out("total")
