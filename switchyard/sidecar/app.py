@@ -96,7 +96,7 @@ def is_loopback(host: str) -> bool:
 
 
 def build_api_app(rt: Runtime, exposure: guard.Exposure | None = None) -> web.Application:
-    app = web.Application(middlewares=[routes.protocol_errors])
+    app = web.Application()  # no middleware: see routes.py
     app[guard.EXPOSURE] = exposure or guard.Exposure()
     app[RUNTIME] = rt
     app.add_routes(routes.api_routes())

@@ -113,5 +113,6 @@ def check(request: web.Request, exposure: Exposure) -> GatewayError | None:
 
 
 EXPOSURE: web.AppKey[Exposure] = web.AppKey("exposure", Exposure)
-"""Where an application keeps its ``Exposure``; each listener's one middleware (``routes.
-protocol_errors``, ``admin.require_token``) calls ``check`` with it first."""
+"""Where an application keeps its ``Exposure``; each listener calls ``check`` with it
+before anything else (the API's route wrapper ``routes._served``, the admin listener's
+middleware ``admin.require_token``)."""

@@ -86,3 +86,37 @@ async def test_before_any_config_every_protocol_gets_a_retryable_503(client: Tes
     assert r.status == 503 and orjson.loads(await r.read())["error"]["status"] == "UNAVAILABLE"
     r = await client.post("/v1/chat/completions", json={"model": "a", "messages": []})
     assert r.status == 503 and orjson.loads(await r.read())["error"]["code"] == "not_configured"
+
+
+async def test_a_wrong_method_on_a_gemini_path_is_a_405_in_geminis_shape(client: TestClient) -> None:
+    r = await client.post("/v1beta/models", data=b"{}", headers={"Content-Type": "application/json"})
+    body = orjson.loads(await r.read())
+    assert r.status == 405 and body["error"]["code"] == 405
+
+
+@pytest.mark.parametrize("path", ["/v1/nope", "/v1/messages"])  # unknown path; known path, wrong method
+async def test_the_browser_guard_stands_before_unknown_routes_too(client: TestClient, path: str) -> None:
+    r = await client.get(path, headers={"Host": "attacker.example"})
+    assert r.status == 421
+
+
+async def test_a_handler_bug_is_a_500_in_the_callers_protocol_without_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request):  # type: ignore[no-untyped-def]
+        raise KeyError("secret-internal-detail")
+
+    monkeypatch.setattr(routes.api, "messages_count_tokens", broken)
+    async with TestClient(TestServer(build_api_app(Runtime()))) as c:
+        r = await c.post("/v1/messages/count_tokens", json={"model": "a", "messages": []})
+        raw = await r.read()
+    body = orjson.loads(raw)
+    assert r.status == 500 and body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert b"secret-internal-detail" not in raw and b"Traceback" not in raw
+    assert "secret-internal-detail" in caplog.text  # logged for the operator
+
+
+def test_the_api_listener_runs_no_middleware() -> None:
+    """aiohttp builds a middleware chain per request; the API's routes wrap their handlers
+    once instead (issue 18)."""
+    assert not build_api_app(Runtime()).middlewares
