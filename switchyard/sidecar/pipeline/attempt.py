@@ -40,6 +40,8 @@ from switchyard.sidecar.translate.base import (
     UpstreamCall,
     UpstreamFormatError,
     adapter_for,
+    judge,
+    response_verdict,
 )
 from switchyard.sidecar.upstream import (
     UpstreamBusy,
@@ -245,23 +247,31 @@ async def _whole(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespons
                 raw = await read_body(resp, at.rt.max_upstream_body_bytes)
         except TimeoutError:
             raise UpstreamTimeout("total") from None
+    ex = at.ex
+    # Relayed unchanged (same protocol): the verdict is read off the JSON, no neutral answer.
+    relay_raw = at.passthrough and not at.synth_stream and not ex.store_turn
+    answer: n.Response | None = None
     try:
         obj = orjson.loads(raw) if raw else None
         if not isinstance(obj, dict):
             raise _Empty("no body" if not raw else "not a JSON object")
-        answer = at.egress.parse_response(obj)
+        if relay_raw:
+            verdict = judge(at.egress, obj)
+        else:
+            answer = at.egress.parse_response(obj)
+            verdict = response_verdict(answer)
     except (orjson.JSONDecodeError, UpstreamFormatError, ValueError, TypeError, AttributeError) as exc:
         raise _Empty("malformed") from exc
-    if not answer.choices or not (n.has_content(answer.choices[0].parts) or _ran_out(answer.choices[0].finish_reason, answer.usage)):
+    if not (verdict.content or _ran_out(verdict.finish, verdict.usage)):
         raise _Empty("no content")
 
     at.commit()
-    at.ex.usage = answer.usage
+    ex.usage = verdict.usage
     at.succeeded()
-    ex = at.ex
     if ex.store_turn:
         ex.answer = answer
     if at.synth_stream:
+        assert answer is not None
         out = await _open_stream(at.request, ex)
         enc = at.encoder()
         body = enc.start()
@@ -275,6 +285,7 @@ async def _whole(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespons
         payload = raw  # same protocol: the upstream's bytes, unchanged
         ex.response_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     else:
+        assert answer is not None
         alias = at.parsed.model if at.parsed is not None else ""
         rendered = ex.ingress.render_response(answer, alias=alias, request=at.parsed)
         ex.response_id = rendered.get("id") if isinstance(rendered.get("id"), str) else None

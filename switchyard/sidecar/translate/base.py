@@ -108,6 +108,35 @@ class StreamEncoder(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the pipeline must know of a whole answer it relays unchanged (same protocol):
+    whether its first choice holds content a user would call an answer (promise 2), how it
+    finished, and the tokens it reports. ``response_verdict`` says the same of a parsed
+    answer; an adapter's ``verdict`` reads it off the upstream's JSON without building
+    the neutral response (a test keeps the two equal on the golden answers and mutants of
+    them)."""
+
+    content: bool
+    finish: neutral.FinishReason | None
+    usage: neutral.Usage | None
+
+
+def response_verdict(answer: neutral.Response) -> Verdict:
+    if not answer.choices:
+        return Verdict(False, None, answer.usage)
+    first = answer.choices[0]
+    return Verdict(neutral.has_content(first.parts), first.finish_reason, answer.usage)
+
+
+def judge(adapter: Adapter, body: dict[str, Any]) -> Verdict:
+    """The verdict on a whole answer in ``adapter``'s protocol: its own quick reading when
+    the answer has the usual shape, else that of the full parse (raises what
+    ``parse_response`` raises)."""
+    quick = adapter.verdict(body) if adapter.verdict is not None else None
+    return quick if quick is not None else response_verdict(adapter.parse_response(body))
+
+
 @dataclass(slots=True, eq=False)
 class Adapter:
     """One wire protocol's adapter: an explicit object of pure functions, one per protocol
@@ -154,6 +183,11 @@ class Adapter:
     parse_response: Callable[[dict[str, Any]], neutral.Response]
     stream_decoder: Callable[[], StreamDecoder]
     read_error: Callable[[int, bytes, Mapping[str, str]], UpstreamErrorInfo]
+    verdict: Callable[[dict[str, Any]], Verdict | None] | None = None
+    """Egress: the ``Verdict`` on a whole answer read straight off its JSON when it has the
+    usual shape (text, thinking); None for any other shape (tool calls, several choices,
+    an odd type anywhere): ``judge`` then parses it fully. Never more lenient than
+    ``parse_response``. A protocol without one is always parsed."""
 
     # ---- token counting (one flow for every protocol: sidecar/pipeline/count.py) ----
     count_request: Callable[[dict[str, Any], str | None], neutral.Request] | None = None

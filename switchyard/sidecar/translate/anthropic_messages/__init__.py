@@ -71,6 +71,7 @@ from .egress import (
     parse_response,
     read_count,
     read_error,
+    verdict,
 )
 from .stream import StreamDecoder, StreamEncoder
 
@@ -89,6 +90,7 @@ ADAPTER = Adapter(
     build_call=build_call,
     build_passthrough_call=build_passthrough_call,
     parse_response=parse_response,
+    verdict=verdict,
     stream_decoder=StreamDecoder,
     read_error=read_error,
     count_request=count_request,

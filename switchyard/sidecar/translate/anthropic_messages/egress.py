@@ -26,7 +26,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, auth_headers
+from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, Verdict, auth_headers
 from ..common import args_object, args_text, budget_to_effort, clamp, effort_to_budget, new_id
 from ._wire import FORMAT_TOOL, MIN_THINKING_BUDGET, PROTOCOL, _finish_in, _usage_in
 
@@ -411,6 +411,25 @@ def parse_response(body: dict[str, Any]) -> n.Response:
         choices=[n.Choice(parts, finish, stop_sequence)],
         usage=_usage_in(body.get("usage")),
     )
+
+
+def verdict(body: dict[str, Any]) -> Verdict | None:
+    """``parse_response``'s verdict on the usual answer (text and thinking blocks) without
+    building it; None for anything else (tool use, hosted tools, an odd type)."""
+    blocks = body.get("content")
+    if type(blocks) is not list or body.get("type") == "error":
+        return None
+    content = False
+    for b in blocks:
+        kind = b.get("type") if type(b) is dict else None
+        if kind == "text":
+            text = b.get("text")
+            if type(text) is not str:
+                return None
+            content = content or text != ""
+        elif kind != "thinking" and kind != "redacted_thinking":
+            return None
+    return Verdict(content, _finish_in(body.get("stop_reason"), True), _usage_in(body.get("usage")))
 
 
 def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:

@@ -88,6 +88,7 @@ from .egress import (
     read_count,
     read_embeddings,
     read_error,
+    verdict,
 )
 from .stream import StreamDecoder, StreamEncoder
 
@@ -110,6 +111,7 @@ ADAPTER = Adapter(
     build_call=build_call,
     build_passthrough_call=build_passthrough_call,
     parse_response=parse_response,
+    verdict=verdict,
     stream_decoder=StreamDecoder,
     read_error=read_error,
     count_request=count_request,

@@ -25,7 +25,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, upstream_headers
+from ..base import RequestError, UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, Verdict, upstream_headers
 from ..common import budget_to_effort, clamp, effort_to_budget, new_id, vector_in
 from ._wire import PROTOCOL, _answer_parts, _finish_in, _get, _key, _parts_out, _usage_in
 
@@ -220,6 +220,30 @@ def parse_response(body: dict[str, Any]) -> n.Response:
         choices=choices,
         usage=_usage_in(_get(body, "usageMetadata")),
     )
+
+
+_TEXT_PART_KEYS = frozenset({"text", "thought", "thoughtSignature"})
+
+
+def verdict(body: dict[str, Any]) -> Verdict | None:
+    """``parse_response``'s verdict on the usual answer (one candidate of text and thought
+    parts) without building it; None for anything else (function calls, media, code,
+    several candidates, snake_case names, an odd type)."""
+    candidates = body.get("candidates")
+    if type(candidates) is not list or len(candidates) != 1 or type(candidates[0]) is not dict:
+        return None
+    candidate = candidates[0]
+    parts = _get(_get(candidate, "content"), "parts")
+    if type(parts) is not list:
+        return None
+    content = False
+    for p in parts:
+        if type(p) is not dict or type(p.get("text")) is not str or not p.keys() <= _TEXT_PART_KEYS:
+            return None
+        content = content or (p["text"] != "" and p.get("thought") is not True)
+    reason = _get(candidate, "finishReason")
+    finish = _finish_in(reason, False) if isinstance(reason, str) else None
+    return Verdict(content, finish, _usage_in(_get(body, "usageMetadata")))
 
 
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")

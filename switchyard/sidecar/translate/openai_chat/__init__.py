@@ -47,7 +47,7 @@ from .ingress import (
     request_model,
     request_streams,
 )
-from .egress import build_call, build_passthrough_call, embed_call, parse_response, read_embeddings, read_error
+from .egress import build_call, build_passthrough_call, embed_call, parse_response, read_embeddings, read_error, verdict
 from .stream import StreamDecoder, StreamEncoder
 
 ADAPTER = Adapter(
@@ -65,6 +65,7 @@ ADAPTER = Adapter(
     build_call=build_call,
     build_passthrough_call=build_passthrough_call,
     parse_response=parse_response,
+    verdict=verdict,
     stream_decoder=StreamDecoder,
     read_error=read_error,
     embed_request=embed_request,

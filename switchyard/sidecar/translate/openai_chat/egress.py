@@ -21,7 +21,7 @@ from switchyard.sidecar.contract.config import CompiledTier
 from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, upstream_headers
+from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, Verdict, upstream_headers
 from ..common import args_text, budget_to_effort, clamp, data_url, new_id, vector_in
 from ._wire import FINISH_IN, PROTOCOL, _usage_in
 
@@ -222,6 +222,23 @@ def parse_response(body: dict[str, Any]) -> n.Response:
         usage=_usage_in(body.get("usage")),
         created=body.get("created") if isinstance(body.get("created"), int) else None,
     )
+
+
+def verdict(body: dict[str, Any]) -> Verdict | None:
+    """``parse_response``'s verdict on the usual answer (one choice, a text message)
+    without building it; None for anything else (tool calls, a refusal, several choices,
+    an odd type)."""
+    choices = body.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    msg = choice.get("message") if type(choice) is dict else None
+    if type(msg) is not dict or msg.get("tool_calls") or msg.get("refusal"):
+        return None
+    content, reason = msg.get("content"), choice.get("finish_reason")
+    if (content is not None and type(content) is not str) or (reason is not None and type(reason) is not str):
+        return None
+    return Verdict(bool(content), FINISH_IN.get(reason or "", None), _usage_in(body.get("usage")))  # type: ignore[arg-type]
 
 
 def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
