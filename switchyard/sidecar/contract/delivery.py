@@ -18,14 +18,13 @@ operator's ``selection.py`` and the resource models use ``selector_matches``).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .config import SCHEMA_VERSION, CompiledBinding, CompiledConfig
+from .config import SCHEMA_VERSION, CompiledBinding, CompiledConfig, spliced_digest
 
 CONFIG_SECRET = "switchyard-config"  # one per namespace, written by the operator
 BUNDLE_KEY = "bundle.json"  # the key of that Secret (a file of the mounted volume)
@@ -105,8 +104,14 @@ class ConfigBundle(_Frozen):
     bindings: list[BundleEntry] = Field(default_factory=list)
 
     def with_version(self) -> ConfigBundle:
-        content = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"version"})
-        digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        """A copy whose ``version`` is the hash of its content (as ``CompiledConfig``'s)."""
+        reveal = {"reveal_secrets": True}
+        no_profiles = {"__all__": {"binding": {"tiers": {"__all__": {"profile": True}}}}}
+        content = self.model_dump(mode="json", context=reveal, exclude={"version": True, "bindings": no_profiles})
+        digest = spliced_digest(
+            content, ((d["binding"], e.binding) for d, e in zip(content["bindings"], self.bindings, strict=True)),
+            lambda: self.model_dump(mode="json", context=reveal, exclude={"version"}),
+        )
         return self.model_copy(update={"version": digest[:16]})
 
     def to_file(self) -> bytes:
