@@ -32,6 +32,7 @@ ALIASES = ["gpt", "claude-*", "gemini-*", "fast", "smart", "code", "chat", "gpt-
 @dataclass(frozen=True)
 class Varied:
     resources: ResourceSet
+    docs: list[dict[str, Any]]  # the manifests the resources were parsed from
     pod_labels: list[dict[str, str]]  # one per emulated pod
     catalogs: dict[tuple[str, str], frozenset[str]]
 
@@ -40,7 +41,7 @@ def _doc(kind: str, name: str, spec: dict[str, Any], ns: str) -> dict[str, Any]:
     return {"apiVersion": "switchyard.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
-def parsed(doc: dict[str, Any]) -> Any:
+def _parsed(doc: dict[str, Any]) -> Any:
     res, errors = parse_document(doc)
     assert res is not None, (doc, errors)
     return res
@@ -71,6 +72,12 @@ def random_labels(rnd: random.Random) -> dict[str, str]:
 
 def build(seed: int = 1, *, sources: int = 24, bindings: int = 120, pods: int = 60, ns: str = NS) -> Varied:
     rnd = random.Random(seed)
+    docs: list[dict[str, Any]] = []
+
+    def parsed(doc: dict[str, Any]) -> Any:
+        docs.append(doc)
+        return _parsed(doc)
+
     secret_data = {f"k{i}": f"sk-varied-{seed}-{i}" for i in range(sources) if i % 11 != 5}  # some keys missing
     secret = parsed({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": ns},
                      "stringData": secret_data})
@@ -150,4 +157,4 @@ def build(seed: int = 1, *, sources: int = 24, bindings: int = 120, pods: int = 
                 for i in range(sources) if i % 9 == 4}
     catalogs[(ns, "src-02")] = frozenset({"not-the-default"})  # its model is not in the live catalog
     labels = [random_labels(rnd) for _ in range(pods)]
-    return Varied(ResourceSet(sources=srcs, profiles=profiles, bindings=bds, secrets=[secret]), labels, catalogs)
+    return Varied(ResourceSet(sources=srcs, profiles=profiles, bindings=bds, secrets=[secret]), docs, labels, catalogs)
