@@ -260,17 +260,21 @@ def main() -> int:
     if counts:
         print(f"\noperator with N pods: CPU of one namespace pass of the reconciler's planner (plan_configs + "
               f"plan_statuses: parse, compile, bundle, select, per-pod configs, statuses; no I/O), "
-              f"{args.pods_bindings} bindings, {args.sources} sources, best of {max(1, min(rounds, 3))}")
-        print(f"{'pods':>8}  {'plan_configs, ms':>16}  {'plan_statuses, ms':>17}  {'total, ms':>10}  "
-              f"{'added per pod over the fewest pods':>34}")
-        first: tuple[int, float] | None = None
+              f"{args.pods_bindings} bindings, {args.sources} sources, best of {max(1, rounds)}")
+        print(f"{'pods':>8}  {'plan_configs, ms':>16}  {'plan_statuses, ms':>17}  {'total, ms':>10}")
+        time_operator_pass(args.pods_bindings, args.sources, counts[0], 1)  # warm-up, not shown
+        points = []
         for n_pods in counts:
-            cfg, st = time_operator_pass(args.pods_bindings, args.sources, n_pods, max(1, min(rounds, 3)))
-            if first is None:
-                first, added = (n_pods, cfg + st), ""
-            else:
-                added = f"{(cfg + st - first[1]) / (n_pods - first[0]) * 1e6:7.0f} us" if n_pods > first[0] else ""
-            print(f"{n_pods:>8}  {cfg * 1000:16.1f}  {st * 1000:17.1f}  {(cfg + st) * 1000:10.1f}  {added:>34}")
+            cfg, st = time_operator_pass(args.pods_bindings, args.sources, n_pods, max(1, rounds))
+            points.append((n_pods, cfg + st))
+            print(f"{n_pods:>8}  {cfg * 1000:16.1f}  {st * 1000:17.1f}  {(cfg + st) * 1000:10.1f}")
+        if len({n for n, _ in points}) > 1:
+            # The rows differ by little more than the noise of the fixed part (a whole
+            # compile of the bindings): a least-squares line over all of them.
+            mx = statistics.fmean(n for n, _ in points)
+            my = statistics.fmean(t for _, t in points)
+            slope = sum((n - mx) * (t - my) for n, t in points) / sum((n - mx) ** 2 for n, _ in points)
+            print(f"{'':>8}  least squares: {(my - slope * mx) * 1000:.0f} ms per pass + {slope * 1e6:.0f} us per pod")
 
     if args.profile:
         import cProfile

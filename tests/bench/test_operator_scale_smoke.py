@@ -26,4 +26,4 @@ def test_operator_scale_prints_the_pass_and_the_pods_figure() -> None:
     assert "full namespace pass for 500 pods" in out
     assert "compile target < 100 ms: " in out
     assert out.count("exact)") == 2 and "MISMATCH" not in out and "NOT = per-pod compiles" not in out
-    assert "operator with N pods" in out and "plan_statuses" in out
+    assert "operator with N pods" in out and "plan_statuses" in out and "least squares:" in out
