@@ -41,6 +41,7 @@ from switchyard.sidecar.contract.config import (
     CompiledTier,
     CompiledTimeouts,
 )
+from switchyard.sidecar.contract.delivery import settle_aliases
 
 # Reasons are CamelCase, as Kubernetes condition reasons are.
 SOURCE_NOT_FOUND = "SourceNotFound"
@@ -185,7 +186,35 @@ def compile_config(
     `primary_was_set` tells whether a binding's `primary` was ever set (the operator
     remembers it in status), so a cleared primary stays cleared (promise 5).
     `catalogs` holds each source's live model list, keyed by (namespace, name), where known.
+
+    The same as ``assemble_compiled(compile_bindings(...))``: the operator compiles each
+    binding once and assembles each pod's config from them (``only`` = the bindings
+    selecting the pod), with the same bytes and reports as this call.
     """
+    return assemble_compiled(compile_bindings(
+        resources, credentials=credentials, standalone=standalone, environ=environ,
+        primary_was_set=primary_was_set, only=only, catalogs=catalogs,
+    ))
+
+
+BindingKey = tuple[str, str]  # (namespace, name)
+CompiledBindings = Mapping[BindingKey, tuple[CompiledBinding, BindingReport]]
+
+
+def compile_bindings(
+    resources: ResourceSet,
+    *,
+    credentials: CredentialLookup | None = None,
+    standalone: bool = False,
+    environ: Mapping[str, str] | None = None,
+    primary_was_set: Callable[[AssistantBinding], bool] = lambda _b: False,
+    only: Iterable[tuple[str, str]] | None = None,
+    catalogs: Mapping[tuple[str, str], Iterable[str]] | None = None,
+) -> dict[BindingKey, tuple[CompiledBinding, BindingReport]]:
+    """Each binding (or those in `only`) compiled on its own, with every alias it asks for
+    and no alias conflict settled: a binding compiles the same whichever others share a
+    config with it, so this is done once and ``assemble_compiled`` settles the aliases of
+    each set. Arguments as ``compile_config``'s."""
     ctx = _Ctx(
         sources={(s.namespace, s.name): s for s in resources.sources},
         profiles={(p.namespace, p.name): p for p in resources.profiles},
@@ -194,20 +223,45 @@ def compile_config(
         catalogs={k: frozenset(v) for k, v in (catalogs or {}).items()},
     )
     wanted = set(only) if only is not None else None
-    # Filter before sorting: a per-pod compile names a few bindings out of thousands.
+    # Filter before compiling: a per-pod compile names a few bindings out of thousands.
     chosen = resources.bindings if wanted is None else [b for b in resources.bindings if (b.namespace, b.name) in wanted]
-    bindings = sorted(chosen, key=lambda b: (b.namespace, b.name))
-    compiled: list[CompiledBinding] = []
-    reports: dict[tuple[str, str], BindingReport] = {}
-    alias_owner: dict[str, str] = {}
-    for binding in bindings:
-        if wanted is not None and (binding.namespace, binding.name) not in wanted:
-            continue
-        cb, report = _compile_binding(binding, ctx, primary_was_set(binding), alias_owner)
-        compiled.append(cb)
-        reports[(binding.namespace, binding.name)] = report
-    config = CompiledConfig(bindings=compiled).with_version()
-    return CompileResult(config=config, reports=reports)
+    return {(b.namespace, b.name): _compile_binding(b, ctx, primary_was_set(b)) for b in chosen}
+
+
+def alias_conflict(alias: str, owner: str) -> str:
+    """How a report names an alias another binding took (``BindingReport.alias_conflicts``)."""
+    return f"{alias} (taken by {owner})"
+
+
+def settled_reports(compiled: CompiledBindings, keys: Iterable[BindingKey] | None = None) -> dict[BindingKey, BindingReport]:
+    """The reports of the bindings `keys` (all: None) compiled into one config: each alias
+    to the first binding by (namespace, name) that asks for it, the others' conflicts."""
+    return _settle(compiled, keys)[1]
+
+
+def assemble_compiled(compiled: CompiledBindings, keys: Iterable[BindingKey] | None = None) -> CompileResult:
+    """One config of the bindings `keys` (all: None) out of ``compile_bindings``: in
+    (namespace, name) order, each alias kept by the first binding that asks for it, the
+    others reported as conflicts; versioned. What ``compile_config(only=keys)`` gives."""
+    bindings, reports = _settle(compiled, keys)
+    return CompileResult(config=CompiledConfig(bindings=bindings).with_version(), reports=reports)
+
+
+def _settle(
+    compiled: CompiledBindings, keys: Iterable[BindingKey] | None
+) -> tuple[list[CompiledBinding], dict[BindingKey, BindingReport]]:
+    chosen = compiled if keys is None else [k for k in set(keys) if k in compiled]
+    settled, lost = settle_aliases(compiled[k][0] for k in chosen)
+    reports: dict[BindingKey, BindingReport] = {}
+    for cb in settled:
+        key = (cb.namespace, cb.name)
+        report = compiled[key][1]
+        if key in lost:
+            report = dataclasses.replace(
+                report, aliases=cb.aliases, alias_conflicts=[alias_conflict(a, o) for a, o in lost[key]]
+            )
+        reports[key] = report
+    return settled, reports
 
 
 def _chain(binding: AssistantBinding, was_set: bool) -> tuple[list[TierRef], str | None, bool]:
@@ -225,9 +279,7 @@ def _chain(binding: AssistantBinding, was_set: bool) -> tuple[list[TierRef], str
     return [], "PrimaryNotSet", False
 
 
-def _compile_binding(
-    binding: AssistantBinding, ctx: _Ctx, was_set: bool, alias_owner: dict[str, str]
-) -> tuple[CompiledBinding, BindingReport]:
+def _compile_binding(binding: AssistantBinding, ctx: _Ctx, was_set: bool) -> tuple[CompiledBinding, BindingReport]:
     spec = binding.spec
     refs, unbound_reason, legacy = _chain(binding, was_set)
     tiers: list[CompiledTier] = []
@@ -240,16 +292,7 @@ def _compile_binding(
         tiers.append(tier)
         reports.append(report)
 
-    owner = f"{binding.namespace}/{binding.name}"
-    aliases: list[str] = []
-    conflicts: list[str] = []
-    for alias in spec.aliases or [binding.name]:
-        taken = alias_owner.setdefault(alias, owner)
-        if taken == owner:
-            aliases.append(alias)
-        else:
-            conflicts.append(f"{alias} (taken by {taken})")
-
+    aliases = list(spec.aliases or [binding.name])  # every one asked for: settled per config (_settle)
     compiled = CompiledBinding(
         name=binding.name,
         namespace=binding.namespace,
@@ -276,7 +319,6 @@ def _compile_binding(
         unbound_reason=unbound_reason,
         legacy_primary=legacy,
         tiers=reports,
-        alias_conflicts=conflicts,
     )
     return compiled, report
 

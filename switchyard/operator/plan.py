@@ -7,9 +7,12 @@ writes status and posts Events. Between those steps it asks this module, in two 
 
 ``plan_configs(NamespaceInputs) -> ConfigPlan``
     parse the namespace's sources, profiles and bindings (a spec the models refuse is
-    reported, never raised); compile every binding with the compiler, unchanged
-    (``switchyard.compiler``), for its status chain, and once per distinct set of bindings
-    selecting a sidecar pod (``only=``) for that pod's config; say which pods cannot be
+    reported, never raised); compile each binding once with the compiler
+    (``switchyard.compiler.compile_bindings``), for its status chain and the namespace's
+    config bundle; find the bindings selecting each sidecar pod through an index
+    (``selection.SelectorIndex``) and assemble each distinct set's config from the
+    compiled bindings, as its sidecar does from the bundle (the same bytes as compiling
+    the set with ``compile_config(only=...)``); say which pods cannot be
     configured and why (not injected, no address, no admin token), and which must be
     pushed: those whose sidecar does not run the version planned for them (``running``,
     what the reconciler remembers of earlier pushes and reports).
@@ -41,14 +44,20 @@ from typing import Any
 
 from switchyard.api.manifests import ResourceSet, parse_document
 from switchyard.api.models import AssistantBinding
-from switchyard.compiler.compile import BindingReport, compile_config
+from switchyard.compiler.compile import BindingReport, CompiledBindings, compile_bindings, settled_reports
 from switchyard.sidecar.contract.config import CompiledConfig
-from switchyard.sidecar.contract.delivery import BundleEntry, ConfigBundle, Selector, SelectorRequirement, assemble
+from switchyard.sidecar.contract.delivery import (
+    BundleEntry,
+    ConfigBundle,
+    Selector,
+    SelectorRequirement,
+    assemble_bindings,
+)
 from switchyard.sidecar.contract.report import SidecarReport
 
 from .credentials import refusal
 from .health import BindingHealth, aggregate
-from .selection import PodInfo, selects
+from .selection import PodInfo, SelectorIndex
 from .status import BindingInputs, PodProblem, PodsView, binding_status, profile_status, prune
 from .world import Snap
 
@@ -205,28 +214,30 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
     def primary_was_set(b: AssistantBinding) -> bool:
         return was_set.get(b.name, False)
 
-    def compile_for(names: frozenset[str] | None) -> Any:
-        only = None if names is None else [(ns, n) for n in sorted(names)]
-        return compile_config(rs, credentials=lookup, primary_was_set=primary_was_set, only=only, catalogs=cats)
+    # Each binding compiled once (a binding compiles the same in whatever set it is);
+    # the namespace's reports and every pod's config are assembled from these.
+    compiled = compile_bindings(rs, credentials=lookup, primary_was_set=primary_was_set, catalogs=cats)
+    reports = {name: explain_invalid_sources(r, bad_sources) for (_, name), r in settled_reports(compiled).items()}
+    bundle = build_bundle(ns, bindings, compiled, {b.name: b.generation for b in inp.bindings})
+    in_bundle = {e.binding.name: e.binding for e in bundle.bindings}
 
-    whole = compile_for(None)
-    reports = {name: explain_invalid_sources(r, bad_sources) for (_, name), r in whole.reports.items()}
-    bundle = build_bundle(ns, bindings, whole.config, {b.name: b.generation for b in inp.bindings})
-
-    # Each pod's config: the bindings that select it (pods with the same set share one).
-    by_set: dict[frozenset[str], Any] = {}
+    # Each pod's config: the bindings that select it (found through the index, not by
+    # testing every selector against every pod), assembled the way its sidecar assembles
+    # them from the bundle and its labels (``assemble_bindings``, the function
+    # ``delivery.assemble`` calls), so the versions agree by construction. Pods with the
+    # same set share one config; each set's alias conflicts are the compiler's reports.
+    index = SelectorIndex((b.name, b.spec.selector) for b in bindings)
+    by_set: dict[frozenset[str], CompiledConfig] = {}
     pod_bindings: dict[PodKey, frozenset[str]] = {}
     conflicts: dict[str, set[str]] = {}
     for pod in inp.pods:
-        names = frozenset(b.name for b in bindings if selects(b.spec.selector, pod.labels))
+        names = frozenset(index.selecting(pod.labels))
         pod_bindings[pod.key] = names
         if names not in by_set:
-            by_set[names] = compile_for(names)
-            for (_, bname), rep in by_set[names].reports.items():
+            by_set[names] = assemble_bindings(in_bundle[n] for n in names if n in in_bundle)
+            for (_, bname), rep in settled_reports(compiled, [(ns, n) for n in names]).items():
                 conflicts.setdefault(bname, set()).update(rep.alias_conflicts)
-    # What each pod runs is what its sidecar assembles from the bundle and its labels:
-    # the same function on both sides, so the versions agree by construction.
-    configs: dict[PodKey, CompiledConfig] = {p.key: assemble(bundle, p.labels) for p in inp.pods}
+    configs: dict[PodKey, CompiledConfig] = {p.key: by_set[pod_bindings[p.key]] for p in inp.pods}
 
     token = admin_token(inp.secrets, inp.admin_token)
     stuck: dict[PodKey, PodProblem] = {}
@@ -255,16 +266,18 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
 
 
 def build_bundle(
-    ns: str, bindings: Sequence[AssistantBinding], compiled: CompiledConfig, generations: Mapping[str, int | None]
+    ns: str, bindings: Sequence[AssistantBinding], compiled: CompiledBindings, generations: Mapping[str, int | None]
 ) -> ConfigBundle:
     """Every binding of the namespace with its selector, each with all the aliases it asks
-    for (``assemble`` settles conflicts per pod, as the compiler does) and its generation."""
-    by_name = {b.name: b for b in compiled.bindings if b.namespace == ns}
+    for (``compile_bindings`` leaves them unsettled; ``assemble`` settles conflicts per
+    pod, as the compiler does) and its generation."""
     entries = []
     for b in sorted(bindings, key=lambda b: b.name):
-        cb = by_name.get(b.name)
-        if cb is None:
+        found = compiled.get((ns, b.name))
+        if found is None:
             continue
+        cb = found[0]
+        generation = generations.get(b.name)
         sel = b.spec.selector
         entries.append(BundleEntry(
             selector=Selector(
@@ -272,8 +285,7 @@ def build_bundle(
                 match_expressions=[SelectorRequirement(key=r.key, operator=r.operator, values=list(r.values))
                                    for r in sel.match_expressions],
             ),
-            binding=cb.model_copy(update={"aliases": list(b.spec.aliases or [b.name]),
-                                          "generation": generations.get(b.name)}),
+            binding=cb if cb.generation == generation else cb.model_copy(update={"generation": generation}),
         ))
     return ConfigBundle(namespace=ns, bindings=entries).with_version()
 
@@ -314,9 +326,13 @@ def plan_binding(
     outcomes: Mapping[PodKey, PodOutcome],
     previous: Mapping[str, Any],
     now: float,
+    selected: Sequence[PodInfo] | None = None,
 ) -> BindingPlan:
+    """``selected``: the pods of ``pods`` the binding selects, when the caller knows them
+    (``plan_statuses`` does, for every binding at once); else found from the plan."""
     report = plan.reports.get(snap.name)
-    selected = [p for p in pods if snap.name in plan.pod_bindings.get(p.key, ())]
+    if selected is None:
+        selected = [p for p in pods if snap.name in plan.pod_bindings.get(p.key, ())]
     none = PodOutcome()
     configured = [p for p in selected if outcomes.get(p.key, none).runs_planned]
     problems = tuple(
@@ -350,9 +366,13 @@ def plan_statuses(
 ) -> StatusPlan:
     """Each binding's and profile's desired status. ``previous``: each binding's status as
     last known (the index, or what the reconciler wrote since; absent: the index's)."""
+    selected: dict[str, list[PodInfo]] = {}  # binding -> the pods it selects, in pod order
+    for p in inp.pods:
+        for name in plan.pod_bindings.get(p.key, ()):
+            selected.setdefault(name, []).append(p)
     return StatusPlan(
         bindings={
-            b.name: plan_binding(b, plan, inp.pods, outcomes, previous.get(b.name, b.status), now)
+            b.name: plan_binding(b, plan, inp.pods, outcomes, previous.get(b.name, b.status), now, selected.get(b.name, []))
             for b in inp.bindings
         },
         profiles={

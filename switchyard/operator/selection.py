@@ -15,11 +15,13 @@ kubelet (pods stay Pending and never get an IP).
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from switchyard.api.models import LabelSelector
-from switchyard.sidecar.contract.delivery import CONFIG_VERSION_ANNOTATION, selector_selects
+from switchyard.sidecar.contract.delivery import CONFIG_VERSION_ANNOTATION, selector_matches, selector_selects
 
 from .settings import (
     ADMIN_PORT_ANNOTATION,
@@ -27,6 +29,8 @@ from .settings import (
     INJECT_ANNOTATION,
     SIDECAR_CONTAINER,
 )
+
+T = TypeVar("T")
 
 ADMIN_PORT_NAME = "sy-admin"
 API_PORT_NAME = "sy-api"
@@ -140,3 +144,46 @@ def selects(selector: LabelSelector, labels: dict[str, str]) -> bool:
     return selector_selects(
         selector.match_labels, [(r.key, r.operator, r.values) for r in selector.match_expressions], labels
     )
+
+
+class SelectorIndex(Generic[T]):
+    """Which of many selectors select a pod, without testing every selector against it.
+
+    Each selector with ``matchLabels`` is filed under one of its pairs (the one the fewest
+    other selectors share); a pod's candidates are the selectors filed under its own label
+    pairs, plus those with only ``matchExpressions``, and only candidates are tested, with
+    every pair and expression. A selector not filed under any of the pod's pairs lacks one
+    of its ``matchLabels``, so it could not select the pod: the answer is ``selects`` for
+    every selector, and the work per pod is its labels and candidates, not the number of
+    selectors. An empty selector selects no pod (``selects``): it is not filed at all.
+    """
+
+    def __init__(self, items: Iterable[tuple[T, LabelSelector]]) -> None:
+        entries = list(items)
+        shared = Counter(pair for _, sel in entries for pair in sel.match_labels.items())
+        self._by_pair: dict[tuple[str, str], list[tuple[int, T, dict[str, str], list[tuple[str, str, list[str]]]]]] = {}
+        self._expressions_only: list[tuple[int, T, dict[str, str], list[tuple[str, str, list[str]]]]] = []
+        for order, (item, sel) in enumerate(entries):
+            exprs = [(r.key, r.operator, r.values) for r in sel.match_expressions]
+            entry = (order, item, sel.match_labels, exprs)
+            if sel.match_labels:
+                pair = min(sel.match_labels.items(), key=lambda kv: (shared[kv], kv))
+                self._by_pair.setdefault(pair, []).append(entry)
+            elif exprs:
+                self._expressions_only.append(entry)
+
+    def selecting(self, labels: Mapping[str, str]) -> list[T]:
+        """The items whose selector selects a pod with ``labels``, in the order given."""
+        found = [
+            (order, item)
+            for pair in labels.items()
+            for order, item, match_labels, exprs in self._by_pair.get(pair, ())
+            if selector_matches(match_labels, exprs, labels)
+        ]
+        found += [
+            (order, item)
+            for order, item, match_labels, exprs in self._expressions_only
+            if selector_matches(match_labels, exprs, labels)
+        ]
+        found.sort(key=lambda x: x[0])
+        return [item for _, item in found]

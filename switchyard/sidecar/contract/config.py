@@ -21,6 +21,9 @@ push (``to_wire``), which is the one place they must travel.
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import orjson
@@ -148,6 +151,58 @@ class CompiledConfig(_Frozen):
 
     def with_version(self) -> CompiledConfig:
         """Return a copy whose ``version`` is the hash of its content (secrets included)."""
-        content = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"version"})
-        digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        content = self.model_dump(mode="json", context=_REVEAL, exclude={"version": True, "bindings": _NO_PROFILES})
+        digest = spliced_digest(
+            content, zip(content["bindings"], self.bindings, strict=True),
+            lambda: self.model_dump(mode="json", context=_REVEAL, exclude={"version"}),
+        )
         return self.model_copy(update={"version": digest[:16]})
+
+
+# The version hash is sha256 of the content's JSON with sorted keys, credentials in clear.
+# Thousands of tiers share a handful of profiles, and dumping each tier's profile is a
+# third of a compile (bench/operator_scale.py): the content is dumped without them, each
+# distinct profile is serialised once and its bytes spliced in where its tiers hold a
+# placeholder. The bytes hashed are the same as the full dump's (sorted keys, compact).
+_REVEAL = {"reveal_secrets": True}
+_NO_PROFILES: dict[Any, Any] = {"__all__": {"tiers": {"__all__": {"profile": True}}}}
+_MARK = "\ue000"  # private use: placeholders are whole JSON strings that name this process' nonce
+_NONCE = secrets.token_hex(8)
+_PLACEHOLDER = re.compile(f'"{_MARK}{_NONCE}-([0-9]+){_MARK}"'.encode())
+
+
+def spliced_digest(
+    content: dict[str, Any],
+    bindings: Iterable[tuple[dict[str, Any], CompiledBinding]],
+    full: Callable[[], dict[str, Any]],
+) -> str:
+    """sha256 hex of ``orjson.dumps(full(), OPT_SORT_KEYS)``, from ``content``: the same dump
+    with every tier's profile left out. ``bindings`` pairs each dumped binding of
+    ``content`` with its model; their tiers get the placeholder of their profile (the
+    dicts are changed). Should a value of the content spell a placeholder, the count of
+    replacements gives it away and ``full()`` is dumped instead."""
+    index: dict[int, int] = {}
+    parts: list[bytes] = []
+    placed = 0
+    for dumped, binding in bindings:
+        for tier_dump, tier in zip(dumped["tiers"], binding.tiers, strict=True):
+            i = index.get(id(tier.profile))
+            if i is None:
+                i = index[id(tier.profile)] = len(parts)
+                parts.append(orjson.dumps(tier.profile.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+            tier_dump["profile"] = f"{_MARK}{_NONCE}-{i}{_MARK}"
+            placed += 1
+    raw = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    if placed:
+        replaced = 0
+
+        def splice(m: re.Match[bytes]) -> bytes:
+            nonlocal replaced
+            replaced += 1
+            i = int(m.group(1))
+            return parts[i] if i < len(parts) else m.group(0)
+
+        raw = _PLACEHOLDER.sub(splice, raw)
+        if replaced != placed:
+            raw = orjson.dumps(full(), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()

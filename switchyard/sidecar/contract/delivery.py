@@ -18,14 +18,13 @@ operator's ``selection.py`` and the resource models use ``selector_matches``).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .config import SCHEMA_VERSION, CompiledBinding, CompiledConfig
+from .config import SCHEMA_VERSION, CompiledBinding, CompiledConfig, spliced_digest
 
 CONFIG_SECRET = "switchyard-config"  # one per namespace, written by the operator
 BUNDLE_KEY = "bundle.json"  # the key of that Secret (a file of the mounted volume)
@@ -105,8 +104,14 @@ class ConfigBundle(_Frozen):
     bindings: list[BundleEntry] = Field(default_factory=list)
 
     def with_version(self) -> ConfigBundle:
-        content = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"version"})
-        digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        """A copy whose ``version`` is the hash of its content (as ``CompiledConfig``'s)."""
+        reveal = {"reveal_secrets": True}
+        no_profiles = {"__all__": {"binding": {"tiers": {"__all__": {"profile": True}}}}}
+        content = self.model_dump(mode="json", context=reveal, exclude={"version": True, "bindings": no_profiles})
+        digest = spliced_digest(
+            content, ((d["binding"], e.binding) for d, e in zip(content["bindings"], self.bindings, strict=True)),
+            lambda: self.model_dump(mode="json", context=reveal, exclude={"version"}),
+        )
         return self.model_copy(update={"version": digest[:16]})
 
     def to_file(self) -> bytes:
@@ -121,14 +126,36 @@ class ConfigBundle(_Frozen):
 def assemble(bundle: ConfigBundle, labels: Mapping[str, str]) -> CompiledConfig:
     """The config a pod with ``labels`` runs: the bindings selecting it, by name, each
     alias to the first binding that asks for it (the compiler's rule), versioned."""
-    chosen = sorted((e.binding for e in bundle.bindings if e.selector.selects(labels)), key=lambda b: (b.namespace, b.name))
+    return assemble_bindings(e.binding for e in bundle.bindings if e.selector.selects(labels))
+
+
+def assemble_bindings(bindings: Iterable[CompiledBinding]) -> CompiledConfig:
+    """One config of these bindings (each with every alias it asks for), aliases settled
+    (``settle_aliases``), versioned: what ``assemble`` gives for the bindings selecting a
+    pod, and what the operator plans for every pod selected by the same bindings."""
+    settled, _lost = settle_aliases(bindings)
+    return CompiledConfig(bindings=settled).with_version()
+
+
+def settle_aliases(
+    bindings: Iterable[CompiledBinding],
+) -> tuple[list[CompiledBinding], dict[tuple[str, str], list[tuple[str, str]]]]:
+    """The bindings in (namespace, name) order, each alias kept by the first that asks for
+    it (the compiler's rule); and, for each binding that lost some, which to whom:
+    (namespace, name) -> [(alias, "owner-namespace/owner-name")]. A binding that keeps
+    all its aliases is returned as it is."""
     owner: dict[str, str] = {}
-    out = []
-    for b in chosen:
+    out: list[CompiledBinding] = []
+    lost: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for b in sorted(bindings, key=lambda b: (b.namespace, b.name)):
         mine = f"{b.namespace}/{b.name}"
         aliases = [a for a in b.aliases if owner.setdefault(a, mine) == mine]
-        out.append(b if aliases == b.aliases else b.model_copy(update={"aliases": aliases}))
-    return CompiledConfig(bindings=out).with_version()
+        if len(aliases) == len(b.aliases):
+            out.append(b)
+            continue
+        out.append(b.model_copy(update={"aliases": aliases}))
+        lost[(b.namespace, b.name)] = [(a, owner[a]) for a in b.aliases if owner[a] != mine]
+    return out, lost
 
 
 def parse_labels(text: str) -> dict[str, str]:
