@@ -36,6 +36,7 @@ import pytest
 from harness import CLIENT_KEY, KEYS, GatewayFactory, binding, load, sources
 from switchyard import logs as switchyard_logs
 from switchyard.compiler import compile_config
+from switchyard.sidecar.pipeline.exchange import request_log
 from switchyard.simulator import Simulator
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "observability"
@@ -261,6 +262,7 @@ def logged(level: str = "info", stream: Any = None) -> Iterator[Any]:
 
 async def test_metrics_and_log_lines_match_the_goldens(gateway: GatewayFactory, sim: Simulator) -> None:
     with logged() as buf:
+        assert request_log._direct() is not None  # the request lines are written by the dedicated writer
         gw, text = await drive(gateway, sim)
         await gw.runtime.prober.wait_idle()
     _compare(GOLDEN / "metrics.txt", normalise_exposition(text))
@@ -332,6 +334,7 @@ async def test_another_handler_on_the_root_logger_gets_the_request_records(gatew
 
     with logged() as buf:
         logging.getLogger().addHandler(Keep())
+        assert request_log._direct() is None  # through logging, to both handlers
         await _one_request(gateway, sim)
     [record] = [r for r in seen if r.name == "switchyard.request"]
     assert record.getMessage() == "request" and record.switchyard["outcome"] == "success"  # type: ignore[attr-defined]

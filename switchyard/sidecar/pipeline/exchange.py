@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from switchyard.logs import RequestLog
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import GatewayError, TierTrail
@@ -26,6 +27,7 @@ from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import Adapter
 
 log = logging.getLogger("switchyard.request")
+request_log = RequestLog(log)
 
 H_BINDING = "x-switchyard-binding"
 H_TIER = "x-switchyard-tier"
@@ -157,4 +159,4 @@ def account(rt: Runtime, ex: Exchange) -> None:
             record["ttft_ms"] = round(ex.ttft * 1000, 2)
         if ex.error:
             record["error"] = ex.error
-        log.info("request", extra={"switchyard": record})
+        request_log.write("request", record)
