@@ -66,18 +66,15 @@ _LE = tuple(floatToGoString(b) for b in _BOUNDS)
 
 
 class Hist:
-    """One histogram series: observations per bucket (not cumulative) and their sum,
-    counted as prometheus_client's ``Histogram.observe`` counts them."""
+    """One histogram series: observations per bucket (not cumulative) and their sum.
+    ``TierStats`` counts a value as prometheus_client's ``Histogram.observe`` did, in
+    the first bucket whose bound is >= it: ``bisect_left(_BOUNDS, value)``."""
 
     __slots__ = ("counts", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * len(_BOUNDS)
         self.sum = 0.0
-
-    def observe(self, amount: float) -> None:
-        self.counts[bisect_left(_BOUNDS, amount)] += 1  # the first bucket with amount <= bound
-        self.sum += amount
 
 
 class Family:
@@ -96,9 +93,6 @@ class Family:
         if c is None:
             c = self.series[key] = Hist() if self.kind == "histogram" else [0]
         return c
-
-    def inc(self, key: tuple[str, ...], amount: float = 1) -> None:
-        self.cell(key)[0] += amount
 
     def metric(self) -> Metric:
         if self.kind == "counter":
