@@ -6,17 +6,33 @@ client, a header value or a key. The Grafana dashboard and the alert rules in th
 chart use exactly these names (a test checks them against ``/metrics``).
 
 Each sidecar has its own ``CollectorRegistry`` so tests can run several in one process.
+
+The families the request path updates (requests, attempts, fallbacks, latency, time to
+first token, tokens, degraded fields, active tier; probes and breaker transitions too)
+are plain numbers, not prometheus_client objects: a ``TierStats`` per (binding, tier,
+source), created when a config is installed, holds references to its series' cells
+(a one-element list for a counter, a ``Hist`` for a histogram), each made on its first
+update, and the request path adds to them inline. No lock: only the event loop's
+thread updates them (the whole sidecar is one asyncio thread: request handlers, the
+prober, the config-file watcher) and reads them (``/metrics`` is a handler too).
+``_Recorded`` turns them into the same exposition as prometheus_client's Counter,
+Gauge and Histogram did at scrape time: same names, HELP, TYPE, labels, series order
+(a series appears at its first update, zero-valued series never) and values (counters
+as floats, histogram buckets cumulative, ``_count`` and ``_sum``, no ``_created``).
+As before, a series stays once made, also when its binding leaves the config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from switchyard.sidecar.contract.report import TIER_STATES
 
@@ -45,106 +61,211 @@ OUTCOMES = (
     "client-gone",  # the client disconnected first
 )
 
+_BOUNDS = (*(float(b) for b in LATENCY_BUCKETS), float("inf"))
+_LE = tuple(floatToGoString(b) for b in _BOUNDS)
 
-M = TypeVar("M", Counter, Gauge, Histogram)
+
+class Hist:
+    """One histogram series: observations per bucket (not cumulative) and their sum.
+    ``TierStats`` counts a value as prometheus_client's ``Histogram.observe`` did, in
+    the first bucket whose bound is >= it: ``bisect_left(_BOUNDS, value)``."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_BOUNDS)
+        self.sum = 0.0
 
 
-class Labelled(Generic[M]):
-    """A labelled metric whose children are remembered by label values.
+class Family:
+    """One exported family: its series by label values, in the order they were made."""
 
-    prometheus_client's ``labels()`` takes a lock and ``str()``s every value on each
-    call (~8 us); a request asks for five to eight children, so the request path gets
-    them from this dict instead (~0.2 us). The dict is as bounded as the label values
-    (by configuration, see above). ``remove`` and ``clear`` go through here, so it
-    never hands out a child the metric has dropped.
-    """
+    __slots__ = ("name", "documentation", "labelnames", "kind", "series")
 
-    __slots__ = ("metric", "_children")
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str) -> None:
+        self.name, self.documentation, self.labelnames, self.kind = name, documentation, tuple(labelnames), kind
+        self.series: dict[tuple[str, ...], Any] = {}
 
-    def __init__(self, metric: M) -> None:
-        self.metric = metric
-        self._children: dict[tuple[str, ...], M] = {}
+    def cell(self, key: tuple[str, ...]) -> Any:
+        """The series of these label values, made now if it is new: a counter's or a
+        gauge's ``[value]``, a histogram's ``Hist``."""
+        c = self.series.get(key)
+        if c is None:
+            c = self.series[key] = Hist() if self.kind == "histogram" else [0]
+        return c
 
-    def labels(self, *values: str) -> M:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self.metric.labels(*values)
-        return child
+    def metric(self) -> Metric:
+        if self.kind == "counter":
+            family: Metric = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for key, c in self.series.items():
+                family.add_metric(key, float(c[0]))
+        elif self.kind == "gauge":
+            family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for key, c in self.series.items():
+                family.add_metric(key, float(c[0]))
+        else:
+            family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for key, h in self.series.items():
+                acc, buckets = 0.0, []
+                for le, n in zip(_LE, h.counts):
+                    acc += n
+                    buckets.append((le, acc))
+                family.add_metric(key, buckets, h.sum)
+        return family
 
-    def remove(self, *values: str) -> None:
-        self._children.pop(values, None)
-        self.metric.remove(*values)
+    def empty(self) -> Metric:
+        kind = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily}[self.kind]
+        return kind(self.name, self.documentation, labels=self.labelnames)
 
-    def clear(self) -> None:
-        self._children.clear()
-        self.metric.clear()
+
+class TierStats:
+    """The series of one (binding, tier, source), for the request path: each method adds
+    to a cell it keeps, so a request builds no label tuple for a series it has seen."""
+
+    __slots__ = ("_m", "key", "_requests", "_attempts", "_fallbacks", "_probes", "_transitions", "_tokens", "_degraded",
+                 "_latency", "_ttft")
+
+    def __init__(self, m: Metrics, binding: str, tier: str, source: str) -> None:
+        self._m = m
+        self.key = (binding, tier, source)
+        self._requests: dict[tuple[str, str, str], list[int]] = {}
+        self._attempts: dict[str, list[int]] = {}
+        self._fallbacks: dict[tuple[str, str], list[int]] = {}
+        self._probes: dict[str, list[int]] = {}
+        self._transitions: dict[str, list[int]] = {}
+        self._tokens: dict[str, list[float]] = {}
+        self._degraded: dict[tuple[str, str], list[int]] = {}
+        self._latency: Hist | None = None
+        self._ttft: Hist | None = None
+
+    def request(self, outcome: str, ingress: str, caller: str) -> None:
+        words = (outcome, ingress, caller)
+        c = self._requests.get(words)
+        if c is None:
+            c = self._requests[words] = self._m.requests.cell((*self.key, *words))
+        c[0] += 1
+
+    def attempt(self, result: str) -> None:
+        c = self._attempts.get(result)
+        if c is None:
+            c = self._attempts[result] = self._m.attempts.cell((*self.key, result))
+        c[0] += 1
+
+    def fallback(self, cls: str, reason: str) -> None:
+        words = (cls, reason)
+        c = self._fallbacks.get(words)
+        if c is None:
+            c = self._fallbacks[words] = self._m.fallbacks.cell((self.key[0], self.key[1], cls, reason))
+        c[0] += 1
+
+    def probe(self, outcome: str) -> None:
+        c = self._probes.get(outcome)
+        if c is None:
+            c = self._probes[outcome] = self._m.probes.cell((*self.key, outcome))
+        c[0] += 1
+
+    def transition(self, to_state: str) -> None:
+        c = self._transitions.get(to_state)
+        if c is None:
+            c = self._transitions[to_state] = self._m.breaker_transitions.cell((*self.key, to_state))
+        c[0] += 1
+
+    def tokens(self, kind: str, value: int) -> None:
+        c = self._tokens.get(kind)
+        if c is None:
+            c = self._tokens[kind] = self._m.tokens.cell((*self.key, kind))
+            c[0] = 0.0  # summed as floats, as prometheus_client's Counter did
+        c[0] += value
+
+    def degraded(self, field: str, action: str) -> None:
+        words = (field, action)
+        c = self._degraded.get(words)
+        if c is None:
+            c = self._degraded[words] = self._m.degraded.cell((self.key[0], self.key[1], field, action))
+        c[0] += 1
+
+    def upstream_latency(self, seconds: float) -> None:
+        h = self._latency
+        if h is None:
+            h = self._latency = self._m.upstream_latency.cell(self.key)
+        h.counts[bisect_left(_BOUNDS, seconds)] += 1
+        h.sum += seconds
+
+    def ttft(self, seconds: float) -> None:
+        h = self._ttft
+        if h is None:
+            h = self._ttft = self._m.ttft.cell(self.key)
+        h.counts[bisect_left(_BOUNDS, seconds)] += 1
+        h.sum += seconds
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Labelled(Counter(
+        self.requests = Family(
             "switchyard_requests",
             "Requests answered, by the tier that served them (tier -1: none did), outcome, ingress protocol and caller.",
             ["binding", "tier", "source", "outcome", "ingress", "caller"],
-            registry=r,
-        ))
-        self.attempts = Labelled(Counter(
+            "counter",
+        )
+        self.attempts = Family(
             "switchyard_upstream_attempts",
             "Upstream attempts by tier and result (ok or a fallbackOn reason).",
             ["binding", "tier", "source", "result"],
-            registry=r,
-        ))
-        self.fallbacks = Labelled(Counter(
+            "counter",
+        )
+        self.fallbacks = Family(
             "switchyard_fallbacks",
             "Times a request passed over a tier, by the tier passed over, the failure class and the reason.",
             ["binding", "from_tier", "class", "reason"],
-            registry=r,
-        ))
-        self.probes = Labelled(Counter(
+            "counter",
+        )
+        self.probes = Family(
             "switchyard_probes",
             "Prompt-free recovery checks of open tiers, by outcome (passed, or the failure class).",
             ["binding", "tier", "source", "outcome"],
-            registry=r,
-        ))
-        self.breaker_transitions = Labelled(Counter(
+            "counter",
+        )
+        self.breaker_transitions = Family(
             "switchyard_breaker_transitions",
             "Breaker state changes, by the state entered.",
             ["binding", "tier", "source", "to_state"],
-            registry=r,
-        ))
-        self.active_tier = Labelled(Gauge(
+            "counter",
+        )
+        self.active_tier = Family(
             "switchyard_active_tier",
             "The tier that served the binding's last successful request (0 = primary).",
             ["binding"],
-            registry=r,
-        ))
-        self.upstream_latency = Labelled(Histogram(
+            "gauge",
+        )
+        self.upstream_latency = Family(
             "switchyard_upstream_latency_seconds",
             "Duration of each upstream attempt, to the end of the answer.",
             ["binding", "tier", "source"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        ))
-        self.ttft = Labelled(Histogram(
+            "histogram",
+        )
+        self.ttft = Family(
             "switchyard_time_to_first_token_seconds",
             "From receiving the request to the first content sent to the client.",
             ["binding", "tier", "source"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        ))
-        self.tokens = Labelled(Counter(
+            "histogram",
+        )
+        self.tokens = Family(
             "switchyard_tokens",
             "Tokens reported by upstreams, by kind (input, output, cached_input, reasoning).",
             ["binding", "tier", "source", "kind"],
-            registry=r,
-        ))
-        self.degraded = Labelled(Counter(
+            "counter",
+        )
+        self.degraded = Family(
             "switchyard_degraded_fields",
             "Request features a tier could not honour, by the action taken.",
             ["binding", "tier", "field", "action"],
-            registry=r,
-        ))
+            "counter",
+        )
+        r.register(_Recorded([self.requests, self.attempts, self.fallbacks, self.probes, self.breaker_transitions,
+                              self.active_tier, self.upstream_latency, self.ttft, self.tokens, self.degraded]))
+        self._stats: dict[tuple[str, str, str], TierStats] = {}
+        self._by_tier: dict[int, tuple[Any, Any, TierStats]] = {}
         self.config_info = Info(
             "switchyard_config", "The config the sidecar serves (version hash, schema).", registry=r
         )
@@ -172,6 +293,42 @@ class Metrics:
             "switchyard_stored_response_evictions", "Stored responses dropped (bounds, TTL) since the sidecar started.", registry=r
         )
 
+    def stats(self, binding: str, tier: str, source: str) -> TierStats:
+        """The series of these label values (``tier`` "-1" and ``source`` "" for requests
+        no tier served)."""
+        key = (binding, tier, source)
+        st = self._stats.get(key)
+        if st is None:
+            st = self._stats[key] = TierStats(self, binding, tier, source)
+        return st
+
+    def install(self, bindings: Iterable[Any]) -> None:
+        """Make the ``TierStats`` of a config's tiers before it serves, found by the
+        tier objects themselves (``tier``). A tier object that two bindings share is
+        left to the lookup by label values."""
+        by_tier: dict[int, tuple[Any, Any, TierStats]] = {}
+        shared = set()
+        for b in bindings:
+            for t in b.tiers:
+                if id(t) in by_tier:
+                    shared.add(id(t))
+                by_tier[id(t)] = (b, t, self.stats(b.name, str(t.index), t.source))
+        for k in shared:
+            del by_tier[k]
+        self._by_tier = by_tier
+
+    def tier(self, binding: Any, tier: Any) -> TierStats:
+        """The series of ``tier`` of ``binding`` (a ``CompiledBinding`` and one of its
+        ``CompiledTier`` objects): from the installed config's tiers without building a key,
+        else (a request still on the previous config) by label values."""
+        e = self._by_tier.get(id(tier))
+        if e is not None and e[1] is tier and e[0] is binding:
+            return e[2]
+        return self.stats(binding.name, str(tier.index), tier.source)
+
+    def set_active_tier(self, binding: str, index: int) -> None:
+        self.active_tier.cell((binding,))[0] = index
+
     def watch_breakers(self, read: Callable[[], Iterable[tuple[str, str, str, str]]]) -> None:
         """Export ``switchyard_breaker_state`` computed at scrape time from ``read()``,
         which yields (binding, tier, source, state) for every tier: a state that ends by
@@ -180,6 +337,19 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Recorded(Collector):
+    """The request path's families, read at scrape time."""
+
+    def __init__(self, families: list[Family]) -> None:
+        self._families = families
+
+    def describe(self) -> list[Metric]:
+        return [f.empty() for f in self._families]
+
+    def collect(self) -> list[Metric]:
+        return [f.metric() for f in self._families]
 
 
 class _BreakerStates(Collector):

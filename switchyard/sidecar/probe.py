@@ -104,7 +104,7 @@ class Prober:
         else:
             breaker.not_confirmed(h)
             outcome = "not-confirmed"
-        rt.metrics.probes.labels(binding.name, str(tier.index), tier.source, outcome).inc()
+        rt.metrics.tier(binding, tier).probe(outcome)
         rt.note_transitions(binding, tier, h, seen)
         log.info(
             "confirm",
@@ -162,7 +162,7 @@ class Prober:
                 h, binding.breaker, failure.cls, failure.trail_text(), now, wall, failure.retry_after, tier.fingerprint()
             )
             outcome = failure.cls
-        rt.metrics.probes.labels(binding.name, str(tier.index), tier.source, outcome).inc()
+        rt.metrics.tier(binding, tier).probe(outcome)
         rt.note_transitions(binding, tier, h, seen)
         log.info(
             "probe",

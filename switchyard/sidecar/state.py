@@ -307,6 +307,7 @@ class Runtime:
             if name not in live:
                 del self.last_used[name]
         m = self.metrics
+        m.install(config.bindings)
         m.config_info.info({"version": config.version, "schema_version": str(config.schema_version)})
         m.config_loaded.set(1)
         m.config_last_update.set(self.loaded_at)
@@ -345,9 +346,9 @@ class Runtime:
         new = h.transition_count - seen
         if new <= 0:
             return
-        labels = (b.name, str(tier.index), tier.source)
+        stats = self.metrics.tier(b, tier)
         for t in h.transitions[-min(new, len(h.transitions)) :]:
-            self.metrics.breaker_transitions.labels(*labels, t.to_state).inc()
+            stats.transition(t.to_state)
 
     def reset(self, b: CompiledBinding, tier: CompiledTier | None = None) -> list[int]:
         """Admin reset: tiers of ``b`` (or just ``tier``) back to closed. Returns their indices."""

@@ -128,9 +128,9 @@ class Attempt:
     def succeeded(self) -> None:
         rt, binding, tier = self.rt, self.binding, self.tier
         self.lease.succeeded()
-        rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, "ok").inc()
+        rt.metrics.tier(binding, tier).attempt("ok")
         rt.last_used[binding_key(binding)] = LastUsed(tier.index, tier.source, tier.model, time.time())
-        rt.metrics.active_tier.labels(binding.name).set(tier.index)
+        rt.metrics.set_active_tier(binding.name, tier.index)
         self.ex.outcome = "success"
 
 
@@ -174,7 +174,7 @@ async def attempt(at: Attempt) -> web.StreamResponse | Miss:
     finally:
         if resp is not None:
             resp.close()
-        at.rt.metrics.upstream_latency.labels(at.binding.name, str(tier.index), tier.source).observe(loop.time() - t0)
+        at.rt.metrics.tier(at.binding, tier).upstream_latency(loop.time() - t0)
 
 
 def _ran_out(finish: n.FinishReason | None, usage: n.Usage | None) -> bool:
@@ -448,7 +448,7 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
     ex.outcome = "broken-stream"
     ex.error = message
     at.lease.failed(failure)
-    at.rt.metrics.attempts.labels(at.binding.name, str(at.tier.index), at.tier.source, failure.reason).inc()
+    at.rt.metrics.tier(at.binding, at.tier).attempt(failure.reason)
     if not upstream_error_sent:
         enc = relay.encoder or at.encoder()
         kind = ErrorKind.TIMEOUT if failure.reason in (classify.TIMEOUT, classify.DEADLINE) else ErrorKind.UPSTREAM

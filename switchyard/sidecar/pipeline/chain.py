@@ -148,7 +148,7 @@ class _Tally:
         reason: str, status: int | None = None, retry_after: float | None = None,
     ) -> None:
         ex.trail.append(TierTrail(tier.index, tier.source, tier.model, outcome))
-        rt.metrics.fallbacks.labels(binding.name, str(tier.index), cls, reason).inc()
+        rt.metrics.tier(binding, tier).fallback(cls, reason)
         self.statuses.append(status)
         if retry_after:
             self.retry_afters.append(retry_after)
@@ -257,7 +257,7 @@ async def _walk_chain(
                 return result
             failure = result.failure
             lease.failed(failure)  # the tier's fault counts toward its breaker; any other is no verdict
-        rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
+        rt.metrics.tier(binding, tier).attempt(failure.reason)
         always = failure.reason in classify.ALWAYS_FALL_BACK or failure.reason in (classify.DEADLINE, classify.BUSY)
         if result.error is None and failure.reason not in binding.fallback_on and not always:
             result.error = _failure_error(binding, tier, failure, ex)
@@ -331,4 +331,4 @@ def _all_failed(binding: CompiledBinding, ex: Exchange, tally: _Tally, budget: f
 def _count_degraded(rt: Runtime, b: CompiledBinding, tier: CompiledTier, items: list[tuple[str, str]]) -> None:
     for label, action in items:
         feature = label.split("(")[0]
-        rt.metrics.degraded.labels(b.name, str(tier.index), feature, action.split("(")[0]).inc()
+        rt.metrics.tier(b, tier).degraded(feature, action.split("(")[0])

@@ -131,7 +131,7 @@ async def _serve(request: web.Request, rt: Runtime, ex: Exchange, path_model: st
 
     def passed(tier: CompiledTier, outcome: str, cls: str, reason: str) -> None:
         ex.trail.append(TierTrail(tier.index, tier.source, tier.model, outcome))
-        rt.metrics.fallbacks.labels(binding.name, str(tier.index), cls, reason).inc()
+        rt.metrics.tier(binding, tier).fallback(cls, reason)
 
     for tier in binding.tiers:
         if tier.problem:
@@ -183,17 +183,17 @@ async def _serve(request: web.Request, rt: Runtime, ex: Exchange, path_model: st
                     failure, message = Failure(classify.EMPTY, "malformed"), str(exc) if isinstance(exc, UpstreamFormatError) else ""
                 else:
                     lease.succeeded()  # as attempt.py's Attempt.succeeded
-                    rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, "ok").inc()
+                    rt.metrics.tier(binding, tier).attempt("ok")
                     rt.last_used[binding_key(binding)] = LastUsed(tier.index, tier.source, tier.model, time.time())
-                    rt.metrics.active_tier.labels(binding.name).set(tier.index)
+                    rt.metrics.set_active_tier(binding.name, tier.index)
                     ex.served_by, ex.usage, ex.outcome, ex.status = tier, usage, "success", 200
                     if req.origin != tier.protocol and req.extras:  # nothing dropped silently (promise 3)
                         ex.degraded.append((f"unknownFields({','.join(sorted(req.extras))})", "strip"))
-                        rt.metrics.degraded.labels(binding.name, str(tier.index), "unknownFields", "strip").inc()
+                        rt.metrics.tier(binding, tier).degraded("unknownFields", "strip")
                     answer = ingress.render_embeddings(vectors, usage, alias=alias, request=req)
                     return web.Response(body=orjson.dumps(answer), headers=ex.headers(), content_type="application/json")
             lease.failed(failure)
-        rt.metrics.attempts.labels(binding.name, str(tier.index), tier.source, failure.reason).inc()
+        rt.metrics.tier(binding, tier).attempt(failure.reason)
         err = _failure_error(binding, tier, failure, ex, message)
         moves_on = failure.reason in binding.fallback_on or failure.reason in (classify.BUSY, *classify.ALWAYS_FALL_BACK)
         if failure.reason == classify.CLIENT_ERROR or not moves_on:

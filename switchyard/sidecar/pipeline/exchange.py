@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from switchyard.logs import RequestLog
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import GatewayError, TierTrail
@@ -26,6 +27,7 @@ from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import Adapter
 
 log = logging.getLogger("switchyard.request")
+request_log = RequestLog(log)
 
 H_BINDING = "x-switchyard-binding"
 H_TIER = "x-switchyard-tier"
@@ -118,15 +120,14 @@ def account(rt: Runtime, ex: Exchange) -> None:
     b = ex.binding
     name = b.name if b is not None else ""
     tier = ex.served_by
-    tier_label = str(tier.index) if tier is not None else "-1"
     source = tier.source if tier is not None else ""
-    m = rt.metrics
     if b is not None:
         snap = rt.snapshot
         caller = metric_label(ex.caller, snap.by_caller if snap is not None else ())
-        m.requests.labels(name, tier_label, source, ex.outcome, ex.ingress.protocol, caller).inc()
+        stats = rt.metrics.tier(b, tier) if tier is not None else rt.metrics.stats(name, "-1", "")
+        stats.request(ex.outcome, ex.ingress.protocol, caller)
         if tier is not None and ex.ttft is not None and ex.outcome in ("success", "broken-stream"):
-            m.ttft.labels(name, tier_label, source).observe(ex.ttft)
+            stats.ttft(ex.ttft)
         if tier is not None and ex.usage is not None:
             u = ex.usage
             for kind, value in (
@@ -136,7 +137,7 @@ def account(rt: Runtime, ex: Exchange) -> None:
                 ("reasoning", u.reasoning_tokens),
             ):
                 if value:
-                    m.tokens.labels(name, tier_label, source, kind).inc(value)
+                    stats.tokens(kind, value)
     if log.isEnabledFor(logging.INFO):
         record: dict[str, Any] = {
             "binding": name or None,
@@ -158,4 +159,4 @@ def account(rt: Runtime, ex: Exchange) -> None:
             record["ttft_ms"] = round(ex.ttft * 1000, 2)
         if ex.error:
             record["error"] = ex.error
-        log.info("request", extra={"switchyard": record})
+        request_log.write("request", record)
