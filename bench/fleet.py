@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Beyond one pod: N sidecars on one upstream, and the operator with N pods.
 
-    python3 bench/fleet.py            # N = 1, 2, 4 sidecars; operator with 1 / 10 / 100 / 1,000 pods (~2 min)
-    python3 bench/fleet.py --quick    # N = 1, 2; 1 / 10 / 100 pods; 1-second loads (~20 s, figures indicative)
+    python3 bench/fleet.py            # N = 1, 2, 4 sidecars; operator with 1 / 10 / 100 / 1,000 pods (~2.5 min)
+    python3 bench/fleet.py --quick    # N = 1, 2; 1 / 10 / 100 pods; 1-second loads (~20 s; figures indicative)
 
 A sidecar per app pod scales with the app. What this measures is what each added pod
 costs, and where (docs/performance-fleet.md has one run and the model at 1,000 pods):
@@ -68,6 +68,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
+sys.path.insert(0, str(REPO))  # this tree's switchyard, as the sidecars it starts use (PYTHONPATH)
 
 
 def _ensure_repo_python() -> None:
@@ -488,10 +489,18 @@ def fleet_run(n: int, args: argparse.Namespace, wrk: str | None, up: common.Proc
         say(f"{n} sidecar(s): fixed load, {args.rate} req/s in all ({args.rate / n:g} each), {args.seconds:g} s")
         fixed = measure_load(wrk, scs, up, port, origin, body, seconds=args.seconds, connections=max(2, 8 // n),
                              rate=args.rate / n, core0=core0)
-        say(f"{n} sidecar(s): saturation, {max(2, 16 // n)} connections each, {args.seconds:g} s")
-        sat = measure_load(wrk, scs, up, port, origin, body, seconds=args.seconds, connections=max(2, 16 // n),
+        conns = args.connections or max(2, 16 // n)
+        say(f"{n} sidecar(s): saturation, {conns} connections each, {args.seconds:g} s")
+        sat = measure_load(wrk, scs, up, port, origin, body, seconds=args.seconds, connections=conns,
                            rate=None, core0=core0)
         rss_warm = [common.rss_mb(s.pid) for s in scs]
+
+        # Idle, every tier closed: what a sidecar costs with no traffic (prober loop and
+        # config-file watch, once a second each).
+        say(f"{n} sidecar(s): idle for {args.idle_window:g} s")
+        quiet0, tq = [cpu_exact(s.pid) for s in scs], time.monotonic()
+        time.sleep(args.idle_window)  # the measurement window itself
+        quiet = [(cpu_exact(s.pid) - c) / (time.monotonic() - tq) * 60 * 1000 for s, c in zip(scs, quiet0, strict=True)]
 
         # The open tier: four requests open fleet-down's primary in each sidecar (they are
         # served by the fallback), then a quiet window counts its checks at the simulator.
@@ -512,7 +521,7 @@ def fleet_run(n: int, args: argparse.Namespace, wrk: str | None, up: common.Proc
         return {
             "n": n, "rss_idle": rss_idle, "rss_warm": rss_warm, "fixed": fixed, "sat": sat,
             "probe_window": window, "probes": probes, "probes_per_min": probes / window * 60,
-            "generate_to_open_tier": gen_leak, "idle_cpu_ms_per_min": [c / window * 60 * 1000 for c in idle_cpu],
+            "generate_to_open_tier": gen_leak, "quiet_cpu_ms_per_min": quiet, "idle_cpu_ms_per_min": [c / window * 60 * 1000 for c in idle_cpu],
             "conn_idle": conn_idle,
         }
     finally:
@@ -635,7 +644,7 @@ def table(rows: list[tuple[str, list[str]]], heads: list[str]) -> list[str]:
 def fleet_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     heads = [f"N={r['n']}" for r in results]
     rows: list[tuple[str, list[str]]] = []
-    for key, title in (("fixed", f"fixed load, {args.rate:g} req/s in all"), ("sat", "saturation, 16/N connections each")):
+    for key, title in (("fixed", f"fixed load, {args.rate:g} req/s in all"), ("sat", f"saturation, {args.connections or '16/N'} connections each")):
         rows.append((f"{title}:", ["" for _ in results]))
         rows.append(("  total req/s", [_f(r[key]["rps_total"], 0) for r in results]))
         rows.append(("  CPU s / 1,000 req per sidecar, mean (min-max)", [_spread(r[key]["cpu_per_1k"]) for r in results]))
@@ -646,13 +655,14 @@ def fleet_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list
                      [_f(r[key]["upstream_cpu"] / max(1, r[key]["upstream_requests"]) * 1000, 3) for r in results]))
         rows.append(("  upstream connections: peak / open after", [f"{r[key]['conn_peak']} / {r[key]['conn_after']}" for r in results]))
         rows.append(("  errors", [str(r[key]["errors"]) for r in results]))
+    rows.append(("idle sidecar CPU, ms per minute (each), tiers closed", [_spread(r["quiet_cpu_ms_per_min"], 1) for r in results]))
     rows.append(("RSS per sidecar, MB: idle", [_spread(r["rss_idle"], 1) for r in results]))
     rows.append(("RSS per sidecar, MB: after the loads", [_spread(r["rss_warm"], 1) for r in results]))
     rows.append((f"open tier (cooldown {BENCH_COOLDOWN_SECONDS} s, max {BENCH_MAX_COOLDOWN_SECONDS} s):", ["" for _ in results]))
     rows.append(("  checks at the upstream, per minute", [_f(r["probes_per_min"], 0) for r in results]))
     rows.append(("  ... per sidecar per minute", [_f(r["probes_per_min"] / r["n"], 1) for r in results]))
     rows.append(("  user requests sent to the open tier", [str(r["generate_to_open_tier"]) for r in results]))
-    rows.append(("  idle sidecar CPU, ms per minute (each)", [_spread(r["idle_cpu_ms_per_min"], 0) for r in results]))
+    rows.append(("  idle sidecar CPU, ms per minute (each), checks included", [_spread(r["idle_cpu_ms_per_min"], 1) for r in results]))
     rows.append(("  upstream connections while idle", [str(r["conn_idle"]) for r in results]))
     return table(rows, heads)
 
@@ -692,7 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pods", default=None, help="comma-separated emulated pod counts (default 1,10,100,1000; quick 1,10,100)")
     ap.add_argument("--rate", type=float, default=None, help="total offered req/s of the fixed load (default 400; quick 200)")
     ap.add_argument("--seconds", type=float, default=None, help="length of each load (default 5; quick 1)")
-    ap.add_argument("--probe-window", type=float, default=None, help="seconds the open tier's checks are counted (default 12; quick 3)")
+    ap.add_argument("--probe-window", type=float, default=None, help="seconds the open tier's checks are counted (default 20; quick 3)")
+    ap.add_argument("--idle-window", type=float, default=None, help="seconds of idle CPU measured, tiers closed (default 10; quick 1)")
+    ap.add_argument("--connections", type=int, default=None, help="connections per sidecar in the saturation run (default 16/N)")
     ap.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--skip-operator", action="store_true")
     ap.add_argument("--skip-sidecars", action="store_true")
@@ -704,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     pod_counts = [int(s) for s in (args.pods or ("1,10,100" if q else "1,10,100,1000")).split(",")]
     args.rate = args.rate or (200.0 if q else 400.0)
     args.seconds = args.seconds or (1.0 if q else 5.0)
-    args.probe_window = args.probe_window or (3.0 if q else 12.0)
+    args.probe_window = args.probe_window or (3.0 if q else 20.0)
+    args.idle_window = args.idle_window or (1.0 if q else 10.0)
     args.warmup = 0 if q else 1
     rounds = 1 if q else 3
     started = time.monotonic()
