@@ -253,6 +253,7 @@ class FakeKube:
         self.world = world
         self.secrets: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}
+        self.patched: list[str] = []  # the objects whose status was patched, in order
         self.rv = 0
 
     def _count(self, what: str) -> None:
@@ -291,6 +292,7 @@ class FakeKube:
 
     async def patch_status(self, plural: str, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         self._count("status_patch")
+        self.patched.append(name)
         index = {"assistantbindings": self.world.bindings_by_ns, "modelsources": self.world.sources_by_ns,
                  "capabilityprofiles": self.world.profiles_by_ns}[plural][ns]
         for i, snap in enumerate(index):
@@ -565,12 +567,13 @@ async def operator_run(n: int, origin: str, sc: Sidecar, sc_files: tuple[Path, P
     passes: dict[str, dict[str, Any]] = {}
 
     async def one(kind: str) -> dict[str, Any]:
-        k0, a0 = dict(kube.counts), dict(counter.calls)
+        k0, a0, p0 = dict(kube.counts), dict(counter.calls), len(kube.patched)
         s0 = cpu_exact(sc.pid)
         c0, w0 = time.process_time(), time.perf_counter()
         await rec.reconcile_namespace(NS)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         out = {"cpu": cpu, "wall": wall, "kube": _diff(kube.counts, k0), "admin": _diff(counter.calls, a0),
+               "patched": sorted(kube.patched[p0:]),
                "sidecar_cpu": cpu_exact(sc.pid) - s0}
         passes.setdefault(kind, []).append(out)  # type: ignore[attr-defined]
         return out
@@ -667,6 +670,10 @@ def fleet_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list
     return table(rows, heads)
 
 
+def _short(name: str) -> str:
+    return {SAME: "s", DOWN: "d"}.get(name, name)
+
+
 def operator_table(results: list[dict[str, Any]]) -> list[str]:
     heads = [f"{r['n']:,} pods" for r in results]
     rows: list[tuple[str, list[str]]] = []
@@ -681,7 +688,9 @@ def operator_table(results: list[dict[str, Any]]) -> list[str]:
         last = [p[-1] for p in ps]
         rows.append(("  GET /admin/status", [str(x["admin"].get("GET /admin/status", 0)) for x in last]))
         rows.append(("  config Secret writes", [str(x["kube"].get("secret_write", 0)) for x in last]))
-        rows.append(("  status patches", [str(x["kube"].get("status_patch", 0)) for x in last]))
+        rows.append(("  status patches (bindings: s = fleet-same, d = fleet-down)",
+                     [f"{x['kube'].get('status_patch', 0)}" + (f" ({','.join(_short(n) for n in x['patched'])})" if x["patched"] else "")
+                      for x in last]))
         rows.append(("  pod annotations (kubelet nudges)", [str(x["kube"].get("pod_annotate", 0)) for x in last]))
         other = [sum(v for k, v in x["kube"].items() if k not in ("secret_write", "status_patch", "pod_annotate"))
                  + sum(v for k, v in x["admin"].items() if k != "GET /admin/status") for x in last]
