@@ -306,6 +306,16 @@ class FakeKube:
     async def close(self) -> None:
         pass
 
+    def __getattr__(self, name: str) -> Any:
+        """An API call this fake does not know (the operator's code moves): counted, answers None."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        async def call(*_a: Any, **_k: Any) -> None:
+            self._count(f"other:{name}")
+
+        return call
+
     def bundle(self) -> bytes:
         from switchyard.sidecar.contract.delivery import BUNDLE_KEY, CONFIG_SECRET
 
