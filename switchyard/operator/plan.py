@@ -334,10 +334,11 @@ def plan_binding(
     if selected is None:
         selected = [p for p in pods if snap.name in plan.pod_bindings.get(p.key, ())]
     none = PodOutcome()
-    configured = [p for p in selected if outcomes.get(p.key, none).runs_planned]
+    runs = [outcomes.get(p.key, none).runs_planned for p in selected]
+    configured = [p for p, ok in zip(selected, runs, strict=True) if ok]
     problems = tuple(
         outcomes.get(p.key, none).problem or PodProblem(p.name, "Pending", PENDING)
-        for p in selected if p not in configured
+        for p, ok in zip(selected, runs, strict=True) if not ok
     )
     reports = [r for p in selected if (r := outcomes.get(p.key, none).report) is not None]
     health = aggregate(report, reports) if report is not None else BindingHealth()
