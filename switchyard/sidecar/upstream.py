@@ -33,8 +33,7 @@ upstream that echoes a key back cannot leak it (promise 6).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -81,15 +80,22 @@ class Upstreams:
         resolver: Callable[[], AbstractResolver] | None = None,
     ) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
+        self._origins: dict[str, str] = {}  # call URL -> its pool's key (URLs come from the config)
         self._keepalive = keepalive_seconds
         self._resolver = resolver  # DNS for each new pool (aiohttp's default when None)
 
     def session(self, url: str, *, allow_link_local: bool = False) -> aiohttp.ClientSession:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        if allow_link_local:  # its own pool: a guarded one must never reuse its connections
-            origin += " allow-link-local"
+        origin = self._origins.get(url) if not allow_link_local else None
+        if origin is None:
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if allow_link_local:  # its own pool: a guarded one must never reuse its connections
+                origin += " allow-link-local"
+            else:
+                if len(self._origins) >= 4096:  # bounded by the config's URLs; a safety net
+                    self._origins.clear()
+                self._origins[url] = origin
         s = self._sessions.get(origin)
         if s is None or s.closed:
             inner = self._resolver() if self._resolver is not None else None
@@ -108,29 +114,16 @@ class Upstreams:
             self._sessions[origin] = s
         return s
 
-    @contextlib.asynccontextmanager
-    async def slot(self, tier: CompiledTier, *, until: float | None = None) -> AsyncIterator[None]:
+    def slot(self, tier: CompiledTier, *, until: float | None = None) -> Slot:
         """Hold one of the source's ``max_connections`` slots for a whole exchange (the
-        call, its answer or stream). Raises ``UpstreamBusy`` when none frees up within
-        ``POOL_WAIT_SECONDS`` (or by ``until``, loop clock, if sooner)."""
-        key = f"{tier.source}|{tier.base_url}|{tier.max_connections}"
+        call, its answer or stream): ``async with upstreams.slot(tier):``. Raises
+        ``UpstreamBusy`` when none frees up within ``POOL_WAIT_SECONDS`` (or by ``until``,
+        loop clock, if sooner)."""
+        key = (tier.source, tier.base_url, tier.max_connections)
         sem = self._slots.get(key)
         if sem is None:
             sem = self._slots[key] = asyncio.Semaphore(tier.max_connections)
-        if sem.locked():
-            loop = asyncio.get_running_loop()
-            limit = loop.time() + POOL_WAIT_SECONDS
-            try:
-                async with asyncio.timeout_at(min(limit, until) if until is not None else limit):
-                    await sem.acquire()
-            except TimeoutError:
-                raise UpstreamBusy(f"{tier.max_connections} connections in use") from None
-        else:
-            await sem.acquire()  # free: taken at once, without suspending
-        try:
-            yield
-        finally:
-            sem.release()
+        return Slot(sem, tier.max_connections, until)
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
@@ -171,6 +164,32 @@ class Upstreams:
             # a hostile pushed config, say): the tier cannot be reached, the chain goes on.
             # The message names the exception's type only: a header value may be a secret.
             raise UpstreamConnectError(f"unsendable({type(exc).__name__})") from exc
+
+
+class Slot:
+    """``async with``: one slot of a source's pool, taken at once when one is free, else
+    waited for (never past ``until``) or ``UpstreamBusy``. A class, not a generator-based
+    context manager: this is on every request."""
+
+    __slots__ = ("_sem", "_size", "_until")
+
+    def __init__(self, sem: asyncio.Semaphore, size: int, until: float | None) -> None:
+        self._sem, self._size, self._until = sem, size, until
+
+    async def __aenter__(self) -> None:
+        sem = self._sem
+        if not sem.locked():
+            await sem.acquire()  # free: taken at once, without suspending
+            return
+        limit = asyncio.get_running_loop().time() + POOL_WAIT_SECONDS
+        try:
+            async with asyncio.timeout_at(min(limit, self._until) if self._until is not None else limit):
+                await sem.acquire()
+        except TimeoutError:
+            raise UpstreamBusy(f"{self._size} connections in use") from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._sem.release()
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,8 @@ async def _walk_chain(
     used = ingress.features_used(body)
     parsed: n.Request | None = None
     tally = _Tally()
-    forward = {k: v for k, v in request.headers.items() if k.lower() in ingress.forward_headers}
+    headers = request.headers
+    forward = {name: v for name in ingress.forward_headers if (v := headers.get(name)) is not None}
     loop = asyncio.get_running_loop()
     budget = request_deadline(request, binding)
     deadline = loop.time() + budget if budget is not None else None
@@ -179,7 +180,8 @@ async def _walk_chain(
     # bounds that wait (not the rest of the answer), as the deadline does.
     before_content = min((d for d in (deadline, loop.time() + patience if patience else None) if d is not None), default=None)
 
-    usable = [t for t in binding.tiers if not t.problem and (not t.incompatible or t.degradable)]
+    # Tiers that may be tried, for each tier's share of the time before content (a deadline).
+    usable = [t for t in binding.tiers if not t.problem and (not t.incompatible or t.degradable)] if before_content is not None else []
     for tier in binding.tiers:
         if tier.problem:
             tally.skip(rt, ex, binding, tier, f"unresolvable({tier.problem.split(':')[0]})", "unresolvable", "unresolvable")
@@ -248,7 +250,8 @@ async def _walk_chain(
                 Attempt(
                     request=request, rt=rt, ex=ex, binding=binding, tier=tier, call=call, lease=lease,
                     decision=decision, cross=cross, parsed=parsed, synth_stream=synth_stream, deadline=deadline,
-                    first_share=_share(before_content, loop.time(), sum(1 for t in usable if t.index > tier.index)),
+                    first_share=_share(before_content, loop.time(), sum(1 for t in usable if t.index > tier.index))
+                    if before_content is not None else None,
                 )
             )  # fmt: skip
             if not isinstance(result, Miss):
