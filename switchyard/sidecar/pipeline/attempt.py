@@ -313,10 +313,19 @@ def synthesize_events(answer: n.Response) -> list[n.Event]:
     return events
 
 
+class _Stream(web.StreamResponse):
+    """A stream whose head waits for its first bytes: prepared at the first content
+    event, the head and that event leave in one write (aiohttp sends a buffered head with
+    the first chunk)."""
+
+    _send_headers_immediately = False
+
+
 async def _open_stream(request: web.Request, ex: Exchange) -> web.StreamResponse:
-    out = web.StreamResponse(status=200, headers=ex.headers())
-    out.content_type = ex.ingress.sse_content_type
-    out.headers["Cache-Control"] = "no-cache"
+    headers = ex.headers()
+    headers["Content-Type"] = ex.ingress.sse_content_type
+    headers["Cache-Control"] = "no-cache"
+    out = _Stream(status=200, headers=headers)
     await out.prepare(request)
     return out
 
