@@ -552,6 +552,46 @@ class Requires(_Spec):
         return out
 
 
+class RateLimits(_Spec):
+    """Request and token limits over time windows (docs/limits.md). Each unset field is no limit."""
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description=(
+            "Requests admitted per minute (a sliding window over UTC minutes). A request over it gets a 429 in "
+            "the caller's protocol with Retry-After; no tier is tried."
+        ),
+    )
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, le=1_000_000_000,
+        description=(
+            "Tokens (input + output, as the upstream reported them) per minute, sliding window. Tokens are known "
+            "only once an answer ends: a request that takes the count past the limit is served, the next one is refused."
+        ),
+    )
+    tokens_per_day: int | None = Field(
+        default=None, ge=1, le=100_000_000_000,
+        description="Tokens (input + output) per UTC day: a daily budget, reset at 00:00 UTC.",
+    )
+
+    def is_set(self) -> bool:
+        return any(v is not None for v in (self.requests_per_minute, self.tokens_per_minute, self.tokens_per_day))
+
+
+class Limits(RateLimits):
+    """The binding's limits: for all its traffic together, and optionally for each caller."""
+
+    per_caller: RateLimits | None = Field(
+        default=None,
+        description=(
+            "The same limits for each caller separately (claude-code, codex, openai-sdk..., a name sent in "
+            "x-switchyard-caller). Callers the gateway does not recognise share one allowance: `unknown` (no name "
+            "given) and `other` (a made-up name no binding lists). Callers name themselves: this is fairness, not "
+            "access control; the binding-wide limits are the hard cap."
+        ),
+    )
+
+
 class LabelSelectorRequirement(_Spec):
     """One matchExpressions entry of a Kubernetes label selector."""
 
@@ -636,6 +676,14 @@ class AssistantBindingSpec(_Spec):
             "Set: other callers are turned away (403), and requests from these callers whose "
             "model matches no alias are routed here. Unset: any caller, by alias. Routing, not "
             "access control: a client names itself (User-Agent, x-switchyard-caller)."
+        ),
+    )
+    limits: Limits | None = Field(
+        default=None,
+        description=(
+            "Rate limits and a daily token budget (docs/limits.md). Over a limit a request gets a 429 in the "
+            "caller's protocol with Retry-After and never reaches a tier (no breaker counts it). Shared across the "
+            "binding's pods: each pod enforces its share, limit / pods. Cost budgets are not implemented."
         ),
     )
     bound_credential: TierRef | str | None = Field(

@@ -26,6 +26,7 @@ from switchyard.api.models import (
     PROVIDER_PROTOCOL,
     AssistantBinding,
     CapabilityProfile,
+    Limits,
     ModelSource,
     Provider,
     Secret,
@@ -37,7 +38,9 @@ from switchyard.sidecar.contract.config import (
     CompiledBinding,
     CompiledBreaker,
     CompiledConfig,
+    CompiledLimits,
     CompiledProfile,
+    CompiledRateLimits,
     CompiledTier,
     CompiledTimeouts,
 )
@@ -310,6 +313,7 @@ def _compile_binding(binding: AssistantBinding, ctx: _Ctx, was_set: bool) -> tup
         ),
         deadline_seconds=spec.deadline_seconds,
         callers=list(spec.callers) if spec.callers is not None else None,
+        limits=_limits(spec.limits),
     )
     report = BindingReport(
         namespace=binding.namespace,
@@ -321,6 +325,25 @@ def _compile_binding(binding: AssistantBinding, ctx: _Ctx, was_set: bool) -> tup
         tiers=reports,
     )
     return compiled, report
+
+
+def _limits(limits: Limits | None) -> CompiledLimits | None:
+    """spec.limits, or None when it limits nothing (an empty block is no limit)."""
+    if limits is None:
+        return None
+    per = limits.per_caller
+    per_caller = None
+    if per is not None and per.is_set():
+        per_caller = CompiledRateLimits(
+            requests_per_minute=per.requests_per_minute, tokens_per_minute=per.tokens_per_minute,
+            tokens_per_day=per.tokens_per_day,
+        )
+    if not limits.is_set() and per_caller is None:
+        return None
+    return CompiledLimits(
+        requests_per_minute=limits.requests_per_minute, tokens_per_minute=limits.tokens_per_minute,
+        tokens_per_day=limits.tokens_per_day, per_caller=per_caller,
+    )
 
 
 def missing_features(features: Mapping[str, object], needed: Mapping[str, bool | int]) -> list[str]:

@@ -67,6 +67,23 @@ class CompiledBreaker(_Frozen):
     max_retry_after_seconds: float = 300.0
 
 
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+class CompiledRateLimits(_Frozen):
+    """Limits over time windows (AssistantBinding.spec.limits; ``routing/limits.py``), for the
+    whole fleet: each sidecar enforces its share (limit / pods). None: no limit."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+
+
+class CompiledLimits(CompiledRateLimits):
+    per_caller: CompiledRateLimits | None = None  # the same limits for each caller separately
+
+
 class CompiledTier(_Frozen):
     """One resolved tier of a chain. ``problem`` set = not resolvable; never sent to."""
 
@@ -129,6 +146,9 @@ class CompiledBinding(_Frozen):
     # permanent failure back in service ("disabled until the binding changes"): the
     # operator asks for that reset through the config, never through an admin call.
     generation: int | None = None
+    # spec.limits; absent from the wire (and the version hash) when unset, so a binding
+    # without limits compiles exactly as before.
+    limits: CompiledLimits | None = Field(default=None, exclude_if=_absent)
 
 
 class CompiledConfig(_Frozen):

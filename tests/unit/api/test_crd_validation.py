@@ -233,6 +233,15 @@ SAMPLES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("unknown failure kind", AB, {"fallbackOn": ["418"]}, "schema"),
     ("bad source name", AB, {"primary": T("Bad_Name")}, "schema"),
     ("empty alias", AB, {"aliases": [""]}, "schema"),
+    ("limits", AB, {"limits": {"requestsPerMinute": 30, "tokensPerMinute": 50000, "tokensPerDay": 2000000,
+                               "perCaller": {"requestsPerMinute": 10}}}, OK),
+    ("empty limits", AB, {"limits": {}}, OK),
+    ("null limits", AB, {"limits": None}, OK),
+    ("zero requests per minute", AB, {"limits": {"requestsPerMinute": 0}}, "schema"),
+    ("negative tokens per day", AB, {"limits": {"tokensPerDay": -5}}, "schema"),
+    ("requests per minute too high", AB, {"limits": {"requestsPerMinute": 1_000_001}}, "schema"),
+    ("fractional tokens per minute", AB, {"limits": {"tokensPerMinute": 1.5}}, "schema"),
+    ("per-caller zero", AB, {"limits": {"perCaller": {"tokensPerMinute": 0}}}, "schema"),
 ]
 
 
