@@ -178,6 +178,64 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
     return BindingHealth(tiers=tiers, active=active)
 
 
+@dataclass(frozen=True)
+class LimitUsage:
+    """One limit of a binding across its pods: the pods' counts for the same window, added up."""
+
+    limit: int
+    used: int
+    window_start: float  # wall clock, seconds
+    window_seconds: float
+    reporting_pods: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def as_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"limit": self.limit, "used": self.used, "left": self.left, "reportingPods": self.reporting_pods}
+        if self.window_seconds > 60:  # a daily budget: when it starts again
+            out["resetsAt"] = rfc3339(self.window_start + self.window_seconds)
+        return out
+
+
+@dataclass(frozen=True)
+class LimitsHealth:
+    windows: dict[str, LimitUsage] = field(default_factory=dict)  # requestsPerMinute, tokensPerMinute, tokensPerDay
+
+    def as_status(self) -> dict[str, Any]:
+        return {name: u.as_status() for name, u in self.windows.items()}
+
+
+def aggregate_limits(namespace: str, name: str, reports: Iterable[SidecarReport], *, now: float | None = None) -> LimitsHealth | None:
+    """What the binding's pods used of each of its limits (``spec.limits``) in the current
+    window. Windows are UTC minutes and days, the same in every pod: the counts of the pods
+    that report the latest window are added up; a pod still on an older window (it had no
+    request since) adds nothing. ``now``: a latest window that has already ended counts 0.
+    The limit is the one the pods report (the largest, while a change is on its way).
+    None: no pod reports limits for the binding."""
+    latest: dict[str, tuple[float, float, int, int, int]] = {}  # -> (start, seconds, limit, used, pods)
+    for status in reports:
+        entry = status.binding(namespace, name)
+        if entry is None or entry.limits is None:
+            continue
+        for limit_name, w in entry.limits.windows.items():
+            prev = latest.get(limit_name)
+            if prev is None or w.window_start > prev[0]:
+                latest[limit_name] = (w.window_start, w.window_seconds, w.limit, w.used, 1)
+            elif w.window_start == prev[0]:
+                latest[limit_name] = (prev[0], prev[1], max(prev[2], w.limit), prev[3] + w.used, prev[4] + 1)
+    if not latest:
+        return None
+    windows = {}
+    for limit_name, (start, seconds, limit, used, pods) in sorted(latest.items()):
+        if now is not None and start + seconds <= now:  # that window is over: nothing used in this one yet
+            start, used = now - now % seconds, 0
+        windows[limit_name] = LimitUsage(limit=limit, used=max(0, used), window_start=start, window_seconds=seconds,
+                                         reporting_pods=pods)
+    return LimitsHealth(windows)
+
+
 def disabled_tiers(pod_status: SidecarReport, namespace: str, name: str) -> list[int]:
     """The tiers of binding ``name`` that this one sidecar reports disabled."""
     entry = pod_status.binding(namespace, name)

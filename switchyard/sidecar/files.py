@@ -100,6 +100,7 @@ class ConfigFiles:
             self._refuse(f"{self.bundle_path} is invalid at {where}: {first['msg']}")
             return False
         config = assemble(bundle, labels)
+        self.rt.limits.share(bundle.namespace, bundle.pods)  # each pod's share of a limit; not in the config version
         applied = self.rt.install(config)
         self.rt.config_error = None
         self.rt.metrics.config_updates.labels("applied" if applied else "unchanged").inc()

@@ -59,6 +59,7 @@ OUTCOMES = (
     "broken-stream",  # failed after content started: error event sent
     "rejected",  # refused by the capability step or bad input
     "client-gone",  # the client disconnected first
+    "limited",  # refused by the binding's own limits (spec.limits), no tier tried
 )
 
 _BOUNDS = (*(float(b) for b in LATENCY_BUCKETS), float("inf"))
@@ -264,6 +265,15 @@ class Metrics:
         )
         r.register(_Recorded([self.requests, self.attempts, self.fallbacks, self.probes, self.breaker_transitions,
                               self.active_tier, self.upstream_latency, self.ttft, self.tokens, self.degraded]))
+        # spec.limits (pipeline/limits.py): requests refused before any tier, by the limit
+        # (requestsPerMinute, tokensPerMinute, tokensPerDay, each also as perCaller.<name>).
+        self.limited_requests = Family(
+            "switchyard_limited_requests",
+            "Requests refused with a 429 by the binding's own limits (spec.limits), before any tier, by the limit.",
+            ["binding", "limit"],
+            "counter",
+        )
+        r.register(_Recorded([self.limited_requests]))
         self._stats: dict[tuple[str, str, str], TierStats] = {}
         self._by_tier: dict[int, tuple[Any, Any, TierStats]] = {}
         self.config_info = Info(
@@ -325,6 +335,9 @@ class Metrics:
         if e is not None and e[1] is tier and e[0] is binding:
             return e[2]
         return self.stats(binding.name, str(tier.index), tier.source)
+
+    def limited(self, binding: str, limit: str) -> None:
+        self.limited_requests.cell((binding, limit))[0] += 1
 
     def set_active_tier(self, binding: str, index: int) -> None:
         self.active_tier.cell((binding,))[0] = index

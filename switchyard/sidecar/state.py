@@ -31,6 +31,7 @@ from switchyard.sidecar.metrics import Metrics
 from switchyard.sidecar.probe import Prober
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.routing.breaker import Admission, BreakerBoard, State, TierHealth
+from switchyard.sidecar.routing.limits import LimitBoard
 from switchyard.sidecar.upstream import Upstreams
 from switchyard.sidecar.watchdog import Watchdog
 
@@ -206,6 +207,7 @@ class Runtime:
     upstreams: Upstreams = field(default_factory=Upstreams)
     watchdog: Watchdog = field(default_factory=Watchdog)  # the upstream waits' deadlines, one timer
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    limits: LimitBoard = field(default_factory=LimitBoard)  # spec.limits: counters per binding and caller
     snapshot: Snapshot | None = None
     last_used: dict[str, LastUsed] = field(default_factory=dict)
     draining: bool = False
@@ -306,6 +308,7 @@ class Runtime:
         for name in list(self.last_used):
             if name not in live:
                 del self.last_used[name]
+        self.limits.install(config.bindings)
         m = self.metrics
         m.install(config.bindings)
         m.config_info.info({"version": config.version, "schema_version": str(config.schema_version)})

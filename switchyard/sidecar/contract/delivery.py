@@ -102,6 +102,12 @@ class ConfigBundle(_Frozen):
     namespace: str
     version: str = ""  # content hash (``with_version``)
     bindings: list[BundleEntry] = Field(default_factory=list)
+    # How many pods serve each binding that has limits (by name): each sidecar enforces
+    # limit / pods (docs/limits.md). Only limited bindings are listed, so scaling a binding
+    # without limits never rewrites the Secret. Not part of any pod's CompiledConfig (a
+    # scale event changes no pod's config version); part of this bundle's version, so the
+    # operator writes it. Absent from the file when empty.
+    pods: dict[str, int] = Field(default_factory=dict, exclude_if=lambda v: not v)
 
     def with_version(self) -> ConfigBundle:
         """A copy whose ``version`` is the hash of its content (as ``CompiledConfig``'s)."""

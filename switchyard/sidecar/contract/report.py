@@ -142,6 +142,26 @@ class ReportedLastUsed(_Part):
     at: float | None = None  # wall clock, seconds
 
 
+class ReportedWindow(_Part):
+    """One limit of a binding (``spec.limits``) in one sidecar: what it used of it in the
+    current window. Windows are aligned to the wall clock (UTC minutes, UTC days), so the
+    reports of a binding's pods for the same ``window_start`` add up to the fleet's use."""
+
+    limit: int  # the limit as the binding states it (for the whole fleet)
+    share: float  # this pod's share of it (limit / pods, at least 1)
+    used: int  # counted in this window: requests admitted, or tokens (input + output)
+    window_start: float  # wall clock, seconds (start of the UTC minute or day)
+    window_seconds: float  # 60 or 86400
+
+
+class ReportedLimits(_Part):
+    """A binding's limits in one sidecar (docs/limits.md). Keys of ``windows``:
+    requestsPerMinute, tokensPerMinute, tokensPerDay (those the binding sets)."""
+
+    pods: int = 1  # pods this sidecar believes share the limits
+    windows: dict[str, ReportedWindow] = Field(default_factory=dict)
+
+
 class ReportedBinding(_Part):
     name: str
     namespace: str | None = None  # None: not said (sidecars always say it)
@@ -149,6 +169,7 @@ class ReportedBinding(_Part):
     unbound: bool = False
     last_used: ReportedLastUsed | None = None
     tiers: list[ReportedTier] = Field(default_factory=list)
+    limits: ReportedLimits | None = Field(default=None, exclude_if=_absent)  # only for a binding with limits
 
     def belongs_to(self, namespace: str, name: str) -> bool:
         return self.name == name and self.namespace in (None, namespace)

@@ -181,6 +181,7 @@ def status_report(rt: Runtime) -> SidecarReport:
                     )
                     for t in b.tiers
                 ],
+                limits=rt.limits.report(b),
             )
         )
     return SidecarReport(

@@ -26,7 +26,7 @@ from aiohttp import web
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
-from switchyard.sidecar.pipeline import conversation
+from switchyard.sidecar.pipeline import conversation, limits
 from switchyard.sidecar.pipeline.attempt import Attempt, Miss, attempt
 from switchyard.sidecar.pipeline.exchange import Exchange, account, error_response
 from switchyard.sidecar.pipeline.intake import (
@@ -63,7 +63,7 @@ async def handle(
     except GatewayError as err:
         ex.status = err.status
         ex.error = err.full_message()
-        if ex.outcome not in ("all-tiers-failed", "upstream-error"):
+        if ex.outcome not in ("all-tiers-failed", "upstream-error", "limited"):
             ex.outcome = "rejected"
         return error_response(ex, err)
     except asyncio.CancelledError:
@@ -119,6 +119,8 @@ async def _serve(
         )
     if not binding.tiers:
         raise GatewayError(ErrorKind.UNAVAILABLE, f"binding {binding.name} has no tiers", code="no_tiers", binding=binding.name)
+    if binding.limits is not None:  # spec.limits: a 429 before any tier (pipeline/limits.py)
+        limits.admit(rt, ex, binding, snap)
     if ingress.protocol == conversation.PROTOCOL:
         body = conversation.prepare(rt, ex, binding, body)
     return await _walk_chain(request, rt, ex, binding, body, path_model)

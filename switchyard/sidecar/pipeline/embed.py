@@ -36,6 +36,7 @@ from aiohttp import web
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
+from switchyard.sidecar.pipeline import limits
 from switchyard.sidecar.pipeline.exchange import Exchange, account, error_response
 from switchyard.sidecar.pipeline.intake import (
     DRAIN_MESSAGE,
@@ -75,7 +76,7 @@ async def embed(request: web.Request, ingress: Adapter, *, path_model: str | Non
     except GatewayError as err:
         ex.status = err.status
         ex.error = err.full_message()
-        if ex.outcome not in ("all-tiers-failed", "upstream-error"):
+        if ex.outcome not in ("all-tiers-failed", "upstream-error", "limited"):
             ex.outcome = "rejected"
         return error_response(ex, err)
     except asyncio.CancelledError:
@@ -115,6 +116,8 @@ async def _serve(request: web.Request, rt: Runtime, ex: Exchange, path_model: st
     if binding.unbound or not binding.tiers:
         why = "is deliberately unbound" if binding.unbound else "has no tiers"
         raise GatewayError(ErrorKind.UNAVAILABLE, f"binding {binding.name} {why}; nothing can embed", code="binding_unbound", binding=binding.name)
+    if binding.limits is not None:  # spec.limits, as for generation (pipeline/limits.py)
+        limits.admit(rt, ex, binding, snap)
     try:
         req = ingress.embed_request(body, path_model)
     except RequestError as exc:

@@ -35,6 +35,7 @@ H_SOURCE = "x-switchyard-source"
 H_MODEL = "x-switchyard-model"
 H_REASON = "x-switchyard-fallback-reason"
 H_DEGRADED = "x-switchyard-degraded"
+H_LIMITED = "x-switchyard-limited"  # the limit that refused the request (pipeline/limits.py)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Exchange:
     previous_id: str | None = None
     answer: n.Response | None = None  # the answer served, when store_turn asks for it
     response_id: str | None = None  # the id the client got for it
+    limited: str | None = None  # the spec.limits limit that refused it, e.g. "requestsPerMinute"
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}
@@ -77,6 +79,8 @@ class Exchange:
         if self.degraded:
             # Unknown-field names come from the client's JSON keys: never raw in a header.
             h[H_DEGRADED] = header_safe(degraded_header(self.degraded))
+        if self.limited is not None:
+            h[H_LIMITED] = self.limited
         return h
 
 
@@ -138,6 +142,8 @@ def account(rt: Runtime, ex: Exchange) -> None:
             ):
                 if value:
                     stats.tokens(kind, value)
+        if b.limits is not None and ex.usage is not None:  # tokens count once the answer ended
+            rt.limits.get(b).spend(caller, ex.usage.input_tokens + ex.usage.output_tokens, rt.limits.clock())
     if log.isEnabledFor(logging.INFO):
         record: dict[str, Any] = {
             "binding": name or None,
@@ -159,4 +165,6 @@ def account(rt: Runtime, ex: Exchange) -> None:
             record["ttft_ms"] = round(ex.ttft * 1000, 2)
         if ex.error:
             record["error"] = ex.error
+        if ex.limited is not None:
+            record["limit"] = ex.limited
         request_log.write("request", record)
