@@ -140,6 +140,24 @@ class PodsStatus(_Status):
     )
 
 
+class LimitUsageStatus(_Status):
+    """One of spec.limits across the binding's pods, in the current window."""
+
+    limit: int = Field(ge=0, description="The limit as spec.limits states it (for all pods together).")
+    used: int = Field(ge=0, description="Used in the current window (UTC minute or day): requests admitted, or tokens (input + output), summed over the reporting pods.")
+    left: int = Field(ge=0, description="limit - used, at least 0. Each pod admits at most its share (limit / pods), so less may be usable when traffic is uneven.")
+    reporting_pods: int = Field(ge=0, description="Pods whose report counts toward used (those on the current window).")
+    resets_at: str | None = Field(default=None, description="tokensPerDay only: when the daily budget starts again (00:00 UTC, RFC 3339).")
+
+
+class BindingLimitsStatus(_Status):
+    """What the binding's pods used of each limit spec.limits sets (docs/limits.md)."""
+
+    requests_per_minute: LimitUsageStatus | None = Field(default=None, description="Requests in the current UTC minute.")
+    tokens_per_minute: LimitUsageStatus | None = Field(default=None, description="Tokens in the current UTC minute.")
+    tokens_per_day: LimitUsageStatus | None = Field(default=None, description="Tokens in the current UTC day.")
+
+
 class BindingSummary(_Status):
     """Short strings for `kubectl get assistantbinding` columns."""
 
@@ -165,6 +183,9 @@ class AssistantBindingStatus(_Status):
     pods: PodsStatus = Field(default_factory=PodsStatus, description="Selected and configured pods.")
     alias_conflicts: list[str] = Field(
         default_factory=list, max_length=50, description="Aliases another binding of a shared pod already claims: `alias (taken by ns/name)`."
+    )
+    limits: BindingLimitsStatus | None = Field(
+        default=None, description="Use of spec.limits, summed over the pods' reports; absent without limits or before a pod reports."
     )
     summary: BindingSummary | None = Field(default=None, description="Printer-column strings.")
     conditions: list[Condition] = Field(

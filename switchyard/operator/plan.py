@@ -56,7 +56,7 @@ from switchyard.sidecar.contract.delivery import (
 from switchyard.sidecar.contract.report import SidecarReport
 
 from .credentials import refusal
-from .health import BindingHealth, aggregate
+from .health import BindingHealth, aggregate, aggregate_limits
 from .selection import PodInfo, SelectorIndex
 from .status import BindingInputs, PodProblem, PodsView, binding_status, profile_status, prune
 from .world import Snap
@@ -238,6 +238,7 @@ def plan_configs(inp: NamespaceInputs) -> ConfigPlan:
             for (_, bname), rep in settled_reports(compiled, [(ns, n) for n in names]).items():
                 conflicts.setdefault(bname, set()).update(rep.alias_conflicts)
     configs: dict[PodKey, CompiledConfig] = {p.key: by_set[pod_bindings[p.key]] for p in inp.pods}
+    bundle = with_shares(bundle, inp.pods, pod_bindings)
 
     token = admin_token(inp.secrets, inp.admin_token)
     stuck: dict[PodKey, PodProblem] = {}
@@ -288,6 +289,26 @@ def build_bundle(
             binding=cb if cb.generation == generation else cb.model_copy(update={"generation": generation}),
         ))
     return ConfigBundle(namespace=ns, bindings=entries).with_version()
+
+
+def with_shares(bundle: ConfigBundle, pods: Sequence[PodInfo], pod_bindings: Mapping[PodKey, frozenset[str]]) -> ConfigBundle:
+    """The bundle with how many pods serve each binding that has ``spec.limits``: each
+    sidecar enforces limit / pods (docs/limits.md). Pods that carry no sidecar are not
+    counted; pods not yet running are (they are about to serve: counting them early keeps
+    the fleet under the limit while they start). Bindings without limits are not listed,
+    so scaling them never rewrites the config Secret; the count is in no pod's config
+    (``assemble`` leaves it out), so a scale event changes no pod's config version."""
+    limited = {e.binding.name for e in bundle.bindings if e.binding.limits is not None}
+    if not limited:
+        return bundle
+    counts = dict.fromkeys(sorted(limited), 0)
+    for p in pods:
+        if p.injected:
+            for name in pod_bindings.get(p.key, ()):
+                if name in counts:
+                    counts[name] += 1
+    counts = {name: n for name, n in counts.items() if n}
+    return bundle.model_copy(update={"pods": counts}).with_version() if counts else bundle
 
 
 # --------------------------------------------------------------------------- status plan
@@ -342,6 +363,7 @@ def plan_binding(
     )
     reports = [r for p in selected if (r := outcomes.get(p.key, none).report) is not None]
     health = aggregate(report, reports) if report is not None else BindingHealth()
+    limits = aggregate_limits(snap.namespace, snap.name, reports, now=now) if report is not None else None
     inputs = BindingInputs(
         name=snap.name,
         generation=snap.generation,
@@ -353,6 +375,7 @@ def plan_binding(
         pods=PodsView(selected=len(selected), configured=len(configured), problems=problems),
         alias_conflicts=plan.alias_conflicts.get(snap.name, ()),
         requires=plan.requires.get(snap.name, False),
+        limits=limits,
     )
     return BindingPlan(prune(binding_status(inputs, now=now)), report, health, len(selected))
 

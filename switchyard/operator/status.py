@@ -14,7 +14,7 @@ from typing import Any
 from switchyard.compiler.compile import BindingReport
 
 from .conditions import FALSE, TRUE, UNKNOWN, condition
-from .health import BindingHealth, all_resolvable_tiers_out
+from .health import BindingHealth, LimitsHealth, all_resolvable_tiers_out
 
 UNBOUND_MESSAGES = {
     "PrimaryNull": "spec.primary is null: the binding is deliberately unbound and answers every request "
@@ -58,6 +58,7 @@ class BindingInputs:
     pods: PodsView = field(default_factory=PodsView)
     alias_conflicts: tuple[str, ...] = ()
     requires: bool = False  # the spec has a `requires` that asks for something
+    limits: LimitsHealth | None = None  # spec.limits: what the pods used (health.aggregate_limits)
 
 
 def _tier_label(source: str, model: str | None) -> str:
@@ -185,6 +186,8 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
     }
     if inp.health.active is not None:
         status["active"] = inp.health.active.as_status()
+    if inp.limits is not None and inp.limits.windows:
+        status["limits"] = inp.limits.as_status()
     return status
 
 
