@@ -204,3 +204,18 @@ async def test_embeddings_requests_count_against_the_same_limit(gateway: Gateway
         await client.embeddings.create(model="metered", input="hello")
     assert info.value.response.headers["x-switchyard-limited"] == "requestsPerMinute"
     assert posts(sim, "primary") == 1
+
+
+async def test_google_genai_gets_resource_exhausted(gateway: GatewayFactory, sim: Simulator) -> None:
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types
+
+    gw = await start(gateway, limited("metered", "{requestsPerMinute: 1}"))
+    client = genai.Client(api_key=CLIENT_KEY, http_options=types.HttpOptions(
+        base_url=gw.api, api_version="v1beta", retry_options=types.HttpRetryOptions(attempts=1)))
+    await client.aio.models.generate_content(model="metered", contents="hi")
+    with pytest.raises(genai_errors.ClientError) as info:
+        await client.aio.models.generate_content(model="metered", contents="hi")
+    assert info.value.code == 429 and info.value.status == "RESOURCE_EXHAUSTED"
+    assert posts(sim, "primary") == 1

@@ -24,7 +24,10 @@ _UNIT = {"requestsPerMinute": "requests a minute", "tokensPerMinute": "tokens a 
 def admit(rt: Runtime, ex: Exchange, binding: CompiledBinding, snap: Snapshot) -> None:
     """Count this request against ``binding``'s limits, or raise the 429 that refuses it."""
     board = rt.limits
-    refusal = board.get(binding).admit(metric_label(ex.caller, snap.by_caller), board.clock())
+    lim = board.get(binding)
+    # Per-caller counters are keyed by the caller's metric label: bounded by the config.
+    caller = metric_label(ex.caller, snap.by_caller) if lim.caller_caps is not None else ""
+    refusal = lim.admit(caller, board.clock())
     if refusal is None:
         return
     ex.outcome = "limited"
