@@ -219,3 +219,17 @@ async def test_google_genai_gets_resource_exhausted(gateway: GatewayFactory, sim
         await client.aio.models.generate_content(model="metered", contents="hi")
     assert info.value.code == 429 and info.value.status == "RESOURCE_EXHAUSTED"
     assert posts(sim, "primary") == 1
+
+
+async def test_tokens_of_a_streamed_answer_count_too(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await start(gateway, limited("metered", "{tokensPerMinute: 5}"))
+    client = gw.openai()
+    # OpenAI chat to an OpenAI tier is relayed as is: the upstream reports usage in a
+    # stream only when the client asks for it (docs/limits.md, "Not done").
+    stream = await client.chat.completions.create(model="metered", messages=[{"role": "user", "content": "hello there"}],
+                                                  stream=True, stream_options={"include_usage": True})
+    async for _ in stream:
+        pass
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="metered", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert posts(sim, "primary") == 1

@@ -109,3 +109,20 @@ def test_report_rolls_to_now_and_carries_limit_share_and_use() -> None:
     assert (rpm.limit, rpm.share, rpm.used, rpm.window_start, rpm.window_seconds) == (30, 15.0, 1, T0, 60.0)
     assert rep.windows["tokensPerDay"].used == 40
     assert lim.report(T0 + 65).windows["requestsPerMinute"].used == 0  # a new minute
+
+
+def test_without_limits_the_report_and_the_bundle_keep_their_old_shape() -> None:
+    """Older operators and sidecars read these (extra fields refused by a sidecar): a
+    namespace without limits must produce exactly the bytes it did before."""
+    from switchyard.sidecar.contract.delivery import ConfigBundle
+    from switchyard.sidecar.contract.report import ReportedBinding, SidecarReport, parse_report
+
+    plain = SidecarReport(configured=True, version="v", bindings=[ReportedBinding(name="b")]).to_wire()
+    assert "limits" not in plain["bindings"][0]
+    assert b'"pods"' not in ConfigBundle(namespace="ns").to_file()
+    lim = bl(pods=3, requests_per_minute=30)
+    lim.admit("x", T0)
+    wire = SidecarReport(configured=True, version="v", bindings=[ReportedBinding(name="b", limits=lim.report(T0))]).to_wire()
+    back = parse_report(wire).bindings[0].limits
+    assert back is not None and back.pods == 3 and back.windows["requestsPerMinute"].used == 1
+    assert ConfigBundle.from_file(ConfigBundle(namespace="ns", pods={"b": 3}).to_file()).pods == {"b": 3}
