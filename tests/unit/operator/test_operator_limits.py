@@ -88,3 +88,26 @@ def test_status_carries_limits_used_and_left() -> None:
     assert status["limits"]["requestsPerMinute"] == {"limit": 30, "used": 20, "left": 10, "reportingPods": 2}
     assert status["limits"]["tokensPerDay"]["used"] == 600
     assert "limits" not in statuses.bindings["beta"].status
+
+
+async def test_the_reconciler_rewrites_the_config_secret_when_a_limited_binding_scales() -> None:
+    from test_operator_delivery import bundle as written
+    from test_operator_delivery import make
+
+    from switchyard.operator.selection import PodInfo
+    from switchyard.operator.world import snapshot
+    from switchyard.sidecar.contract.delivery import assemble
+
+    rec, kube, world = make()
+    spec = {"selector": {"matchLabels": {"app": "a"}}, "primary": {"sourceRef": {"name": "main"}},
+            "limits": {"requestsPerMinute": 30}}
+    world.bindings_by_ns["ns"] = [snapshot("AssistantBinding", {
+        "metadata": {"name": "support", "namespace": "ns", "uid": "uid-support", "generation": 1}, "spec": spec, "status": {}})]
+    await rec.reconcile_namespace("ns")
+    first = written(kube)
+    assert first.pods == {"support": 1}
+    world.pods_by_ns["ns"].append(PodInfo("ns", "p-1", "u1", {"app": "a"}, "Pending", None, None, "u1||0|"))
+    await rec.reconcile_namespace("ns")
+    second = written(kube)
+    assert second.pods == {"support": 2} and len(kube.writes) == 2
+    assert assemble(second, {"app": "a"}).version == assemble(first, {"app": "a"}).version
