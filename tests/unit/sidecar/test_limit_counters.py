@@ -126,3 +126,15 @@ def test_without_limits_the_report_and_the_bundle_keep_their_old_shape() -> None
     back = parse_report(wire).bindings[0].limits
     assert back is not None and back.pods == 3 and back.windows["requestsPerMinute"].used == 1
     assert ConfigBundle.from_file(ConfigBundle(namespace="ns", pods={"b": 3}).to_file()).pods == {"b": 3}
+
+
+def test_retry_after_waits_for_the_previous_minute_to_fade() -> None:
+    w = Minute()
+    w.add(T0 - 1, 10)  # a full previous minute
+    # 3 s in: 10 * 0.95 + 0 + 1 > 10; it fits once 10 * (1 - f) <= 9, f = 0.1: at 6 s.
+    assert w.wait(T0 + 3, 10) == pytest.approx(3.0)
+    assert w.wait(T0 + 6, 10) == 0.0
+    # Tokens far over the cap this minute: the rest of it, then until 250 * (1 - f) <= 99.
+    t = Minute()
+    t.add(T0 + 10, 250)
+    assert t.wait(T0 + 10, 100) == pytest.approx(50 + 60 * (1 - 99 / 250))
