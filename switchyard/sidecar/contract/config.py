@@ -67,6 +67,22 @@ class CompiledBreaker(_Frozen):
     max_retry_after_seconds: float = 300.0
 
 
+class CompiledPrice(_Frozen):
+    """A tier's price, resolved by the compiler: integers in millionths of ``currency`` per
+    million tokens (the declared price times 10**6), which is also 10**-12 of the currency
+    per token: a cost is ``tokens * price`` in those units, exact (pipeline/exchange.py)."""
+
+    currency: str  # ISO 4217, e.g. USD
+    input: int  # input tokens neither read from nor written to a cache
+    output: int  # output tokens, reasoning included
+    cached_input: int  # input tokens read from the prompt cache
+    cache_write: int  # input tokens written to the prompt cache
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
 class CompiledTier(_Frozen):
     """One resolved tier of a chain. ``problem`` set = not resolvable; never sent to."""
 
@@ -92,6 +108,10 @@ class CompiledTier(_Frozen):
     allow_link_local: bool = False
     # spec.network.maxConnections of the source: the size of this sidecar's pool for it.
     max_connections: int = 256
+    # The model's price (ModelSource spec.pricing, else the profile's): the sidecar counts
+    # each answer's cost with it. Left out of the wire when unset, so a config without
+    # prices serialises (and hashes) as before prices existed.
+    pricing: CompiledPrice | None = Field(default=None, exclude_if=_absent)
 
     @field_serializer("credential", when_used="always")
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
