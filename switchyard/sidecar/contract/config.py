@@ -78,6 +78,14 @@ class CompiledPrice(_Frozen):
     cached_input: int  # input tokens read from the prompt cache
     cache_write: int  # input tokens written to the prompt cache
 
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int, cache_write_tokens: int) -> int:
+        """The cost of one answer in picos (10**-12) of ``currency``, exact. ``input_tokens``
+        is all input, cache reads and writes included (as the sidecar's neutral usage
+        counts it): the rest of it is priced at ``input``."""
+        fresh = max(0, input_tokens - cached_input_tokens - cache_write_tokens)
+        return (fresh * self.input + cached_input_tokens * self.cached_input + cache_write_tokens * self.cache_write
+                + output_tokens * self.output)
+
 
 def _absent(value: Any) -> bool:
     return value is None
