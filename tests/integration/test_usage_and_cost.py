@@ -6,6 +6,7 @@ integer picos), writes them on the request line and sums them in its status repo
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -139,3 +140,21 @@ async def test_a_request_no_tier_served_has_no_usage_on_its_line(gateway: Gatewa
     [line] = request_lines(logs)
     assert not {"input_tokens", "output_tokens", "cost", "currency"} & set(line)
 
+
+async def test_the_status_report_sums_usage_per_binding(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await gateway(priced(sim) + chains())
+    sim.script("primary", Reply(text="ok", usage=Usage(input_tokens=1000, output_tokens=200, cached_tokens=400)), times=3)
+    for _ in range(3):
+        await gw.openai().chat.completions.create(model="shop", messages=HI)
+    sim.fault("primary", "500")
+    sim.script("claude", Reply(text="fb", usage=Usage(input_tokens=10, output_tokens=10, cache_write_tokens=5)))
+    await gw.openai().chat.completions.create(model="shop", messages=HI)
+    async with aiohttp.ClientSession() as c:
+        async with c.get(gw.admin + "/admin/status") as r:
+            report = await r.json()
+    shop = next(b for b in report["bindings"] if b["name"] == "shop")
+    assert shop["usage"]["tokens"] == {"input": 3015, "output": 610, "cached_input": 1200, "cache_write": 5, "reasoning": 0}
+    # 3 x 0.004 USD; 10 x 3 + 5 x 3.75 + 10 x 15 per million EUR, as exact decimal strings
+    assert {k: Decimal(v) for k, v in shop["usage"]["cost"].items()} == {"USD": Decimal("0.012"), "EUR": Decimal("0.00019875")}
+    plain = next(b for b in report["bindings"] if b["name"] == "plain")
+    assert "usage" not in plain  # no traffic: nothing to report
