@@ -134,9 +134,10 @@ class CompiledTier(_Frozen):
         return f"{self.source}|{self.base_url}|{self.model}"
 
     def fingerprint(self) -> str:
-        """Hash of everything about this tier (credential included): a tier disabled for a
-        permanent failure is enabled again when this changes (a new key, a new model...)."""
-        data = self.model_dump(mode="json", context={"reveal_secrets": True})
+        """Hash of everything about this tier (credential included) but its price: a tier
+        disabled for a permanent failure is enabled again when this changes (a new key, a
+        new model...); a new price is no reason to try it again."""
+        data = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"pricing"})
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

@@ -92,3 +92,11 @@ def test_the_compiled_price_round_trips_the_wire() -> None:
     again = CompiledConfig.from_wire(config.to_wire())
     assert again.bindings[0].tiers[0].pricing == config.bindings[0].tiers[0].pricing
     assert again.with_version().version == config.version
+
+
+def test_a_price_change_does_not_put_a_disabled_tier_back_in_service() -> None:
+    """The fingerprint (a disabled tier is enabled again when it changes) leaves the price out."""
+    chain = binding("{primary: {sourceRef: {name: priced}}}")
+    one = compile_text(SOURCES + PRICED + chain).config.bindings[0].tiers[0]
+    two = compile_text(SOURCES + PRICED.replace("outputPerMillion: 10,", "outputPerMillion: 12,") + chain).config.bindings[0].tiers[0]
+    assert one.pricing != two.pricing and one.fingerprint() == two.fingerprint()
