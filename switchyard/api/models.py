@@ -230,6 +230,52 @@ class ModelProfile(_Spec):
     capability_profile_ref: LocalRef = Field(description="The CapabilityProfile for this model.")
 
 
+# ------------------------------------------------------------------- pricing
+
+MAX_PRICE_PER_MILLION = 1_000_000
+"""Upper bound of a declared price (per million tokens): far above any real one, it keeps
+a typo (a price per token written as per million, say) from looking sane."""
+
+_PRICE = {"ge": 0, "le": MAX_PRICE_PER_MILLION}
+
+
+class Pricing(_Spec):
+    """What a model costs, per million tokens, in one currency; declared by the user (no
+    price list is fetched from anywhere). Read to six decimals. The sidecar counts each
+    answer's cost from its token counts (docs/usage-and-cost.md)."""
+
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the currency the prices are in, e.g. USD or EUR. Default USD.",
+    )
+    input_per_million: float = Field(
+        **_PRICE, description="Price of one million input tokens that were not read from or written to a cache."
+    )
+    output_per_million: float = Field(
+        **_PRICE, description="Price of one million output tokens (reasoning tokens included)."
+    )
+    cached_input_per_million: float | None = Field(
+        default=None, **_PRICE,
+        description="Price of one million input tokens read from the provider's prompt cache. Unset: inputPerMillion.",
+    )
+    cache_write_per_million: float | None = Field(
+        default=None, **_PRICE,
+        description="Price of one million input tokens written to the provider's prompt cache (Anthropic's "
+        "cache_creation_input_tokens). Unset: inputPerMillion.",
+    )
+
+
+class ModelPricing(Pricing):
+    """The price of the models of a ModelSource that match ``model``."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Model id this price applies to; a trailing `*` matches a prefix (`*` alone: every model).",
+    )
+
+
 # ------------------------------------------------------------------ ModelSource
 
 
@@ -328,6 +374,15 @@ class ModelSourceSpec(_Spec):
         description=(
             "Opt-ins for base URLs refused by default (see docs/reliability.md): link-local and "
             "cloud metadata addresses, and plain http to a host that is not local."
+        ),
+    )
+    pricing: list[ModelPricing] = Field(
+        default_factory=list,
+        max_length=100,
+        description=(
+            "What this source charges per model, per million tokens; the first entry whose `model` "
+            "matches wins, before the tier's CapabilityProfile `pricing`. Unpriced tiers count "
+            "tokens and no cost (docs/usage-and-cost.md)."
         ),
     )
 
@@ -459,6 +514,13 @@ class CapabilityProfileSpec(_Spec):
             "Per feature, the action when a request uses it and the destination does not "
             "support it: strip, map, reject or skip-tier. Unlisted features use the "
             "documented defaults (docs/capabilities.md)."
+        ),
+    )
+    pricing: Pricing | None = Field(
+        default=None,
+        description=(
+            "What the model behind this profile costs, per million tokens: the price of a tier "
+            "whose ModelSource declares none for its model (docs/usage-and-cost.md)."
         ),
     )
 

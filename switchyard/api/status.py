@@ -169,6 +169,34 @@ class BindingSummary(_Status):
     pods: str = Field(description="PODS column: configured/selected.")
 
 
+class CostStatus(_Status):
+    """What a binding's answers cost in one currency."""
+
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, as declared in the prices.")
+    amount: str = Field(
+        max_length=64, pattern=r"^[0-9]+(\.[0-9]+)?$",
+        description="The amount, an exact decimal string (e.g. \"0.002775\"): a sum of integer 10^-12 units, never a float.",
+    )
+
+
+class UsageStatus(_Status):
+    """Tokens and cost of a binding's answers, summed over the selected sidecars that report them:
+    each pod's totals since its sidecar started, as read at the operator's last poll. A pod that
+    restarts starts again from zero, and a pod that is gone no longer counts: a gauge of what the
+    running sidecars served, not a bill (the metrics are; docs/usage-and-cost.md)."""
+
+    input_tokens: int = Field(default=0, ge=0, description="All input tokens, cache reads and writes included.")
+    output_tokens: int = Field(default=0, ge=0, description="Output tokens, reasoning included.")
+    cached_input_tokens: int = Field(default=0, ge=0, description="Input tokens read from a prompt cache.")
+    cache_write_tokens: int = Field(default=0, ge=0, description="Input tokens written to a prompt cache.")
+    reasoning_tokens: int = Field(default=0, ge=0, description="Output tokens spent reasoning.")
+    cost: list[CostStatus] = Field(
+        default_factory=list, max_length=10,
+        description="Per currency, from the prices declared for the tiers' models; absent when no tier that served is priced.",
+    )
+    pods: int = Field(default=0, ge=0, description="Pods whose totals are summed here.")
+
+
 class AssistantBindingStatus(_Status):
     """What the operator reports on an AssistantBinding."""
 
@@ -188,6 +216,9 @@ class AssistantBindingStatus(_Status):
         default=None, description="Use of spec.limits, summed over the pods' reports; absent without limits or before a pod reports."
     )
     summary: BindingSummary | None = Field(default=None, description="Printer-column strings.")
+    usage: UsageStatus | None = Field(
+        default=None, description="Tokens and cost since each selected sidecar started; absent before any usage is reported."
+    )
     conditions: list[Condition] = Field(
         default_factory=list, max_length=8, description="Resolved, Ready and ChainCompatible.",
         json_schema_extra=CONDITIONS_LIST,

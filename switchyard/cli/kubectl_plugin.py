@@ -1,6 +1,6 @@
 """``kubectl switchyard``: look at and test bindings from the command line.
 
-    kubectl switchyard status BINDING    chain, breakers, active tier, pods (the binding's status)
+    kubectl switchyard status BINDING    chain, breakers, active tier, usage and cost, pods (the binding's status)
     kubectl switchyard test BINDING      every selected sidecar checks every tier; no prompt is sent
     kubectl switchyard models SOURCE     the live model catalog of a ModelSource (its status)
     kubectl switchyard explain BINDING   why the last request went where it went (the sidecars' status)
@@ -288,6 +288,24 @@ def _breaker_text(b: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def _usage_lines(u: dict[str, Any] | None) -> list[str]:
+    """The binding's ``status.usage``: tokens and cost since each selected sidecar started."""
+    if not u:
+        return ["  usage:    - (no usage reported yet)"]
+    cache = [f"{u[k]:,} {what}" for k, what in (("cachedInputTokens", "read from cache"), ("cacheWriteTokens", "written to it"))
+             if u.get(k)]
+    text = f"{u.get('inputTokens', 0):,} tokens in" + (f" ({', '.join(cache)})" if cache else "")
+    text += f", {u.get('outputTokens', 0):,} out"
+    if u.get("reasoningTokens"):
+        text += f" ({u['reasoningTokens']:,} reasoning)"
+    cost = ", ".join(f"{c.get('amount')} {c.get('currency')}" for c in u.get("cost") or [])
+    return [
+        f"  usage:    {text}",
+        f"  cost:     {cost or '- (no price declared for the tiers that served)'}",
+        f"            since each of {u.get('pods', 0)} pods' sidecar started, summed at the operator's last poll",
+    ]
+
+
 def render_status(binding: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
     """``status``: lines and exit code (1 when the binding is not Ready or a tier cannot serve)."""
     meta, spec, status = binding["metadata"], binding.get("spec") or {}, binding.get("status") or {}
@@ -325,6 +343,7 @@ def render_status(binding: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tu
                      f" (last used {_when(active.get('lastUsedAt'))}, in {active.get('pods', 0)} pods)")
     else:
         lines.append("  active:   - (no request served yet)")
+    lines += _usage_lines(status.get("usage"))
     p = status.get("pods") or {}
     lines.append(f"  pods:     {p.get('configured', 0)} of {p.get('selected', 0)} selected pods run the current config")
     for pod in pods:
@@ -612,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, suppress=False)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("status", help="chain, breakers, active tier and pods of a binding (from its status)", allow_abbrev=False)
+    s = sub.add_parser("status", help="chain, breakers, active tier, usage and cost, and pods of a binding (from its status)", allow_abbrev=False)
     s.add_argument("binding")
     _common(s, suppress=True)
     s = sub.add_parser("models", help="the live model catalog of a ModelSource (from its status)", allow_abbrev=False)

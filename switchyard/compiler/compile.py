@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from decimal import ROUND_HALF_EVEN, Decimal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from switchyard.api.models import (
     CapabilityProfile,
     Limits,
     ModelSource,
+    Pricing,
     Provider,
     Secret,
     TierRef,
@@ -39,6 +41,7 @@ from switchyard.sidecar.contract.config import (
     CompiledBreaker,
     CompiledConfig,
     CompiledLimits,
+    CompiledPrice,
     CompiledProfile,
     CompiledRateLimits,
     CompiledTier,
@@ -172,6 +175,7 @@ class _Ctx:
     url_checks: dict[tuple[str, bool, bool], Refusal | None] = field(default_factory=dict)
     flat_profiles: dict[int, CompiledProfile] = field(default_factory=dict)
     timeouts: dict[tuple[float, float, float], CompiledTimeouts] = field(default_factory=dict)
+    prices: dict[int, CompiledPrice] = field(default_factory=dict)  # by id of the Pricing
 
 
 def compile_config(
@@ -493,15 +497,54 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
         profile=flat,
         allow_link_local=url_key[1],
         max_connections=net.max_connections if net else 256,
+        pricing=_price_for(spec, model, profile, ctx),
     )
     return tier, TierReport(index, name, model, protocol.value, True)
+
+
+def _matches(pattern: str, model: str) -> bool:
+    return pattern == model or (pattern.endswith("*") and model.startswith(pattern[:-1]))
+
+
+def _price_for(spec, model: str, profile: CapabilityProfile, ctx: _Ctx) -> CompiledPrice | None:
+    """The tier's price: the source's first `pricing` entry matching the model, else the
+    profile's `pricing`, else none (docs/usage-and-cost.md)."""
+    declared: Pricing | None = next((p for p in spec.pricing if _matches(p.model, model)), None)
+    if declared is None:
+        declared = profile.spec.pricing
+    if declared is None:
+        return None
+    compiled = ctx.prices.get(id(declared))
+    if compiled is None:
+        compiled = ctx.prices[id(declared)] = compiled_price(declared)
+    return compiled
+
+
+_MILLIONTH = Decimal("0.000001")
+
+
+def _millionths(value: float) -> int:
+    """A declared price in integer millionths: read as written (``Decimal(str(...))``, so
+    0.075 is 75000, not a binary fraction's neighbour), six decimals, half to even."""
+    return int((Decimal(str(value)) / _MILLIONTH).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def compiled_price(p: Pricing) -> CompiledPrice:
+    """A declared price as the sidecar's contract holds it; unset cache prices are the input price."""
+    base = _millionths(p.input_per_million)
+    return CompiledPrice(
+        currency=p.currency,
+        input=base,
+        output=_millionths(p.output_per_million),
+        cached_input=_millionths(p.cached_input_per_million) if p.cached_input_per_million is not None else base,
+        cache_write=_millionths(p.cache_write_per_million) if p.cache_write_per_million is not None else base,
+    )
 
 
 def _profile_for(spec, model: str, namespace: str, ctx: _Ctx) -> tuple[CapabilityProfile | None, str]:
     ref_name: str | None = None
     for mp in spec.model_profiles:
-        pattern = mp.model
-        if pattern == model or (pattern.endswith("*") and model.startswith(pattern[:-1])):
+        if _matches(mp.model, model):
             ref_name = mp.capability_profile_ref.name
             break
     if ref_name is None and spec.capability_profile_ref is not None:

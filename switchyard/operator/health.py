@@ -12,12 +12,17 @@ Nothing a sidecar reports is copied blindly into status: a state this operator d
 know (the contract reads it as None) and classes outside the known set are ignored (the
 CRD's enums would refuse the whole status patch), and free text is cut to a bounded length.
 The result feeds ``status.binding_status`` and the Events of ``events.py``.
+
+Usage (tokens and cost) is summed over every pod that reports the binding, whichever
+chain it runs: the totals are the binding's, since each sidecar started.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from switchyard.compiler.compile import BindingReport
@@ -104,9 +109,68 @@ class ActiveTier:
 
 
 @dataclass(frozen=True)
+class BindingUsage:
+    """A binding's usage summed over the pods that reported some: each pod's totals since
+    its sidecar started, as read at the last poll (docs/usage-and-cost.md). Exact: the
+    amounts are ``Decimal`` sums of the reports' decimal strings."""
+
+    input: int = 0
+    output: int = 0
+    cached_input: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    cost: dict[str, Decimal] = field(default_factory=dict)  # by currency
+    pods: int = 0  # pods whose totals are in here
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "inputTokens": self.input,
+            "outputTokens": self.output,
+            "cachedInputTokens": self.cached_input,
+            "cacheWriteTokens": self.cache_write,
+            "reasoningTokens": self.reasoning,
+            "cost": [{"currency": c, "amount": _amount(a)} for c, a in sorted(self.cost.items())] or None,
+            "pods": self.pods,
+        }
+
+
+def _amount(value: Decimal) -> str:
+    """Exact, without trailing zeros or an exponent: "0.002775", "12.5", "0"."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_CURRENCIES = 10  # a status lists at most this many (the CRD's bound)
+
+
+def _sum_usage(reported: Iterable[Any]) -> BindingUsage | None:
+    totals = dict.fromkeys(("input", "output", "cached_input", "cache_write", "reasoning"), 0)
+    cost: dict[str, Decimal] = {}
+    pods = 0
+    for u in reported:
+        pods += 1
+        for kind in totals:
+            totals[kind] += getattr(u.tokens, kind)
+        for currency, text in u.cost.items():
+            if not _CURRENCY.match(currency) or (currency not in cost and len(cost) >= MAX_CURRENCIES):
+                continue
+            try:
+                amount = Decimal(text)
+            except (InvalidOperation, TypeError, ValueError):
+                continue  # an amount this reader cannot read: left out, never guessed
+            if amount.is_finite() and amount >= 0:
+                cost[currency] = cost.get(currency, Decimal(0)) + amount
+    if not pods:
+        return None
+    return BindingUsage(**totals, cost=cost, pods=pods)
+
+
+@dataclass(frozen=True)
 class BindingHealth:
     tiers: dict[int, TierHealth] = field(default_factory=dict)
     active: ActiveTier | None = None
+    usage: BindingUsage | None = None  # None: no pod reported usage for the binding
 
     @property
     def out_of_service_tiers(self) -> int:
@@ -121,10 +185,13 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
     last_failure: dict[int, tuple[float, str, str | None]] = {}  # -> (at, reason, class)
     disabled_reason: dict[int, tuple[float, str]] = {}  # -> (at of that pod's last failure, reason)
     last_used: dict[tuple[int, str, str], tuple[float, int]] = {}  # -> (latest at, pods)
+    usage = []  # the binding's totals in each pod: whatever chain served them
     for status in pod_statuses:
         entry = status.binding(report.namespace, report.name)
         if entry is None:
             continue
+        if entry.usage is not None:
+            usage.append(entry.usage)
         for t in entry.tiers:
             idx = t.tier
             if idx not in chain or (t.source, t.model) != chain[idx]:
@@ -175,7 +242,7 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
     if last_used:
         (tier, source, model), (at, pods) = max(last_used.items(), key=lambda kv: kv[1][0])
         active = ActiveTier(tier=tier, source=source, model=model, at=at or None, pods=pods)
-    return BindingHealth(tiers=tiers, active=active)
+    return BindingHealth(tiers=tiers, active=active, usage=_sum_usage(usage))
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,8 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
     }
     if inp.health.active is not None:
         status["active"] = inp.health.active.as_status()
+    if inp.health.usage is not None:
+        status["usage"] = inp.health.usage.as_status()
     if inp.limits is not None and inp.limits.windows:
         status["limits"] = inp.limits.as_status()
     return status

@@ -62,6 +62,7 @@ OUTCOMES = (
     "limited",  # refused by the binding's own limits (spec.limits), no tier tried
 )
 
+PICOS = 10**12  # the cost is kept in integer picos (10**-12) of its currency
 _BOUNDS = (*(float(b) for b in LATENCY_BUCKETS), float("inf"))
 _LE = tuple(floatToGoString(b) for b in _BOUNDS)
 
@@ -81,11 +82,14 @@ class Hist:
 class Family:
     """One exported family: its series by label values, in the order they were made."""
 
-    __slots__ = ("name", "documentation", "labelnames", "kind", "series")
+    __slots__ = ("name", "documentation", "labelnames", "kind", "series", "scale")
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str) -> None:
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], kind: str, scale: int = 1) -> None:
         self.name, self.documentation, self.labelnames, self.kind = name, documentation, tuple(labelnames), kind
         self.series: dict[tuple[str, ...], Any] = {}
+        # A counter kept in integer units of 1/scale (the cost: picos), exported divided:
+        # the sum is exact, the one rounding is the float written at scrape time.
+        self.scale = scale
 
     def cell(self, key: tuple[str, ...]) -> Any:
         """The series of these label values, made now if it is new: a counter's or a
@@ -98,8 +102,9 @@ class Family:
     def metric(self) -> Metric:
         if self.kind == "counter":
             family: Metric = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            scale = self.scale
             for key, c in self.series.items():
-                family.add_metric(key, float(c[0]))
+                family.add_metric(key, float(c[0]) if scale == 1 else c[0] / scale)
         elif self.kind == "gauge":
             family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
             for key, c in self.series.items():
@@ -124,7 +129,7 @@ class TierStats:
     to a cell it keeps, so a request builds no label tuple for a series it has seen."""
 
     __slots__ = ("_m", "key", "_requests", "_attempts", "_fallbacks", "_probes", "_transitions", "_tokens", "_degraded",
-                 "_latency", "_ttft")
+                 "_latency", "_ttft", "_usage")
 
     def __init__(self, m: Metrics, binding: str, tier: str, source: str) -> None:
         self._m = m
@@ -138,6 +143,7 @@ class TierStats:
         self._degraded: dict[tuple[str, str], list[int]] = {}
         self._latency: Hist | None = None
         self._ttft: Hist | None = None
+        self._usage: dict[str, UsageStats] = {}  # by caller label (the model checked on the record)
 
     def request(self, outcome: str, ingress: str, caller: str) -> None:
         words = (outcome, ingress, caller)
@@ -178,6 +184,15 @@ class TierStats:
             c[0] = 0.0  # summed as floats, as prometheus_client's Counter did
         c[0] += value
 
+    def usage(self, caller: str, model: str) -> UsageStats:
+        """The usage series of this tier for ``caller`` (a metric label) and ``model`` (the
+        tier's configured model): found by the caller alone while the model is the one
+        last seen for it (a config may change the model of the same binding, tier, source)."""
+        u = self._usage.get(caller)
+        if u is None or u.model != model:
+            u = self._usage[caller] = self._m.usage_stats(self.key, model, caller)
+        return u
+
     def degraded(self, field: str, action: str) -> None:
         words = (field, action)
         c = self._degraded.get(words)
@@ -198,6 +213,43 @@ class TierStats:
             h = self._ttft = self._m.ttft.cell(self.key)
         h.counts[bisect_left(_BOUNDS, seconds)] += 1
         h.sum += seconds
+
+
+USAGE_KINDS = ("input", "output", "cached_input", "cache_write", "reasoning")
+"""``switchyard_usage_tokens_total`` kinds: ``input`` is all input (cached reads and cache
+writes included), ``output`` all output (reasoning included)."""
+
+
+class UsageStats:
+    """Token and cost series of one (binding, tier, source, model, caller), and their
+    totals since the sidecar started (for the status report: ``Metrics.usage_totals``)."""
+
+    __slots__ = ("_m", "key", "model", "_cells", "_cost", "_currency")
+
+    def __init__(self, m: Metrics, key: tuple[str, ...], model: str) -> None:
+        self._m = m
+        self.key = key  # binding, tier, source, model, caller
+        self.model = model
+        self._cells: list[list[int] | None] = [None] * len(USAGE_KINDS)
+        self._cost: list[int] | None = None
+        self._currency = ""
+
+    def tokens(self, input: int, output: int, cached_input: int, cache_write: int, reasoning: int) -> None:
+        cells = self._cells
+        for i, value in enumerate((input, output, cached_input, cache_write, reasoning)):
+            if value:
+                c = cells[i]
+                if c is None:
+                    c = cells[i] = self._m.usage_tokens.cell((*self.key, USAGE_KINDS[i]))
+                c[0] += value
+
+    def cost(self, currency: str, picos: int) -> None:
+        """Add a cost in 10**-12 of ``currency`` (an int: the series' sum stays exact)."""
+        c = self._cost
+        if c is None or currency != self._currency:
+            c = self._cost = self._m.cost.cell((*self.key, currency))
+            self._currency = currency
+        c[0] += picos
 
 
 class Metrics:
@@ -253,9 +305,23 @@ class Metrics:
         )
         self.tokens = Family(
             "switchyard_tokens",
-            "Tokens reported by upstreams, by kind (input, output, cached_input, reasoning).",
+            "Tokens reported by upstreams, by kind (input, output, cached_input, cache_write, reasoning).",
             ["binding", "tier", "source", "kind"],
             "counter",
+        )
+        self.usage_tokens = Family(
+            "switchyard_usage_tokens",
+            "Tokens reported by upstreams, by the tier's configured model, the caller and the kind (input, output, "
+            "cached_input, cache_write, reasoning).",
+            ["binding", "tier", "source", "model", "caller", "kind"],
+            "counter",
+        )
+        self.cost = Family(
+            "switchyard_cost",
+            "Cost of the answers, from the prices declared for the tier's model, in the currency named.",
+            ["binding", "tier", "source", "model", "caller", "currency"],
+            "counter",
+            scale=PICOS,
         )
         self.degraded = Family(
             "switchyard_degraded_fields",
@@ -264,7 +330,8 @@ class Metrics:
             "counter",
         )
         r.register(_Recorded([self.requests, self.attempts, self.fallbacks, self.probes, self.breaker_transitions,
-                              self.active_tier, self.upstream_latency, self.ttft, self.tokens, self.degraded]))
+                              self.active_tier, self.upstream_latency, self.ttft, self.tokens, self.usage_tokens,
+                              self.cost, self.degraded]))
         # spec.limits (pipeline/limits.py): requests refused before any tier, by the limit
         # (requestsPerMinute, tokensPerMinute, tokensPerDay, each also as perCaller.<name>).
         self.limited_requests = Family(
@@ -275,6 +342,7 @@ class Metrics:
         )
         r.register(_Recorded([self.limited_requests]))
         self._stats: dict[tuple[str, str, str], TierStats] = {}
+        self._usage: dict[tuple[str, ...], UsageStats] = {}
         self._by_tier: dict[int, tuple[Any, Any, TierStats]] = {}
         self.config_info = Info(
             "switchyard_config", "The config the sidecar serves (version hash, schema).", registry=r
@@ -311,6 +379,26 @@ class Metrics:
         if st is None:
             st = self._stats[key] = TierStats(self, binding, tier, source)
         return st
+
+    def usage_stats(self, key: tuple[str, str, str], model: str, caller: str) -> UsageStats:
+        full = (*key, model, caller)
+        u = self._usage.get(full)
+        if u is None:
+            u = self._usage[full] = UsageStats(self, full, model)
+        return u
+
+    def usage_totals(self) -> dict[str, tuple[list[int], dict[str, int]]]:
+        """Per binding name, since the sidecar started (summed over tiers, models and
+        callers): the tokens of each of ``USAGE_KINDS``, and the cost per currency in
+        picos. For ``GET /admin/status``; not on the request path."""
+        out: dict[str, tuple[list[int], dict[str, int]]] = {}
+        index = {kind: i for i, kind in enumerate(USAGE_KINDS)}
+        for key, c in self.usage_tokens.series.items():
+            out.setdefault(key[0], ([0] * len(USAGE_KINDS), {}))[0][index[key[5]]] += c[0]
+        for key, c in self.cost.series.items():
+            cost = out.setdefault(key[0], ([0] * len(USAGE_KINDS), {}))[1]
+            cost[key[5]] = cost.get(key[5], 0) + c[0]
+        return out
 
     def install(self, bindings: Iterable[Any]) -> None:
         """Make the ``TierStats`` of a config's tiers before it serves, found by the

@@ -96,6 +96,9 @@ class Usage:
     output_tokens: int | None = None
     reasoning_tokens: int | None = None
     cached_tokens: int = 0
+    # Input written to the prompt cache: reported by the Anthropic mounts only
+    # (`cache_creation_input_tokens`); the other providers do not report cache writes.
+    cache_write_tokens: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
@@ -104,6 +107,7 @@ class Usage:
             output_tokens=data.get("output_tokens"),
             reasoning_tokens=data.get("reasoning_tokens"),
             cached_tokens=data.get("cached_tokens", 0),
+            cache_write_tokens=data.get("cache_write_tokens", 0),
         )
 
 
@@ -196,6 +200,7 @@ class Resolved:
     output_tokens: int
     reasoning_tokens: int
     cached_tokens: int
+    cache_write_tokens: int = 0
 
 
 def split_text(text: str, n: int) -> list[str]:
@@ -274,4 +279,5 @@ def resolve(
         output_tokens=out,
         reasoning_tokens=reasoning,
         cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
     )

@@ -182,12 +182,12 @@ class AnthropicWire(Wire):
         """Usage as in a message (`in_message`) or in the stream's `message_delta`."""
         usage: dict[str, Any] = {
             "input_tokens": r.input_tokens,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": r.cache_write_tokens,
             "cache_read_input_tokens": r.cached_tokens,
             "output_tokens": r.output_tokens + r.reasoning_tokens,
         }
         if in_message:
-            usage["cache_creation"] = {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}
+            usage["cache_creation"] = {"ephemeral_5m_input_tokens": r.cache_write_tokens, "ephemeral_1h_input_tokens": 0}
             usage["service_tier"] = "standard"
         return usage
 

@@ -13,6 +13,8 @@ OS-chosen loopback ports in a background event loop, then drives a fixed script:
 - ``to-claude`` (claude only): an OpenAI request asking for logprobs, which the
   Anthropic profile strips (degraded fields).
 - ``doomed`` (gem only, gem answering 503): every tier fails (all-tiers-failed).
+- ``billed`` (a priced Anthropic source): a success with cache reads and writes (usage
+  tokens by model and caller, cost).
 - a config push with an unknown schema version (config updates, result rejected).
 
 Bounded: every request has a timeout; nothing sleeps.
@@ -31,10 +33,21 @@ import aiohttp
 from harness import KEYS, FakeClock, binding, load, sources
 from switchyard.compiler import compile_config
 from switchyard.sidecar.app import Listen, Sidecar
-from switchyard.simulator import Mount, Simulator
+from switchyard.simulator import Mount, Reply, Simulator, Usage
 
 
 BREAKER = "  breaker: {consecutiveFailures: 2, cooldownSeconds: 30}"
+PRICED = """apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: priced}
+spec:
+  provider: anthropic
+  baseURL: "%s"
+  defaultModel: claude-priced
+  credentialRef: {name: keys, key: claude}
+  pricing:
+  - {model: "*", currency: USD, inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3, cacheWritePerMillion: 3.75}
+"""
 HI = [{"role": "user", "content": "hi"}]
 
 
@@ -94,6 +107,8 @@ class LiveSidecar:
             binding("assistant", "primary", "backup", "claude", extra=BREAKER),
             binding("to-claude", "claude"),
             binding("doomed", "gem", extra=BREAKER),
+            PRICED % self.sim.base_url("claude"),
+            binding("billed", "priced"),
         ])
         result = compile_config(load(text))
         self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), drain_seconds=2)
@@ -134,6 +149,10 @@ class LiveSidecar:
             for _ in range(2):
                 status, _h = await self._post(h, {"model": "doomed", "messages": HI})
                 assert status >= 500, self.log
+            self.sim.script("claude", Reply(text="billed", usage=Usage(input_tokens=100, output_tokens=50, cached_tokens=2000,
+                                                                       cache_write_tokens=300)))
+            status, _h = await self._post(h, {"model": "billed", "messages": HI})
+            assert status == 200, self.log
             # A push from an operator of another schema version: refused, the config stays.
             async with h.put(self.admin + "/admin/config", data=json.dumps({"schema_version": 999, "bindings": []}), headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 409, await r.text()

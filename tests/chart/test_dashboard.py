@@ -36,8 +36,26 @@ def test_dashboard_shape() -> None:
             assert p["description"], p["title"]
     # Every binding-level query is filtered by the binding variable.
     for where, expr in QUERIES:
-        if metric_names(expr) & {"switchyard_requests_total", "switchyard_breaker_state", "switchyard_active_tier"}:
+        if metric_names(expr) & {"switchyard_requests_total", "switchyard_breaker_state", "switchyard_active_tier",
+                                 "switchyard_usage_tokens_total", "switchyard_cost_total"}:
             assert 'binding=~"$binding"' in expr, where
+
+
+def test_the_usage_and_cost_row() -> None:
+    """Tokens/s by binding and kind, cost per hour by binding (per currency: amounts in two
+    currencies never add up), and the top callers (docs/usage-and-cost.md)."""
+    panels = DASHBOARD["panels"]
+    row = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Usage and cost")
+    end = next((i for i, p in enumerate(panels) if i > row and p["type"] == "row"), len(panels))
+    exprs = [t["expr"] for p in panels[row + 1:end] for t in p["targets"]]
+    assert any("sum by (binding, kind)" in e and "switchyard_usage_tokens_total" in e for e in exprs), exprs
+    cost = [e for e in exprs if "switchyard_cost_total" in e]
+    assert cost and all("currency" in e.split("(rate(")[0] for e in cost), cost
+    assert any("sum by (binding, currency)" in e and e.endswith("* 3600") for e in cost), cost
+    assert any(e.startswith("topk(") and "caller" in e for e in exprs), exprs
+    # panels below the row do not overlap it
+    bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels[row:end])
+    assert all(p["gridPos"]["y"] >= bottom for p in panels[end:])
 
 
 def test_breaker_timeline_works_for_any_state() -> None:
@@ -109,7 +127,7 @@ def test_every_query_returns_series_from_a_real_prometheus(prometheus: Any) -> N
     for where, expr in QUERIES:
         if _is_operator(expr):
             continue  # no operator behind this Prometheus
-        status, result = prometheus.query(fill(expr, namespace="team-a", binding="assistant|to-claude|doomed"))
+        status, result = prometheus.query(fill(expr, namespace="team-a", binding="assistant|to-claude|doomed|billed"))
         if status != "success":
             errors.append(f"{where}: {status}")
         elif not result:

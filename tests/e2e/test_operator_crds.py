@@ -91,3 +91,19 @@ def test_category_short_names_and_explain(kube: kube_tools.Cluster, crds: None, 
     assert lines[1].split()[:6] == ["p", "gemini", "true", "true", "true", "none"]
     explain = kube.kubectl("explain", "assistantbinding.spec.primary").stdout
     assert "Explicit null means the binding is deliberately unbound" in explain
+
+
+def test_binding_status_takes_usage_with_exact_amounts(kube: kube_tools.Cluster, crds: None, kube_ns: str) -> None:
+    """status.usage (docs/usage-and-cost.md): token totals and exact decimal amounts; an
+    amount that is not a plain non-negative decimal is refused by the status schema."""
+    doc = {"apiVersion": "switchyard.dev/v1alpha1", "kind": "AssistantBinding", "metadata": {"name": "u"},
+           "spec": {"primary": None}}
+    kube.kubectl("apply", "-n", kube_ns, "-f", "-", input=json.dumps(doc))
+    usage = {"inputTokens": 2400, "outputTokens": 50, "cachedInputTokens": 2000, "cacheWriteTokens": 300, "reasoningTokens": 0,
+             "cost": [{"currency": "EUR", "amount": "0.002775"}], "pods": 2}
+    kube.kubectl("patch", "ab/u", "-n", kube_ns, "--subresource=status", "--type=merge", "-p", json.dumps({"status": {"usage": usage}}))
+    got = json.loads(kube.kubectl("get", "ab/u", "-n", kube_ns, "-o", "json").stdout)["status"]["usage"]
+    assert got == usage
+    bad = {"status": {"usage": {**usage, "cost": [{"currency": "EUR", "amount": "-1"}]}}}
+    cp = kube.kubectl("patch", "ab/u", "-n", kube_ns, "--subresource=status", "--type=merge", "-p", json.dumps(bad), check=False)
+    assert cp.returncode != 0 and "status.usage.cost[0].amount" in cp.stderr, cp.stderr

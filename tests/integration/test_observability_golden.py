@@ -5,7 +5,11 @@ implementation (tests/golden/observability/).
 One scenario drives the traffic every family sees: successes in each ingress protocol
 (tokens, callers), a 429 fallback, streams (whole and broken after content), a capability
 rejection, degraded fields, every tier failing, a breaker that opens, is probed and
-closes again, and config pushes (applied, unchanged, rejected).
+closes again, config pushes (applied, unchanged, rejected), and a priced answer with
+cache reads and writes (usage tokens by model and caller, cost; the lines' usage fields).
+The families and line fields added since the recording (switchyard_usage_tokens_total,
+switchyard_cost_total, the cache_write kind, the request line's token and cost fields)
+were added to the goldens deliberately (docs/usage-and-cost.md).
 
 Normalised, because they are not deterministic: latency values (histogram buckets and
 sums; what is kept is checked for consistency: cumulative buckets never decrease, +Inf
@@ -37,7 +41,7 @@ from harness import CLIENT_KEY, KEYS, GatewayFactory, binding, load, sources
 from switchyard import logs as switchyard_logs
 from switchyard.compiler import compile_config
 from switchyard.sidecar.pipeline.exchange import request_log
-from switchyard.simulator import Simulator
+from switchyard.simulator import Reply, Simulator, Usage
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "observability"
 UPDATE = os.environ.get("SWITCHYARD_UPDATE_GOLDEN") == "1"
@@ -60,6 +64,17 @@ spec:
   capabilityProfileRef: {name: strict-seed}
   credentialRef: {name: keys, key: backup}
 ---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {name: priced}
+spec:
+  provider: anthropic
+  baseURL: "%s"
+  defaultModel: priced-model
+  credentialRef: {name: keys, key: claude}
+  pricing:
+  - {model: priced-model, currency: EUR, inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3, cacheWritePerMillion: 3.75}
+---
 """
 
 BINDINGS = (
@@ -68,6 +83,8 @@ BINDINGS = (
     + binding("writer", "claude", "gem", extra="  aliases: [writer]")
     + "---\n"
     + binding("strict", "strict", "claude", extra="  aliases: [strict]")
+    + "---\n"
+    + binding("priced", "priced", extra="  aliases: [priced]")
 )
 HI = [{"role": "user", "content": "hi"}]
 ANTHROPIC = {"anthropic-version": "2023-06-01"}
@@ -87,7 +104,7 @@ async def _request(method: str, url: str, data: bytes | None = None) -> tuple[in
 
 async def drive(gateway: GatewayFactory, sim: Simulator) -> tuple[Any, str]:
     """The scenario; returns the gateway and its ``/metrics`` text at the end."""
-    gw = await gateway(STRICT % sim.base_url("backup") + BINDINGS)
+    gw = await gateway(STRICT % (sim.base_url("backup"), sim.base_url("claude")) + BINDINGS)
     api = gw.api
     chat = api + "/v1/chat/completions"
     # successes: OpenAI SDK (caller openai-sdk), raw HTTP (unknown), Anthropic and Gemini ingress
@@ -144,12 +161,16 @@ async def drive(gateway: GatewayFactory, sim: Simulator) -> tuple[Any, str]:
     assert await gw.runtime.prober.run_due() == 2
     sim.clear_faults()
     # config pushes: applied (one more binding), unchanged, rejected
-    text = sources(sim) + "\n---\n" + STRICT % sim.base_url("backup") + BINDINGS + "---\n" + binding("extra", "gem")
+    text = sources(sim) + "\n---\n" + STRICT % (sim.base_url("backup"), sim.base_url("claude")) + BINDINGS + "---\n" + binding("extra", "gem")
     config = compile_config(load(text)).config
     assert (await _request("PUT", gw.admin + "/admin/config", config.to_wire()))[0] == 200
     assert (await _request("PUT", gw.admin + "/admin/config", config.to_wire()))[0] == 200
     assert (await _request("PUT", gw.admin + "/admin/config", b"{"))[0] == 400
     status, _, _ = await _post(api + "/v1beta/models/extra:generateContent", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert status == 200
+    # usage with cache reads and writes, priced (in EUR, by the source's pricing)
+    sim.script("claude", Reply(text="cached", usage=Usage(input_tokens=100, output_tokens=50, cached_tokens=2000, cache_write_tokens=300)))
+    status, _, _ = await _post(api + "/v1/messages", {"model": "priced", "max_tokens": 20, "messages": HI}, ANTHROPIC)
     assert status == 200
     status, text = await _request("GET", gw.admin + "/metrics")
     assert status == 200
@@ -267,7 +288,7 @@ async def test_metrics_and_log_lines_match_the_goldens(gateway: GatewayFactory, 
         await gw.runtime.prober.wait_idle()
     _compare(GOLDEN / "metrics.txt", normalise_exposition(text))
     lines = [line for line in buf.getvalue().splitlines() if '"switchyard.request"' in line]
-    assert len(lines) == 18
+    assert len(lines) == 19
     _compare(GOLDEN / "request-log.jsonl", normalise_log("\n".join(lines)))
 
 
@@ -276,7 +297,8 @@ async def test_the_exposition_has_no_created_series_and_no_zero_request_series(g
     assert "_created" not in text
     for line in text.splitlines():
         if line.startswith(("switchyard_requests_total", "switchyard_upstream_attempts_total", "switchyard_fallbacks_total",
-                            "switchyard_tokens_total", "switchyard_probes_total", "switchyard_breaker_transitions_total")):
+                            "switchyard_tokens_total", "switchyard_usage_tokens_total", "switchyard_probes_total",
+                            "switchyard_breaker_transitions_total")):
             assert not line.endswith(" 0.0"), line
     # the registry answers single samples as before (tests and tools use get_sample_value)
     reg = gw.runtime.metrics.registry

@@ -67,6 +67,26 @@ class CompiledBreaker(_Frozen):
     max_retry_after_seconds: float = 300.0
 
 
+class CompiledPrice(_Frozen):
+    """A tier's price, resolved by the compiler: integers in millionths of ``currency`` per
+    million tokens (the declared price times 10**6), which is also 10**-12 of the currency
+    per token: a cost is ``tokens * price`` in those units, exact (pipeline/exchange.py)."""
+
+    currency: str  # ISO 4217, e.g. USD
+    input: int  # input tokens neither read from nor written to a cache
+    output: int  # output tokens, reasoning included
+    cached_input: int  # input tokens read from the prompt cache
+    cache_write: int  # input tokens written to the prompt cache
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int, cache_write_tokens: int) -> int:
+        """The cost of one answer in picos (10**-12) of ``currency``, exact. ``input_tokens``
+        is all input, cache reads and writes included (as the sidecar's neutral usage
+        counts it): the rest of it is priced at ``input``."""
+        fresh = max(0, input_tokens - cached_input_tokens - cache_write_tokens)
+        return (fresh * self.input + cached_input_tokens * self.cached_input + cache_write_tokens * self.cache_write
+                + output_tokens * self.output)
+
+
 def _absent(value: Any) -> bool:
     return value is None
 
@@ -109,6 +129,10 @@ class CompiledTier(_Frozen):
     allow_link_local: bool = False
     # spec.network.maxConnections of the source: the size of this sidecar's pool for it.
     max_connections: int = 256
+    # The model's price (ModelSource spec.pricing, else the profile's): the sidecar counts
+    # each answer's cost with it. Left out of the wire when unset, so a config without
+    # prices serialises (and hashes) as before prices existed.
+    pricing: CompiledPrice | None = Field(default=None, exclude_if=_absent)
 
     @field_serializer("credential", when_used="always")
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
@@ -123,9 +147,10 @@ class CompiledTier(_Frozen):
         return f"{self.source}|{self.base_url}|{self.model}"
 
     def fingerprint(self) -> str:
-        """Hash of everything about this tier (credential included): a tier disabled for a
-        permanent failure is enabled again when this changes (a new key, a new model...)."""
-        data = self.model_dump(mode="json", context={"reveal_secrets": True})
+        """Hash of everything about this tier (credential included) but its price: a tier
+        disabled for a permanent failure is enabled again when this changes (a new key, a
+        new model...); a new price is no reason to try it again."""
+        data = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"pricing"})
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

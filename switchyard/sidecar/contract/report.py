@@ -9,7 +9,7 @@ state names are defined here once: the breaker (``routing/breaker.py``), the met
 (``metrics.py``) and the CRD's status schema (``api/crd.py``) take them from here.
 
 The wire shape is exactly the JSON sidecars returned before this module existed, field
-for field, plus ``report_version``; conditional fields (``retry_in_seconds`` and
+for field, plus ``report_version`` (and, per binding, ``usage`` once it served tokens); conditional fields (``retry_in_seconds`` and
 ``probing`` while open, ``disabled_reason``, ``rate_limited_for_seconds``) are left out
 when they do not apply, as before. Readers are lenient where that is safe, so old and
 new sidecars and operators interoperate:
@@ -34,6 +34,7 @@ messages name where a report is malformed, never the value found there.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -142,6 +143,30 @@ class ReportedLastUsed(_Part):
     at: float | None = None  # wall clock, seconds
 
 
+class ReportedTokens(_Part):
+    """Tokens the upstreams reported for a binding: ``input`` is all input (cache reads and
+    writes included), ``output`` all output (reasoning included)."""
+
+    input: int = Field(default=0, ge=0)
+    output: int = Field(default=0, ge=0)
+    cached_input: int = Field(default=0, ge=0)
+    cache_write: int = Field(default=0, ge=0)
+    reasoning: int = Field(default=0, ge=0)
+
+
+class ReportedUsage(_Part):
+    """A binding's usage in this sidecar since it started (over every tier, model and
+    caller): the same counts as its ``switchyard_usage_tokens_total`` and
+    ``switchyard_cost_total`` series. ``cost``: per currency, an exact decimal string
+    (``picos_text``); a reader that cannot read an amount leaves it out."""
+
+    tokens: ReportedTokens = Field(default_factory=ReportedTokens)
+    cost: dict[str, str] = Field(default_factory=dict)
+
+
+def picos_text(picos: int) -> str:
+    """An amount kept in integer picos (10**-12) as an exact decimal string, e.g. "0.002775000000"."""
+    return f"{Decimal(picos).scaleb(-12):f}"
 class ReportedWindow(_Part):
     """One limit of a binding (``spec.limits``) in one sidecar: what it used of it in the
     current window. Windows are aligned to the wall clock (UTC minutes, UTC days), so the
@@ -169,6 +194,8 @@ class ReportedBinding(_Part):
     unbound: bool = False
     last_used: ReportedLastUsed | None = None
     tiers: list[ReportedTier] = Field(default_factory=list)
+    # Absent until the binding served an answer with usage (and from older sidecars).
+    usage: ReportedUsage | None = Field(default=None, exclude_if=_absent)
     limits: ReportedLimits | None = Field(default=None, exclude_if=_absent)  # only for a binding with limits
 
     def belongs_to(self, namespace: str, name: str) -> bool:

@@ -38,11 +38,15 @@ from switchyard.sidecar.contract.report import (
     ReportedBreaker,
     ReportedLastUsed,
     ReportedTier,
+    ReportedTokens,
     ReportedTransition,
+    ReportedUsage,
     SidecarReport,
+    picos_text,
     TierState,
 )
 from switchyard.sidecar.http import guard
+from switchyard.sidecar.metrics import USAGE_KINDS
 from switchyard.sidecar.pipeline.intake import read_request_body
 from switchyard.sidecar.state import RUNTIME
 from switchyard.sidecar.routing.breaker import effective_state
@@ -152,13 +156,23 @@ def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> ReportedBreaker
     )
 
 
+def reported_usage(tokens: list[int], cost: dict[str, int]) -> ReportedUsage:
+    """A binding's totals from ``Metrics.usage_totals`` (tokens in ``USAGE_KINDS`` order)."""
+    return ReportedUsage(
+        tokens=ReportedTokens(**dict(zip(USAGE_KINDS, tokens, strict=True))),
+        cost={currency: picos_text(picos) for currency, picos in sorted(cost.items())},
+    )
+
+
 def status_report(rt: Runtime) -> SidecarReport:
     """What ``GET /admin/status`` answers (the contract: ``contract/report.py``)."""
     snap = rt.snapshot
     now = rt.clock()
     bindings = []
+    usage = rt.metrics.usage_totals() if snap is not None else {}
     for b in snap.config.bindings if snap is not None else []:
         last = rt.last_used.get(binding_key(b))
+        used = usage.get(b.name)
         bindings.append(
             ReportedBinding(
                 name=b.name,
@@ -181,6 +195,7 @@ def status_report(rt: Runtime) -> SidecarReport:
                     )
                     for t in b.tiers
                 ],
+                usage=reported_usage(*used) if used is not None else None,
                 limits=rt.limits.report(b),
             )
         )

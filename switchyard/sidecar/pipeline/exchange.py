@@ -20,6 +20,7 @@ from switchyard.logs import RequestLog
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import GatewayError, TierTrail
+from switchyard.sidecar.metrics import PICOS
 from switchyard.sidecar.routing.caller import metric_label
 from switchyard.sidecar.routing.profile import degraded_header
 from switchyard.sidecar.state import Runtime
@@ -125,6 +126,7 @@ def account(rt: Runtime, ex: Exchange) -> None:
     name = b.name if b is not None else ""
     tier = ex.served_by
     source = tier.source if tier is not None else ""
+    cost: int | None = None  # picos of tier.pricing.currency
     if b is not None:
         snap = rt.snapshot
         caller = metric_label(ex.caller, snap.by_caller if snap is not None else ())
@@ -138,10 +140,18 @@ def account(rt: Runtime, ex: Exchange) -> None:
                 ("input", u.input_tokens),
                 ("output", u.output_tokens),
                 ("cached_input", u.cached_input_tokens),
+                ("cache_write", u.cache_creation_tokens),
                 ("reasoning", u.reasoning_tokens),
             ):
                 if value:
                     stats.tokens(kind, value)
+            usage = stats.usage(caller, tier.model)
+            usage.tokens(u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_creation_tokens,
+                         u.reasoning_tokens)
+            price = tier.pricing
+            if price is not None:
+                cost = price.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_creation_tokens)
+                usage.cost(price.currency, cost)
         if b.limits is not None and ex.usage is not None:  # tokens count once the answer ended
             rt.limits.get(b).spend(caller, ex.usage.input_tokens + ex.usage.output_tokens, rt.limits.clock())
     if log.isEnabledFor(logging.INFO):
@@ -163,6 +173,23 @@ def account(rt: Runtime, ex: Exchange) -> None:
             record["endpoint"] = ex.endpoint
         if ex.ttft is not None:
             record["ttft_ms"] = round(ex.ttft * 1000, 2)
+        u = ex.usage
+        if u is not None and tier is not None:
+            # What the upstream reported; the cache and reasoning counts when it reported some.
+            record["input_tokens"] = u.input_tokens
+            record["output_tokens"] = u.output_tokens
+            if u.cached_input_tokens:
+                record["cached_input_tokens"] = u.cached_input_tokens
+            if u.cache_creation_tokens:
+                record["cache_write_tokens"] = u.cache_creation_tokens
+            if u.reasoning_tokens:
+                record["reasoning_tokens"] = u.reasoning_tokens
+            price = tier.pricing
+            if price is not None:
+                if cost is None:  # no binding: not counted above
+                    cost = price.cost(u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_creation_tokens)
+                record["cost"] = cost / PICOS
+                record["currency"] = price.currency
         if ex.error:
             record["error"] = ex.error
         if ex.limited is not None:

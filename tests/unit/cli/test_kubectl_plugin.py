@@ -70,6 +70,18 @@ def test_status_shows_chain_breakers_active_and_why_a_tier_cannot_serve() -> Non
     assert "Ready=True (Serving)" in text
 
 
+def test_status_shows_the_bindings_usage_and_cost() -> None:
+    usage = {"inputTokens": 1234567, "outputTokens": 8910, "cachedInputTokens": 1000000, "cacheWriteTokens": 300,
+             "reasoningTokens": 0, "pods": 2, "cost": [{"currency": "EUR", "amount": "0.002775"}, {"currency": "USD", "amount": "12.5"}]}
+    lines, _ = render_status({**BINDING, "status": {**BINDING["status"], "usage": usage}}, [])
+    text = "\n".join(lines)
+    assert "  usage:    1,234,567 tokens in (1,000,000 read from cache, 300 written to it), 8,910 out" in text
+    assert "  cost:     0.002775 EUR, 12.5 USD" in text
+    assert "since each of 2 pods' sidecar started" in text
+    lines, _ = render_status(BINDING, [])
+    assert "  usage:    - (no usage reported yet)" in lines
+
+
 def test_models_marks_default_and_allow_list() -> None:
     src = {"metadata": {"name": "openai-main", "namespace": "team-a"},
            "spec": {"provider": "openai", "defaultModel": "gpt-4o", "models": ["gpt-4o", "gpt-5"]},

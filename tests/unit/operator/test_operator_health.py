@@ -115,3 +115,36 @@ def test_disabled_counts_as_out_of_service_for_ready() -> None:
     assert all_resolvable_tiers_out(REPORT, mixed)
     rate_limited = aggregate(REPORT, [pod_status(["disabled", "rate-limited", "closed"], disabled={0: "401"})])
     assert not all_resolvable_tiers_out(REPORT, rate_limited)  # waiting out a Retry-After: back by itself
+
+
+def _with_usage(report: SidecarReport, tokens: dict[str, int] | None, cost: dict[str, str] | None, name: str = "b") -> SidecarReport:
+    data = report.to_wire()
+    for b in data["bindings"]:
+        if b["name"] == name:
+            b["usage"] = {"tokens": tokens or {}, "cost": cost or {}}
+    return parse_report(data)
+
+
+def test_usage_is_summed_over_the_pods_that_report_it_exactly() -> None:
+    from decimal import Decimal
+
+    one = _with_usage(pod_status(["closed"] * 3), {"input": 2400, "output": 50, "cached_input": 2000, "cache_write": 300},
+                      {"EUR": "0.002775000000", "USD": "0.1"})
+    two = _with_usage(pod_status(["closed"] * 3, models=("gpt-3.5", "llama", "")), {"input": 10, "output": 5, "reasoning": 2},
+                      {"USD": "0.2"})  # another chain: its usage still counts (totals of the binding)
+    silent = pod_status(["closed"] * 3)  # no traffic yet: no usage
+    other = _with_usage(pod_status(["closed"] * 3, name="someone-else"), {"input": 1}, {"USD": "9"}, name="someone-else")
+    bad = _with_usage(pod_status(["closed"] * 3), {"input": 1}, {"USD": "lots", "GBP": "-1"})  # unreadable amounts: left out
+    u = aggregate(REPORT, [one, two, silent, other, bad]).usage
+    assert u is not None
+    assert (u.input, u.output, u.cached_input, u.cache_write, u.reasoning, u.pods) == (2411, 55, 2000, 300, 2, 3)
+    assert u.cost == {"EUR": Decimal("0.002775"), "USD": Decimal("0.3")}  # 0.1 + 0.2 with no float in between
+    assert aggregate(REPORT, [silent]).usage is None
+
+
+def test_a_report_with_usage_still_reads_in_an_older_reader() -> None:
+    data = _with_usage(pod_status(["closed"] * 3), {"input": 1, "output": 1}, {"USD": "0.5"}).to_wire()
+    assert data["report_version"] == 1  # an addition: the version does not change
+    assert data["bindings"][0]["usage"] == {"tokens": {"input": 1, "output": 1, "cached_input": 0, "cache_write": 0,
+                                                       "reasoning": 0}, "cost": {"USD": "0.5"}}
+    assert "usage" not in pod_status(["closed"] * 3).to_wire()["bindings"][0]

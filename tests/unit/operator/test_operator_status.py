@@ -260,3 +260,18 @@ def test_chain_compatible_when_every_checked_tier_has_it() -> None:
     assert get(st["conditions"], "ChainCompatible")["message"] == (
         "tier0 (src0/m0): lacks vision; not checked (unresolvable): tier1")
     assert conds(build(inputs(None, invalid_message="bad")))["ChainCompatible"] == ("Unknown", "InvalidSpec")
+
+
+def test_usage_goes_to_status_with_exact_amounts() -> None:
+    from decimal import Decimal
+
+    from switchyard.operator.health import BindingUsage
+
+    usage = BindingUsage(input=2411, output=55, cached_input=2000, cache_write=300, reasoning=2, pods=2,
+                         cost={"USD": Decimal("0.300000000000"), "EUR": Decimal("0.002775000000")})
+    st = build(inputs(report(True), health=BindingHealth(tiers={0: TierHealth("closed", reporting_pods=2)}, usage=usage),
+                      pods=PODS_OK))
+    assert st["usage"] == {"inputTokens": 2411, "outputTokens": 55, "cachedInputTokens": 2000, "cacheWriteTokens": 300,
+                           "reasoningTokens": 2, "pods": 2,
+                           "cost": [{"currency": "EUR", "amount": "0.002775"}, {"currency": "USD", "amount": "0.3"}]}
+    assert "usage" not in build(inputs(report(True), pods=PODS_OK))

@@ -130,3 +130,39 @@ def test_a_tier_object_two_bindings_share_is_counted_under_each_bindings_name() 
     m.tier(two, shared).attempt("ok")
     assert m.registry.get_sample_value("switchyard_upstream_attempts_total", {"binding": "one", "tier": "0", "source": "s", "result": "ok"}) == 1
     assert m.registry.get_sample_value("switchyard_upstream_attempts_total", {"binding": "two", "tier": "0", "source": "s", "result": "ok"}) == 2
+
+
+def test_the_cost_is_summed_in_integer_picos_and_exported_once_divided() -> None:
+    """Ten answers of 0.1 USD: a float counter would export 0.9999999999999999."""
+    m = Metrics()
+    m.install(_config(("a", [(0, "s1")])))
+    u = m.tier(*_first(m)).usage("codex", "gpt-x")
+    for _ in range(10):
+        u.cost("USD", 100_000_000_000)
+        u.tokens(3, 2, 1, 0, 0)
+    text = m.exposition().decode()
+    assert 'switchyard_cost_total{binding="a",caller="codex",currency="USD",model="gpt-x",source="s1",tier="0"} 1.0' in text
+    assert 'switchyard_usage_tokens_total{binding="a",caller="codex",kind="input",model="gpt-x",source="s1",tier="0"} 30.0' in text
+    assert 'kind="cache_write"' not in text  # a kind never reported makes no series
+    assert m.usage_totals() == {"a": ([30, 20, 10, 0, 0], {"USD": 10**12})}
+
+
+def test_a_new_model_on_the_same_tier_gets_its_own_usage_series() -> None:
+    m = Metrics()
+    cfg = _config(("a", [(0, "s1")]))
+    m.install(cfg)
+    stats = m.tier(cfg[0], cfg[0].tiers[0])
+    stats.usage("codex", "m1").tokens(1, 1, 0, 0, 0)
+    stats.usage("codex", "m2").tokens(2, 2, 0, 0, 0)
+    stats.usage("codex", "m1").cost("USD", 5)
+    stats.usage("codex", "m1").cost("EUR", 7)
+    reg = m.registry
+    labels = {"binding": "a", "tier": "0", "source": "s1", "caller": "codex", "kind": "input"}
+    assert reg.get_sample_value("switchyard_usage_tokens_total", {**labels, "model": "m1"}) == 1
+    assert reg.get_sample_value("switchyard_usage_tokens_total", {**labels, "model": "m2"}) == 2
+    assert m.usage_totals()["a"] == ([3, 3, 0, 0, 0], {"USD": 5, "EUR": 7})
+
+
+def _first(m: Metrics) -> tuple[Any, Any]:
+    (b, t, _stats), = m._by_tier.values()
+    return b, t
