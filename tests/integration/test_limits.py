@@ -233,3 +233,13 @@ async def test_tokens_of_a_streamed_answer_count_too(gateway: GatewayFactory, si
     with pytest.raises(openai.RateLimitError):
         await client.chat.completions.create(model="metered", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert posts(sim, "primary") == 1
+
+
+async def test_embeddings_input_tokens_count_against_a_token_limit(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw = await start(gateway, limited("metered", "{tokensPerMinute: 1}"))
+    client = gw.openai()
+    first = await client.embeddings.create(model="metered", input="hello there, general kenobi")
+    assert first.usage.prompt_tokens > 1
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.embeddings.create(model="metered", input="hello")
+    assert info.value.response.headers["x-switchyard-limited"] == "tokensPerMinute"
