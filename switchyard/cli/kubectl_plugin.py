@@ -1,6 +1,6 @@
 """``kubectl switchyard``: look at and test bindings from the command line.
 
-    kubectl switchyard status BINDING    chain, breakers, active tier, usage and cost, pods (the binding's status)
+    kubectl switchyard status BINDING    chain, breakers, active tier, usage and cost, limits, pods (the binding's status)
     kubectl switchyard test BINDING      every selected sidecar checks every tier; no prompt is sent
     kubectl switchyard models SOURCE     the live model catalog of a ModelSource (its status)
     kubectl switchyard explain BINDING   why the last request went where it went (the sidecars' status)
@@ -306,6 +306,20 @@ def _usage_lines(u: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _limits_lines(limits: dict[str, Any] | None) -> list[str]:
+    """The binding's ``status.limits`` (spec.limits, docs/limits.md): used and left in the current window."""
+    lines = []
+    for name in ("requestsPerMinute", "tokensPerMinute", "tokensPerDay"):
+        u = (limits or {}).get(name)
+        if not u:
+            continue
+        text = f"{name} {u.get('used', 0):,} of {u.get('limit', 0):,} used ({u.get('left', 0):,} left)"
+        if u.get("resetsAt"):
+            text += f", resets {u['resetsAt']}"
+        lines.append(("  limits:   " if not lines else "            ") + text)
+    return lines
+
+
 def render_status(binding: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tuple[list[str], int]:
     """``status``: lines and exit code (1 when the binding is not Ready or a tier cannot serve)."""
     meta, spec, status = binding["metadata"], binding.get("spec") or {}, binding.get("status") or {}
@@ -344,6 +358,7 @@ def render_status(binding: dict[str, Any], pods: Sequence[dict[str, Any]]) -> tu
     else:
         lines.append("  active:   - (no request served yet)")
     lines += _usage_lines(status.get("usage"))
+    lines += _limits_lines(status.get("limits"))
     p = status.get("pods") or {}
     lines.append(f"  pods:     {p.get('configured', 0)} of {p.get('selected', 0)} selected pods run the current config")
     for pod in pods:

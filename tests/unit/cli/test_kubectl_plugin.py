@@ -127,3 +127,15 @@ def test_explain_names_the_serving_tier_and_why_earlier_tiers_were_passed_over()
     unbound = {"bindings": [{"name": "parked", "unbound": True, "tiers": []}]}
     assert "unbound" in explain_binding("parked", [("app-0", unbound)])[0][0]
     assert explain_binding("nobody", [("app-0", unbound)])[1] == FAILED
+
+
+def test_status_shows_the_bindings_limits_when_it_has_some() -> None:
+    limits = {"requestsPerMinute": {"limit": 600, "used": 212, "left": 388, "reportingPods": 3},
+              "tokensPerDay": {"limit": 2000000, "used": 4113, "left": 1995887, "reportingPods": 3,
+                               "resetsAt": "2026-12-06T00:00:00Z"}}
+    lines, _ = render_status({**BINDING, "status": {**BINDING["status"], "limits": limits}}, [])
+    text = "\n".join(lines)
+    assert "  limits:   requestsPerMinute 212 of 600 used (388 left)" in text
+    assert "            tokensPerDay 4,113 of 2,000,000 used (1,995,887 left), resets 2026-12-06T00:00:00Z" in text
+    lines, _ = render_status(BINDING, [])
+    assert not any("limits:" in line for line in lines)
