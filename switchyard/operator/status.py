@@ -225,8 +225,12 @@ def source_status(
     previous: dict[str, Any],
     *,
     now: float,
+    keys: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``.status`` of a ModelSource: catalog and the CredentialValid / CatalogReady conditions.
+
+    ``keys``: with several credentialRefs, each by index (``SourceKeyStatus``: resolvable
+    or the reason and message, never a value).
 
     An inconclusive check (upstream down, rate-limited) keeps the previous CredentialValid
     verdict instead of flapping the CREDENTIAL column to Unknown.
@@ -263,6 +267,8 @@ def source_status(
     }
     if catalog is not None:
         out["catalog"] = catalog
+    if keys:
+        out["keys"] = keys
     return out
 
 
