@@ -203,7 +203,6 @@ class MountState:
         self.strict_models = bool(mount.models)
         keys = mount.api_key
         self.api_keys: tuple[str, ...] = (keys,) if isinstance(keys, str) else tuple(keys or ())
-        self.api_key = self.api_keys[0] if self.api_keys else None
         self.reasoning_field = mount.reasoning_field
         self.strict_headers = mount.strict_headers
         self.embedding_dimensions = mount.embedding_dimensions
@@ -215,6 +214,15 @@ class MountState:
         self.records: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.count = 0
         self.arrived = asyncio.Event()
+
+    @property
+    def api_key(self) -> str | None:
+        """The first key the mount accepts (None: any request is accepted)."""
+        return self.api_keys[0] if self.api_keys else None
+
+    @api_key.setter
+    def api_key(self, value: str | None) -> None:
+        self.api_keys = (value,) if value else ()
 
     @property
     def base_path(self) -> str:

@@ -87,6 +87,12 @@ class CompiledKey(_Frozen):
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
         return _reveal(v, info)
 
+    def fingerprint(self) -> str:
+        """Hash of this key (its value included): a key disabled for being refused is
+        enabled again when this changes (the Secret rotated). Kept in memory only."""
+        data = self.model_dump(mode="json", context={"reveal_secrets": True})
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
 
 def _no_keys(v: list[CompiledKey] | None) -> bool:
     return v is None
