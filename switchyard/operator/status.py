@@ -150,6 +150,10 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
             h = inp.health.tiers.get(t.index)
             if h is not None and h.reporting_pods:
                 entry["breaker"] = h.as_status()
+                if t.keys:  # several keys: by index, as the pods report them (never a value)
+                    entry["keys"] = [
+                        h.keys[k.index].as_status(k.as_status()) if k.index in h.keys else k.as_status() for k in t.keys
+                    ]
             chain.append(entry)
     if r is None:
         primary = "(invalid spec)"
