@@ -13,6 +13,7 @@ OS-chosen loopback ports in a background event loop, then drives a fixed script:
 - ``to-claude`` (claude only): an OpenAI request asking for logprobs, which the
   Anthropic profile strips (degraded fields).
 - ``doomed`` (gem only, gem answering 503): every tier fails (all-tiers-failed).
+- ``keyed`` (a source with two keys, key 0 unresolvable): served by key 1 (key state).
 - a config push with an unknown schema version (config updates, result rejected).
 
 Bounded: every request has a timeout; nothing sleeps.
@@ -35,6 +36,18 @@ from switchyard.simulator import Mount, Simulator
 
 
 BREAKER = "  breaker: {consecutiveFailures: 2, cooldownSeconds: 30}"
+# A source with several keys (docs/several-keys.md), key 0 of which does not resolve:
+# switchyard_key_state has series.
+KEYED_SOURCE = """apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: backup-keys}}
+spec:
+  provider: openai-compatible
+  baseURL: {url}
+  defaultModel: backup-model
+  capabilityProfileRef: {{name: builtin-openai}}
+  credentialRefs: [{{name: keys, key: not-there}}, {{name: keys, key: backup}}]
+"""
 HI = [{"role": "user", "content": "hi"}]
 
 
@@ -94,6 +107,8 @@ class LiveSidecar:
             binding("assistant", "primary", "backup", "claude", extra=BREAKER),
             binding("to-claude", "claude"),
             binding("doomed", "gem", extra=BREAKER),
+            KEYED_SOURCE.format(url=self.sim.base_url("backup")),
+            binding("keyed", "backup-keys"),
         ])
         result = compile_config(load(text))
         self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), drain_seconds=2)
@@ -134,6 +149,8 @@ class LiveSidecar:
             for _ in range(2):
                 status, _h = await self._post(h, {"model": "doomed", "messages": HI})
                 assert status >= 500, self.log
+            status, headers = await self._post(h, {"model": "keyed", "messages": HI})  # served by key 1
+            assert status == 200 and headers.get("x-switchyard-key") == "1", self.log
             # A push from an operator of another schema version: refused, the config stays.
             async with h.put(self.admin + "/admin/config", data=json.dumps({"schema_version": 999, "bindings": []}), headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 409, await r.text()
