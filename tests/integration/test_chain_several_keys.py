@@ -239,3 +239,27 @@ async def test_an_unresolvable_key_is_skipped_and_reported_by_index(sim: Simulat
             await c.close()
         await sidecar.stop()
     assert CLIENT_KEY not in str(posts(sim, "multi"))
+
+
+async def test_an_open_tier_is_checked_with_its_first_usable_key(gw: Gateway, sim: Simulator) -> None:
+    """The tier's breaker stays per tier (5xx are not key-specific); its prompt-free
+    recovery check is sent with the first key that is not disabled."""
+    sim.mount("multi").api_keys = (K1,)  # key 0 refused upstream
+    await chat(gw)
+    await gw.runtime.prober.wait_idle()
+    assert keys_of(await admin_status(gw))[0]["state"] == "disabled"
+    sim.fault("multi", 503, times=3)  # three 5xx in a row (key 1 sent each time): the tier opens
+    for _ in range(3):
+        raw = await chat(gw)
+        assert raw.headers["x-switchyard-tier"] == "1"
+    tier0 = (await admin_status(gw))["bindings"][0]["tiers"][0]
+    assert tier0["breaker"]["state"] == "open"
+    assert [k["state"] for k in tier0["keys"]] == ["disabled", "usable"]  # a 5xx says nothing about a key
+    before = len([r for r in sim.requests("multi") if r.method == "GET"])
+    gw.clock.advance(31)
+    assert await gw.runtime.prober.run_due() == 1
+    checks = [r for r in sim.requests("multi") if r.method == "GET"][before:]
+    assert [c.headers["Authorization"] for c in checks] == [f"Bearer {K1}"]
+    assert (await admin_status(gw))["bindings"][0]["tiers"][0]["breaker"]["state"] == "half-open"
+    raw = await chat(gw)
+    assert (raw.headers["x-switchyard-tier"], raw.headers["x-switchyard-key"]) == ("0", "1")

@@ -121,3 +121,12 @@ def test_env_keys_in_standalone() -> None:
     tier = res.config.bindings[0].tiers[0]
     assert [(k.index, k.problem and k.problem.split(":")[0]) for k in tier.keys] == [(0, "EnvNotSet"), (1, None)]
     assert tier.keys[1].credential.get_secret_value() == "sk-env-b"
+
+
+def test_switchyard_check_lists_the_usable_keys_and_why_the_others_are_not() -> None:
+    from switchyard.cli.standalone import report_lines
+
+    res = compile_text(source("credentialRefs: [{name: keys, key: nope}, {name: keys, key: b}]") + SECRETS + CHAIN)
+    (line,) = [x for x in report_lines(res) if x.startswith("  tier0")]
+    assert line.endswith("ok; keys 1 of 2; key 0 unusable: SecretKeyMissing: Secret keys has no key nope")
+    assert "sk-key" not in "\n".join(report_lines(res))
