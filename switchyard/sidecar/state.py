@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -350,7 +351,7 @@ class Runtime:
             return "disabled", kh.disabled_reason
         now = self.clock()
         if now < kh.rate_limited_until:
-            return "rate-limited", f"retry in {breaker._secs(kh.rate_limited_until - now)}s"
+            return "rate-limited", f"retry in {max(1, math.ceil(kh.rate_limited_until - now))}s"
         return "usable", None
 
     def key_out(self, b: CompiledBinding, tier: CompiledTier, key: CompiledKey) -> str | None:
@@ -386,9 +387,9 @@ class Runtime:
         only waits out a 429 before one that was refused or never resolved)."""
         if tier.keys is None:
             return tier
-        ranked = sorted(tier.keys, key=lambda k: (("usable", "rate-limited").index(s) if (s := self.key_state(b, tier, k)[0])
-                                                  in ("usable", "rate-limited") else 2, k.index))
-        return tier.with_key(ranked[0])
+        order = {"usable": 0, "rate-limited": 1}
+        first = min(tier.keys, key=lambda k: (order.get(self.key_state(b, tier, k)[0], 2), k.index))
+        return tier.with_key(first)
 
     def out_now(self, b: CompiledBinding, tier: CompiledTier) -> str | None:
         """Why the breaker keeps this tier out right now, read only: for side requests
