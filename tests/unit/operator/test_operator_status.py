@@ -260,3 +260,13 @@ def test_chain_compatible_when_every_checked_tier_has_it() -> None:
     assert get(st["conditions"], "ChainCompatible")["message"] == (
         "tier0 (src0/m0): lacks vision; not checked (unresolvable): tier1")
     assert conds(build(inputs(None, invalid_message="bad")))["ChainCompatible"] == ("Unknown", "InvalidSpec")
+
+
+def test_source_status_lists_several_keys_by_index_and_validates() -> None:
+    keys = [{"index": 0, "resolvable": False, "reason": "SecretNotMarked", "message": "no Secret k labelled ..."},
+            {"index": 1, "resolvable": True, "reason": None, "message": None}]
+    st = prune(source_status(1, CredentialCheck("True", "Accepted", "ok (with key 1)", True, "Fetched", "2 models"),
+                             None, {}, now=NOW, keys=keys))
+    ModelSourceStatus.model_validate(st)
+    assert st["keys"] == [keys[0], {"index": 1, "resolvable": True}]
+    assert "keys" not in prune(source_status(1, CredentialCheck("True", "Accepted", "ok", True, "Fetched", "x"), None, {}, now=NOW))
