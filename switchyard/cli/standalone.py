@@ -65,6 +65,10 @@ def report_lines(result: CompileResult) -> list[str]:
             if t.incompatible:
                 how = "serves degraded (allowDegrading)" if t.degradable else "skipped"
                 state += f"; INCOMPATIBLE: lacks {', '.join(t.incompatible)} ({how})"
+            if t.resolvable and t.keys:
+                usable = [k.index for k in t.keys if k.resolvable]
+                state += f"; keys {', '.join(map(str, usable))} of {len(t.keys)}" + "".join(
+                    f"; key {k.index} unusable: {k.reason}: {k.message}" for k in t.keys if not k.resolvable)
             lines.append(f"  tier{t.index} {role:<9} {t.source}/{t.model or '?'} [{t.protocol}] {state}")
         for c in rep.alias_conflicts:
             lines.append(f"  alias conflict: {c}")

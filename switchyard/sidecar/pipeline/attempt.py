@@ -120,6 +120,7 @@ class Attempt:
         """This tier serves: fill in what the headers and the log line say."""
         ex = self.ex
         ex.served_by = self.tier
+        ex.served_key = self.lease.key.index if self.lease.key is not None else None
         ex.degraded = [(f, a) for f, a in self.decision.degraded if a not in ("skip-tier", "reject")]
         ex.degraded += self.call.notes
         ex.ttft = time.monotonic() - ex.started
