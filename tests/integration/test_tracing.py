@@ -245,6 +245,19 @@ async def test_a_rejected_request_has_its_span_without_a_model_and_no_attempt(ga
     assert req.status.status_code == StatusCode.UNSET  # the request's fault, not the gateway's
 
 
+async def test_the_caller_is_named_as_the_metrics_name_it(gateway: GatewayFactory, sim: Simulator) -> None:
+    gw, mem = await traced(gateway)
+    await gw.openai().chat.completions.create(model="helper", messages=HI)
+    req, _ = spans(mem)
+    assert req.attributes["switchyard.caller"] == "openai-sdk"  # known by its User-Agent
+    mem.clear()
+    # a self-declared name the binding does not list in `callers` is not recorded
+    await gw.openai().chat.completions.create(model="helper", messages=HI, extra_headers={"x-switchyard-caller": "my-private-app"})
+    req, _ = spans(mem)
+    assert req.attributes["switchyard.caller"] == "other"
+    assert "my-private-app" not in req.to_json()
+
+
 async def test_propagation_upstream_can_be_turned_off(gateway: GatewayFactory, sim: Simulator) -> None:
     gw = await gateway(CHAIN)
     mem = InMemorySpanExporter()

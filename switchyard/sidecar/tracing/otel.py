@@ -36,6 +36,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from switchyard import __version__
+from switchyard.sidecar.routing.caller import metric_label
 from switchyard.sidecar.tracing import TracingSettings
 
 log = logging.getLogger("switchyard.sidecar")
@@ -285,7 +286,6 @@ def _end_request(span: Span, op: str, ex: Any) -> None:
     attrs: dict[str, Any] = {
         "switchyard.outcome": ex.outcome,
         "gen_ai.request.stream": bool(ex.stream),
-        "switchyard.caller": ex.caller,
     }
     if ex.status:
         attrs["http.response.status_code"] = ex.status
@@ -295,6 +295,9 @@ def _end_request(span: Span, op: str, ex: Any) -> None:
         attrs["gen_ai.request.model"] = b.name
         attrs["switchyard.binding"] = b.name
         attrs["switchyard.binding.namespace"] = b.namespace
+    # As the metrics' caller label: a self-declared name (x-switchyard-caller) only when
+    # the binding lists it; a known client by name; any other "other".
+    attrs["switchyard.caller"] = metric_label(ex.caller, (b.callers or ()) if b is not None else ())
     t = ex.served_by
     if t is not None:
         attrs["gen_ai.provider.name"] = PROVIDER.get(t.provider, t.provider)
