@@ -214,6 +214,21 @@ async def test_the_anthropic_sdk_through_a_translated_tier(gateway: GatewayFacto
     nothing_secret(mem)
 
 
+async def test_a_client_that_sampled_out_its_trace_gets_no_spans_and_the_upstream_keeps_the_decision(
+    gateway: GatewayFactory, sim: Simulator
+) -> None:
+    gw, mem = await traced(gateway)
+    sim.fault("primary", "429")
+    raw = await gw.openai().chat.completions.with_raw_response.create(
+        model="helper", messages=HI, extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"}
+    )
+    assert raw.headers["x-switchyard-tier"] == "1"
+    assert mem.get_finished_spans() == ()  # the SDK's default sampler follows the parent's flag
+    (seen,) = sim.requests("backup")
+    version, trace_id, _, flags = seen.headers["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "00")
+
+
 @pytest.mark.parametrize(
     "value",
     [

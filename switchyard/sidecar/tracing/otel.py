@@ -119,18 +119,23 @@ class Tracing:
         it off the event loop."""
         self.provider.shutdown()
 
-    def request(self, headers: Mapping[str, str], protocol: str) -> RequestTrace:
+    def request(self, headers: Mapping[str, str], protocol: str) -> RequestTrace | None:
         """The request span, child of the client's ``traceparent`` when it sent a valid
-        one (a malformed one is ignored: a new trace)."""
-        parent = self.propagator.extract(headers)
-        op = OPERATION.get(protocol, "chat")
-        span = self.tracer.start_span(
-            op,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"gen_ai.operation.name": op, "switchyard.ingress": protocol},
-        )
-        return RequestTrace(self, span, op)
+        one (a malformed one is ignored: a new trace). None if the span could not be
+        made: tracing never fails a request."""
+        try:
+            parent = self.propagator.extract(headers)
+            op = OPERATION.get(protocol, "chat")
+            span = self.tracer.start_span(
+                op,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"gen_ai.operation.name": op, "switchyard.ingress": protocol},
+            )
+            return RequestTrace(self, span, op)
+        except Exception:
+            log.exception("tracing: could not start the request span")
+            return None
 
 
 def _server(url: str) -> dict[str, Any]:
@@ -161,27 +166,12 @@ class RequestTrace:
         when propagating), cross, decision.degraded, call.notes, broken; of ``at.ex``:
         started, ttft, usage, outcome. The result: a ``Miss`` (``failure``) or the
         client's response."""
-        tier = at.tier
-        self.attempted.add(tier.index)
-        op = OPERATION.get(tier.protocol, "chat")
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": op,
-            "gen_ai.provider.name": PROVIDER.get(tier.provider, tier.provider),
-            "gen_ai.request.model": tier.model,
-            "gen_ai.request.stream": bool(at.call.stream),
-            "switchyard.binding": at.binding.name,
-            "switchyard.tier.index": tier.index,
-            "switchyard.source": tier.source,
-            "switchyard.tier.protocol": tier.protocol,
-            "switchyard.translated": bool(at.cross),
-            **_server(at.call.url),
-        }
-        span = self.tracing.tracer.start_span(f"{op} {tier.model}", context=self.context, kind=SpanKind.CLIENT, attributes=attrs)
+        try:
+            span = self._start_attempt(at)
+        except Exception:  # a bug here never costs the client its answer
+            log.exception("tracing: could not start the attempt span")
+            return await run(at)
         started = time.monotonic()
-        if self.tracing.settings.propagate_upstream:
-            carrier: dict[str, str] = {}
-            self.tracing.propagator.inject(carrier, context=trace.set_span_in_context(span))
-            at.call.headers = {**at.call.headers, **carrier}
         try:
             result = await run(at)
         except BaseException as exc:
@@ -194,11 +184,36 @@ class RequestTrace:
             span.end()
         return result
 
+    def _start_attempt(self, at: Any) -> Span:
+        tier = at.tier
+        self.attempted.add(tier.index)
+        op = OPERATION.get(tier.protocol, "chat")
+        attrs: dict[str, Any] | None = None
+        if self.span.is_recording():  # sampled out: no attributes to clean, only the ids to pass on
+            attrs = {
+                "gen_ai.operation.name": op,
+                "gen_ai.provider.name": PROVIDER.get(tier.provider, tier.provider),
+                "gen_ai.request.model": tier.model,
+                "gen_ai.request.stream": bool(at.call.stream),
+                "switchyard.binding": at.binding.name,
+                "switchyard.tier.index": tier.index,
+                "switchyard.source": tier.source,
+                "switchyard.tier.protocol": tier.protocol,
+                "switchyard.translated": bool(at.cross),
+                **_server(at.call.url),
+            }
+        span = self.tracing.tracer.start_span(f"{op} {tier.model}", context=self.context, kind=SpanKind.CLIENT, attributes=attrs)
+        if self.tracing.settings.propagate_upstream:
+            carrier: dict[str, str] = {}
+            self.tracing.propagator.inject(carrier, context=trace.set_span_in_context(span))
+            at.call.headers = {**at.call.headers, **carrier}
+        return span
+
     def skipped(self, tier: Any, outcome: str, cls: str, reason: str) -> None:
         """A tier passed over (``chain._Tally.skip``): an event on the request span when
         it was never tried (breaker, rate limit, capability, deadline, unresolvable);
         a tier that was tried has its attempt span."""
-        if tier.index in self.attempted:
+        if tier.index in self.attempted or not self.span.is_recording():
             return
         self.span.add_event(
             "switchyard.tier.skipped",
@@ -217,7 +232,8 @@ class RequestTrace:
         stream, caller, trail, degraded, usage, ttft."""
         span = self.span
         try:
-            _end_request(span, self.op, ex)
+            if span.is_recording():
+                _end_request(span, self.op, ex)
         except Exception:
             log.exception("tracing: could not finish the request span")
         span.end()
@@ -237,6 +253,9 @@ def _usage(attrs: dict[str, Any], usage: Any) -> None:
 
 
 def _end_attempt(span: Span, at: Any, result: Any, started: float) -> None:
+    if not span.is_recording():
+        span.end()
+        return
     ex = at.ex
     failure = getattr(result, "failure", None)
     attrs: dict[str, Any] = {}
