@@ -250,12 +250,13 @@ async def _walk_chain(
             if call.notes:  # the adapter's own changes, counted like the profile's
                 _count_degraded(rt, binding, tier, call.notes)
 
-            at = Attempt(
-                request=request, rt=rt, ex=ex, binding=binding, tier=tier, call=call, lease=lease,
-                decision=decision, cross=cross, parsed=parsed, synth_stream=synth_stream, deadline=deadline,
-                first_share=_share(before_content, loop.time(), sum(1 for t in usable if t.index > tier.index)),
+            result = await (attempt if ex.trace is None else ex.trace.traced(attempt))(
+                Attempt(
+                    request=request, rt=rt, ex=ex, binding=binding, tier=tier, call=call, lease=lease,
+                    decision=decision, cross=cross, parsed=parsed, synth_stream=synth_stream, deadline=deadline,
+                    first_share=_share(before_content, loop.time(), sum(1 for t in usable if t.index > tier.index)),
+                )
             )  # fmt: skip
-            result = await (attempt(at) if ex.trace is None else ex.trace.attempt(attempt, at))
             if not isinstance(result, Miss):
                 if ex.store_turn:
                     conversation.record(rt, ex, binding, parsed)

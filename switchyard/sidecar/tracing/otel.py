@@ -22,6 +22,7 @@ The hooks take the pipeline's objects (``Exchange``, ``Attempt``) without import
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -158,6 +159,10 @@ class RequestTrace:
         self.op = op
         self.context = trace.set_span_in_context(span)
         self.attempted: set[int] = set()
+
+    def traced(self, run: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        """``run`` (``attempt.attempt``) made to run inside the tier's attempt span."""
+        return functools.partial(self.attempt, run)
 
     async def attempt(self, run: Callable[[Any], Awaitable[Any]], at: Any) -> Any:
         """``run(at)`` (``attempt.attempt``) inside the tier's attempt span.
