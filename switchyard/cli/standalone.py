@@ -30,6 +30,7 @@ from switchyard.api.manifests import ManifestError, load_manifests
 from switchyard.compiler import CompileResult, compile_config
 from switchyard.sidecar.app import Listen, Sidecar
 from switchyard.sidecar.http.guard import Exposure
+from switchyard.sidecar.tracing import TracingSettings
 
 log = logging.getLogger("switchyard.standalone")
 
@@ -107,7 +108,7 @@ def local_admin_token(path: Path) -> str:
 
 async def serve(
     path: str, listen: Listen, *, admin_token: str | None, max_body_bytes: int, exposure: Exposure | None = None,
-    token_path: Path | None = None, body_budget: int | None = None,
+    token_path: Path | None = None, body_budget: int | None = None, tracing: TracingSettings | None = None,
 ) -> int:
     loaded = load(path)
     if loaded.errors:
@@ -122,7 +123,7 @@ async def serve(
         where = token_path or admin_token_path()
         admin_token = local_admin_token(where)
         token_note = f"; admin token in {where} (curl -H \"Authorization: Bearer $(cat {where})\" ...)"
-    sidecar = Sidecar(listen=listen, admin_token=admin_token, exposure=exposure, body_budget=body_budget)
+    sidecar = Sidecar(listen=listen, admin_token=admin_token, exposure=exposure, body_budget=body_budget, tracing=tracing)
     sidecar.runtime.max_body_bytes = max_body_bytes
     sidecar.load(loaded.result.config)
     api_port, admin_port = await sidecar.start()

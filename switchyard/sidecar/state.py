@@ -232,6 +232,9 @@ class Runtime:
     tasks: set[asyncio.Task[object]] = field(default_factory=set)
     drain_expired: bool = False
     body_read_seconds: float = 60.0  # a client sending its body slower than this gets a 408
+    # The tracer (sidecar/tracing: ``start``) when tracing is on; None (the default) keeps
+    # OpenTelemetry out of the process and the request path to one check.
+    tracing: Any = None
     prober: Prober = field(init=False)
 
     def __post_init__(self) -> None:

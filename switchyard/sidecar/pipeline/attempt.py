@@ -91,6 +91,7 @@ class Attempt:
     first_deadline: float = 0.0  # loop clock: the first content must arrive by then
     deadline_free_first_byte: float = 0.0  # what first_deadline would be without the request deadline
     total_deadline: float = 0.0  # loop clock: the whole attempt must end by then
+    broken: Failure | None = None  # the stream's failure after content had started (for its trace)
 
     def __post_init__(self) -> None:
         self.egress = adapter_for(self.tier.protocol)
@@ -457,6 +458,7 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
     # Broken after content: an error event in the client's protocol, never a clean end.
     ex.outcome = "broken-stream"
     ex.error = message
+    at.broken = failure
     at.lease.failed(failure)
     at.rt.metrics.tier(at.binding, at.tier).attempt(failure.reason)
     if not upstream_error_sent:

@@ -59,6 +59,8 @@ async def handle(
     """Serve one API request spoken in the ``ingress`` protocol."""
     rt = request.app[RUNTIME]
     ex = Exchange(ingress=ingress, started=time.monotonic())
+    if rt.tracing is not None:  # off: this one check, nothing of OpenTelemetry loaded
+        ex.trace = rt.tracing.request(request.headers, ingress.protocol)
     rt.begin()
     try:
         return await _serve(request, rt, ex, path_model, stream)
@@ -89,6 +91,8 @@ async def handle(
         rt.bodies.give(sum(ex.held))
         rt.end()
         account(rt, ex)
+        if ex.trace is not None:
+            ex.trace.end(ex)
 
 
 def _uncancel() -> None:
@@ -153,6 +157,8 @@ class _Tally:
         ex.trail.append(TierTrail(tier.index, tier.source, tier.model, outcome, key))
         self.passed = tier.index
         rt.metrics.tier(binding, tier).fallback(cls, reason)
+        if ex.trace is not None:
+            ex.trace.skipped(tier, outcome, cls, reason)
         self.statuses.append(status)
         if retry_after:
             self.retry_afters.append(retry_after)
@@ -244,7 +250,7 @@ async def _walk_chain(
             if call.notes:  # the adapter's own changes, counted like the profile's
                 _count_degraded(rt, binding, tier, call.notes)
 
-            result = await attempt(
+            result = await (attempt if ex.trace is None else ex.trace.traced(attempt))(
                 Attempt(
                     request=request, rt=rt, ex=ex, binding=binding, tier=send, call=call, lease=lease,
                     decision=decision, cross=cross, parsed=parsed, synth_stream=synth_stream, deadline=deadline,

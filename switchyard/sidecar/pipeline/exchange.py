@@ -65,6 +65,7 @@ class Exchange:
     previous_id: str | None = None
     answer: n.Response | None = None  # the answer served, when store_turn asks for it
     response_id: str | None = None  # the id the client got for it
+    trace: Any = None  # its spans (sidecar/tracing/otel.RequestTrace) when tracing is on
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {}
