@@ -81,6 +81,12 @@ CEL_RULES: dict[str, list[Rule]] = {
         ),
     ],
     "ModelSourceSpec": [
+        # ModelSourceSpec._one_credential_field
+        Rule(
+            "!(has(self.credentialRef) && has(self.credentialRefs))",
+            "set credentialRef or credentialRefs, not both",
+            field_path=".credentialRefs",
+        ),
         # ModelSourceSpec._base_url_needed
         Rule(
             f"!(self.provider in {_cel_list(_NEEDS_BASE_URL)}) || has(self.baseURL)",

@@ -156,6 +156,10 @@ class LocalRef(_Spec):
     name: Name = Field(description="Name of the referenced object in the same namespace.")
 
 
+MAX_CREDENTIALS = 8
+"""At most this many keys per ModelSource (``credentialRefs``)."""
+
+
 class CredentialRef(_Spec):
     """Where a ModelSource's API key comes from.
 
@@ -341,7 +345,23 @@ class ModelSourceSpec(_Spec):
         ),
     )
     credential_ref: CredentialRef | None = Field(
-        default=None, description="Where the API key comes from; omit for keyless local runtimes."
+        default=None,
+        description=(
+            "Where the API key comes from; omit for keyless local runtimes. Shorthand for a "
+            "credentialRefs list of one; set one of the two, not both."
+        ),
+    )
+    credential_refs: list[CredentialRef] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CREDENTIALS,
+        description=(
+            "Several API keys for this source, tried in order (docs/several-keys.md): a 429 "
+            "on one key moves the request to the next key of the same source before the "
+            "chain moves to its next tier; each key has its own rate-limit window and "
+            "disabled state, reported by index (never by value). A key that does not "
+            "resolve makes only that key unusable. 1 to 8 items."
+        ),
     )
     default_model: str | None = Field(
         default=None,
@@ -407,6 +427,20 @@ class ModelSourceSpec(_Spec):
                 f"header(s) {', '.join(bad)} carry credentials; use credentialRef (a Secret) instead"
             )
         return v
+
+    @model_validator(mode="after")
+    def _one_credential_field(self) -> ModelSourceSpec:
+        if self.credential_ref is not None and self.credential_refs is not None:
+            raise ValueError("set credentialRef or credentialRefs, not both")
+        return self
+
+    @property
+    def credentials(self) -> list[CredentialRef]:
+        """The source's keys in order, index 0 first: credentialRefs, or credentialRef as a
+        list of one; empty for a keyless source."""
+        if self.credential_refs is not None:
+            return list(self.credential_refs)
+        return [self.credential_ref] if self.credential_ref is not None else []
 
     @model_validator(mode="after")
     def _base_url_needed(self) -> ModelSourceSpec:

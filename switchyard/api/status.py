@@ -81,6 +81,31 @@ class TierBreakerStatus(_Status):
     last_failure_at: str | None = Field(default=None, description="When that failure happened (RFC 3339).")
 
 
+KeyState = Literal["usable", "rate-limited", "disabled", "unresolvable"]
+
+
+class KeyStatus(_Status):
+    """One key of a source with several (``credentialRefs``), by its index in that list.
+    Never a value nor anything read from a Secret's data."""
+
+    index: int = Field(ge=0, le=7, description="Position of the key in the source's credentialRefs (0 is tried first).")
+    state: KeyState = Field(
+        description="unresolvable: its Secret or key is missing or not allowed (reason); disabled: the upstream "
+        "refused it (401/403, confirmed by a prompt-free check) in some pod; rate-limited: it waits out a 429 in "
+        "some pod; usable otherwise."
+    )
+    reason: str | None = Field(
+        default=None, max_length=256,
+        description="Why the key is unresolvable (SecretNotMarked, SecretKeyMissing, ...) or disabled (e.g. 401).",
+    )
+    message: str | None = Field(default=None, max_length=1024, description="The exact problem, naming the Secret and key at fault.")
+    rate_limited_in_pods: int = Field(default=0, ge=0, description="Pods in which this key waits out a 429.")
+    rate_limited_until: str | None = Field(
+        default=None, description="When the longest of those waits ends (RFC 3339); absent unless rate-limited."
+    )
+    disabled_in_pods: int = Field(default=0, ge=0, description="Pods in which this key is disabled.")
+
+
 class ChainTierStatus(_Status):
     """One tier of the resolved chain: resolvable, or exactly why not."""
 
@@ -108,6 +133,10 @@ class ChainTierStatus(_Status):
         "because its profile strips or maps every missing feature; false when requests skip it.",
     )
     breaker: TierBreakerStatus | None = Field(default=None, description="Breaker state from the sidecars; absent until a pod reports.")
+    keys: list[KeyStatus] = Field(
+        default_factory=list, max_length=8,
+        description="Each key of a source with several credentialRefs, by index; absent for a source with one key.",
+    )
 
 
 class ActiveTierStatus(_Status):
@@ -233,6 +262,15 @@ class CatalogStatus(_Status):
     fetched_at: str | None = Field(default=None, description="When the list was fetched (RFC 3339).")
 
 
+class SourceKeyStatus(_Status):
+    """One of a ModelSource's credentialRefs, by index: whether the operator could read it."""
+
+    index: int = Field(ge=0, le=7, description="Position in spec.credentialRefs.")
+    resolvable: bool = Field(description="The Secret is labelled as a credential and holds the key.")
+    reason: str | None = Field(default=None, max_length=256, description="Why not: SecretNotMarked, SecretKeyMissing, ...")
+    message: str | None = Field(default=None, max_length=1024, description="The exact problem, naming the Secret and key.")
+
+
 class ModelSourceStatus(_Status):
     """What the operator reports on a ModelSource."""
 
@@ -241,6 +279,10 @@ class ModelSourceStatus(_Status):
     conditions: list[Condition] = Field(
         default_factory=list, max_length=8, json_schema_extra=CONDITIONS_LIST,
         description="CredentialValid, CatalogReady and Ready (credential not refused and catalog fetched).",
+    )
+    keys: list[SourceKeyStatus] = Field(
+        default_factory=list, max_length=8,
+        description="With several credentialRefs: each key by index, resolvable or why not (never a value).",
     )
 
 

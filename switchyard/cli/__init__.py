@@ -51,6 +51,19 @@ def _listen_args(p: argparse.ArgumentParser, *, admin_host: str = "127.0.0.1") -
     p.add_argument("--max-inflight-body-mb", type=float, default=None,
                    help="request-body MiB held at once (default: an eighth of the memory limit, 256 without one)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--tracing", choices=["off", "on", "otlp", "console"], default=None,
+                   help="OpenTelemetry traces (default: $SWITCHYARD_TRACING, else off); the standard OTEL_* variables "
+                        "configure them (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, OTEL_SERVICE_NAME...: docs/tracing.md)")
+
+
+def _tracing(args: argparse.Namespace):
+    """The tracing settings (None: off), or exit with why they cannot be honoured."""
+    from switchyard.sidecar.tracing import TracingConfigError, settings_from
+
+    try:
+        return settings_from(getattr(args, "tracing", None))
+    except TracingConfigError as exc:
+        raise SystemExit(f"switchyard: {exc}") from None
 
 
 def _exposure(args: argparse.Namespace):
@@ -80,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.file, _listen(args), admin_token=_admin_token(args), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
             body_budget=_body_budget(args),
             exposure=_exposure(args),
+            tracing=_tracing(args),
         )
     )
 
@@ -125,7 +139,8 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         import signal
 
         sidecar = Sidecar(listen=_listen(args), admin_token=_admin_token(args), exposure=_exposure(args), body_budget=_body_budget(args),
-                          config_dir=args.config_dir, labels_file=args.labels_file, watch_seconds=args.watch_seconds)
+                          config_dir=args.config_dir, labels_file=args.labels_file, watch_seconds=args.watch_seconds,
+                          tracing=_tracing(args))
         sidecar.runtime.max_body_bytes = int(args.max_body_mb * 1024 * 1024)
         api, admin = await sidecar.start()
         source = f"config from {args.config_dir}" if args.config_dir else "waiting for a config push"

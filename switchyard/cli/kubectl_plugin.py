@@ -40,6 +40,7 @@ import argparse
 import base64
 import contextlib
 import json
+import math
 import os
 import re
 import select
@@ -466,6 +467,21 @@ def _skip_reason(t: dict[str, Any]) -> str:
     return "healthy now (it may have been skipped for a request feature: see x-switchyard-fallback-reason on that response)"
 
 
+def _key_line(k: dict[str, Any]) -> str:
+    state = str(k.get("state") or "unknown")
+    if state == "rate-limited":
+        more = k.get("rate_limited_for_seconds")
+        why = f"{math.ceil(float(more))}s more" if isinstance(more, (int, float)) else "waiting"
+        if k.get("last_failure"):
+            why += f"; last failure {k['last_failure']}"
+        return f"{state} ({why})"
+    if state == "disabled":
+        return f"{state} ({k.get('disabled_reason') or 'refused'})"
+    if state == "unresolvable":
+        return f"{state} ({k.get('problem')})"
+    return state
+
+
 def explain_binding(name: str, statuses: Sequence[tuple[str, dict[str, Any]]]) -> tuple[list[str], int]:
     """``explain``: from each pod's GET /admin/status, the latest request's serving tier and why
     each earlier tier was passed over."""
@@ -509,6 +525,8 @@ def explain_binding(name: str, statuses: Sequence[tuple[str, dict[str, Any]]]) -
             lines.append(f"{label}: {state}" + (f" ({t.get('problem')})" if t.get("problem") else ""))
         for tr in (t.get("breaker") or {}).get("transitions") or []:
             lines.append(f"      {_when(tr.get('at'))} {tr.get('from')} -> {tr.get('to')}: {tr.get('reason')}")
+        for k in t.get("keys") or []:  # a source with several keys: each by index, tried in that order
+            lines.append(f"      key {k.get('index')}: {_key_line(k)}")
     lines.append("")
     lines.append("Each response carries the exact trail of its own request: x-switchyard-tier,"
                  " x-switchyard-fallback-reason, x-switchyard-degraded.")

@@ -30,6 +30,7 @@ from switchyard.api.manifests import ManifestError, load_manifests
 from switchyard.compiler import CompileResult, compile_config
 from switchyard.sidecar.app import Listen, Sidecar
 from switchyard.sidecar.http.guard import Exposure
+from switchyard.sidecar.tracing import TracingSettings
 
 log = logging.getLogger("switchyard.standalone")
 
@@ -65,6 +66,10 @@ def report_lines(result: CompileResult) -> list[str]:
             if t.incompatible:
                 how = "serves degraded (allowDegrading)" if t.degradable else "skipped"
                 state += f"; INCOMPATIBLE: lacks {', '.join(t.incompatible)} ({how})"
+            if t.resolvable and t.keys:
+                usable = [k.index for k in t.keys if k.resolvable]
+                state += f"; keys {', '.join(map(str, usable))} of {len(t.keys)}" + "".join(
+                    f"; key {k.index} unusable: {k.reason}: {k.message}" for k in t.keys if not k.resolvable)
             lines.append(f"  tier{t.index} {role:<9} {t.source}/{t.model or '?'} [{t.protocol}] {state}")
         for c in rep.alias_conflicts:
             lines.append(f"  alias conflict: {c}")
@@ -103,7 +108,7 @@ def local_admin_token(path: Path) -> str:
 
 async def serve(
     path: str, listen: Listen, *, admin_token: str | None, max_body_bytes: int, exposure: Exposure | None = None,
-    token_path: Path | None = None, body_budget: int | None = None,
+    token_path: Path | None = None, body_budget: int | None = None, tracing: TracingSettings | None = None,
 ) -> int:
     loaded = load(path)
     if loaded.errors:
@@ -118,7 +123,7 @@ async def serve(
         where = token_path or admin_token_path()
         admin_token = local_admin_token(where)
         token_note = f"; admin token in {where} (curl -H \"Authorization: Bearer $(cat {where})\" ...)"
-    sidecar = Sidecar(listen=listen, admin_token=admin_token, exposure=exposure, body_budget=body_budget)
+    sidecar = Sidecar(listen=listen, admin_token=admin_token, exposure=exposure, body_budget=body_budget, tracing=tracing)
     sidecar.runtime.max_body_bytes = max_body_bytes
     sidecar.load(loaded.result.config)
     api_port, admin_port = await sidecar.start()

@@ -27,6 +27,7 @@ from switchyard.api.models import (
     PROVIDER_PROTOCOL,
     AssistantBinding,
     CapabilityProfile,
+    CredentialRef,
     Limits,
     ModelSource,
     Pricing,
@@ -42,6 +43,7 @@ from switchyard.sidecar.contract.config import (
     CompiledConfig,
     CompiledLimits,
     CompiledPrice,
+    CompiledKey,
     CompiledProfile,
     CompiledRateLimits,
     CompiledTier,
@@ -85,6 +87,25 @@ AUTH_FOR_PROTOCOL = {
 
 
 @dataclass(frozen=True)
+class KeyReport:
+    """One key of a source with several (``credentialRefs``), by index: resolved, or why
+    not (the reason and a message naming the Secret and key, never a value)."""
+
+    index: int
+    resolvable: bool
+    reason: str | None = None
+    message: str | None = None
+
+    def as_status(self) -> dict[str, object]:
+        """The key as status says it before any sidecar reports (``KeyStatus``)."""
+        out: dict[str, object] = {"index": self.index, "state": "usable" if self.resolvable else "unresolvable"}
+        if self.reason:
+            out["reason"] = self.reason
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True)
 class TierReport:
     index: int
     source: str
@@ -95,6 +116,7 @@ class TierReport:
     message: str | None = None
     incompatible: tuple[str, ...] = ()  # `requires` features this tier's profile lacks
     degradable: bool = False  # ... but allowed to serve degraded (allowDegrading + strip/map)
+    keys: tuple[KeyReport, ...] = ()  # per key, for a source with several; () for one key
 
     def as_status(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -110,6 +132,8 @@ class TierReport:
         if self.incompatible:
             out["incompatible"] = list(self.incompatible)
             out["degradable"] = self.degradable
+        if self.keys:
+            out["keys"] = [k.as_status() for k in self.keys]
         return out
 
 
@@ -446,33 +470,27 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
             source,
         )
 
+    crefs = spec.credentials
     credential: str | None = None
-    cref = spec.credential_ref
-    if cref is not None:
-        if cref.env is not None:
-            if ctx.environ is None:
-                return _problem_tier(
-                    index, ref, ENV_NOT_ALLOWED, "credentialRef.env is for standalone mode only; use a Secret", source
-                )
-            credential = ctx.environ.get(cref.env) or None
-            if credential is None:
-                return _problem_tier(index, ref, ENV_NOT_SET, f"environment variable {cref.env} is not set", source)
-        else:
-            assert cref.name is not None and cref.key is not None
-            try:
-                credential = ctx.credentials(namespace, cref.name, cref.key)
-            except CredentialRefused as e:
-                return _problem_tier(index, ref, e.reason, e.message, source)
-            except KeyError:
-                return _problem_tier(index, ref, SECRET_NOT_FOUND, f"Secret {cref.name} not found", source)
-            except ValueError:
-                return _problem_tier(
-                    index, ref, SECRET_UNREADABLE, f"Secret {cref.name} key {cref.key} is not valid base64", source
-                )
-            if not credential:
-                return _problem_tier(
-                    index, ref, SECRET_KEY_MISSING, f"Secret {cref.name} has no key {cref.key}", source
-                )
+    keys: list[CompiledKey] | None = None
+    key_reports: tuple[KeyReport, ...] = ()
+    if len(crefs) == 1:
+        credential, reason, message = _resolve_key(crefs[0], namespace, ctx)
+        if reason is not None:
+            return _problem_tier(index, ref, reason, message or "", source)
+    elif crefs:
+        resolved = [(i, *_resolve_key(c, namespace, ctx)) for i, c in enumerate(crefs)]
+        keys = [
+            CompiledKey(index=i, credential=value, problem=f"{why}: {msg}" if why else None)  # type: ignore[arg-type]
+            for i, value, why, msg in resolved
+        ]
+        key_reports = tuple(KeyReport(i, why is None, why, msg) for i, _v, why, msg in resolved)
+        credential = next((value for _i, value, why, _m in resolved if why is None), None)
+        if credential is None:
+            first = resolved[0][2] or SECRET_KEY_MISSING
+            every = "; ".join(f"key {i}: {msg}" for i, _v, _w, msg in resolved)
+            tier, report = _problem_tier(index, ref, first, f"no key of ModelSource {name} resolves: {every}", source)
+            return tier, dataclasses.replace(report, keys=key_reports)
 
     flat = ctx.flat_profiles.get(id(profile))  # a CompiledProfile is frozen: tiers share it
     if flat is None:
@@ -498,8 +516,33 @@ def _compile_tier(index: int, ref: TierRef, namespace: str, ctx: _Ctx) -> tuple[
         allow_link_local=url_key[1],
         max_connections=net.max_connections if net else 256,
         pricing=_price_for(spec, model, profile, ctx),
+        keys=keys,
     )
-    return tier, TierReport(index, name, model, protocol.value, True)
+    return tier, TierReport(index, name, model, protocol.value, True, keys=key_reports)
+
+
+def _resolve_key(cref: CredentialRef, namespace: str, ctx: _Ctx) -> tuple[str | None, str | None, str | None]:
+    """One credential reference: (value, None, None), or (None, reason, message) naming
+    the Secret or variable at fault, never a value."""
+    if cref.env is not None:
+        if ctx.environ is None:
+            return None, ENV_NOT_ALLOWED, "credentialRef.env is for standalone mode only; use a Secret"
+        value = ctx.environ.get(cref.env) or None
+        if value is None:
+            return None, ENV_NOT_SET, f"environment variable {cref.env} is not set"
+        return value, None, None
+    assert cref.name is not None and cref.key is not None
+    try:
+        value = ctx.credentials(namespace, cref.name, cref.key)
+    except CredentialRefused as e:
+        return None, e.reason, e.message
+    except KeyError:
+        return None, SECRET_NOT_FOUND, f"Secret {cref.name} not found"
+    except ValueError:
+        return None, SECRET_UNREADABLE, f"Secret {cref.name} key {cref.key} is not valid base64"
+    if not value:
+        return None, SECRET_KEY_MISSING, f"Secret {cref.name} has no key {cref.key}"
+    return value, None, None
 
 
 def _matches(pattern: str, model: str) -> bool:

@@ -47,6 +47,33 @@ def _text(value: Any, limit: int = MAX_REASON) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_KEY_SEVERITY = {"disabled": 3, "rate-limited": 2, "usable": 1}
+
+
+@dataclass(frozen=True)
+class KeyHealth:
+    """One key (by index) of a tier whose source has several, across the pods that report it."""
+
+    state: str  # the worst across pods: disabled > rate-limited > usable
+    rate_limited_in_pods: int = 0
+    rate_limited_until: float | None = None  # wall clock: the longest wait
+    disabled_in_pods: int = 0
+    disabled_reason: str | None = None
+
+    def as_status(self, base: dict[str, Any]) -> dict[str, Any]:
+        """``base`` (the key as compiled, ``KeyReport.as_status``) with what the pods say."""
+        out = dict(base)
+        if out.get("state") != "unresolvable":
+            out["state"] = self.state
+            if self.state == "disabled":
+                out["reason"] = self.disabled_reason
+        out["rateLimitedInPods"] = self.rate_limited_in_pods
+        if self.rate_limited_in_pods and self.rate_limited_until:
+            out["rateLimitedUntil"] = rfc3339(self.rate_limited_until)
+        out["disabledInPods"] = self.disabled_in_pods
+        return out
+
+
 @dataclass(frozen=True)
 class TierHealth:
     state: str  # one of STATES, or unknown
@@ -59,6 +86,7 @@ class TierHealth:
     disabled_in_pods: int = 0
     disabled_reason: str | None = None
     last_failure_class: str | None = None
+    keys: dict[int, KeyHealth] = field(default_factory=dict)  # by key index, for a source with several
 
     @property
     def closed_in_pods(self) -> int:
@@ -186,6 +214,7 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
     disabled_reason: dict[int, tuple[float, str]] = {}  # -> (at of that pod's last failure, reason)
     last_used: dict[tuple[int, str, str], tuple[float, int]] = {}  # -> (latest at, pods)
     usage = []  # the binding's totals in each pod: whatever chain served them
+    keys: dict[int, dict[int, list[Any]]] = {}  # tier -> key index -> the pods' ReportedKey
     for status in pod_statuses:
         entry = status.binding(report.namespace, report.name)
         if entry is None:
@@ -210,6 +239,9 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
                 why = _text(breaker.disabled_reason) or "unknown"
                 if idx not in disabled_reason or at > disabled_reason[idx][0]:
                     disabled_reason[idx] = (at, why)
+            for k in t.keys or ():
+                if k.state is not None and k.state.value in _KEY_SEVERITY:  # unknown states are not guessed
+                    keys.setdefault(idx, {}).setdefault(k.index, []).append(k)
         used = entry.last_used
         if used and used.tier in chain and (used.source, used.model) == chain[used.tier]:
             key = (used.tier, used.source, used.model)
@@ -237,6 +269,7 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
             last_failure=_text(lf[1]) if lf else None,
             last_failure_class=lf[2] if lf else None,
             last_failure_at=lf[0] if lf else None,
+            keys={i: _key_health(reported) for i, reported in sorted(keys.get(idx, {}).items())},
         )
     active = None
     if last_used:
@@ -245,6 +278,19 @@ def aggregate(report: BindingReport, pod_statuses: Iterable[SidecarReport]) -> B
     return BindingHealth(tiers=tiers, active=active, usage=_sum_usage(usage))
 
 
+def _key_health(reported: list[Any]) -> KeyHealth:
+    """One key index across the pods that report it (``ReportedKey`` each)."""
+    states = [k.state.value for k in reported]
+    limited = [k for k in reported if k.state.value == "rate-limited"]
+    disabled = [k for k in reported if k.state.value == "disabled"]
+    untils = [k.rate_limited_until for k in limited if k.rate_limited_until]
+    return KeyHealth(
+        state=max(states, key=lambda s: _KEY_SEVERITY[s]),
+        rate_limited_in_pods=len(limited),
+        rate_limited_until=max(untils) if untils else None,
+        disabled_in_pods=len(disabled),
+        disabled_reason=next((_text(k.disabled_reason) for k in disabled if k.disabled_reason), "unknown" if disabled else None),
+    )
 @dataclass(frozen=True)
 class LimitUsage:
     """One limit of a binding across its pods: the pods' counts for the same window, added up."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import time
@@ -342,6 +343,27 @@ def supports_native_sidecars(version: Mapping[str, Any]) -> bool:
     return (major, minor) >= NATIVE_SIDECAR_SINCE
 
 
+def _tracing_env(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``SWITCHYARD_SIDECAR_TRACING_ENV``: a JSON object of ``OTEL_*`` variables for the
+    injected sidecars (the chart's sidecar.tracing.endpoint and .env)."""
+    if not (raw or "").strip():
+        return ()
+    try:
+        data = json.loads(raw or "")
+    except ValueError as exc:
+        raise SystemExit(f"switchyard operator: SWITCHYARD_SIDECAR_TRACING_ENV is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SystemExit("switchyard operator: SWITCHYARD_SIDECAR_TRACING_ENV must be a JSON object of OTEL_* variables")
+    out = []
+    for name, value in sorted(data.items()):
+        if not (name.startswith("OTEL_") or name == "SWITCHYARD_TRACING_PROPAGATE_UPSTREAM") or not name.replace("_", "").isalnum():
+            raise SystemExit(f"switchyard operator: SWITCHYARD_SIDECAR_TRACING_ENV: {name!r} is not an OTEL_* variable")
+        if value is None or value == "":
+            continue
+        out.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+    return tuple(out)
+
+
 def _delivery(raw: str | None) -> str:
     value = (raw or "secret").strip().lower()
     if value not in ("secret", "push"):
@@ -373,6 +395,8 @@ def settings_from_env(env: Mapping[str, str], namespaces: tuple[str, ...] = ()) 
         memory_limit=env.get("SWITCHYARD_SIDECAR_MEMORY_LIMIT", base.sidecar.memory_limit),
         image_pull_secrets=tuple(n.strip() for n in env.get("SWITCHYARD_SIDECAR_IMAGE_PULL_SECRETS", "").split(",") if n.strip()),
         native=_native(env.get("SWITCHYARD_SIDECAR_NATIVE")),
+        tracing=_bool(env, "SWITCHYARD_SIDECAR_TRACING", False),
+        tracing_env=_tracing_env(env.get("SWITCHYARD_SIDECAR_TRACING_ENV")),
     )
     push = replace(
         base.push,

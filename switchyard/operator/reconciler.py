@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from typing import Any
 import aiohttp
 
 from switchyard.api.manifests import parse_document
-from switchyard.api.models import ModelSource
+from switchyard.api.models import CredentialRef, ModelSource
 from switchyard.compiler.network import check_base_url
 from switchyard.netguard.resolver import GuardedResolver
 from switchyard.sidecar.contract.config import CompiledConfig
@@ -261,6 +262,22 @@ class Reconciler:
             return refused
         assert snap is not None and snap.data is not None
         return snap.data
+
+    def _read_key(self, ns: str, cref: CredentialRef) -> tuple[str | None, str | None, str | None]:
+        """One credential reference of a ModelSource: (value, None, None), or (None,
+        reason, message) naming the Secret and key at fault (never a value)."""
+        if cref.env is not None:
+            return None, "EnvCredentialNotAllowed", "credentialRef.env is for standalone mode only; use a Secret"
+        data = self._credential_data(ns, cref.name or "")
+        if isinstance(data, CredentialRefused):  # nothing read, nothing sent
+            self.metrics.refusals.labels(data.reason).inc()
+            return None, data.reason, data.message
+        if not data.get(cref.key or ""):
+            return None, "SecretKeyMissing", f"Secret {cref.name} has no key {cref.key}"
+        try:
+            return base64.b64decode(data[cref.key or ""], validate=True).decode().strip(), None, None
+        except ValueError:
+            return None, "SecretUnreadable", f"Secret {cref.name} key {cref.key} is not valid base64"
 
     async def _admin_token_data(self, ns: str) -> dict[str, str] | None:
         """The sidecars' admin-token Secret, read by name (the only Secret the RBAC lets
@@ -755,9 +772,10 @@ class Reconciler:
             await self._write_status(snap, prune(source_status(snap.generation, check, None, snap.status, now=now)))
             return
         spec = res.spec
-        cref = spec.credential_ref
+        crefs = spec.credentials
         credential: str | None = None
         check = None
+        keys: list[dict[str, Any]] | None = None
         net = spec.network
         refused = check_base_url(
             spec.effective_base_url,
@@ -766,20 +784,19 @@ class Reconciler:
         )
         if refused is not None:  # never send the key (or anything) where the sidecar may not
             check = catalogs.not_checked(refused.reason, refused.message)
-        elif cref is not None and cref.env is not None:
-            check = catalogs.not_checked("EnvCredentialNotAllowed", "credentialRef.env is for standalone mode only; use a Secret")
-        elif cref is not None:
-            data = self._credential_data(ns, cref.name or "")
-            if isinstance(data, CredentialRefused):  # nothing read, nothing sent
-                self.metrics.refusals.labels(data.reason).inc()
-                check = catalogs.not_checked(data.reason, data.message)
-            elif not data.get(cref.key or ""):
-                check = catalogs.not_checked("SecretKeyMissing", f"Secret {cref.name} has no key {cref.key}")
-            else:
-                try:
-                    credential = base64.b64decode(data[cref.key or ""], validate=True).decode().strip()
-                except ValueError:
-                    check = catalogs.not_checked("SecretUnreadable", f"Secret {cref.name} key {cref.key} is not valid base64")
+        elif crefs:
+            # Each key read on its own (several credentialRefs: one that does not resolve
+            # makes only that key unusable); the check is sent with the first that does.
+            read = [self._read_key(ns, c) for c in crefs]
+            credential = next((value for value, _why, _msg in read if value is not None), None)
+            if len(crefs) > 1:
+                keys = [{"index": i, "resolvable": v is not None, "reason": why, "message": msg}
+                        for i, (v, why, msg) in enumerate(read)]
+            if credential is None:
+                _v, why, msg = read[0]
+                if len(read) > 1:
+                    msg = f"no key resolves: {'; '.join(f'key {i}: {m}' for i, (_x, _w, m) in enumerate(read))}"
+                check = catalogs.not_checked(why or "SecretKeyMissing", msg or "")
         before = self.catalogs.get((ns, name))
         if check is None:
             session = self.session if net and net.allow_link_local else self.guarded_session
@@ -789,7 +806,12 @@ class Reconciler:
                     session, spec.provider.value, spec.effective_base_url, credential,
                     timeout_seconds=self.s.catalog.timeout_seconds,
                 )
-            check = outcome.check(url, keyless=cref is None)
+            check = outcome.check(url, keyless=not crefs)
+            if keys and check.credential == "True":
+                unusable = [f"key {k['index']}: {k['reason']}" for k in keys if not k["resolvable"]]
+                first = next(k["index"] for k in keys if k["resolvable"])
+                note = f" (with key {first})" + (f"; unusable: {', '.join(unusable)}" if unusable else "")
+                check = dataclasses.replace(check, credential_message=check.credential_message + note)
             if outcome.ok:
                 self.catalogs[(ns, name)] = CatalogRecord(
                     frozenset(outcome.ids), outcome.ids, outcome.count, now, snap.generation
@@ -809,7 +831,7 @@ class Reconciler:
                 "count": rec.count,
                 "fetchedAt": rfc3339(rec.fetched_at) if rec.fetched_at else (snap.status.get("catalog") or {}).get("fetchedAt"),
             }
-        await self._write_status(snap, prune(source_status(snap.generation, check, cat, snap.status, now=now)))
+        await self._write_status(snap, prune(source_status(snap.generation, check, cat, snap.status, now=now, keys=keys)))
         after = self.catalogs.get((ns, name))
         if (before.ids if before else None) != (after.ids if after else None):
             self.queue.add(("ns", ns))

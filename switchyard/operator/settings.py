@@ -36,6 +36,10 @@ class SidecarSettings:
     native: bool | None = None
     run_as_user: int = 65532
     delivery: str = "secret"  # "secret": mount the config Secret and labels; "push": wait for pushes (dev)
+    # OpenTelemetry traces from the sidecar (docs/tracing.md): off by default; on, the
+    # sidecar gets SWITCHYARD_TRACING=on and these OTEL_* variables (endpoint, sampler...).
+    tracing: bool = False
+    tracing_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,10 @@ def binding_status(inp: BindingInputs, *, now: float) -> dict[str, Any]:
             h = inp.health.tiers.get(t.index)
             if h is not None and h.reporting_pods:
                 entry["breaker"] = h.as_status()
+                if t.keys:  # several keys: by index, as the pods report them (never a value)
+                    entry["keys"] = [
+                        h.keys[k.index].as_status(k.as_status()) if k.index in h.keys else k.as_status() for k in t.keys
+                    ]
             chain.append(entry)
     if r is None:
         primary = "(invalid spec)"
@@ -230,8 +234,12 @@ def source_status(
     previous: dict[str, Any],
     *,
     now: float,
+    keys: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``.status`` of a ModelSource: catalog and the CredentialValid / CatalogReady conditions.
+
+    ``keys``: with several credentialRefs, each by index (``SourceKeyStatus``: resolvable
+    or the reason and message, never a value).
 
     An inconclusive check (upstream down, rate-limited) keeps the previous CredentialValid
     verdict instead of flapping the CREDENTIAL column to Unknown.
@@ -268,6 +276,8 @@ def source_status(
     }
     if catalog is not None:
         out["catalog"] = catalog
+    if keys:
+        out["keys"] = keys
     return out
 
 

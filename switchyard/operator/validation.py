@@ -45,7 +45,8 @@ def _label(t: TierReport) -> str:
 
 
 def report_warnings(report: BindingReport) -> list[str]:
-    """One warning per unresolvable or incompatible tier of a compiled binding."""
+    """One warning per unresolvable or incompatible tier of a compiled binding, and per
+    unusable key of a tier whose source has several."""
     out = []
     for t in report.tiers:
         if not t.resolvable:
@@ -53,6 +54,11 @@ def report_warnings(report: BindingReport) -> list[str]:
         elif t.incompatible:
             then = ("it will serve degraded (allowDegrading)" if t.degradable else "requests will skip this tier")
             out.append(_cut(f"{PREFIX}{_label(t)} lacks {', '.join(t.incompatible)} (spec.requires): {then}"))
+        if t.resolvable:  # a source with several keys: one that does not resolve is named by index
+            for k in t.keys:
+                if not k.resolvable:
+                    out.append(_cut(f"{PREFIX}{_label(t)} key {k.index} is unusable: {k.reason}: {k.message}; "
+                                    "the tier serves with its other keys"))
     return out
 
 

@@ -18,6 +18,8 @@ chart), else as a plain container:
 - the admin token from the Secret ``switchyard-admin-token`` (key ``token``) of the pod's
   namespace as ``SWITCHYARD_ADMIN_TOKEN`` (a reference, never the value), ``optional``
   with Secret delivery: only the routes that act (test, reset) use it, from outside the pod;
+- with tracing on (the chart's ``sidecar.tracing``), ``SWITCHYARD_TRACING=on`` and the
+  chart's ``OTEL_*`` variables, the pod and namespace as resource attributes;
 - resources and image pull secrets from the settings (the chart's values), overridable
   per pod by annotation (``switchyard.dev/sidecar-cpu-request``, ``-cpu-limit``,
   ``-memory-request``, ``-memory-limit``, ``switchyard.dev/sidecar-image-pull-secrets``);
@@ -95,6 +97,7 @@ def sidecar_container(s: SidecarSettings) -> dict[str, Any]:
                 "name": "SWITCHYARD_ADMIN_TOKEN",
                 "valueFrom": {"secretKeyRef": token_ref},
             },
+            *tracing_env(s),
         ],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": ADMIN_PORT_NAME},
@@ -118,6 +121,24 @@ def sidecar_container(s: SidecarSettings) -> dict[str, Any]:
         },
         "volumeMounts": mounts,
     }
+
+
+def tracing_env(s: SidecarSettings) -> list[dict[str, Any]]:
+    """Tracing on (docs/tracing.md): ``SWITCHYARD_TRACING=on``, the pod and namespace as
+    resource attributes (``OTEL_RESOURCE_ATTRIBUTES``; the chart's own come after, so
+    they win), and the chart's ``OTEL_*`` variables. Off: nothing."""
+    if not s.tracing:
+        return []
+    given = dict(s.tracing_env)
+    ours = "k8s.pod.name=$(SWITCHYARD_POD_NAME),k8s.namespace.name=$(SWITCHYARD_POD_NAMESPACE)"
+    env: list[dict[str, Any]] = [
+        {"name": "SWITCHYARD_TRACING", "value": "on"},
+        {"name": "SWITCHYARD_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "SWITCHYARD_POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": ",".join(v for v in (ours, given.pop("OTEL_RESOURCE_ATTRIBUTES", "")) if v)},
+    ]
+    env += [{"name": k, "value": v} for k, v in sorted(given.items())]
+    return env
 
 
 def resources(s: SidecarSettings) -> dict[str, Any]:

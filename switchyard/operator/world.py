@@ -167,13 +167,20 @@ class World:
         return values[0] if values else None
 
     def referenced_secrets(self, ns: str) -> set[str]:
-        """Secrets a ModelSource of ``ns`` names as its credential."""
+        """Secrets a ModelSource of ``ns`` names as a credential (credentialRef or any of
+        its credentialRefs)."""
         out: set[str] = set()
         for s in self.sources(ns):
-            ref = s.spec.get("credentialRef") or {}
-            if ref.get("name"):
-                out.add(ref["name"])
+            out.update(secret_names(s.spec))
         return out
 
     def sources_using_secret(self, ns: str, name: str) -> list[str]:
-        return [s.name for s in self.sources(ns) if ((s.spec.get("credentialRef") or {}).get("name") == name)]
+        return [s.name for s in self.sources(ns) if name in secret_names(s.spec)]
+
+
+def secret_names(spec: dict[str, Any]) -> list[str]:
+    """The Secret names a ModelSource spec (as stored) refers to, in key order."""
+    refs = spec.get("credentialRefs")
+    if not isinstance(refs, list):
+        refs = [spec.get("credentialRef")]
+    return [r["name"] for r in refs if isinstance(r, dict) and isinstance(r.get("name"), str) and r["name"]]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from switchyard.sidecar import tracing as tracing_
 from switchyard.sidecar.files import ConfigFiles
 from switchyard.sidecar.http import admin
 from switchyard.sidecar.http import guard, routes
@@ -163,8 +164,11 @@ class Sidecar:
         config_dir: str | None = None,
         labels_file: str | None = None,
         watch_seconds: float = 1.0,
+        tracing: tracing_.TracingSettings | None = None,
     ) -> None:
         self.runtime = runtime or Runtime()
+        if tracing is not None:  # off (None): OpenTelemetry is never imported
+            self.runtime.tracing = tracing_.start(tracing)
         self.runtime.bodies.limit = body_budget or default_body_budget(memory_limit_bytes())
         self.files = (
             ConfigFiles(self.runtime, config_dir, labels_file or "/etc/switchyard/pod/labels", interval_seconds=watch_seconds)
@@ -249,4 +253,6 @@ class Sidecar:
             await runner.cleanup()
         self._runners.clear()
         await rt.upstreams.close()
+        if rt.tracing is not None:  # export the spans still batched (the exporter's own timeout bounds it)
+            await asyncio.to_thread(rt.tracing.shutdown)
 

@@ -85,8 +85,11 @@ class TierTrail:
     source: str
     model: str
     outcome: str  # e.g. "429(retry in 12s)", "breaker-open", "skip-tier(vision)"
+    key: int | None = None  # the key index, for one key of a tier with several (trail: tier0/key1=429)
 
     def short(self) -> str:
+        if self.key is not None:
+            return f"tier{self.tier}/key{self.key}={self.outcome}"
         return f"tier{self.tier}={self.outcome}"
 
 
@@ -119,7 +122,8 @@ class GatewayError(Exception):
         return {
             "binding": self.binding,
             "tiers": [
-                {"tier": t.tier, "source": t.source, "model": t.model, "outcome": t.outcome} for t in self.trail
+                {"tier": t.tier, "source": t.source, "model": t.model, "outcome": t.outcome,
+                 **({"key": t.key} if t.key is not None else {})} for t in self.trail
             ],
         }
 

@@ -34,7 +34,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from switchyard.sidecar.contract.report import TIER_STATES
+from switchyard.sidecar.contract.report import KEY_STATES, TIER_STATES
 
 disable_created_metrics()  # `_created` series double the exposition and no query here uses them
 
@@ -436,6 +436,12 @@ class Metrics:
         itself (a Retry-After running out) is never reported stale."""
         self.registry.register(_BreakerStates(read))
 
+    def watch_keys(self, read: Callable[[], Iterable[tuple[str, str, str, str, str]]]) -> None:
+        """Export ``switchyard_key_state`` at scrape time from ``read()``, which yields
+        (binding, tier, source, key index, state) for each key of the tiers whose source
+        has several keys (a key is labelled by its index, never by anything of its value)."""
+        self.registry.register(_KeyStates(read))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -472,4 +478,27 @@ class _BreakerStates(Collector):
         for binding, tier, source, current in self._read():
             for state in BREAKER_STATES:
                 family.add_metric([binding, tier, source, state], 1.0 if state == current else 0.0)
+        return [family]
+
+
+class _KeyStates(Collector):
+    def __init__(self, read: Callable[[], Iterable[tuple[str, str, str, str, str]]]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "switchyard_key_state",
+            "For each key (by index) of a source with several: 1 for its state (usable, rate-limited, "
+            "disabled, unresolvable), 0 for the others.",
+            labels=["binding", "tier", "source", "key", "state"],
+        )
+
+    def collect(self) -> list[Metric]:
+        family = self._family()
+        for binding, tier, source, key, current in self._read():
+            for state in KEY_STATES:
+                family.add_metric([binding, tier, source, key, state], 1.0 if state == current else 0.0)
         return [family]

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledKey, CompiledTier
 from switchyard.sidecar.routing import breaker, classify
 from switchyard.sidecar.translate.base import UpstreamCall, adapter_for, auth_headers
 from switchyard.sidecar.upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, error_text, fetch
@@ -46,6 +46,12 @@ class Host(Protocol):
     def health(self, b: CompiledBinding, tier: CompiledTier) -> TierHealth: ...
 
     def note_transitions(self, b: CompiledBinding, tier: CompiledTier, h: TierHealth, seen: int) -> None: ...
+
+    def key_health(self, b: CompiledBinding, tier: CompiledTier, index: int) -> TierHealth: ...
+
+    def settle_keys(self, b: CompiledBinding, tier: CompiledTier) -> None: ...
+
+    def probe_tier(self, b: CompiledBinding, tier: CompiledTier) -> CompiledTier: ...
 
 log = logging.getLogger("switchyard.probe")
 
@@ -88,13 +94,44 @@ class Prober:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def confirm_key(self, binding: CompiledBinding, tier: CompiledTier, key: CompiledKey, failure: classify.Failure) -> None:
+        """``confirm`` for one key of a tier with several: the check is sent with that key,
+        and a confirmed refusal disables that key only (the tier when it was its last)."""
+        task = asyncio.get_running_loop().create_task(self._confirm_key(binding, tier, key, failure))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _confirm_key(self, binding: CompiledBinding, tier: CompiledTier, key: CompiledKey, failure: classify.Failure) -> None:
+        rt = self.rt
+        kh = rt.key_health(binding, tier, key.index)
+        self.checks += 1
+        try:
+            check = await self._call(tier.with_key(key))
+        except Exception:  # a bug here must not leave the key marked as being checked
+            log.exception("confirming check failed")
+            check = None
+        if check is not None and check.cls == breaker.PERMANENT and check.reason == classify.AUTH_ERROR:
+            breaker.confirmed(kh, failure.trail_text(), key.fingerprint(), time.time())
+            rt.settle_keys(binding, tier)
+            outcome = "confirmed"
+        else:
+            breaker.not_confirmed(kh)
+            outcome = "not-confirmed"
+        rt.metrics.tier(binding, tier).probe(outcome)
+        log.info(
+            "confirm",
+            extra={"switchyard": {"binding": binding.name, "tier": tier.index, "key": key.index, "source": tier.source,
+                                  "outcome": outcome, "request_failure": failure.trail_text(),
+                                  "check": check.trail_text() if check else "passed"}},
+        )
+
     async def _confirm(self, binding: CompiledBinding, tier: CompiledTier, failure: classify.Failure) -> None:
         rt = self.rt
         h = rt.health(binding, tier)
         seen = h.transition_count
         self.checks += 1
         try:
-            check = await self._call(tier, model_listed=failure.reason == classify.NOT_FOUND)
+            check = await self._call(rt.probe_tier(binding, tier), model_listed=failure.reason == classify.NOT_FOUND)
         except Exception:  # a bug here must not leave the tier marked as being checked
             log.exception("confirming check failed")
             check = None
@@ -152,8 +189,16 @@ class Prober:
         h = rt.health(binding, tier)
         seen = h.transition_count
         self.checks += 1
-        failure = await self._call(tier)
+        sent = rt.probe_tier(binding, tier)  # with its first usable key, for a tier with several
+        failure = await self._call(sent)
         now, wall = rt.clock(), time.time()
+        if failure is not None and tier.keys is not None and failure.reason == classify.AUTH_ERROR:
+            # That key is refused (a check is its own confirmation): it is disabled, and
+            # the tier is checked again with its next key after the cooldown.
+            key = next(k for k in tier.keys if k.credential == sent.credential)
+            breaker.disable(rt.key_health(binding, tier, key.index), failure.trail_text(), key.fingerprint(), wall)
+            rt.settle_keys(binding, tier)
+            failure = classify.Failure(classify.SERVER_ERROR, f"key {key.index}: {failure.trail_text()}", failure.status)
         if failure is None:
             breaker.probe_passed(h, wall)
             outcome = "passed"

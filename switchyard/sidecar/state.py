@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledKey, CompiledTier
 from switchyard.sidecar.metrics import Metrics
 from switchyard.sidecar.probe import Prober
 from switchyard.sidecar.routing import breaker, classify
@@ -233,11 +234,15 @@ class Runtime:
     tasks: set[asyncio.Task[object]] = field(default_factory=set)
     drain_expired: bool = False
     body_read_seconds: float = 60.0  # a client sending its body slower than this gets a 408
+    # The tracer (sidecar/tracing: ``start``) when tracing is on; None (the default) keeps
+    # OpenTelemetry out of the process and the request path to one check.
+    tracing: Any = None
     prober: Prober = field(init=False)
 
     def __post_init__(self) -> None:
         self.prober = Prober(self)
         self.metrics.watch_breakers(self.breaker_states)
+        self.metrics.watch_keys(self.key_states)
         self.metrics.in_flight.set_function(lambda: self.in_flight)  # read at scrape time
         self.metrics.stored_responses.set_function(lambda: len(self.responses))
         self.metrics.stored_response_bytes.set_function(lambda: self.responses.bytes)
@@ -288,7 +293,8 @@ class Runtime:
             return False
         snap = Snapshot.build(config)
         keys = {(binding_key(b), t.key) for b in config.bindings for t in b.tiers}
-        self.breakers.retain(keys)
+        slots = {(binding_key(b), t.key, k.index) for b in config.bindings for t in b.tiers for k in t.keys or ()}
+        self.breakers.retain(keys, slots)
         wall = time.time()
         before = {binding_key(b): b.generation for b in self.snapshot.config.bindings} if self.snapshot else {}
         for b in config.bindings:
@@ -302,6 +308,10 @@ class Runtime:
                     seen = h.transition_count
                     breaker.enable(h, "binding changed" if changed else "tier config changed", wall)
                     self.note_transitions(b, t, h, seen)
+                for k in t.keys or ():  # a refused key comes back when its own value changes
+                    kh = self.breakers.peek_key(binding_key(b), t.key, k.index)
+                    if kh is not None and kh.state is State.DISABLED and (changed or kh.disabled_fingerprint != k.fingerprint()):
+                        breaker.enable(kh, "binding changed" if changed else "key changed", wall)
         self.snapshot = snap
         self.loaded_at = wall
         live = {binding_key(b) for b in config.bindings}
@@ -319,15 +329,73 @@ class Runtime:
     def health(self, b: CompiledBinding, tier: CompiledTier) -> TierHealth:
         return self.breakers.get(binding_key(b), tier.key)
 
-    def admit(self, b: CompiledBinding, tier: CompiledTier) -> TierLease:
-        """Ask the tier's breaker for one use of it (see ``TierLease``)."""
+    def admit(self, b: CompiledBinding, tier: CompiledTier, key: CompiledKey | None = None) -> TierLease:
+        """Ask the tier's breaker for one use of it (see ``TierLease``), sent with ``key``
+        when the tier has several (``key_out`` said it may be used)."""
         h = self.health(b, tier)
         seen = h.transition_count
         admission = breaker.admit(h, b.breaker, self.clock(), time.time())
         self.note_transitions(b, tier, h, seen)
         if not admission.allowed and admission.probe_due:
             self.prober.kick(b, tier)
-        return TierLease(self, b, tier, h, admission)
+        return TierLease(self, b, tier, h, admission, key)
+
+    # ------------------------------------------------------------- several keys
+
+    def key_health(self, b: CompiledBinding, tier: CompiledTier, index: int) -> TierHealth:
+        return self.breakers.key(binding_key(b), tier.key, index)
+
+    def key_state(self, b: CompiledBinding, tier: CompiledTier, key: CompiledKey) -> tuple[str, str | None]:
+        """(state, why) of one key now: ``usable``, ``unresolvable`` (its compile problem's
+        reason), ``disabled`` (the upstream's answer), ``rate-limited`` (retry in Ns)."""
+        if key.problem is not None:
+            return "unresolvable", key.problem.split(":")[0]
+        kh = self.breakers.peek_key(binding_key(b), tier.key, key.index)
+        if kh is None:
+            return "usable", None
+        if kh.state is State.DISABLED:
+            return "disabled", kh.disabled_reason
+        now = self.clock()
+        if now < kh.rate_limited_until:
+            return "rate-limited", f"retry in {max(1, math.ceil(kh.rate_limited_until - now))}s"
+        return "usable", None
+
+    def key_out(self, b: CompiledBinding, tier: CompiledTier, key: CompiledKey) -> str | None:
+        """Why ``key`` may not be sent now (trail text, e.g. ``rate-limited(retry in 7s)``), or None."""
+        state, why = self.key_state(b, tier, key)
+        return None if state == "usable" else f"{state}({why})"
+
+    def settle_keys(self, b: CompiledBinding, tier: CompiledTier) -> None:
+        """After a key's state changed: when no key of the tier is usable any more, the
+        tier stands for them (the rest of the chain, status and Events see a tier out):
+        rate-limited until its first key is back, or disabled when none will come back
+        by itself."""
+        if tier.keys is None:
+            return
+        states = [(self.key_state(b, tier, k)[0], k) for k in tier.keys]
+        if any(state == "usable" for state, _k in states):
+            return
+        h = self.health(b, tier)
+        waits = [self.breakers.key(binding_key(b), tier.key, k.index).rate_limited_until
+                 for state, k in states if state == "rate-limited"]
+        if waits:
+            h.rate_limited_until = max(h.rate_limited_until, min(waits))
+            return
+        disabled = [self.breakers.key(binding_key(b), tier.key, k.index) for state, k in states if state == "disabled"]
+        if disabled and h.state is not State.DISABLED:
+            seen = h.transition_count
+            reason = disabled[-1].disabled_reason or "disabled"
+            breaker.disable(h, reason, tier.fingerprint(), time.time())
+            self.note_transitions(b, tier, h, seen)
+
+    def probe_tier(self, b: CompiledBinding, tier: CompiledTier) -> CompiledTier:
+        """The tier as a prompt-free check sends it: with its first usable key (a key that
+        only waits out a 429 before one that was refused or never resolved)."""
+        if tier.keys is None:
+            return tier
+        order = {"usable": 0, "rate-limited": 1}
+        first = min(tier.keys, key=lambda k: (order.get(self.key_state(b, tier, k)[0], 2), k.index))
+        return tier.with_key(first)
 
     def out_now(self, b: CompiledBinding, tier: CompiledTier) -> str | None:
         """Why the breaker keeps this tier out right now, read only: for side requests
@@ -361,6 +429,8 @@ class Runtime:
             seen = h.transition_count
             breaker.enable(h, "reset by admin", time.time())
             self.note_transitions(b, t, h, seen)
+            for k in t.keys or ():
+                breaker.enable(self.key_health(b, t, k.index), "reset by admin", time.time())
             done.append(t.index)
         return done
 
@@ -378,6 +448,17 @@ class Runtime:
                 out.append((b.name, str(t.index), t.source, state))
         return out
 
+    def key_states(self) -> list[tuple[str, str, str, str, str]]:
+        """(binding, tier, source, key index, state) of every key of the tiers with
+        several, for the metric."""
+        snap = self.snapshot
+        if snap is None:
+            return []
+        return [
+            (b.name, str(t.index), t.source, str(k.index), self.key_state(b, t, k)[0])
+            for b in snap.config.bindings for t in b.tiers for k in t.keys or ()
+        ]
+
 
 class TierLease:
     """One admitted use of a tier, from ``Runtime.admit``.
@@ -388,11 +469,22 @@ class TierLease:
     releases the admission (a half-open trial slot is given back), so no path can leak
     a trial or forget a transition."""
 
-    __slots__ = ("rt", "binding", "tier", "health", "admission", "settled")
+    __slots__ = ("rt", "binding", "tier", "health", "admission", "settled", "key")
 
-    def __init__(self, rt: Runtime, binding: CompiledBinding, tier: CompiledTier, health: TierHealth, admission: Admission) -> None:
+    def __init__(
+        self, rt: Runtime, binding: CompiledBinding, tier: CompiledTier, health: TierHealth, admission: Admission,
+        key: CompiledKey | None = None,
+    ) -> None:
         self.rt, self.binding, self.tier, self.health, self.admission = rt, binding, tier, health, admission
+        self.key = key  # the key sent, for a tier with several (None: the tier's one key)
         self.settled = False
+
+    def key_failure(self, failure: classify.Failure) -> bool:
+        """Is this failure the key's rather than the tier's? A 429 (or quota) and a
+        refused key (401/403), on a tier with several keys: the next key may serve."""
+        return self.key is not None and (
+            failure.cls == breaker.RATE_LIMITED or failure.reason == classify.AUTH_ERROR
+        )
 
     @property
     def allowed(self) -> bool:
@@ -422,6 +514,19 @@ class TierLease:
             return
         self.settled = True
         rt, h = self.rt, self.health
+        if self.key is not None and self.key_failure(failure):
+            # The key's, not the tier's: the key waits (or is checked, then disabled); the
+            # tier's breaker gets no verdict (a half-open trial slot is given back).
+            breaker.release(h, self.admission)
+            kh = rt.key_health(self.binding, self.tier, self.key.index)
+            if failure.cls == breaker.PERMANENT:
+                if breaker.record_suspect(kh, Admission(True), failure.cls, failure.trail_text(), time.time()):
+                    rt.prober.confirm_key(self.binding, self.tier, self.key, failure)
+                return
+            kh.last_failure, kh.last_failure_class, kh.last_failure_at = failure.trail_text(), failure.cls, time.time()
+            breaker.rate_limit(kh, self.binding.breaker, rt.clock(), failure.retry_after)
+            rt.settle_keys(self.binding, self.tier)
+            return
         if failure.cls == breaker.PERMANENT:  # evidence only, until a prompt-free check confirms it
             if breaker.record_suspect(h, self.admission, failure.cls, failure.trail_text(), time.time()):
                 rt.prober.confirm(self.binding, self.tier, failure)

@@ -241,19 +241,21 @@ def scrub(data: bytes, secrets: Iterable[str]) -> bytes:
 
 
 def tier_secrets(tier: CompiledTier) -> tuple[str, ...]:
-    key = tier.credential.get_secret_value() if tier.credential is not None else ""
-    return (key,) if key else ()
+    """Every key of the tier (all of a source's credentialRefs, not only the one sent)."""
+    return tier.secrets()
 
 
 def error_text(raw: bytes, tier: CompiledTier) -> bytes:
-    """An upstream's error bytes, safe to read, clip and show: the tier's key removed."""
-    return scrub(raw, tier_secrets(tier)) if tier.credential is not None else raw
+    """An upstream's error bytes, safe to read, clip and show: the tier's keys removed."""
+    secrets = tier_secrets(tier)
+    return scrub(raw, secrets) if secrets else raw
 
 
 def scrub_str(text: str, tier: CompiledTier) -> str:
-    if tier.credential is None:
+    secrets = tier_secrets(tier)
+    if not secrets:
         return text
-    return scrub(text.encode(), tier_secrets(tier)).decode("utf-8", "replace")
+    return scrub(text.encode(), secrets).decode("utf-8", "replace")
 
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -96,8 +96,9 @@ class Mount:
     derived from the name when it is a provider name (openai, openrouter,
     openai-compatible, anthropic, gemini) or a flavour name (`openai-responses`: the
     OpenAI Responses API). `prefix` defaults to `/{name}`; `""` mounts
-    at the root. `api_key`: require this key (wrong or missing -> the provider's
-    refusal). `models`: the only models accepted (others -> the provider's 404) and
+    at the root. `api_key`: require this key, or any of a list of keys (wrong or
+    missing -> the provider's refusal); a request's key index (its place in that list)
+    is recorded and can scope a fault (`key_index=`). `models`: the only models accepted (others -> the provider's 404) and
     listed; default: any model accepted, a few plausible ones listed. `chunks`,
     `chunk_delay_ms`, `delay_ms` (before each response head) override the simulator's
     defaults. `reasoning_field` (OpenAI-style only): send thinking in this field
@@ -111,7 +112,7 @@ class Mount:
     name: str
     flavour: str | None = None
     prefix: str | None = None
-    api_key: str | None = None
+    api_key: str | Sequence[str] | None = None
     models: Sequence[str] | None = None
     chunks: int | None = None
     chunk_delay_ms: float | None = None
@@ -162,6 +163,7 @@ class RecordedRequest:
     model: str | None = None
     stream: bool = False
     outcome: str = "pending"
+    key_index: int | None = None  # which of the mount's API keys it presented
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         def hide(value: str) -> str:
@@ -183,6 +185,7 @@ class RecordedRequest:
             "model": self.model,
             "stream": self.stream,
             "outcome": self.outcome,
+            "key_index": self.key_index,
             "time": self.time,
         }
 
@@ -198,7 +201,8 @@ class MountState:
         self.label = mount.flavour if mount.name == mount.flavour else f"{mount.flavour} ({mount.name})"
         self.models: tuple[str, ...] = tuple(mount.models) if mount.models else self.wire.default_models
         self.strict_models = bool(mount.models)
-        self.api_key = mount.api_key
+        keys = mount.api_key
+        self.api_keys: tuple[str, ...] = (keys,) if isinstance(keys, str) else tuple(keys or ())
         self.reasoning_field = mount.reasoning_field
         self.strict_headers = mount.strict_headers
         self.embedding_dimensions = mount.embedding_dimensions
@@ -210,6 +214,15 @@ class MountState:
         self.records: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.count = 0
         self.arrived = asyncio.Event()
+
+    @property
+    def api_key(self) -> str | None:
+        """The first key the mount accepts (None: any request is accepted)."""
+        return self.api_keys[0] if self.api_keys else None
+
+    @api_key.setter
+    def api_key(self, value: str | None) -> None:
+        self.api_keys = (value,) if value else ()
 
     @property
     def base_path(self) -> str:
@@ -544,9 +557,16 @@ def _handler(state: SimState, ms: MountState, endpoint: str):
         ms.records.append(record)
         ms.count += 1
         ms.arrived.set()
-        if ms.api_key is not None and (refusal := wire.check_key(headers, query, ms.api_key)) is not None:
-            record.outcome = "auth"
-            return _error_response(ms, refusal)
+        if ms.api_keys:
+            refusal = None
+            for i, key in enumerate(ms.api_keys):
+                refusal = wire.check_key(headers, query, key)
+                if refusal is None:
+                    record.key_index = i
+                    break
+            if refusal is not None:
+                record.outcome = "auth"
+                return _error_response(ms, refusal)
         if ms.strict_headers and (refusal := wire.check_headers(headers)) is not None:
             record.outcome = "bad-request"
             return _error_response(ms, refusal)
@@ -569,7 +589,7 @@ def _handler(state: SimState, ms: MountState, endpoint: str):
         if ms.strict_models and call.endpoint != LIST_MODELS and call.model not in ms.models:
             record.outcome = "not-found"
             return _error_response(ms, wire.model_not_found(call))
-        if ms.faults and (fault := ms.faults.pick(call.endpoint, call.model)) is not None:
+        if ms.faults and (fault := ms.faults.pick(call.endpoint, call.model, record.key_index)) is not None:
             return await _act(request, state, ms, call, raw, record, fault)
         return await _answer(request, state, ms, call, raw, record)
 

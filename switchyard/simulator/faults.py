@@ -7,7 +7,9 @@ faults stay until cleared and fail every matching request, every Nth one
 (`rate=0.3, seed=7`), so a demo can show a fallback happening deterministically.
 A queued fault wins over a persistent one. A fault
 matches generation requests by default (`endpoint="generate"`), so a catalogue refresh
-never eats a fault meant for a chat request; `model=` narrows it to one model.
+never eats a fault meant for a chat request; `model=` narrows it to one model, and
+`key_index=` to requests that present that one of the mount's API keys (a mount may
+accept several: `Mount(api_key=[...])`).
 
 Kinds and their options (the option names are the same in Python, in the JSON control
 API, and — with dashes — in the CLI spec):
@@ -92,6 +94,7 @@ class Fault:
     endpoint: str = "generate"
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    key_index: int | None = None  # only requests presenting this one of the mount's keys
     hits: int = 0
     seen: int = 0
     _rng: random.Random | None = field(default=None, repr=False)
@@ -105,8 +108,12 @@ class Fault:
         """The HTTP status of a status fault, else None."""
         return int(self.kind) if self.kind.isdigit() else None
 
-    def matches(self, endpoint: str, model: str) -> bool:
-        return (self.endpoint == "any" or self.endpoint == endpoint) and (self.model is None or self.model == model)
+    def matches(self, endpoint: str, model: str, key_index: int | None = None) -> bool:
+        return (
+            (self.endpoint == "any" or self.endpoint == endpoint)
+            and (self.model is None or self.model == model)
+            and (self.key_index is None or self.key_index == key_index)
+        )
 
     def fires(self) -> bool:
         """Advance a persistent fault's schedule by one matching request."""
@@ -129,6 +136,7 @@ class Fault:
             when = f"the next {self.times} request(s)"
         scope = "" if self.endpoint == "generate" else f" [{self.endpoint}]"
         scope += f" [model {self.model}]" if self.model else ""
+        scope += f" [key {self.key_index}]" if self.key_index is not None else ""
         return f"{self.kind} {when}{scope}" + (f" ({opts})" if opts else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +149,7 @@ class Fault:
             "seed": self.seed,
             "endpoint": self.endpoint,
             "model": self.model,
+            "key_index": self.key_index,
             "options": dict(self.options),
             "hits": self.hits,
             "seen": self.seen,
@@ -168,6 +177,7 @@ def make_fault(
     seed: int | None = None,
     endpoint: str = "generate",
     model: str | None = None,
+    key_index: int | None = None,
     **options: Any,
 ) -> Fault:
     """Validate and build a fault. Queued (`times`, default 1) unless `persistent`,
@@ -192,6 +202,8 @@ def make_fault(
         raise ValueError("fault every must be a positive integer")
     if rate is not None and not 0 <= rate <= 1:
         raise ValueError("fault rate must be between 0 and 1")
+    if key_index is not None and (not isinstance(key_index, int) or isinstance(key_index, bool) or key_index < 0):
+        raise ValueError("fault key_index must be a non-negative integer")
     is_persistent = persistent or every is not None or rate is not None
     if is_persistent and times is not None:
         raise ValueError("a fault is either queued (times) or persistent (persistent, every, rate), not both")
@@ -207,6 +219,7 @@ def make_fault(
         seed=seed,
         endpoint=endpoint,
         model=model,
+        key_index=key_index,
         options=dict(options),
     )
 
@@ -233,17 +246,17 @@ class FaultBook:
     def all(self) -> list[Fault]:
         return self.queue + self.persistent
 
-    def pick(self, endpoint: str, model: str) -> Fault | None:
+    def pick(self, endpoint: str, model: str, key_index: int | None = None) -> Fault | None:
         """The fault to act out for this request, if any (and account for it).
 
         Every persistent fault that matches counts the request, even when a queued
         fault takes it, so `every=3` means the mount's 3rd, 6th... matching request."""
         chosen = None
         for fault in self.persistent:
-            if fault.matches(endpoint, model) and fault.fires() and chosen is None:
+            if fault.matches(endpoint, model, key_index) and fault.fires() and chosen is None:
                 chosen = fault
         for fault in self.queue:
-            if fault.matches(endpoint, model):
+            if fault.matches(endpoint, model, key_index):
                 assert fault.times is not None
                 fault.times -= 1
                 if fault.times <= 0:

@@ -34,7 +34,8 @@ class Simulator:
     `mounts`: provider names (`"openai"`, `"openrouter"`, `"anthropic"`, `"gemini"`,
     `"openai-compatible"`, each mounted at `/{name}`) or `Mount` objects (any name,
     flavour, prefix — `prefix=""` for the root — key, models). Default: openai,
-    anthropic and gemini. `api_keys` maps mount names to a required key. `chunks`,
+    anthropic and gemini. `api_keys` maps mount names to a required key (or a list of
+    keys, any of which is accepted; faults can be scoped by `key_index=`). `chunks`,
     `chunk_delay_ms` and `delay_ms` are defaults for every mount. `hang_max_seconds`
     bounds a `hang` fault that gives no `max_seconds`.
     """
@@ -47,7 +48,7 @@ class Simulator:
         chunks: int = 4,
         chunk_delay_ms: float = 0,
         delay_ms: float = 0,
-        api_keys: Mapping[str, str] | None = None,
+        api_keys: Mapping[str, str | Sequence[str]] | None = None,
         record_limit: int = 10_000,
         hang_max_seconds: float = 60.0,
         access_log: bool = False,

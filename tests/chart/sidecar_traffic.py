@@ -15,6 +15,7 @@ OS-chosen loopback ports in a background event loop, then drives a fixed script:
 - ``doomed`` (gem only, gem answering 503): every tier fails (all-tiers-failed).
 - ``billed`` (a priced Anthropic source): a success with cache reads and writes (usage
   tokens by model and caller, cost).
+- ``keyed`` (a source with two keys, key 0 unresolvable): served by key 1 (key state).
 - a config push with an unknown schema version (config updates, result rejected).
 
 Bounded: every request has a timeout; nothing sleeps.
@@ -47,6 +48,18 @@ spec:
   credentialRef: {name: keys, key: claude}
   pricing:
   - {model: "*", currency: USD, inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3, cacheWritePerMillion: 3.75}
+"""
+# A source with several keys (docs/several-keys.md), key 0 of which does not resolve:
+# switchyard_key_state has series.
+KEYED_SOURCE = """apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: backup-keys}}
+spec:
+  provider: openai-compatible
+  baseURL: {url}
+  defaultModel: backup-model
+  capabilityProfileRef: {{name: builtin-openai}}
+  credentialRefs: [{{name: keys, key: not-there}}, {{name: keys, key: backup}}]
 """
 HI = [{"role": "user", "content": "hi"}]
 
@@ -109,6 +122,8 @@ class LiveSidecar:
             binding("doomed", "gem", extra=BREAKER),
             PRICED % self.sim.base_url("claude"),
             binding("billed", "priced"),
+            KEYED_SOURCE.format(url=self.sim.base_url("backup")),
+            binding("keyed", "backup-keys"),
         ])
         result = compile_config(load(text))
         self.sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), drain_seconds=2)
@@ -153,6 +168,8 @@ class LiveSidecar:
                                                                        cache_write_tokens=300)))
             status, _h = await self._post(h, {"model": "billed", "messages": HI})
             assert status == 200, self.log
+            status, headers = await self._post(h, {"model": "keyed", "messages": HI})  # served by key 1
+            assert status == 200 and headers.get("x-switchyard-key") == "1", self.log
             # A push from an operator of another schema version: refused, the config stays.
             async with h.put(self.admin + "/admin/config", data=json.dumps({"schema_version": 999, "bindings": []}), headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 409, await r.text()

@@ -241,6 +241,26 @@ def test_sidecar_shape_values_reach_the_operator(render: Render) -> None:
         "false", "a,b", "1")
 
 
+def test_sidecar_tracing_values_reach_the_operator(render: Render) -> None:
+    import json
+
+    env = {e["name"]: e.get("value") for e in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SWITCHYARD_SIDECAR_TRACING"] == "false" and json.loads(env["SWITCHYARD_SIDECAR_TRACING_ENV"]) == {}
+    env = {e["name"]: e.get("value") for e in one(render(None, "sidecar.tracing.enabled=true",
+                                                        "sidecar.tracing.endpoint=http://otel.obs:4318",
+                                                        "sidecar.tracing.env.OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+                                                        "sidecar.tracing.env.OTEL_TRACES_SAMPLER_ARG=0.25"), "Deployment")
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SWITCHYARD_SIDECAR_TRACING"] == "true"
+    assert json.loads(env["SWITCHYARD_SIDECAR_TRACING_ENV"]) == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel.obs:4318", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+    from switchyard.operator.main import settings_from_env
+
+    s = settings_from_env(env).sidecar  # what the operator makes of it
+    assert s.tracing and dict(s.tracing_env)["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+
+
 def test_gitops_renders_are_stable_with_an_existing_certificate_and_no_generated_token(render: Render) -> None:
     import base64
 

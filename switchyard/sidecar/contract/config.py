@@ -91,6 +91,31 @@ def _absent(value: Any) -> bool:
     return value is None
 
 
+def _reveal(v: SecretStr | None, info: Any) -> str | None:
+    if v is None:
+        return None
+    ctx = info.context or {}
+    return v.get_secret_value() if ctx.get("reveal_secrets") else "***"
+
+
+class CompiledKey(_Frozen):
+    """One key of a tier whose source lists several (``credentialRefs``), by its index in
+    that list. ``problem`` set (reason: message, never a value) = this key did not resolve
+    and is never sent; the tier's other keys still serve."""
+
+    index: int
+    credential: SecretStr | None = None
+    problem: str | None = None
+
+    @field_serializer("credential", when_used="always")
+    def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
+        return _reveal(v, info)
+
+    def fingerprint(self) -> str:
+        """Hash of this key (its value included): a key disabled for being refused is
+        enabled again when this changes (the Secret rotated). Kept in memory only."""
+        data = self.model_dump(mode="json", context={"reveal_secrets": True})
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 class CompiledRateLimits(_Frozen):
     """Limits over time windows (AssistantBinding.spec.limits; ``routing/limits.py``), for the
     whole fleet: each sidecar enforces its share (limit / pods). None: no limit."""
@@ -133,13 +158,32 @@ class CompiledTier(_Frozen):
     # each answer's cost with it. Left out of the wire when unset, so a config without
     # prices serialises (and hashes) as before prices existed.
     pricing: CompiledPrice | None = Field(default=None, exclude_if=_absent)
+    # Every key of a source with several (credentialRefs of 2 or more), in order; the
+    # sidecar tries them first usable first (docs/several-keys.md). ``credential`` then
+    # holds the first one that resolved. None (and absent from the JSON, so a single-key
+    # tier serialises, and versions, exactly as before keys existed): one key, ``credential``.
+    keys: list[CompiledKey] | None = Field(default=None, exclude_if=_absent)
 
     @field_serializer("credential", when_used="always")
     def _reveal_only_for_wire(self, v: SecretStr | None, info: Any) -> str | None:
-        if v is None:
-            return None
-        ctx = info.context or {}
-        return v.get_secret_value() if ctx.get("reveal_secrets") else "***"
+        return _reveal(v, info)
+
+    def key_slots(self) -> list[CompiledKey]:
+        """The tier's keys by index: ``keys``, or its one ``credential`` as key 0."""
+        if self.keys is not None:
+            return self.keys
+        return [CompiledKey(index=0, credential=self.credential)]
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every key value this tier holds (for scrubbing upstream text)."""
+        values = [k.credential.get_secret_value() for k in self.keys or () if k.credential is not None]
+        if self.credential is not None:
+            values.append(self.credential.get_secret_value())
+        return tuple(dict.fromkeys(v for v in values if v))
+
+    def with_key(self, key: CompiledKey) -> CompiledTier:
+        """This tier sending with ``key`` (one attempt on a source with several keys)."""
+        return self.model_copy(update={"credential": key.credential})
 
     @property
     def key(self) -> str:
@@ -150,7 +194,10 @@ class CompiledTier(_Frozen):
         """Hash of everything about this tier (credential included) but its price: a tier
         disabled for a permanent failure is enabled again when this changes (a new key, a
         new model...); a new price is no reason to try it again."""
-        data = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude={"pricing"})
+        # A tier with several keys holds each in ``keys``; ``credential`` (the key one
+        # attempt sends, ``with_key``) is left out so every attempt's copy has the same.
+        exclude = {"pricing", "credential"} if self.keys is not None else {"pricing"}
+        data = self.model_dump(mode="json", context={"reveal_secrets": True}, exclude=exclude)
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 

@@ -121,6 +121,33 @@ class ReportedBreaker(_Part):
     rate_limited_for_seconds: float | None = Field(default=None, exclude_if=_absent)
 
 
+class KeyState(StrEnum):
+    """One key's state in one sidecar, for a tier whose source has several keys."""
+
+    USABLE = "usable"  # sent when its turn comes (keys are tried in order)
+    RATE_LIMITED = "rate-limited"  # waiting out a 429 on this key; the tier's next key serves
+    DISABLED = "disabled"  # refused (401/403, confirmed by a prompt-free check) until the key changes
+    UNRESOLVABLE = "unresolvable"  # its Secret or key is missing or not allowed (problem says which)
+
+
+KEY_STATES: tuple[str, ...] = tuple(s.value for s in KeyState)
+KnownKeyState = Annotated[KeyState | None, BeforeValidator(_known(KeyState))]
+
+
+class ReportedKey(_Part):
+    """One key of a tier with several, by its index in the source's credentialRefs.
+    Never the key itself: its state, why, and until when."""
+
+    index: int
+    state: KnownKeyState = KeyState.USABLE
+    problem: str | None = Field(default=None, exclude_if=_absent)  # unresolvable: reason: message
+    disabled_reason: str | None = Field(default=None, exclude_if=_absent)
+    rate_limited_for_seconds: float | None = Field(default=None, exclude_if=_absent)
+    rate_limited_until: float | None = Field(default=None, exclude_if=_absent)  # wall clock, seconds
+    last_failure: str | None = Field(default=None, exclude_if=_absent)
+    last_failure_at: float | None = Field(default=None, exclude_if=_absent)  # wall clock, seconds
+
+
 class ReportedTier(_Part):
     """One tier of a binding's chain, as this sidecar runs it."""
 
@@ -132,6 +159,8 @@ class ReportedTier(_Part):
     resolvable: bool = True
     problem: str | None = None  # why not resolvable (reason: message; never a secret)
     breaker: ReportedBreaker = Field(default_factory=ReportedBreaker)
+    # Only for a tier whose source has several keys (an addition: report_version stays 1).
+    keys: list[ReportedKey] | None = Field(default=None, exclude_if=_absent)
 
 
 class ReportedLastUsed(_Part):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ from switchyard.sidecar.contract.config import SCHEMA_VERSION, CompiledConfig
 from switchyard.sidecar.contract.report import (
     ReportedBinding,
     ReportedBreaker,
+    ReportedKey,
     ReportedLastUsed,
     ReportedTier,
     ReportedTokens,
@@ -164,6 +166,29 @@ def reported_usage(tokens: list[int], cost: dict[str, int]) -> ReportedUsage:
     )
 
 
+def key_views(rt: Runtime, b: Any, t: Any, now: float) -> list[ReportedKey] | None:
+    """Each key of a tier with several, by index (None for a one-key tier). No value."""
+    if t.keys is None:
+        return None
+    out = []
+    wall_offset = time.time() - now  # the breakers' clock is monotonic: until is told in wall time
+    for k in t.keys:
+        state, _why = rt.key_state(b, t, k)
+        kh = rt.breakers.peek_key(binding_key(b), t.key, k.index)
+        waiting = kh is not None and state == "rate-limited"
+        out.append(ReportedKey(
+            index=k.index,
+            state=state,  # type: ignore[arg-type]
+            problem=k.problem,
+            disabled_reason=kh.disabled_reason if kh is not None and state == "disabled" else None,
+            rate_limited_for_seconds=round(kh.rate_limited_until - now, 3) if waiting else None,  # type: ignore[union-attr]
+            rate_limited_until=round(kh.rate_limited_until + wall_offset) if waiting else None,  # type: ignore[union-attr]
+            last_failure=kh.last_failure if kh is not None else None,
+            last_failure_at=kh.last_failure_at if kh is not None else None,
+        ))
+    return out
+
+
 def status_report(rt: Runtime) -> SidecarReport:
     """What ``GET /admin/status`` answers (the contract: ``contract/report.py``)."""
     snap = rt.snapshot
@@ -192,6 +217,7 @@ def status_report(rt: Runtime) -> SidecarReport:
                         resolvable=t.problem is None,
                         problem=t.problem,
                         breaker=tier_health_view(rt, b, t, now),
+                        keys=key_views(rt, b, t, now),
                     )
                     for t in b.tiers
                 ],

@@ -91,6 +91,7 @@ class Attempt:
     first_deadline: float = 0.0  # loop clock: the first content must arrive by then
     deadline_free_first_byte: float = 0.0  # what first_deadline would be without the request deadline
     total_deadline: float = 0.0  # loop clock: the whole attempt must end by then
+    broken: Failure | None = None  # the stream's failure after content had started (for its trace)
 
     def __post_init__(self) -> None:
         self.egress = adapter_for(self.tier.protocol)
@@ -120,6 +121,7 @@ class Attempt:
         """This tier serves: fill in what the headers and the log line say."""
         ex = self.ex
         ex.served_by = self.tier
+        ex.served_key = self.lease.key.index if self.lease.key is not None else None
         ex.degraded = [(f, a) for f, a in self.decision.degraded if a not in ("skip-tier", "reject")]
         ex.degraded += self.call.notes
         ex.ttft = time.monotonic() - ex.started
@@ -456,6 +458,7 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
     # Broken after content: an error event in the client's protocol, never a clean end.
     ex.outcome = "broken-stream"
     ex.error = message
+    at.broken = failure
     at.lease.failed(failure)
     at.rt.metrics.tier(at.binding, at.tier).attempt(failure.reason)
     if not upstream_error_sent:

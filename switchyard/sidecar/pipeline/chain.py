@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +26,7 @@ import orjson
 from aiohttp import web
 
 from switchyard.sidecar import errors
-from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
+from switchyard.sidecar.contract.config import CompiledBinding, CompiledKey, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.pipeline import conversation, limits
 from switchyard.sidecar.pipeline.attempt import Attempt, Miss, attempt
@@ -42,7 +44,7 @@ from switchyard.sidecar.routing import classify
 from switchyard.sidecar.routing.caller import identify
 from switchyard.sidecar.routing.classify import Failure
 from switchyard.sidecar.routing.profile import apply_to_request, decide
-from switchyard.sidecar.state import RUNTIME, Runtime
+from switchyard.sidecar.state import RUNTIME, Runtime, TierLease
 from switchyard.sidecar.translate import neutral as n
 from switchyard.sidecar.translate.base import Adapter, RequestError, adapter_for
 
@@ -57,6 +59,8 @@ async def handle(
     """Serve one API request spoken in the ``ingress`` protocol."""
     rt = request.app[RUNTIME]
     ex = Exchange(ingress=ingress, started=time.monotonic())
+    if rt.tracing is not None:  # off: this one check, nothing of OpenTelemetry loaded
+        ex.trace = rt.tracing.request(request.headers, ingress.protocol)
     rt.begin()
     try:
         return await _serve(request, rt, ex, path_model, stream)
@@ -87,6 +91,8 @@ async def handle(
         rt.bodies.give(sum(ex.held))
         rt.end()
         account(rt, ex)
+        if ex.trace is not None:
+            ex.trace.end(ex)
 
 
 def _uncancel() -> None:
@@ -144,13 +150,17 @@ class _Tally:
     timeouts_only: bool = True
     busy_only: bool = True
     deadline_hit: bool = False
+    passed: int = -1  # the index of the last tier passed over (``_candidates`` then leaves its other keys)
 
     def skip(
         self, rt: Runtime, ex: Exchange, binding: CompiledBinding, tier: CompiledTier, outcome: str, cls: str,
-        reason: str, status: int | None = None, retry_after: float | None = None,
+        reason: str, status: int | None = None, retry_after: float | None = None, key: int | None = None,
     ) -> None:
-        ex.trail.append(TierTrail(tier.index, tier.source, tier.model, outcome))
+        ex.trail.append(TierTrail(tier.index, tier.source, tier.model, outcome, key))
+        self.passed = tier.index
         rt.metrics.tier(binding, tier).fallback(cls, reason)
+        if ex.trace is not None:
+            ex.trace.skipped(tier, outcome, cls, reason)
         self.statuses.append(status)
         if retry_after:
             self.retry_afters.append(retry_after)
@@ -184,7 +194,7 @@ async def _walk_chain(
 
     # Tiers that may be tried, for each tier's share of the time before content (a deadline).
     usable = [t for t in binding.tiers if not t.problem and (not t.incompatible or t.degradable)] if before_content is not None else []
-    for tier in binding.tiers:
+    for tier, key in _candidates(rt, ex, binding, tally):
         if tier.problem:
             tally.skip(rt, ex, binding, tier, f"unresolvable({tier.problem.split(':')[0]})", "unresolvable", "unresolvable")
             continue
@@ -195,17 +205,11 @@ async def _walk_chain(
             left = max(0.0, before_content - loop.time())
             tally.skip(rt, ex, binding, tier, f"deadline({left:.1f}s left)", "deadline", "deadline", 504)
             continue
-        lease = rt.admit(binding, tier)
+        lease = rt.admit(binding, tier, key)
         if not lease.allowed:
-            admission = lease.admission
-            health = lease.health
-            wait = max(0.0, health.rate_limited_until - rt.clock()) if admission.kind == "rate-limited" else None
-            tally.skip(
-                rt, ex, binding, tier, admission.reason,
-                "permanent" if admission.kind == "disabled" else admission.kind,
-                admission.reason.split("(")[0], _SKIP_STATUS.get(admission.kind), wait,
-            )
+            _refused(rt, ex, binding, tier, lease, tally)
             continue
+        send = tier if key is None else tier.with_key(key)  # the key this try sends (several: in order)
 
         with lease:  # leaving without a verdict (refused, client gone, a bug) releases it
             cross = tier.protocol != ingress.protocol
@@ -234,7 +238,7 @@ async def _walk_chain(
             synth_stream = ex.stream and "streaming" in decision.edits
             if not cross and not decision.structural and ex.history is None:
                 notes: list[tuple[str, str]] = []
-                call = ingress.build_passthrough_call(ingress.prepare_passthrough(body, tier, decision.edits, notes), tier, forward)
+                call = ingress.build_passthrough_call(ingress.prepare_passthrough(body, send, decision.edits, notes), send, forward)
                 call.notes += notes
             else:
                 try:
@@ -242,15 +246,15 @@ async def _walk_chain(
                     req = apply_to_request(parsed, decision.edits)
                     if synth_stream:
                         req = dataclasses.replace(req, stream=False)
-                    call = adapter_for(tier.protocol).build_call(req, tier, None if cross else forward)
+                    call = adapter_for(tier.protocol).build_call(req, send, None if cross else forward)
                 except RequestError as exc:
                     raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc
             if call.notes:  # the adapter's own changes, counted like the profile's
                 _count_degraded(rt, binding, tier, call.notes)
 
-            result = await attempt(
+            result = await (attempt if ex.trace is None else ex.trace.traced(attempt))(
                 Attempt(
-                    request=request, rt=rt, ex=ex, binding=binding, tier=tier, call=call, lease=lease,
+                    request=request, rt=rt, ex=ex, binding=binding, tier=send, call=call, lease=lease,
                     decision=decision, cross=cross, parsed=parsed, synth_stream=synth_stream, deadline=deadline,
                     first_share=_share(before_content, loop.time(), sum(1 for t in usable if t.index > tier.index))
                     if before_content is not None else None,
@@ -261,8 +265,12 @@ async def _walk_chain(
                     conversation.record(rt, ex, binding, parsed)
                 return result
             failure = result.failure
+            next_key = lease.key_failure(failure) and key is not tier.keys[-1]  # type: ignore[index]
             lease.failed(failure)  # the tier's fault counts toward its breaker; any other is no verdict
         rt.metrics.tier(binding, tier).attempt(failure.reason)
+        if next_key and result.error is None and key is not None:  # that key's 429 or refusal: the tier's next key
+            ex.trail.append(TierTrail(tier.index, tier.source, tier.model, failure.trail_text(), key.index))
+            continue
         always = failure.reason in classify.ALWAYS_FALL_BACK or failure.reason in (classify.DEADLINE, classify.BUSY)
         if result.error is None and failure.reason not in binding.fallback_on and not always:
             result.error = _failure_error(binding, tier, failure, ex)
@@ -273,10 +281,73 @@ async def _walk_chain(
         # Our key being refused is never reported to the client as its own 401/403.
         status = {classify.AUTH_ERROR: 502, classify.DEADLINE: 504, classify.BUSY: 503}.get(failure.reason, failure.status)
         wait = 1.0 if failure.reason == classify.BUSY else failure.retry_after
-        tally.skip(rt, ex, binding, tier, failure.trail_text(), failure.cls, failure.reason, status, wait)
+        tally.skip(rt, ex, binding, tier, failure.trail_text(), failure.cls, failure.reason, status, wait,
+                   key=key.index if key is not None else None)
 
     ex.outcome = "all-tiers-failed"
     raise _all_failed(binding, ex, tally, budget, patience)
+
+
+def _candidates(
+    rt: Runtime, ex: Exchange, binding: CompiledBinding, tally: _Tally
+) -> Iterator[tuple[CompiledTier, CompiledKey | None]]:
+    """The tries of the chain in order: each tier once (key None), or, when its source has
+    several keys, once per key that may be sent now, first usable first (never
+    round-robin: key 0 serves whenever it can; docs/several-keys.md). A key passed over
+    (rate-limited, disabled, unresolvable) is told in the trail once a later key of the
+    tier is tried; after the tier is passed over (``_Tally.skip``) its other keys are not
+    tried. When no key may be sent, the tier is passed over as its keys' state says."""
+    for tier in binding.tiers:
+        if tier.keys is None or tier.problem:
+            yield tier, None
+            continue
+        held: list[TierTrail] = []
+        tried = False
+        for key in tier.keys:
+            if tally.passed == tier.index:
+                break
+            out = rt.key_out(binding, tier, key)
+            if out is not None:
+                held.append(TierTrail(tier.index, tier.source, tier.model, out, key.index))
+                continue
+            ex.trail.extend(held)
+            held = []
+            tried = True
+            yield tier, key
+        if not tried:
+            _no_key(rt, ex, binding, tier, tally)
+
+
+def _refused(rt: Runtime, ex: Exchange, binding: CompiledBinding, tier: CompiledTier, lease: TierLease, tally: _Tally) -> None:
+    """The tier's breaker keeps it out: passed over, with why."""
+    admission = lease.admission
+    wait = max(0.0, lease.health.rate_limited_until - rt.clock()) if admission.kind == "rate-limited" else None
+    tally.skip(
+        rt, ex, binding, tier, admission.reason,
+        "permanent" if admission.kind == "disabled" else admission.kind,
+        admission.reason.split("(")[0], _SKIP_STATUS.get(admission.kind), wait,
+    )
+
+
+def _no_key(rt: Runtime, ex: Exchange, binding: CompiledBinding, tier: CompiledTier, tally: _Tally) -> None:
+    """No key of the tier may be sent now: the tier is passed over as its own state says
+    (``Runtime.settle_keys``: every key refused -> disabled, every key waiting ->
+    rate-limited), else as rate-limited until its first key is back, or disabled."""
+    lease = rt.admit(binding, tier)
+    if not lease.allowed:
+        _refused(rt, ex, binding, tier, lease, tally)
+        return
+    lease.release()
+    waits = [
+        rt.key_health(binding, tier, k.index).rate_limited_until
+        for k in tier.keys or () if rt.key_state(binding, tier, k)[0] == "rate-limited"
+    ]
+    if waits:
+        wait = max(0.0, min(waits) - rt.clock())
+        reason = f"rate-limited(retry in {max(1, math.ceil(wait))}s)"
+        tally.skip(rt, ex, binding, tier, reason, "rate-limited", "rate-limited", 429, wait)
+    else:
+        tally.skip(rt, ex, binding, tier, "disabled(no usable key)", "permanent", "disabled", 502)
 
 
 def _failure_error(binding: CompiledBinding, tier: CompiledTier, failure: Failure, ex: Exchange) -> GatewayError:

@@ -71,12 +71,13 @@ async def _count(
             trail.append(TierTrail(tier.index, tier.source, tier.model, out))
             continue
         egress = adapter_for(tier.protocol)
+        send = rt.probe_tier(binding, tier)  # several keys: the first usable one
         try:
             if tier.protocol == ingress.protocol:
-                call = egress.count_call(tier, body=body, client_headers=forward)
+                call = egress.count_call(send, body=body, client_headers=forward)
             else:
                 parsed = parsed or ingress.count_request(body, path_model)
-                call = egress.count_call(tier, request=parsed)
+                call = egress.count_call(send, request=parsed)
         except RequestError as exc:
             raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name) from exc
         if call is None or egress.read_count is None:

@@ -142,7 +142,7 @@ async def _serve(request: web.Request, rt: Runtime, ex: Exchange, path_model: st
             continue
         egress = adapter_for(tier.protocol)
         try:
-            call = egress.embed_call(tier, req)
+            call = egress.embed_call(rt.probe_tier(binding, tier), req)  # several keys: the first usable one
         except RequestError as exc:
             if first is None:
                 raise GatewayError(ErrorKind.INVALID_REQUEST, exc.message, param=exc.param, binding=binding.name, trail=ex.trail) from exc

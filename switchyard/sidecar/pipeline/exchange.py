@@ -36,6 +36,7 @@ H_SOURCE = "x-switchyard-source"
 H_MODEL = "x-switchyard-model"
 H_REASON = "x-switchyard-fallback-reason"
 H_DEGRADED = "x-switchyard-degraded"
+H_KEY = "x-switchyard-key"  # the key index that served, for a source with several keys
 H_LIMITED = "x-switchyard-limited"  # the limit that refused the request (pipeline/limits.py)
 
 
@@ -51,6 +52,7 @@ class Exchange:
     stream: bool = False
     trail: list[TierTrail] = field(default_factory=list)
     served_by: CompiledTier | None = None
+    served_key: int | None = None  # its key index, when its source has several keys
     degraded: list[tuple[str, str]] = field(default_factory=list)
     outcome: str = "rejected"
     status: int = 0
@@ -64,6 +66,7 @@ class Exchange:
     previous_id: str | None = None
     answer: n.Response | None = None  # the answer served, when store_turn asks for it
     response_id: str | None = None  # the id the client got for it
+    trace: Any = None  # its spans (sidecar/tracing/otel.RequestTrace) when tracing is on
     limited: str | None = None  # the spec.limits limit that refused it, e.g. "requestsPerMinute"
 
     def headers(self) -> dict[str, str]:
@@ -75,6 +78,8 @@ class Exchange:
             h[H_TIER] = str(t.index)
             h[H_SOURCE] = t.source
             h[H_MODEL] = t.model
+            if self.served_key is not None:
+                h[H_KEY] = str(self.served_key)
         if self.trail:
             h[H_REASON] = header_safe(", ".join(t.short() for t in self.trail))
         if self.degraded:
@@ -165,6 +170,7 @@ def account(rt: Runtime, ex: Exchange) -> None:
             "tier": tier.index if tier is not None else None,
             "source": source or None,
             "model": tier.model if tier is not None else None,
+            **({"key": ex.served_key} if ex.served_key is not None else {}),
             "trail": [t.short() for t in ex.trail],
             "degraded": [f"{f}={a}" for f, a in ex.degraded],
             "duration_ms": round((time.monotonic() - ex.started) * 1000, 2),

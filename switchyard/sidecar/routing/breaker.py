@@ -27,6 +27,15 @@ Failure classes (``routing.classify``) decide what a failure does:
   tier away from every caller. A disabled tier gets no user request until its config
   changes (a new key, model or URL: its fingerprint) or an admin resets it.
 
+Several keys per source (``CompiledTier.keys``): each key has a record of its own (the
+same ``TierHealth`` shape; only ``rate_limited_until``, ``disabled`` and the last failure
+are used), kept by the board next to its tier's. A 429 or a refused key (401/403,
+confirmed) is the key's, not the tier's: ``rate_limit`` / ``disable`` act on the key's
+record. The tier's own record still takes every transient failure (a 5xx or a timeout is
+the upstream's, whichever key was sent), and stands for its keys when none is usable:
+every key rate-limited -> the tier waits until the first key is back; every key disabled
+-> the tier is disabled (``state.Runtime.settle_keys``).
+
 What happens when every tier is out: the request is answered at once with a
 protocol-shaped error listing each tier and why (never queued, never sent to a tier
 that is out).
@@ -304,6 +313,18 @@ class BreakerBoard:
 
     def __init__(self) -> None:
         self._health: dict[tuple[str, str], TierHealth] = {}
+        self._keys: dict[tuple[str, str, int], TierHealth] = {}  # (binding, tier identity, key index)
+
+    def key(self, binding: str, tier_key: str, index: int) -> TierHealth:
+        """The record of one key of a tier with several (created closed)."""
+        k = (binding, tier_key, index)
+        h = self._keys.get(k)
+        if h is None:
+            h = self._keys[k] = TierHealth()
+        return h
+
+    def peek_key(self, binding: str, tier_key: str, index: int) -> TierHealth | None:
+        return self._keys.get((binding, tier_key, index))
 
     def get(self, binding: str, tier_key: str) -> TierHealth:
         key = (binding, tier_key)
@@ -315,11 +336,15 @@ class BreakerBoard:
     def peek(self, binding: str, tier_key: str) -> TierHealth | None:
         return self._health.get((binding, tier_key))
 
-    def retain(self, keys: set[tuple[str, str]]) -> None:
-        """After a config swap: forget tiers that no longer exist, keep the others."""
+    def retain(self, keys: set[tuple[str, str]], key_slots: set[tuple[str, str, int]] | None = None) -> None:
+        """After a config swap: forget tiers (and keys: ``key_slots``) that no longer
+        exist, keep the others."""
         for key in list(self._health):
             if key not in keys:
                 del self._health[key]
+        for slot in list(self._keys):
+            if key_slots is None or slot not in key_slots:
+                del self._keys[slot]
 
     def items(self) -> list[tuple[tuple[str, str], TierHealth]]:
         return list(self._health.items())

@@ -129,6 +129,21 @@ def test_explain_names_the_serving_tier_and_why_earlier_tiers_were_passed_over()
     assert explain_binding("nobody", [("app-0", unbound)])[1] == FAILED
 
 
+def test_explain_lists_the_keys_of_a_several_key_tier_by_index() -> None:
+    status = {"version": "v1", "bindings": [{
+        "name": "support", "unbound": False, "last_used": {"tier": 0, "source": "a", "model": "x", "at": 1700000000.0},
+        "tiers": [{"tier": 0, "source": "a", "model": "x", "resolvable": True, "breaker": {"state": "closed"}, "keys": [
+            {"index": 0, "state": "rate-limited", "rate_limited_for_seconds": 20.2, "last_failure": "429(retry in 30s)"},
+            {"index": 1, "state": "disabled", "disabled_reason": "401"},
+            {"index": 2, "state": "unresolvable", "problem": "SecretKeyMissing: Secret k has no key c"},
+            {"index": 3, "state": "usable"}]}]}]}
+    text = "\n".join(explain_binding("support", [("app-0", status)])[0])
+    assert "      key 0: rate-limited (21s more; last failure 429(retry in 30s))" in text
+    assert "      key 1: disabled (401)" in text
+    assert "      key 2: unresolvable (SecretKeyMissing: Secret k has no key c)" in text
+    assert "      key 3: usable" in text
+
+
 def test_status_shows_the_bindings_limits_when_it_has_some() -> None:
     limits = {"requestsPerMinute": {"limit": 600, "used": 212, "left": 388, "reportingPods": 3},
               "tokensPerDay": {"limit": 2000000, "used": 4113, "left": 1995887, "reportingPods": 3,

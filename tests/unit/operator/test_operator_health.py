@@ -148,3 +148,42 @@ def test_a_report_with_usage_still_reads_in_an_older_reader() -> None:
     assert data["bindings"][0]["usage"] == {"tokens": {"input": 1, "output": 1, "cached_input": 0, "cache_write": 0,
                                                        "reasoning": 0}, "cost": {"USD": "0.5"}}
     assert "usage" not in pod_status(["closed"] * 3).to_wire()["bindings"][0]
+
+
+def test_keys_by_index_across_pods_and_rendered_in_the_chain_status() -> None:
+    """A source with several keys: each key's worst state across pods, with how many pods
+    wait it out (and until when) or have it disabled; rendered on the binding's chain."""
+    from switchyard.api.status import AssistantBindingStatus
+    from switchyard.compiler.compile import KeyReport
+    from switchyard.operator.status import BindingInputs, binding_status, prune
+
+    report = BindingReport("ns", "b", ["b"], False, None, False, [
+        TierReport(0, "main", "gpt-4o", "openai-chat", True, keys=(
+            KeyReport(0, True), KeyReport(1, True), KeyReport(2, False, "SecretNotMarked", "no Secret k3 labelled ..."))),
+    ])
+
+    def pod(keys: list[dict]) -> SidecarReport:
+        return parse_report({"configured": True, "version": "v", "bindings": [{"name": "b", "namespace": "ns", "tiers": [
+            {"tier": 0, "source": "main", "model": "gpt-4o", "breaker": {"state": "closed"}, "keys": keys}]}]})
+
+    h = aggregate(report, [
+        pod([{"index": 0, "state": "rate-limited", "rate_limited_for_seconds": 20, "rate_limited_until": 1_000_020},
+             {"index": 1, "state": "usable"}, {"index": 2, "state": "unresolvable", "problem": "SecretNotMarked: x"}]),
+        pod([{"index": 0, "state": "rate-limited", "rate_limited_until": 1_000_050}, {"index": 1, "state": "disabled",
+             "disabled_reason": "401"}, {"index": 2, "state": "unresolvable"}]),
+        pod([{"index": 0, "state": "usable"}, {"index": 1, "state": "usable"}, {"index": 2, "state": "brand-new-state"}]),
+    ])
+    k = h.tiers[0].keys
+    assert (k[0].state, k[0].rate_limited_in_pods, k[0].rate_limited_until) == ("rate-limited", 2, 1_000_050)
+    assert (k[1].state, k[1].disabled_in_pods, k[1].disabled_reason) == ("disabled", 1, "401")
+    status = prune(binding_status(BindingInputs("b", 1, {}, True, report, health=h), now=1_000_000))
+    AssistantBindingStatus.model_validate(status)
+    assert status["chain"][0]["keys"] == [
+        {"index": 0, "state": "rate-limited", "rateLimitedInPods": 2, "rateLimitedUntil": "1970-01-12T13:47:30Z",
+         "disabledInPods": 0},
+        {"index": 1, "state": "disabled", "reason": "401", "rateLimitedInPods": 0, "disabledInPods": 1},
+        {"index": 2, "state": "unresolvable", "reason": "SecretNotMarked", "message": "no Secret k3 labelled ..."},
+    ]
+    # No pod reported yet: the keys as compiled.
+    quiet = binding_status(BindingInputs("b", 1, {}, True, report), now=1_000_000)
+    assert [(k["index"], k["state"]) for k in quiet["chain"][0]["keys"]] == [(0, "usable"), (1, "usable"), (2, "unresolvable")]

@@ -246,3 +246,40 @@ async def test_check_binding_warns_from_the_indexes() -> None:
 
     rec.s = replace(rec.s, namespaces=("elsewhere",))
     assert rec.check_binding(binding) == []
+
+
+async def test_several_keys_reported_by_index_and_the_check_sent_with_the_first_usable(monkeypatch: Any) -> None:
+    """credentialRefs: a key whose Secret is not marked makes only that key unusable; the
+    source's status lists every key by index (reason, never a value), the catalog check is
+    sent with the first key that resolves, and the binding's chain shows the keys."""
+    from switchyard.operator import catalog as catalogs
+
+    sent: list[str | None] = []
+
+    async def fake_fetch(session: Any, provider: str, base_url: str, credential: str | None, **_: Any) -> Any:
+        sent.append(credential)
+        return f"{base_url}/models", catalogs.Outcome(ok=True, ids=("gpt-4o",), count=1)
+
+    monkeypatch.setattr(catalogs, "fetch", fake_fetch)
+    rec, kube, _ = make([BINDING])
+    kube.secrets["not-marked"] = {"metadata": {"name": "not-marked"}, "data": {"api-key": b64("sk-stolen")}}
+    rec.world.sources_by_ns["ns"] = [snapshot("ModelSource", obj("ModelSource", "main", {  # type: ignore[index]
+        "provider": "openai", "baseURL": "http://127.0.0.1:9/v1", "defaultModel": "gpt-4o",
+        "credentialRefs": [{"name": "not-marked", "key": "api-key"}, {"name": "key", "key": "api-key"},
+                           {"name": "key", "key": "other"}]}))]
+    rec.session = rec.guarded_session = object()  # type: ignore[assignment]
+    await rec.refresh_catalog("ns", "main")
+    await rec.reconcile_namespace("ns")
+    assert sent == ["sk-1"]
+    by_name = {(p[0], p[2]): p[3] for p in kube.patches}
+    src = by_name[("modelsources", "main")]
+    assert [(k["index"], k["resolvable"], k.get("reason")) for k in src["keys"]] == [
+        (0, False, "SecretNotMarked"), (1, True, None), (2, False, "SecretKeyMissing")]
+    cred = next(c for c in src["conditions"] if c["type"] == "CredentialValid")
+    assert cred["status"] == "True"
+    assert cred["message"].endswith("(with key 1); unusable: key 0: SecretNotMarked, key 2: SecretKeyMissing")
+    tier = by_name[("assistantbindings", "support")]["chain"][0]
+    assert tier["resolvable"] is True
+    assert [(k["index"], k["state"], k.get("reason")) for k in tier["keys"]] == [
+        (0, "unresolvable", "SecretNotMarked"), (1, "usable", None), (2, "unresolvable", "SecretKeyMissing")]
+    assert "sk-1" not in repr(kube.patches) and "sk-stolen" not in repr(kube.patches)

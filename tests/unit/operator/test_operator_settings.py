@@ -67,3 +67,17 @@ def test_the_config_owner_is_a_role_binding_or_a_cluster_role_binding() -> None:
     for bad in ("Secret/op", "RoleBinding/", "RoleBinding/a/b", "op"):
         with pytest.raises(SystemExit, match="SWITCHYARD_CONFIG_OWNER"):
             settings_from_env({"SWITCHYARD_CONFIG_OWNER": bad})
+
+
+def test_sidecar_tracing_from_the_environment() -> None:
+    s = settings_from_env({})
+    assert s.sidecar.tracing is False and s.sidecar.tracing_env == ()
+    s = settings_from_env({
+        "SWITCHYARD_SIDECAR_TRACING": "true",
+        "SWITCHYARD_SIDECAR_TRACING_ENV": '{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_SAMPLER_ARG": 0.1, "OTEL_X": ""}',
+    })
+    assert s.sidecar.tracing is True
+    assert s.sidecar.tracing_env == (("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_TRACES_SAMPLER_ARG", "0.1"))
+    for bad in ('{"PATH": "/x"}', '["OTEL_A"]', "{not json"):
+        with pytest.raises(SystemExit):
+            settings_from_env({"SWITCHYARD_SIDECAR_TRACING": "true", "SWITCHYARD_SIDECAR_TRACING_ENV": bad})

@@ -275,3 +275,13 @@ def test_usage_goes_to_status_with_exact_amounts() -> None:
                            "reasoningTokens": 2, "pods": 2,
                            "cost": [{"currency": "EUR", "amount": "0.002775"}, {"currency": "USD", "amount": "0.3"}]}
     assert "usage" not in build(inputs(report(True), pods=PODS_OK))
+
+
+def test_source_status_lists_several_keys_by_index_and_validates() -> None:
+    keys = [{"index": 0, "resolvable": False, "reason": "SecretNotMarked", "message": "no Secret k labelled ..."},
+            {"index": 1, "resolvable": True, "reason": None, "message": None}]
+    st = prune(source_status(1, CredentialCheck("True", "Accepted", "ok (with key 1)", True, "Fetched", "2 models"),
+                             None, {}, now=NOW, keys=keys))
+    ModelSourceStatus.model_validate(st)
+    assert st["keys"] == [keys[0], {"index": 1, "resolvable": True}]
+    assert "keys" not in prune(source_status(1, CredentialCheck("True", "Accepted", "ok", True, "Fetched", "x"), None, {}, now=NOW))

@@ -113,3 +113,11 @@ async def test_the_webhook_handler_passes_warnings_on() -> None:
     memo = SimpleNamespace(holder=SimpleNamespace(reconciler=SimpleNamespace(check_binding=check)))
     await main.validate_binding(body={"metadata": {"name": "b"}}, old={"status": {}}, warnings=warnings, memo=memo)
     assert warnings == ["switchyard: w"] and seen == [({"metadata": {"name": "b"}}, {"status": {}})]
+
+
+def test_an_unusable_key_of_a_several_key_source_is_named_by_index() -> None:
+    keyed = doc("ModelSource", "keyed", {"provider": "openai", "defaultModel": "gpt-4o", "credentialRefs": [
+        {"name": "openai-key", "key": "nope"}, {"name": "openai-key", "key": "api-key"}]})
+    got = warnings_for({"primary": {"sourceRef": {"name": "keyed"}}}, sources=[*SOURCES, keyed])
+    assert got == ["switchyard: tier0 (keyed/gpt-4o) key 0 is unusable: SecretKeyMissing: Secret openai-key has no key nope; "
+                   "the tier serves with its other keys"]

@@ -257,3 +257,24 @@ def test_resources_and_pull_secrets_from_settings_and_per_pod_annotations() -> N
     assert side["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     assert out["spec"]["imagePullSecrets"] == [{"name": "regcred"}, {"name": "team-cred"}]
     assert len(warnings) == 2 and "sidecar-cpu-request" in warnings[0] and "Not_A_Name" in warnings[1]
+
+
+def test_tracing_off_adds_nothing_and_on_adds_the_otel_environment() -> None:
+    from dataclasses import replace
+
+    out, _ = inject(pod(), S)
+    assert [e["name"] for e in out["spec"]["containers"][1]["env"]] == ["SWITCHYARD_ADMIN_TOKEN"]
+    on = replace(S, tracing=True, tracing_env=(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                                                ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod")))
+    out, _ = inject(pod(), on)
+    env = out["spec"]["containers"][1]["env"]
+    names = [e["name"] for e in env]
+    assert names == ["SWITCHYARD_ADMIN_TOKEN", "SWITCHYARD_TRACING", "SWITCHYARD_POD_NAME", "SWITCHYARD_POD_NAMESPACE",
+                     "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+    by = {e["name"]: e for e in env}
+    assert by["SWITCHYARD_TRACING"]["value"] == "on"
+    assert by["SWITCHYARD_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # ours first, the chart's after (the SDK keeps the last of a repeated key)
+    assert by["OTEL_RESOURCE_ATTRIBUTES"]["value"] == (
+        "k8s.pod.name=$(SWITCHYARD_POD_NAME),k8s.namespace.name=$(SWITCHYARD_POD_NAMESPACE),deployment.environment.name=prod")
+    assert by["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://c:4318"

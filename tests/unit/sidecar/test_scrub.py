@@ -62,3 +62,20 @@ def test_a_key_across_the_clip_boundary_leaves_no_prefix(protocol: str) -> None:
 def test_no_credential_no_change() -> None:
     assert error_text(b"anything " + KEY.encode(), tier(key=None)) == b"anything " + KEY.encode()
     assert scrub_str(f"in-stream: {KEY}", tier()) == "in-stream: ***"
+
+
+def test_every_key_of_a_tier_with_several_is_scrubbed_whichever_was_sent() -> None:
+    from switchyard.sidecar.contract.config import CompiledKey
+
+    other = "sk-live-ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210"
+    keyed = tier().model_copy(update={"keys": [
+        CompiledKey(index=0, credential=SecretStr(KEY)), CompiledKey(index=1, credential=SecretStr(other)),
+        CompiledKey(index=2, problem="SecretKeyMissing: Secret k has no key c"),
+    ]})
+    sending_1 = keyed.with_key(keyed.keys[1])  # type: ignore[index]
+    text = f"bad key {KEY[:12]}..., also {other}"
+    for t in (keyed, sending_1):
+        out = scrub_str(text, t)
+        assert KEY[:8] not in out and other[:8] not in out
+        assert KEY[:8].encode() not in error_text(text.encode(), t)
+    assert sending_1.fingerprint() == keyed.fingerprint()  # one identity whichever key an attempt sends

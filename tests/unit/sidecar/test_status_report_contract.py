@@ -186,3 +186,25 @@ def test_the_state_names_are_defined_once() -> None:
     assert typing.get_args(api_status.BreakerState) == (*TIER_STATES, "unknown")
     assert typing.get_args(api_status.FailureClass) == FAILURE_CLASSES
     assert SidecarReport().report_version == REPORT_VERSION
+
+
+def test_keys_of_a_several_key_tier_are_reported_by_index_and_an_unknown_key_state_is_not_guessed() -> None:
+    from switchyard.sidecar.contract.config import CompiledKey
+    from switchyard.sidecar.contract.report import KeyState
+
+    keyed = tier(0).model_copy(update={"keys": [
+        CompiledKey(index=0, credential="sk-not-in-any-report"),  # type: ignore[arg-type]
+        CompiledKey(index=1, problem="SecretKeyMissing: Secret k has no key b"),
+    ]})
+    rt = Runtime()
+    b = CompiledBinding(name="b", aliases=["b"], tiers=[keyed, tier(1)])
+    rt.install(CompiledConfig(bindings=[b]).with_version())
+    body = status_report(rt).to_wire()
+    tiers = body["bindings"][0]["tiers"]
+    assert tiers[0]["keys"] == [{"index": 0, "state": "usable"},
+                                {"index": 1, "state": "unresolvable", "problem": "SecretKeyMissing: Secret k has no key b"}]
+    assert "keys" not in tiers[1]  # a one-key tier: the report as before
+    assert "sk-not-in-any-report" not in orjson.dumps(body).decode()
+    tiers[0]["keys"][0]["state"] = "sleeping"
+    read = parse_report(body)
+    assert [k.state for k in read.bindings[0].tiers[0].keys] == [None, KeyState.UNRESOLVABLE]

@@ -593,3 +593,15 @@ def test_reply_from_dict_validates() -> None:
 def test_public_surface_is_all() -> None:
     public = {n for n, v in vars(simulator).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)}
     assert set(simulator.__all__) == public
+
+
+async def test_a_mount_accepts_several_keys_and_records_which_one(http) -> None:
+    async with Simulator("openai", api_keys={"openai": ["sk-key-zero-000000", "sk-key-one-1111111"]}) as sim:
+        sim.fault("openai", 429, key_index=0, retry_after=7)
+        url = sim.base_url() + "/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        zero = await http.post(url, json=body, headers={"Authorization": "Bearer sk-key-zero-000000"})
+        one = await http.post(url, json=body, headers={"Authorization": "Bearer sk-key-one-1111111"})
+        wrong = await http.post(url, json=body, headers={"Authorization": "Bearer sk-key-two-2222222"})
+        assert (zero.status, one.status, wrong.status) == (429, 200, 401)
+        assert [(r.outcome, r.key_index) for r in sim.requests()] == [("fault:429", 0), ("ok", 1), ("auth", None)]
