@@ -636,14 +636,15 @@ def ratio_lines(b: Bench, derived: dict[str, dict[str, Any]]) -> list[str]:
                 ok = None if a is None or c is None or c <= 0 else a / c <= limit
                 out.append(f"  added {pct} @{rate}/s: {r(a, c)} (target <= {limit}x: {check(ok)})")
         a, c = same.get("rps"), pt.get("rps")
-        out.append(f"  throughput: {r(a, c)} (target >= 0.70x: {check(None if not c else a / c >= 0.7)})")
+        out.append(f"  throughput: {r(a, c)} (raw; the proxies' shares of core 1 differ, see checks)")
         a, c = same.get("rps_per_core"), pt.get("rps_per_core")
         if a and c:
-            out.append(f"  throughput per proxy CPU-second: {r(a, c)} (the same target, other load on core 1 factored out: "
-                       f"{check(a / c >= 0.7)})")
+            out.append(f"  throughput per proxy CPU-second: {r(a, c)} (target >= 0.70x: {check(a / c >= 0.7)})")
         a, c = same.get("ttfb_overhead"), pt.get("ttfb_overhead")
-        ok = None if a is None or c is None else (a <= 1.3 * c if c > 0 else a <= c + 100)
-        out.append(f"  stream TTFB overhead: {_ms(a)} ms vs {_ms(c)} ms = {r(a, c)} (target <= 1.3x: {check(ok)})")
+        ok = None if a is None or c is None else a - c <= 300
+        gap = _ms(a - c) if a is not None and c is not None else "n/a"
+        out.append(f"  stream time to first content, over direct: {_ms(a)} ms vs {_ms(c)} ms, {gap} ms more "
+                   f"(target <= 0.30 ms more: {check(ok)})")
         a, c = same.get("cpu_per_1k"), pt.get("cpu_per_1k")
         out.append(f"  CPU per request: {r(a, c)}")
     if same and cross:
@@ -656,16 +657,17 @@ def ratio_lines(b: Bench, derived: dict[str, dict[str, Any]]) -> list[str]:
         rate = b.plan.rates[0]
         a, c = fb.get(f"added_p50_{rate}"), same.get(f"added_p50_{rate}")
         if a is not None and c is not None:
-            out.append(f"one 429 fallback hop on top of same-protocol, p50 @{rate}/s: {_ms(a - c)} ms")
+            out.append(f"one 429 fallback hop on top of same-protocol, p50 @{rate}/s: {_ms(a - c)} ms "
+                       f"(target <= 0.30 ms: {check(a - c <= 300)})")
     if same and "same" in b.results:
         idle = b.results["same"].get("rss_idle")
         if isinstance(idle, float):
-            out.append(f"Switchyard RSS idle: {idle:.1f} MB (target <= 60 MB: {check(idle <= 60)})")
+            out.append(f"Switchyard RSS idle: {idle:.1f} MB (target <= 50 MB: {check(idle <= 50)})")
         g = same.get("rss_growth")
         if g is not None:
             served = b.results["same"].get("served", 0)
-            ok = check(g <= 5) if served >= 100_000 else f"n/a: only {served:,} requests"
-            out.append(f"Switchyard RSS growth after {served:,} requests: {g:+.1f}% (target <= 5%: {ok})")
+            ok = check(g <= 1) if served >= 100_000 else f"n/a: only {served:,} requests"
+            out.append(f"Switchyard RSS growth after {served:,} requests: {g:+.1f}% (target: none, <= 1%: {ok})")
     if same and ll:
         rate = b.plan.rates[0]
         out.append("LiteLLM vs Switchyard same-protocol (same run):")
@@ -825,9 +827,12 @@ def main(argv: list[str] | None = None) -> int:
                     for k in ("rss_idle", "rss_warm", "rss_end", "served"):
                         bench.results[p][k] = "shared"
                 first = False
+            key = sy_paths[0]
+            # Warm once every column has run: each loads its protocol's adapter on first use
+            # (lazy), which is not growth.
+            bench.results[key]["rss_warm"] = rss_mb(sy.pid)
             same_t = Target("same", f"http://127.0.0.1:{api}/v1/chat/completions", None, workdir / "same.json", sy)
             bench.soak(same_t, plan.soak_requests)
-            key = sy_paths[0]
             bench.results[key]["rss_end"] = rss_mb(sy.pid)
             bench.results[key]["served"] = bench.served.get(sy.pid, 0)
             sy.stop()
