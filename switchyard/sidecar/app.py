@@ -33,6 +33,7 @@ from switchyard.sidecar import tracing as tracing_
 from switchyard.sidecar.files import ConfigFiles
 from switchyard.sidecar.http import admin
 from switchyard.sidecar.http import guard, routes
+from switchyard.sidecar.pipeline.exchange import request_log
 from switchyard.sidecar.contract.config import CompiledConfig
 from switchyard.sidecar.state import RUNTIME, Runtime
 
@@ -252,6 +253,7 @@ class Sidecar:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        request_log.flush()  # the last requests' lines (they leave in batches)
         await rt.upstreams.close()
         if rt.tracing is not None:  # export the spans still batched (the exporter's own timeout bounds it)
             await asyncio.to_thread(rt.tracing.shutdown)

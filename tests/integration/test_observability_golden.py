@@ -277,6 +277,7 @@ def logged(level: str = "info", stream: Any = None) -> Iterator[Any]:
     try:
         yield buf
     finally:
+        request_log.flush()  # as the sidecar's stop does: request lines leave in batches
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
 

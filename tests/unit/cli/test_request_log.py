@@ -106,3 +106,50 @@ def test_a_failing_stream_is_reported_as_logging_reports_it_and_never_raises(roo
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "Input/output error" in err and "Message: 'request'" in err
     assert logs._installed is not None and not logs._installed[0].lock._is_owned()  # type: ignore[attr-defined]
+
+
+async def test_lines_leave_in_batches_in_order_within_the_flush_interval(root: logging.Logger) -> None:
+    """On an event loop, request lines are written together (one write and one flush for
+    many requests), at most FLUSH_SECONDS after the first of them, in order."""
+    import asyncio
+
+    writes: list[str] = []
+    flushed = asyncio.Event()
+
+    class Watched(io.StringIO):
+        def write(self, s: str) -> int:
+            writes.append(s)
+            return super().write(s)
+
+        def flush(self) -> None:
+            flushed.set()
+
+    writer = logs.RequestLog(logging.getLogger("switchyard.request"))
+    buf = Watched()
+    logs.setup("info", stream=buf)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i in range(3):
+        writer.write("request", {**FIELDS[0], "status": 200 + i})
+    assert buf.getvalue() == "", "nothing is written per request"
+    await asyncio.wait_for(flushed.wait(), timeout=5)
+    assert loop.time() - t0 <= logs.FLUSH_SECONDS + 1.0
+    assert len(writes) == 1
+    assert [json.loads(line)["status"] for line in buf.getvalue().splitlines()] == [200, 201, 202]
+
+
+def test_flush_writes_what_is_pending_and_a_full_batch_leaves_at_once(root: logging.Logger) -> None:
+    import asyncio
+
+    async def go() -> tuple[int, int, int]:
+        writer = logs.RequestLog(logging.getLogger("switchyard.request"))
+        buf = io.StringIO()
+        logs.setup("info", stream=buf)
+        writer.write("request", FIELDS[0])
+        pending = buf.getvalue().count('"msg":"request"')
+        writer.flush()  # what Sidecar.stop does
+        flushed = buf.getvalue().count('"msg":"request"')
+        writer.write("request", {**FIELDS[0], "error": "x" * logs.FLUSH_BYTES})  # a full batch: written at once
+        return pending, flushed, buf.getvalue().count('"msg":"request"')
+
+    assert asyncio.run(go()) == (0, 1, 2)
