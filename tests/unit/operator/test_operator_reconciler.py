@@ -232,6 +232,51 @@ async def test_a_changed_binding_resets_the_tiers_its_sidecar_disabled_once() ->
         await sc.stop()
 
 
+async def test_a_rate_limit_one_pod_saw_reaches_the_other_pods_in_the_same_pass_and_so_does_its_end() -> None:
+    """Two real sidecars on loopback: pod 0 waits out a 429 (its own); one pass later pod 1
+    skips the tier too (marked shared), without a request; nothing is re-sent while nothing
+    changes; when pod 0 is reset, the next pass clears pod 1 (docs/shared-health.md)."""
+    from switchyard.sidecar.app import Listen, Sidecar
+    from switchyard.sidecar.routing import breaker
+
+    token = "t-" + "y" * 20
+    cars = [Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), admin_token=token, drain_seconds=0.1) for _ in range(2)]
+    ports = [(await sc.start())[1] for sc in cars]
+    rec, kube, _ = make([BINDING])
+    try:
+        rec.world.pods_by_ns["ns"] = [  # type: ignore[index]
+            PodInfo("ns", f"p-{i}", f"u{i}", {"app": "a"}, "Running", "127.0.0.1", f"http://127.0.0.1:{port}", f"u{i}|1")
+            for i, port in enumerate(ports)
+        ]
+        kube.secrets["switchyard-admin-token"] = {"metadata": {"name": "switchyard-admin-token", "namespace": "ns"},
+                                                  "data": {"token": b64(token)}}
+        await rec.start()
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 0  # nothing seen, nothing said
+
+        def tier0(sc: Sidecar) -> Any:
+            b = sc.runtime.snapshot.by_name["support"]  # type: ignore[union-attr]
+            return b, sc.runtime.health(b, b.tiers[0])
+
+        b, h = tier0(cars[0])
+        breaker.rate_limit(h, b.breaker, cars[0].runtime.clock(), 60.0)  # what its own 429 does
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 1
+        _, h1 = tier0(cars[1])
+        assert h1.rate_limited_until > cars[1].runtime.clock() + 55 and breaker.is_shared(h1, cars[1].runtime.clock())
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 1  # unchanged: not re-sent
+
+        cars[0].runtime.reset(b)  # an admin reset pod 0: nobody saw it any more
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 2 and h1.rate_limited_until == 0.0
+        assert b"switchyard_operator_health_hints_sent_total{outcome=\"sent\"}" in rec.metrics.exposition()
+    finally:
+        await rec.stop()
+        for sc in cars:
+            await sc.stop()
+
+
 async def test_check_binding_warns_from_the_indexes() -> None:
     binding = obj("AssistantBinding", "new", {
         "primary": {"sourceRef": {"name": "main"}}, "fallbacks": [{"sourceRef": {"name": "ghost"}}],
