@@ -429,7 +429,8 @@ class Reconciler:
         now = self.wall()
         planned = sharing.plan_hints(reports, now)
         self.hints.retain({p.key for p in pods}, ns)
-        due = [p for p in pods if p.key in planned and self.hints.needs_send(p, planned[p.key], now)]
+        due = [p for p in pods if p.key in planned and (
+            self.hints.needs_send(p, planned[p.key], now) or sharing.holds_stale(reports[p.key], planned[p.key]))]
         if not due:
             return
         if token is None:  # Secret delivery sends no config with a token: read it now, only now

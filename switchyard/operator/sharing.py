@@ -115,6 +115,22 @@ class _Sent:
     hints: HealthHints
 
 
+def holds_stale(report: SidecarReport, hints: HealthHints) -> bool:
+    """Does the pod report a state a hint made (``shared``) that ``hints`` no longer holds?
+    Then it is sent its set again even if this process believes it was: after a leader
+    change, an operator restart or a lost message, the report is the truth."""
+    planned = {(h.source, h.model, h.key) for h in hints.hints}
+    for b in report.bindings:
+        for t in b.tiers:
+            if t.keys is None:
+                if t.breaker.shared and (t.source, t.model, 0) not in planned:
+                    return True
+                continue
+            if any(k.shared and (t.source, t.model, k.index) not in planned for k in t.keys):
+                return True
+    return False
+
+
 def _same(a: HealthHint, b: HealthHint) -> bool:
     """The same hint, give or take the second a wait read from a relative time may move by
     between two polls (not worth a message: both end within a second of each other)."""

@@ -296,3 +296,128 @@ async def test_requests_spent_before_every_pod_skips_a_rate_limited_tier(pods: l
     print(f"\nshared health, N={n} pods, primary answers 429 (Retry-After 120 s): user requests spent on it "
           f"before every pod skips it: without sharing {without}, with sharing {with_sharing}; "
           f"hint pass (read {n} reports, plan, {sends} signed PUTs): {seconds * 1000:.1f} ms")
+
+
+# --------------------------------------------------------------------------- several keys
+
+
+async def test_keys_by_index_a_waiting_key_is_skipped_and_a_refused_key_checked_with_that_key() -> None:
+    from switchyard.simulator import Mount
+
+    k0, k1, kb = "sk-multi-ZERO-aa11", "sk-multi-ONE-bb22", "sk-backup-cc33"
+    async with Simulator(Mount("multi", flavour="openai", api_key=[k0, k1]),
+                         Mount("backup", flavour="openai", api_key=kb), port=0) as s:
+        text = f"""
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: multi}}
+spec:
+  provider: openai-compatible
+  baseURL: {s.base_url("multi")}
+  defaultModel: multi-model
+  capabilityProfileRef: {{name: builtin-openai}}
+  credentialRefs: [{{name: keys, key: k0}}, {{name: keys, key: k1}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ModelSource
+metadata: {{name: backup}}
+spec:
+  provider: openai-compatible
+  baseURL: {s.base_url("backup")}
+  defaultModel: backup-model
+  capabilityProfileRef: {{name: builtin-openai}}
+  credentialRef: {{name: keys, key: kb}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: keys}}
+stringData: {{k0: {k0}, k1: {k1}, kb: {kb}}}
+---
+""" + binding("helper", "multi", "backup")
+        sidecar = Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), drain_seconds=5, admin_token=TOKEN)
+        sidecar.runtime.clock = FakeClock()
+        sidecar.load(compile_config(load(text)).config)
+        api, admin = await sidecar.start()
+        p = Pod(sidecar, f"http://127.0.0.1:{api}", f"http://127.0.0.1:{admin}", sidecar.runtime.clock, "app-k")  # type: ignore[arg-type]
+        try:
+            sent = lambda: [r.headers.get("Authorization") for r in s.requests("multi") if r.method == "POST"]  # noqa: E731
+            assert (await put(p, {"hints_version": 1, "hints": [
+                rl(time.time() + 60, source="multi", model="multi-model", key=0)]}))[0] == 200
+            _, headers = await p.chat()
+            assert headers["x-switchyard-tier"] == "0" and headers["x-switchyard-key"] == "1"
+            assert "tier0/key0=rate-limited(retry in" in headers["x-switchyard-fallback-reason"]
+            assert sent() == [f"Bearer {k1}"]  # key 0 never sent
+            [tier] = [t for b in (await p.report()).bindings for t in b.tiers if t.source == "multi"]
+            assert tier.keys[0].state == "rate-limited" and tier.keys[0].shared and tier.breaker.state == "closed"
+
+            s.fault("multi", 401, endpoint="models", key_index=1, persistent=True)
+            assert (await put(p, {"hints_version": 1, "hints": [
+                {"source": "multi", "model": "multi-model", "key": 1, "disabled": "401"}]}))[0] == 200
+            await sidecar.runtime.prober.wait_idle()  # key 0's hint is dropped (not in the set), key 1 checked
+            checks = [r.headers.get("Authorization") for r in s.requests("multi") if r.method == "GET"]
+            assert checks == [f"Bearer {k1}"]  # the check is sent with the key under suspicion
+            [tier] = [t for b in (await p.report()).bindings for t in b.tiers if t.source == "multi"]
+            assert [k.state for k in tier.keys] == ["usable", "disabled"] and not tier.keys[1].shared
+            _, headers = await p.chat()
+            assert headers["x-switchyard-key"] == "0" and sent() == [f"Bearer {k1}", f"Bearer {k0}"]
+            body = (await p.report()).model_dump_json()
+            assert k0 not in body and k1 not in body
+        finally:
+            await sidecar.stop()
+
+
+async def wait_for(done: Any, limit: float = 10.0, step: float = 0.005) -> None:
+    for _ in range(int(limit / step)):
+        if done():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError("not within the limit")
+
+
+async def test_propagation_delay_is_at_most_one_poll_interval_and_one_pass(pods: list[Pod], sim: Simulator) -> None:
+    """Timed: a poll loop runs every INTERVAL seconds as the operator's does; from the
+    moment pod 0 has its 429 until every pod skips the tier. Five rounds, each started at
+    another point of the poll cycle."""
+    interval = 1.0
+    memory = sharing.HintMemory()
+    delays: list[float] = []
+    clears: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        async def poll() -> None:
+            while True:
+                await operator_pass(pods, session, memory)
+                await asyncio.sleep(interval)
+
+        loop = asyncio.create_task(poll())
+        try:
+            for round_ in range(5):
+                sim.reset("primary")
+                sim.fault("primary", 429, retry_after=120, persistent=True)
+                await asyncio.sleep(0.23 * round_ + 0.05)  # another phase of the poll cycle each round
+                _, headers = await pods[0].chat()
+                t0 = time.perf_counter()
+                assert headers["x-switchyard-tier"] == "1"
+
+                def all_skip() -> bool:
+                    out = []
+                    for p in pods:
+                        b = p.rt.snapshot.config.bindings[0]
+                        out.append(p.rt.health(b, b.tiers[0]).rate_limited_until > p.rt.clock())
+                    return all(out)
+
+                await wait_for(all_skip)
+                delays.append(time.perf_counter() - t0)
+                pods[0].rt.reset(pods[0].rt.snapshot.config.bindings[0])  # the pod that saw it is reset: a recovery
+                await wait_for(lambda: not any(  # the next poll clears the hints
+                    p.rt.health(p.rt.snapshot.config.bindings[0], p.rt.snapshot.config.bindings[0].tiers[0])
+                    .rate_limited_until for p in pods))
+                clears.append(time.perf_counter() - t0 - delays[-1])
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+    assert max(delays) <= interval + 0.5, delays
+    assert max(clears) <= interval + 0.5, clears
+    assert posts(sim, "primary") == 1  # the last round's: one user request, by pod 0
+    print(f"\nshared health, N={len(pods)}, poll every {interval:g} s: from pod 0's 429 to every pod skipping: "
+          + ", ".join(f"{d * 1000:.0f}" for d in delays) + " ms; from its reset to every pod cleared: "
+          + ", ".join(f"{d * 1000:.0f}" for d in clears) + " ms")

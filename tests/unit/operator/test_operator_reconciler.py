@@ -267,9 +267,16 @@ async def test_a_rate_limit_one_pod_saw_reaches_the_other_pods_in_the_same_pass_
         await rec.reconcile_namespace("ns")
         assert rec.hint_sends == 1  # unchanged: not re-sent
 
-        cars[0].runtime.reset(b)  # an admin reset pod 0: nobody saw it any more
+        from switchyard.operator.sharing import HintMemory
+
+        rec.hints = HintMemory()  # as after a leader change: this process never told pod 1 anything
         await rec.reconcile_namespace("ns")
-        assert rec.hint_sends == 2 and h1.rate_limited_until == 0.0
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 2  # told once again (it knew: harmless), then not again
+        rec.hints = HintMemory()
+        cars[0].runtime.reset(b)  # an admin reset pod 0: nobody saw it any more
+        await rec.reconcile_namespace("ns")  # pod 1 reports a shared wait nobody sees: cleared
+        assert rec.hint_sends == 3 and h1.rate_limited_until == 0.0
         assert b"switchyard_operator_health_hints_sent_total{outcome=\"sent\"}" in rec.metrics.exposition()
     finally:
         await rec.stop()

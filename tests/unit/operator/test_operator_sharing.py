@@ -131,3 +131,16 @@ def test_the_signature_covers_body_and_time_and_names_no_value() -> None:
         with pytest.raises(SignatureError) as e:
             verify(token, hdr, b, now)
         assert "tok-123" not in str(e.value)
+
+
+def test_a_pod_that_reports_a_hint_the_plan_no_longer_holds_is_told_again() -> None:
+    """After a leader change (a fresh HintMemory) the report is the truth: a pod still
+    holding a hint-made wait that nobody reports any more gets the clearing set."""
+    held = report(tier("openai", "gpt-5", breaker={**RL, "shared": True}))
+    assert sharing.holds_stale(held, HealthHints(hints=[]))
+    planned = sharing.plan_hints({("team-a", "a"): report(tier("openai", "gpt-5", breaker=RL)), ("team-a", "b"): held}, NOW)
+    assert not sharing.holds_stale(held, planned[("team-a", "b")])  # still seen by a: nothing stale
+    keyed = report(tier("multi", "m", keys=[{"index": 1, "state": "rate-limited", "rate_limited_for_seconds": 5.0,
+                                             "shared": True}]))
+    assert sharing.holds_stale(keyed, HealthHints(hints=[]))
+    assert not sharing.holds_stale(report(tier("openai", "gpt-5", breaker=RL)), HealthHints(hints=[]))  # its own
