@@ -12,7 +12,9 @@ whatever event woke them):
      bounded timeouts, shared semaphore);
   3. when a binding's generation changed since its pod last ran it, reset the tiers that
      pod's sidecar had disabled for a permanent failure (``POST .../reset?tier=N``, once
-     the new config runs there): "disabled until the binding changes";
+     the new config runs there): "disabled until the binding changes"; then share tier
+     health: what a pod saw itself (a key rate-limited until T, refused) goes to the other
+     pods that run that source and model (``sharing.py``, signed ``PUT /admin/health``);
   4. ask the planner for each binding's and profile's status from what the pods answered,
      write it through the status subresource when it changed, and post Events for health
      transitions (rate-limited).
