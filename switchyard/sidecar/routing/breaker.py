@@ -285,10 +285,11 @@ def hint_suspect(h: TierHealth, reason: str) -> bool:
 
 
 def is_shared(h: TierHealth, now: float) -> bool:
-    """Does this record wait (or stay out) only because of a hint, not its own evidence?"""
-    if h.hint_disabled is not None and h.state is not State.DISABLED:
+    """Does this record wait (or stay out) only because of a hint, not its own evidence?
+    (A wait of its own wins: the operator must still see it while a suspicion is checked.)"""
+    if h.hint_rate_limited_until > now and h.hint_rate_limited_until > h.own_rate_limited_until:
         return True
-    return h.hint_rate_limited_until > now and h.hint_rate_limited_until > h.own_rate_limited_until
+    return h.hint_disabled is not None and h.state is not State.DISABLED and h.own_rate_limited_until <= now
 
 
 def drop_hints(h: TierHealth) -> bool:

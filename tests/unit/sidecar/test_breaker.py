@@ -200,7 +200,7 @@ def test_a_rate_limit_hint_waits_like_an_own_429_capped_and_dropped_without_touc
 
 
 def test_a_disabled_hint_is_a_suspicion_that_blocks_requests_until_the_check_settles_it() -> None:
-    from switchyard.sidecar.routing.breaker import confirmed, hint_suspect, is_shared, not_confirmed
+    from switchyard.sidecar.routing.breaker import confirmed, hint_suspect, is_shared, not_confirmed, rate_limit
 
     h = TierHealth()
     assert hint_suspect(h, "401")  # a check should start
@@ -210,6 +210,8 @@ def test_a_disabled_hint_is_a_suspicion_that_blocks_requests_until_the_check_set
     not_confirmed(h)
     assert admit(h, P, 0, 0).allowed and h.state is State.CLOSED
     assert hint_suspect(h, "401")
+    rate_limit(h, P, 0, 30.0)  # its own 429 meanwhile: its own wait is reported as its own
+    assert not is_shared(h, 1)
     confirmed(h, "401", "fp", 1.0)
     assert h.state is State.DISABLED and not is_shared(h, 1) and not hint_suspect(h, "401")
     enable(h, "reset", 2.0)
