@@ -57,6 +57,10 @@ class OperatorMetrics:
             registry=r)
         self.pushes = Counter(
             "switchyard_operator_config_pushes_total", "Config pushes to sidecars, by outcome.", ["outcome"], registry=r)
+        self.health_hints = Counter(
+            "switchyard_operator_health_hints_sent_total",
+            "Shared-health hint sets sent to sidecars (PUT /admin/health), by outcome (sent, failed, no-token).",
+            ["outcome"], registry=r)
         self.refusals = Counter(
             "switchyard_operator_credential_refusals_total",
             "ModelSource credential checks refused before anything was read or sent, by reason "
@@ -73,6 +77,8 @@ class OperatorMetrics:
             self.reconcile_seconds.labels(kind)
         for outcome in PUSH_OUTCOMES:
             self.pushes.labels(outcome)
+        for outcome in ("sent", "failed", "no-token"):
+            self.health_hints.labels(outcome)
         for hook in WEBHOOKS:
             self.webhook_seconds.labels(hook)
             for outcome in WEBHOOK_OUTCOMES:

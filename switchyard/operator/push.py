@@ -11,7 +11,7 @@ the sidecar is known to run, so that when a binding changes, the tiers the sidec
 disabled for a permanent failure are reset once, after the new config is in place
 (``generation_changed`` / ``generation_applied``; see the reconciler).
 
-``put_config``, ``get_status`` and ``reset_tier`` are the only calls to the sidecars'
+``put_config``, ``get_status``, ``reset_tier`` and ``put_health`` are the only calls to the sidecars'
 admin API; each is bounded by the connect and request timeouts, so one unreachable
 sidecar costs at most that, and the reconciler runs them concurrently under a shared
 semaphore.
@@ -19,12 +19,14 @@ semaphore.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
+from switchyard.sidecar.contract.health import HEALTH_PATH, SIGNATURE_HEADER, HealthHints, sign
 from switchyard.sidecar.contract.report import ReportError, SidecarReport, parse_report
 
 from .selection import PodInfo
@@ -225,6 +227,29 @@ async def reset_tier(
             if resp.status in (401, 403):
                 return PodProblem(pod.name, "Unauthorized", "the sidecar refused the admin token")
             return PodProblem(pod.name, "Rejected", f"reset of {binding} tier {tier}: HTTP {resp.status}: {_message(raw)}")
+    except TimeoutError:
+        return PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
+    except aiohttp.ClientError as e:
+        return PodProblem(pod.name, "Unreachable", f"{url}: {type(e).__name__}")
+
+
+async def put_health(
+    session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, hints: HealthHints, timeouts: AdminTimeouts,
+    *, now: float | None = None,
+) -> PodProblem | None:
+    """PUT /admin/health: this pod's whole set of shared-health hints (docs/shared-health.md),
+    signed with the admin token (the token itself never crosses the wire). None when taken."""
+    body = hints.to_body()
+    at = int(time.time() if now is None else now)
+    headers = {SIGNATURE_HEADER: sign(token, at, body), "Content-Type": "application/json"}
+    try:
+        async with session.put(f"{url}{HEALTH_PATH}", data=body, headers=headers, timeout=timeouts.client()) as resp:
+            raw = await resp.read()
+            if resp.status == 200:
+                return None
+            if resp.status in (401, 403):
+                return PodProblem(pod.name, "Unauthorized", "the sidecar refused the signed health hints")
+            return PodProblem(pod.name, "Rejected", f"PUT {HEALTH_PATH}: HTTP {resp.status}: {_message(raw)}")
     except TimeoutError:
         return PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
     except aiohttp.ClientError as e:

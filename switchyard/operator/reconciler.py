@@ -12,7 +12,9 @@ whatever event woke them):
      bounded timeouts, shared semaphore);
   3. when a binding's generation changed since its pod last ran it, reset the tiers that
      pod's sidecar had disabled for a permanent failure (``POST .../reset?tier=N``, once
-     the new config runs there): "disabled until the binding changes";
+     the new config runs there): "disabled until the binding changes"; then share tier
+     health: what a pod saw itself (a key rate-limited until T, refused) goes to the other
+     pods that run that source and model (``sharing.py``, signed ``PUT /admin/health``);
   4. ask the planner for each binding's and profile's status from what the pods answered,
      write it through the status subresource when it changed, and post Events for health
      transitions (rate-limited).
@@ -55,6 +57,7 @@ from switchyard.sidecar.contract.delivery import (
 from switchyard.sidecar.contract.report import SidecarReport
 
 from . import catalog as catalogs
+from . import sharing
 from . import validation
 from .conditions import rfc3339
 from .credentials import CredentialRefused, refusal
@@ -62,8 +65,17 @@ from .events import WARNING, EventLimiter, EventSpec, HealthMemo, health_events
 from .health import disabled_tiers
 from .kube import Kube, KubeError
 from .metrics import METRICS, OperatorMetrics
-from .plan import AdminTokenRef, BindingPlan, NamespaceInputs, PodOutcome, first_error, plan_configs, plan_statuses
-from .push import AdminTimeouts, PushMemory, get_status, put_config, reset_tier
+from .plan import (
+    AdminTokenRef,
+    BindingPlan,
+    NamespaceInputs,
+    PodOutcome,
+    admin_token,
+    first_error,
+    plan_configs,
+    plan_statuses,
+)
+from .push import AdminTimeouts, PushMemory, get_status, put_config, put_health, reset_tier
 from .selection import PodInfo
 from .settings import COMPONENT, Settings
 from .status import PodProblem, merge_patch, prune, source_status
@@ -123,6 +135,8 @@ class Reconciler:
         )
         self.timeouts = AdminTimeouts(settings.push.connect_timeout_seconds, settings.push.request_timeout_seconds)
         self.health_memo: dict[tuple[str, str], HealthMemo] = {}
+        self.hints = sharing.HintMemory()  # shared tier health: what each pod was last told
+        self.hint_sends = 0  # hint sets sent (for tests and the fleet bench)
         self.catalogs: dict[tuple[str, str], CatalogRecord] = {}
         # (kind, ns, name) -> (uid, status written, when): bridges the watch's lag after a write
         self.written: dict[tuple[str, str, str], tuple[str, dict[str, Any], float]] = {}
@@ -374,6 +388,8 @@ class Reconciler:
             if st is not None:
                 pod_status[p.key] = st
 
+        await self._share_health(ns, pods, pod_status, plan.admin_token)
+
         outcomes = {
             p.key: PodOutcome(pod_status[p.key], self.pushes.runs(p, plan.configs[p.key].version), self.pushes.problem(p))
             for p in pods
@@ -402,6 +418,46 @@ class Reconciler:
         retry = self.pushes.retry_in(pods, self.mono())
         if retry is not None:
             self.queue.add(("ns", ns), retry)
+
+    async def _share_health(
+        self, ns: str, pods: list[PodInfo], pod_status: dict[tuple[str, str], SidecarReport | None], token: str | None
+    ) -> None:
+        """Shared tier health (docs/shared-health.md): tell each pod what the other pods of
+        the namespace saw themselves (a key rate-limited until T, refused), in the same pass
+        that read their reports. Only pods whose set changed are sent it (an empty set once:
+        the clearing hint); signed with the admin token, read only when something is to be
+        sent. Best effort: a pod not told learns by itself, as without sharing."""
+        reports = {p.key: st for p in pods if (st := pod_status.get(p.key)) is not None and p.admin_url}
+        now = self.wall()
+        planned = sharing.plan_hints(reports, now)
+        self.hints.retain({p.key for p in pods}, ns)
+        due = [p for p in pods if p.key in planned and (
+            self.hints.needs_send(p, planned[p.key], now) or sharing.holds_stale(reports[p.key], planned[p.key]))]
+        if not due:
+            return
+        if token is None:  # Secret delivery sends no config with a token: read it now, only now
+            data = await self._admin_token_data(ns)
+            token = admin_token({self.s.sidecar.admin_token_secret: data or {}},
+                                AdminTokenRef(self.s.sidecar.admin_token_secret, self.s.sidecar.admin_token_key))
+        if token is None:
+            self.metrics.health_hints.labels("no-token").inc(len(due))
+            return  # no admin token in the namespace: the sidecars accept no hint; each learns alone
+        assert self.session is not None
+
+        async def send(p: PodInfo) -> None:
+            assert self.session is not None and p.admin_url is not None
+            async with self._admin_sem:
+                problem = await put_health(self.session, p, p.admin_url, token, planned[p.key], self.timeouts, now=now)
+            if problem is None:
+                self.hints.sent(p, planned[p.key])
+                self.hint_sends += 1
+                self.metrics.health_hints.labels("sent").inc()
+            else:
+                self.metrics.health_hints.labels("failed").inc()
+                log.info("could not send shared health to %s/%s (%s: %s); it learns by itself",
+                         p.namespace, p.name, problem.reason, problem.message)
+
+        await asyncio.gather(*(send(p) for p in due))
 
     async def _sync_pod(
         self,

@@ -356,6 +356,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.health_hints = Counter(
+            "switchyard_health_hints",
+            "Shared-health hints received from the operator (PUT /admin/health), by kind (rate-limited, disabled, "
+            "clear, message) and result (applied, clamped, known, ignored, rejected, stale).",
+            ["kind", "result"],
+            registry=r,
+        )
         self.config_last_update = Gauge(
             "switchyard_config_last_update_timestamp_seconds",
             "Unix time of the last applied config.",

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledConfig, CompiledKey, CompiledTier
+from switchyard.sidecar.contract.health import HealthHint, HealthHints
 from switchyard.sidecar.metrics import Metrics
 from switchyard.sidecar.probe import Prober
 from switchyard.sidecar.routing import breaker, classify
@@ -238,6 +239,8 @@ class Runtime:
     # OpenTelemetry out of the process and the request path to one check.
     tracing: Any = None
     prober: Prober = field(init=False)
+    # Shared health: the signed time of the last hint message accepted (an older one is refused).
+    hints_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.prober = Prober(self)
@@ -363,7 +366,12 @@ class Runtime:
     def key_out(self, b: CompiledBinding, tier: CompiledTier, key: CompiledKey) -> str | None:
         """Why ``key`` may not be sent now (trail text, e.g. ``rate-limited(retry in 7s)``), or None."""
         state, why = self.key_state(b, tier, key)
-        return None if state == "usable" else f"{state}({why})"
+        if state == "usable":
+            kh = self.breakers.peek_key(binding_key(b), tier.key, key.index)
+            if kh is not None and kh.hint_disabled is not None:  # another pod saw it refused: checked first
+                return f"suspected({kh.hint_disabled}; checking)"
+            return None
+        return f"{state}({why})"
 
     def settle_keys(self, b: CompiledBinding, tier: CompiledTier) -> None:
         """After a key's state changed: when no key of the tier is usable any more, the
@@ -387,6 +395,91 @@ class Runtime:
             reason = disabled[-1].disabled_reason or "disabled"
             breaker.disable(h, reason, tier.fingerprint(), time.time())
             self.note_transitions(b, tier, h, seen)
+
+    # ------------------------------------------------------------- shared health
+
+    def apply_hints(self, hints: HealthHints) -> dict[str, int]:
+        """Install the operator's hints for this pod (docs/shared-health.md): the whole set,
+        so a state an earlier hint made and this one does not repeat is dropped. Hints for
+        a source, model or key this sidecar does not run are ignored. Counts by result."""
+        counts = {"applied": 0, "clamped": 0, "known": 0, "ignored": 0, "dropped": 0}
+        snap = self.snapshot
+        tiers: dict[tuple[str, str], list[tuple[CompiledBinding, CompiledTier]]] = {}
+        for b in snap.config.bindings if snap is not None else ():
+            for t in b.tiers:
+                if t.problem is None:
+                    tiers.setdefault((t.source, t.model), []).append((b, t))
+        now, wall = self.clock(), time.time()
+        kept: set[int] = set()  # id() of the records a hint of this message stands on
+        settle: list[tuple[CompiledBinding, CompiledTier]] = []
+        for hint in hints.hints:
+            result = "ignored"
+            for b, t in tiers.get((hint.source, hint.model), ()):
+                if t.keys is None:
+                    if hint.key != 0:
+                        continue
+                    h, key = self.health(b, t), None
+                elif hint.key < len(t.keys):
+                    h, key = self.key_health(b, t, hint.key), t.keys[hint.key]
+                else:
+                    continue
+                r = self._apply_hint(b, t, key, h, hint, now, wall)
+                if r != "ignored":
+                    kept.add(id(h))
+                    if key is not None:
+                        settle.append((b, t))
+                result = r if result in ("ignored", "known") else result
+            counts[result] += 1
+            counts["applied"] += result == "clamped"  # applied, with its window cut to the cap
+            self.metrics.health_hints.labels(hint.kind, result).inc()
+        for b, t, h, is_key in self._records():
+            if id(h) not in kept and breaker.drop_hints(h):
+                counts["dropped"] += 1
+                self.metrics.health_hints.labels("clear", "applied").inc()
+                if is_key:
+                    th = self.health(b, t)  # the tier stood for its keys: as its own evidence says, then as its keys say
+                    th.rate_limited_until = max(th.own_rate_limited_until, th.hint_rate_limited_until)
+                    settle.append((b, t))
+        for b, t in settle:
+            self.settle_keys(b, t)
+        return counts
+
+    def _apply_hint(self, b: CompiledBinding, t: CompiledTier, key: CompiledKey | None, h: TierHealth,
+                    hint: HealthHint, now: float, wall: float) -> str:
+        if hint.rate_limited_until is not None:
+            until = now + (hint.rate_limited_until - wall)  # wall clock -> this sidecar's breaker clock
+            if until <= now:
+                return "ignored"  # over already
+            changed, clamped = breaker.hint_rate_limit(h, b.breaker, now, until)
+            if changed:
+                h.last_failure, h.last_failure_class = f"shared: {hint.reason or '429'}", breaker.RATE_LIMITED
+                h.last_failure_at = wall
+            return "clamped" if clamped else "applied" if changed else "known"
+        reason = hint.disabled or "disabled"
+        if h.state is State.DISABLED:
+            return "known"
+        status = int(reason[:3]) if reason[:3].isdigit() else None
+        failure = classify.Failure(classify.NOT_FOUND if status == 404 and key is None else classify.AUTH_ERROR, "", status)
+        was = h.hint_disabled
+        if breaker.hint_suspect(h, reason):
+            if key is None:
+                self.prober.confirm(b, t, failure)
+            else:
+                self.prober.confirm_key(b, t, key, failure)
+        return "known" if was is not None else "applied"
+
+    def _records(self) -> Iterator[tuple[CompiledBinding, CompiledTier, TierHealth, bool]]:
+        """Every breaker record of the current config: (binding, tier, record, is a key's)."""
+        snap = self.snapshot
+        for b in snap.config.bindings if snap is not None else ():
+            for t in b.tiers:
+                h = self.breakers.peek(binding_key(b), t.key)
+                if h is not None:
+                    yield b, t, h, False
+                for k in t.keys or ():
+                    kh = self.breakers.peek_key(binding_key(b), t.key, k.index)
+                    if kh is not None:
+                        yield b, t, kh, True
 
     def probe_tier(self, b: CompiledBinding, tier: CompiledTier) -> CompiledTier:
         """The tier as a prompt-free check sends it: with its first usable key (a key that

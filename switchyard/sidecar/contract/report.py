@@ -119,6 +119,10 @@ class ReportedBreaker(_Part):
     disabled_reason: str | None = Field(default=None, exclude_if=_absent)
     # Only while the upstream's Retry-After runs:
     rate_limited_for_seconds: float | None = Field(default=None, exclude_if=_absent)
+    # True: the wait (or the suspicion being checked) comes from another pod's hint
+    # (docs/shared-health.md), not from this sidecar's own answers; the operator shares
+    # only what a pod saw itself.
+    shared: bool | None = Field(default=None, exclude_if=_absent)
 
 
 class KeyState(StrEnum):
@@ -146,6 +150,7 @@ class ReportedKey(_Part):
     rate_limited_until: float | None = Field(default=None, exclude_if=_absent)  # wall clock, seconds
     last_failure: str | None = Field(default=None, exclude_if=_absent)
     last_failure_at: float | None = Field(default=None, exclude_if=_absent)  # wall clock, seconds
+    shared: bool | None = Field(default=None, exclude_if=_absent)  # as ReportedBreaker.shared
 
 
 class ReportedTier(_Part):

@@ -19,6 +19,9 @@ Routes:
     GET  /admin/status                 config version, each binding's chain and breakers
                                        (the report contract: ``contract/report.py``)
     POST /admin/bindings/{name}/test   does every tier resolve? (sends no prompt)
+    PUT  /admin/health                 shared tier health: what other pods saw (signed by the
+                                       operator with the token, or the bearer token;
+                                       contract/health.py, docs/shared-health.md)
     GET  /healthz  /readyz  /metrics
 """
 
@@ -34,6 +37,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from switchyard.sidecar.contract.config import SCHEMA_VERSION, CompiledConfig
+from switchyard.sidecar.contract.health import (
+    HEALTH_PATH,
+    MAX_HINT_BYTES,
+    SIGNATURE_HEADER,
+    HealthHints,
+    SignatureError,
+    verify,
+)
 from switchyard.sidecar.contract.report import (
     ReportedBinding,
     ReportedBreaker,
@@ -51,6 +62,7 @@ from switchyard.sidecar.http import guard
 from switchyard.sidecar.metrics import USAGE_KINDS
 from switchyard.sidecar.pipeline.intake import read_request_body
 from switchyard.sidecar.state import RUNTIME
+from switchyard.sidecar.routing import breaker
 from switchyard.sidecar.routing.breaker import effective_state
 from switchyard.sidecar.state import Runtime, binding_key
 
@@ -60,6 +72,8 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # server's pod proxy (which consumes Authorization for the caller's own credentials).
 ADMIN_TOKEN_HEADER = "X-Switchyard-Admin-Token"
 STATUS_PATH = "/admin/status"  # read-only, nothing secret: open to whoever reaches the listener
+HINT_BODY: web.RequestKey[bytes] = web.RequestKey("hint_body", bytes)  # a signed hint's body, read once
+HINT_AT: web.RequestKey[int] = web.RequestKey("hint_at", int)  # ... and its signed time
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -84,6 +98,20 @@ async def require_token(request: web.Request, handler: Any) -> web.StreamRespons
         return problem(refused.status, refused.message)
     if request.path.startswith("/admin/") and not (request.method == "GET" and request.path == STATUS_PATH):
         token = request.app[ADMIN_TOKEN]
+        if token and request.path == HEALTH_PATH and SIGNATURE_HEADER in request.headers:
+            # The operator's hints are signed with the token, which never crosses the wire
+            # (contract/health.py); the signature covers the body, so it is read here, bounded.
+            raw = await read_request_body(request.content, MAX_HINT_BYTES + 1)
+            if len(raw) > MAX_HINT_BYTES:
+                request.app[RUNTIME].metrics.health_hints.labels("message", "rejected").inc()
+                return problem(413, f"hints larger than {MAX_HINT_BYTES} bytes")
+            try:
+                request[HINT_AT] = verify(token, request.headers[SIGNATURE_HEADER], raw, time.time())
+            except SignatureError as exc:
+                request.app[RUNTIME].metrics.health_hints.labels("message", "rejected").inc()
+                return problem(401, f"hint refused: {exc}")
+            request[HINT_BODY] = raw
+            return await handler(request)
         if token:
             # Header values are text decoded with surrogateescape: bytes that are not UTF-8
             # compare (unequal) instead of failing to encode.
@@ -137,6 +165,42 @@ async def put_config(request: web.Request) -> web.Response:
     return _json({"applied": applied, "version": config.version})
 
 
+async def put_health(request: web.Request) -> web.Response:
+    """Shared tier health: the operator's hints for this pod (docs/shared-health.md).
+    Hostile input: every refusal is a plain JSON problem, never a trace; hints for what
+    this sidecar does not run are ignored, windows clamped to the tier's own cap."""
+    rt = request.app[RUNTIME]
+    counted = rt.metrics.health_hints
+    raw = request.get(HINT_BODY)
+    if raw is None:  # the bearer token (a person through port-forward), or loopback without a token
+        raw = await read_request_body(request.content, MAX_HINT_BYTES + 1)
+        if len(raw) > MAX_HINT_BYTES:
+            counted.labels("message", "rejected").inc()
+            return problem(413, f"hints larger than {MAX_HINT_BYTES} bytes")
+    at = request.get(HINT_AT, int(time.time()))
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        counted.labels("message", "rejected").inc()
+        return problem(400, f"hints are not valid JSON: {exc.msg}")
+    if not isinstance(data, dict):
+        counted.labels("message", "rejected").inc()
+        return problem(400, "hints must be a JSON object")
+    try:
+        hints = HealthHints.model_validate(data)
+    except ValidationError as exc:
+        counted.labels("message", "rejected").inc()
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        return problem(400, f"hints are invalid at {where}: {first['msg']}"[:300])
+    if at < rt.hints_at:
+        counted.labels("message", "stale").inc()
+        return problem(409, "hints older than the last accepted: ignored")
+    rt.hints_at = at
+    counts = rt.apply_hints(hints)
+    return _json(counts)
+
+
 def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> ReportedBreaker:
     h = rt.health(b, t)
     is_open = h.state.value == TierState.OPEN
@@ -155,6 +219,7 @@ def tier_health_view(rt: Runtime, b: Any, t: Any, now: float) -> ReportedBreaker
         probing=h.probing if is_open else None,
         disabled_reason=h.disabled_reason,
         rate_limited_for_seconds=round(h.rate_limited_until - now, 3) if h.rate_limited_until > now else None,
+        shared=True if breaker.is_shared(h, now) else None,
     )
 
 
@@ -185,6 +250,7 @@ def key_views(rt: Runtime, b: Any, t: Any, now: float) -> list[ReportedKey] | No
             rate_limited_until=round(kh.rate_limited_until + wall_offset) if waiting else None,  # type: ignore[union-attr]
             last_failure=kh.last_failure if kh is not None else None,
             last_failure_at=kh.last_failure_at if kh is not None else None,
+            shared=True if kh is not None and breaker.is_shared(kh, now) else None,
         ))
     return out
 
@@ -316,6 +382,7 @@ async def metrics(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.put("/admin/config", put_config),
+        web.put(HEALTH_PATH, put_health),
         web.get("/admin/status", get_status),
         web.post("/admin/bindings/{name}/test", test_binding),
         web.post("/admin/bindings/{name}/reset", reset_binding),

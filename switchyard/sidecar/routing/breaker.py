@@ -80,7 +80,10 @@ class TierHealth:
     consecutive_failures: int = 0
     open_until: float = 0.0  # monotonic: while OPEN, the tier is skipped until then
     reopened: int = 0  # failed checks/trials in a row since it first opened: the backoff exponent
-    rate_limited_until: float = 0.0  # monotonic: Retry-After honoured until then
+    rate_limited_until: float = 0.0  # monotonic: Retry-After honoured until then (own or shared: the later)
+    own_rate_limited_until: float = 0.0  # monotonic: what this sidecar's own 429s asked for
+    hint_rate_limited_until: float = 0.0  # monotonic: what another pod saw (a shared-health hint)
+    hint_disabled: str | None = None  # another pod saw it refused: suspected until this sidecar's check says
     half_open_in_flight: int = 0
     half_open_passed: int = 0
     probing: bool = False  # a prompt-free check is in flight
@@ -143,6 +146,8 @@ def admit(h: TierHealth, b: CompiledBreaker, now: float, wall: float) -> Admissi
     record_success / record_failure / release."""
     if h.state is State.DISABLED:
         return Admission(False, f"disabled({h.disabled_reason})", kind="disabled")
+    if h.hint_disabled is not None:  # another pod saw it refused: no user request until our check says
+        return Admission(False, f"suspected({h.hint_disabled}; checking)", kind="breaker")
     if now < h.rate_limited_until:
         return Admission(False, f"rate-limited(retry in {_secs(h.rate_limited_until - now)}s)", kind="rate-limited")
     if h.state is State.OPEN:
@@ -230,17 +235,72 @@ def record_suspect(h: TierHealth, admission: Admission, cls: str, reason: str, w
 def confirmed(h: TierHealth, reason: str, fingerprint: str | None, wall: float) -> None:
     """The check agreed (the key is refused, the model is not there): disable the tier."""
     h.confirming = False
+    h.hint_disabled = None  # this sidecar's own check said so: its own knowledge now
     if h.state is not State.DISABLED:
         disable(h, reason, fingerprint, wall)
 
 
 def not_confirmed(h: TierHealth) -> None:
     h.confirming = False
+    h.hint_disabled = None  # a false hint cost one check and nothing else
 
 
 def rate_limit(h: TierHealth, b: CompiledBreaker, now: float, retry_after: float | None) -> None:
     wait = retry_after if retry_after is not None and retry_after > 0 else b.cooldown_seconds
-    h.rate_limited_until = max(h.rate_limited_until, now + min(wait, b.max_retry_after_seconds))
+    until = now + min(wait, b.max_retry_after_seconds)
+    h.own_rate_limited_until = max(h.own_rate_limited_until, until)
+    h.rate_limited_until = max(h.rate_limited_until, until)
+
+
+# Shared health (docs/shared-health.md): what another pod saw, told by the operator. A
+# hint never outlasts this sidecar's own cap, never shortens what it learned itself, and
+# is dropped (``drop_hints``) when the operator no longer sends it.
+
+
+def hint_rate_limit(h: TierHealth, b: CompiledBreaker, now: float, until: float) -> tuple[bool, bool]:
+    """Another pod was told to wait until ``until`` (monotonic, on this clock): wait too,
+    exactly as for a 429 of its own, capped by ``maxRetryAfterSeconds``. (changed, clamped)"""
+    cap = now + b.max_retry_after_seconds
+    clamped = until > cap
+    until = min(until, cap)
+    h.hint_rate_limited_until = until
+    if until <= h.rate_limited_until:
+        return False, clamped  # it knew as much
+    h.rate_limited_until = until
+    return True, clamped
+
+
+def hint_suspect(h: TierHealth, reason: str) -> bool:
+    """Another pod saw it refused. Not trusted as such (whoever may send a hint could
+    otherwise disable tiers): no user request goes to it until this sidecar's own
+    prompt-free check says (``confirmed`` / ``not_confirmed``). True when a check should
+    start now."""
+    if h.state is State.DISABLED:
+        return False  # it knows
+    h.hint_disabled = reason
+    if h.confirming:
+        return False  # a check of its own is running: it settles the suspicion too
+    h.confirming = True
+    return True
+
+
+def is_shared(h: TierHealth, now: float) -> bool:
+    """Does this record wait (or stay out) only because of a hint, not its own evidence?
+    (A wait of its own wins: the operator must still see it while a suspicion is checked.)"""
+    if h.hint_rate_limited_until > now and h.hint_rate_limited_until > h.own_rate_limited_until:
+        return True
+    return h.hint_disabled is not None and h.state is not State.DISABLED and h.own_rate_limited_until <= now
+
+
+def drop_hints(h: TierHealth) -> bool:
+    """The operator no longer sends it: forget what hints made, keep what it learned itself.
+    True when something was dropped."""
+    had = h.hint_rate_limited_until > 0.0 or h.hint_disabled is not None
+    if h.hint_rate_limited_until > 0.0:
+        h.hint_rate_limited_until = 0.0
+        h.rate_limited_until = h.own_rate_limited_until
+    h.hint_disabled = None  # a check in flight still settles the tier by itself
+    return had
 
 
 def disable(h: TierHealth, reason: str, fingerprint: str | None, wall: float) -> None:
@@ -252,11 +312,14 @@ def disable(h: TierHealth, reason: str, fingerprint: str | None, wall: float) ->
 
 def enable(h: TierHealth, reason: str, wall: float) -> None:
     """Back in service after a config change or an admin reset: a clean slate."""
-    if h.state is State.CLOSED and h.rate_limited_until == 0.0:
+    if h.state is State.CLOSED and h.rate_limited_until == 0.0 and h.hint_disabled is None:
         return
     h.consecutive_failures = 0
     h.reopened = 0
     h.rate_limited_until = 0.0
+    h.own_rate_limited_until = 0.0
+    h.hint_rate_limited_until = 0.0
+    h.hint_disabled = None
     h.disabled_reason = None
     h.disabled_fingerprint = None
     h.probing = False

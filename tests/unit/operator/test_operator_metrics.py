@@ -13,7 +13,7 @@ FAMILIES = {
     "switchyard_operator_reconciles_total", "switchyard_operator_reconcile_duration_seconds",
     "switchyard_operator_config_pushes_total", "switchyard_operator_credential_refusals_total",
     "switchyard_operator_webhook_requests_total", "switchyard_operator_webhook_duration_seconds",
-    "switchyard_operator_queue_depth", "switchyard_operator_leader",
+    "switchyard_operator_queue_depth", "switchyard_operator_leader", "switchyard_operator_health_hints_sent_total",
 }
 
 

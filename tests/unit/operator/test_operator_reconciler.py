@@ -232,6 +232,116 @@ async def test_a_changed_binding_resets_the_tiers_its_sidecar_disabled_once() ->
         await sc.stop()
 
 
+async def test_a_rate_limit_one_pod_saw_reaches_the_other_pods_in_the_same_pass_and_so_does_its_end() -> None:
+    """Two real sidecars on loopback: pod 0 waits out a 429 (its own); one pass later pod 1
+    skips the tier too (marked shared), without a request; nothing is re-sent while nothing
+    changes; when pod 0 is reset, the next pass clears pod 1 (docs/shared-health.md)."""
+    from switchyard.sidecar.app import Listen, Sidecar
+    from switchyard.sidecar.routing import breaker
+
+    token = "t-" + "y" * 20
+    cars = [Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), admin_token=token, drain_seconds=0.1) for _ in range(2)]
+    ports = [(await sc.start())[1] for sc in cars]
+    rec, kube, _ = make([BINDING])
+    try:
+        rec.world.pods_by_ns["ns"] = [  # type: ignore[index]
+            PodInfo("ns", f"p-{i}", f"u{i}", {"app": "a"}, "Running", "127.0.0.1", f"http://127.0.0.1:{port}", f"u{i}|1")
+            for i, port in enumerate(ports)
+        ]
+        kube.secrets["switchyard-admin-token"] = {"metadata": {"name": "switchyard-admin-token", "namespace": "ns"},
+                                                  "data": {"token": b64(token)}}
+        await rec.start()
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 0  # nothing seen, nothing said
+
+        def tier0(sc: Sidecar) -> Any:
+            b = sc.runtime.snapshot.by_name["support"]  # type: ignore[union-attr]
+            return b, sc.runtime.health(b, b.tiers[0])
+
+        b, h = tier0(cars[0])
+        breaker.rate_limit(h, b.breaker, cars[0].runtime.clock(), 60.0)  # what its own 429 does
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 1
+        _, h1 = tier0(cars[1])
+        assert h1.rate_limited_until > cars[1].runtime.clock() + 55 and breaker.is_shared(h1, cars[1].runtime.clock())
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 1  # unchanged: not re-sent
+
+        from switchyard.operator.sharing import HintMemory
+
+        rec.hints = HintMemory()  # as after a leader change: this process never told pod 1 anything
+        await rec.reconcile_namespace("ns")
+        await rec.reconcile_namespace("ns")
+        assert rec.hint_sends == 2  # told once again (it knew: harmless), then not again
+        rec.hints = HintMemory()
+        cars[0].runtime.reset(b)  # an admin reset pod 0: nobody saw it any more
+        await rec.reconcile_namespace("ns")  # pod 1 reports a shared wait nobody sees: cleared
+        assert rec.hint_sends == 3 and h1.rate_limited_until == 0.0
+        assert b"switchyard_operator_health_hints_sent_total{outcome=\"sent\"}" in rec.metrics.exposition()
+    finally:
+        await rec.stop()
+        for sc in cars:
+            await sc.stop()
+
+
+async def test_secret_delivery_reads_the_admin_token_only_when_a_hint_is_due_and_sends_nothing_without_one() -> None:
+    """Secret delivery sends no token with the config: shared health reads the admin-token
+    Secret only when some pod is to be told something (a quiet namespace costs no API
+    call), and a namespace without one sends nothing (each pod learns alone)."""
+    from switchyard.sidecar.app import Listen, Sidecar
+    from switchyard.sidecar.contract.report import parse_report
+    from switchyard.sidecar.http.admin import status_report
+    from switchyard.sidecar.routing import breaker
+
+    token = "t-" + "z" * 20
+    rec, kube, _ = make([BINDING])
+    rec = Reconciler(Settings(), rec.world, kube)  # type: ignore[arg-type]  # Secret delivery (the default)
+    cars = [Sidecar(listen=Listen("127.0.0.1", 0, "127.0.0.1", 0), admin_token=token, drain_seconds=0.1) for _ in range(2)]
+    ports = [(await sc.start())[1] for sc in cars]
+    try:
+        from switchyard.compiler import compile_config
+        from switchyard.api.manifests import ResourceSet, parse_document
+
+        rs = ResourceSet()
+        for doc in ({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ModelSource", "metadata": {"name": "main"},
+                     "spec": {"provider": "openai", "baseURL": "http://127.0.0.1:9/v1", "defaultModel": "gpt-4o",
+                              "credentialRef": {"env": "NOPE"}}},
+                    {"apiVersion": "switchyard.dev/v1alpha1", "kind": "AssistantBinding", "metadata": {"name": "support"},
+                     "spec": {"primary": {"sourceRef": {"name": "main"}}}}):
+            r, errs = parse_document(doc)
+            assert not errs
+            (rs.sources if r.kind == "ModelSource" else rs.bindings).append(r)
+        config = compile_config(rs, standalone=True, environ={"NOPE": "sk-x"}).config
+        for sc in cars:
+            sc.load(config)
+        pods = [PodInfo("ns", f"p-{i}", f"u{i}", {"app": "a"}, "Running", "127.0.0.1", f"http://127.0.0.1:{port}", f"u{i}|1")
+                for i, port in enumerate(ports)]
+        await rec.start()
+
+        def statuses() -> dict[Any, Any]:
+            return {p.key: parse_report(status_report(sc.runtime).to_wire()) for p, sc in zip(pods, cars, strict=True)}
+
+        await rec._share_health("ns", pods, statuses(), None)
+        assert kube.secret_gets == [] and rec.hint_sends == 0  # nothing to tell: no Secret read
+
+        b = cars[0].runtime.snapshot.config.bindings[0]  # type: ignore[union-attr]
+        breaker.rate_limit(cars[0].runtime.health(b, b.tiers[0]), b.breaker, cars[0].runtime.clock(), 60.0)
+        await rec._share_health("ns", pods, statuses(), None)
+        assert kube.secret_gets == ["switchyard-admin-token"] and rec.hint_sends == 0  # none in the namespace
+        assert b'switchyard_operator_health_hints_sent_total{outcome="no-token"}' in rec.metrics.exposition()
+
+        kube.secrets["switchyard-admin-token"] = {"metadata": {"name": "switchyard-admin-token"}, "data": {"token": b64(token)}}
+        rec.admin_tokens.clear()
+        await rec._share_health("ns", pods, statuses(), None)
+        assert rec.hint_sends == 1
+        b1 = cars[1].runtime.snapshot.config.bindings[0]  # type: ignore[union-attr]
+        assert breaker.is_shared(cars[1].runtime.health(b1, b1.tiers[0]), cars[1].runtime.clock())
+    finally:
+        await rec.stop()
+        for sc in cars:
+            await sc.stop()
+
+
 async def test_check_binding_warns_from_the_indexes() -> None:
     binding = obj("AssistantBinding", "new", {
         "primary": {"sourceRef": {"name": "main"}}, "fallbacks": [{"sourceRef": {"name": "ghost"}}],

@@ -177,3 +177,42 @@ def test_an_admin_reset_closes_a_half_open_tier() -> None:
     enable(h, "reset by admin", 41)
     assert h.state is State.CLOSED and h.half_open_in_flight == 0
     assert h.transitions[-1].to_state == "closed"
+
+
+# Shared health (docs/shared-health.md): hints from the operator, on the same record.
+
+
+def test_a_rate_limit_hint_waits_like_an_own_429_capped_and_dropped_without_touching_own_evidence() -> None:
+    from switchyard.sidecar.routing.breaker import drop_hints, hint_rate_limit, is_shared, rate_limit
+
+    h = TierHealth()
+    b = CompiledBreaker(max_retry_after_seconds=60)
+    assert hint_rate_limit(h, b, 0, 500) == (True, True)  # clamped to the cap
+    assert h.rate_limited_until == 60 and is_shared(h, 1)
+    denied = admit(h, b, 10, 10)
+    assert not denied.allowed and denied.kind == "rate-limited"
+    rate_limit(h, b, 10, 20.0)  # its own 429 meanwhile: until 30, shorter than the hint
+    assert drop_hints(h) and h.rate_limited_until == 30 and not is_shared(h, 11)
+    assert admit(h, b, 31, 31).allowed
+    assert hint_rate_limit(h, b, 31, 35) == (True, False)
+    rate_limit(h, b, 32, 50.0)  # its own wait is now the longer: not shared any more
+    assert not is_shared(h, 33) and drop_hints(h) and h.rate_limited_until == 82
+
+
+def test_a_disabled_hint_is_a_suspicion_that_blocks_requests_until_the_check_settles_it() -> None:
+    from switchyard.sidecar.routing.breaker import confirmed, hint_suspect, is_shared, not_confirmed, rate_limit
+
+    h = TierHealth()
+    assert hint_suspect(h, "401")  # a check should start
+    assert not hint_suspect(h, "401")  # one at a time
+    denied = admit(h, P, 0, 0)
+    assert not denied.allowed and denied.reason == "suspected(401; checking)" and is_shared(h, 0)
+    not_confirmed(h)
+    assert admit(h, P, 0, 0).allowed and h.state is State.CLOSED
+    assert hint_suspect(h, "401")
+    rate_limit(h, P, 0, 30.0)  # its own 429 meanwhile: its own wait is reported as its own
+    assert not is_shared(h, 1)
+    confirmed(h, "401", "fp", 1.0)
+    assert h.state is State.DISABLED and not is_shared(h, 1) and not hint_suspect(h, "401")
+    enable(h, "reset", 2.0)
+    assert h.hint_disabled is None and admit(h, P, 3, 3).allowed
