@@ -218,19 +218,11 @@ async def reset_tier(
     session: aiohttp.ClientSession, pod: PodInfo, url: str, token: str, binding: str, tier: int, timeouts: AdminTimeouts
 ) -> PodProblem | None:
     """POST /admin/bindings/{binding}/reset?tier=N: put one tier back in service. None when done."""
-    path = f"{url}/admin/bindings/{quote(binding, safe='')}/reset?tier={int(tier)}"
-    try:
-        async with session.post(path, headers={"Authorization": f"Bearer {token}"}, timeout=timeouts.client()) as resp:
-            raw = await resp.read()
-            if resp.status == 200:
-                return None
-            if resp.status in (401, 403):
-                return PodProblem(pod.name, "Unauthorized", "the sidecar refused the admin token")
-            return PodProblem(pod.name, "Rejected", f"reset of {binding} tier {tier}: HTTP {resp.status}: {_message(raw)}")
-    except TimeoutError:
-        return PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
-    except aiohttp.ClientError as e:
-        return PodProblem(pod.name, "Unreachable", f"{url}: {type(e).__name__}")
+    path = f"/admin/bindings/{quote(binding, safe='')}/reset?tier={int(tier)}"
+    return await _admin_write(
+        session, "POST", pod, url, path, timeouts, headers={"Authorization": f"Bearer {token}"},
+        refused="the sidecar refused the admin token", what=f"reset of {binding} tier {tier}",
+    )
 
 
 async def put_health(
@@ -242,14 +234,25 @@ async def put_health(
     body = hints.to_body()
     at = int(time.time() if now is None else now)
     headers = {SIGNATURE_HEADER: sign(token, at, body), "Content-Type": "application/json"}
+    return await _admin_write(
+        session, "PUT", pod, url, HEALTH_PATH, timeouts, headers=headers, data=body,
+        refused="the sidecar refused the signed health hints", what=f"PUT {HEALTH_PATH}",
+    )
+
+
+async def _admin_write(
+    session: aiohttp.ClientSession, method: str, pod: PodInfo, url: str, path: str, timeouts: AdminTimeouts, *,
+    headers: dict[str, str], refused: str, what: str, data: bytes | None = None,
+) -> PodProblem | None:
+    """One write to a sidecar's admin API: None when it answered 200, else why not."""
     try:
-        async with session.put(f"{url}{HEALTH_PATH}", data=body, headers=headers, timeout=timeouts.client()) as resp:
+        async with session.request(method, f"{url}{path}", data=data, headers=headers, timeout=timeouts.client()) as resp:
             raw = await resp.read()
             if resp.status == 200:
                 return None
             if resp.status in (401, 403):
-                return PodProblem(pod.name, "Unauthorized", "the sidecar refused the signed health hints")
-            return PodProblem(pod.name, "Rejected", f"PUT {HEALTH_PATH}: HTTP {resp.status}: {_message(raw)}")
+                return PodProblem(pod.name, "Unauthorized", refused)
+            return PodProblem(pod.name, "Rejected", f"{what}: HTTP {resp.status}: {_message(raw)}")
     except TimeoutError:
         return PodProblem(pod.name, "Unreachable", f"no answer from {url} within {timeouts.request_seconds:g}s")
     except aiohttp.ClientError as e:
