@@ -5,7 +5,7 @@
     python3 bench/fleet.py --quick    # N = 1, 2; 1 / 10 / 100 pods; 1-second loads (~20 s; figures indicative)
 
 A sidecar per app pod scales with the app. What this measures is what each added pod
-costs, and where (docs/performance-fleet.md has one run and the model at 1,000 pods):
+costs, and where (docs/performance.md, "Beyond one pod" has one run and the model at 1,000 pods):
 
 1. **Sidecars** (``--sidecars 1,2,4``). One simulator upstream (``/openai``, and
    ``/down`` answering 503 to everything, list-models included), and N

@@ -1,7 +1,7 @@
 """The fleet bench (bench/fleet.py) still runs end to end: quick mode (N = 1 and 2
 sidecars from the mounted config Secret, one simulator upstream; the operator's reconcile
 with 1, 10 and 100 emulated pods). It must finish and print both tables; its figures are
-never asserted (the machine is shared and noisy, see docs/performance-fleet.md)."""
+never asserted (the machine is shared and noisy, see docs/performance.md, "Beyond one pod")."""
 
 from __future__ import annotations
 
