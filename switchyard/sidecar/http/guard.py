@@ -20,6 +20,7 @@ on the admin listener as a plain JSON problem.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -63,8 +64,13 @@ def _is_ip(name: str) -> bool:
 def host_allowed(host_header: str | None, exposure: Exposure) -> bool:
     if not host_header:
         return True  # HTTP/1.0 without Host: not a browser
+    return _host_ok(host_header, exposure.hosts)
+
+
+@functools.lru_cache(maxsize=256)  # every request asks, with the same few Host values; bounded
+def _host_ok(host_header: str, hosts: frozenset[str]) -> bool:
     name = host_name(host_header).rstrip(".")
-    return _is_ip(name) or name == "localhost" or name in exposure.hosts
+    return _is_ip(name) or name == "localhost" or name in hosts
 
 
 def origin_allowed(origin: str, host_header: str | None, scheme: str, exposure: Exposure) -> bool:
