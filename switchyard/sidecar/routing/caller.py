@@ -11,6 +11,7 @@ is bounded too (``metric_label``): a name the header made up that no binding lis
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Container
 
@@ -34,6 +35,7 @@ _TOKEN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 KNOWN_NAMES = frozenset(name for _, name in KNOWN) | {"unknown"}
 
 
+@functools.lru_cache(maxsize=512)  # a handful of clients send the same few headers; bounded
 def identify(header: str | None, user_agent: str | None) -> str:
     if header:
         name = header.strip().lower()
