@@ -7,11 +7,14 @@ import os
 import re
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from .base import RequestError, UpstreamFormatError
+from switchyard.sidecar.errors import clip
+
+from .base import RequestError, UpstreamErrorInfo, UpstreamFormatError
 
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,(.*)$", re.S)
 
@@ -136,3 +139,27 @@ def vector_in(value: Any, what: str) -> list[float]:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+
+
+def read_openai_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
+    """OpenAI's error body, the same for Chat Completions and Responses (and most
+    OpenAI-compatible servers): ``{"error": {"message", "type", "param", "code"}}``, or
+    ``{"error": "text"}``. A refused key (``invalid_api_key``) is flagged ``auth``."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")) or f"HTTP {status}")
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, str):
+        return UpstreamErrorInfo(clip(err))
+    if not isinstance(err, dict):
+        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")))
+    code = str(err.get("code") or "")
+    kind = str(err.get("type") or code or "")
+    return UpstreamErrorInfo(
+        message=clip(str(err.get("message") or kind or f"HTTP {status}")),
+        kind=kind or None,
+        quota=code == "insufficient_quota" or kind == "insufficient_quota",
+        model_not_found=code == "model_not_found",
+        auth=code == "invalid_api_key",
+    )

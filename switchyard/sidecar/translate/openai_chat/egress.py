@@ -18,11 +18,10 @@ from typing import Any
 import orjson
 
 from switchyard.sidecar.contract.config import CompiledTier
-from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, Verdict, upstream_headers
-from ..common import args_text, budget_to_effort, clamp, data_url, new_id, vector_in
+from ..base import UpstreamCall, UpstreamFormatError, Verdict, upstream_headers
+from ..common import args_text, budget_to_effort, clamp, data_url, new_id, read_openai_error, vector_in
 from ._wire import FINISH_IN, PROTOCOL, _usage_in
 
 
@@ -241,24 +240,7 @@ def verdict(body: dict[str, Any]) -> Verdict | None:
     return Verdict(bool(content), FINISH_IN.get(reason or "", None), _usage_in(body.get("usage")))  # type: ignore[arg-type]
 
 
-def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")) or f"HTTP {status}")
-    err = obj.get("error") if isinstance(obj, dict) else None
-    if isinstance(err, str):
-        return UpstreamErrorInfo(clip(err))
-    if not isinstance(err, dict):
-        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")))
-    code = str(err.get("code") or "")
-    kind = str(err.get("type") or code or "")
-    return UpstreamErrorInfo(
-        message=clip(str(err.get("message") or kind or f"HTTP {status}")),
-        kind=kind or None,
-        quota=code == "insufficient_quota" or kind == "insufficient_quota",
-        model_not_found=code == "model_not_found",
-    )
+read_error = read_openai_error  # the same error body as every OpenAI API (translate/common.py)
 
 
 # ------------------------------------------------------------------------ embeddings

@@ -46,11 +46,10 @@ from typing import Any
 import orjson
 
 from switchyard.sidecar.contract.config import CompiledTier
-from switchyard.sidecar.errors import clip
 
 from .. import neutral as n
-from ..base import UpstreamCall, UpstreamErrorInfo, UpstreamFormatError, upstream_headers
-from ..common import args_text, budget_to_effort, clamp, data_url, new_id
+from ..base import UpstreamCall, UpstreamFormatError, upstream_headers
+from ..common import args_text, budget_to_effort, clamp, data_url, new_id, read_openai_error
 from ._wire import FINISH_IN_INCOMPLETE, PROTOCOL, joins, summary_text, usage_in
 
 MIN_OUTPUT_TOKENS = 16
@@ -350,23 +349,4 @@ def parse_response(body: dict[str, Any]) -> n.Response:
     )
 
 
-def read_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamErrorInfo:
-    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")) or f"HTTP {status}")
-    err = obj.get("error") if isinstance(obj, dict) else None
-    if isinstance(err, str):
-        return UpstreamErrorInfo(clip(err))
-    if not isinstance(err, dict):
-        return UpstreamErrorInfo(clip(body.decode("utf-8", "replace")))
-    code = str(err.get("code") or "")
-    kind = str(err.get("type") or code or "")
-    return UpstreamErrorInfo(
-        message=clip(str(err.get("message") or kind or f"HTTP {status}")),
-        kind=kind or None,
-        quota=code == "insufficient_quota" or kind == "insufficient_quota",
-        model_not_found=code == "model_not_found",
-        auth=code == "invalid_api_key",
-    )
+read_error = read_openai_error  # the same error body as every OpenAI API (translate/common.py)
