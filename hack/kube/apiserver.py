@@ -20,7 +20,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from .clients import KubeClients
-from .common import EXIT_BUILD_FAILED, EXIT_CLIENTS_FAILED, EXIT_CLUSTER_FAILED, KubeToolsError, log, tail, write_private
+from .common import https_json, EXIT_BUILD_FAILED, EXIT_CLIENTS_FAILED, EXIT_CLUSTER_FAILED, KubeToolsError, log, tail, write_private
 from .gobuild import KubeBinaries, find_kube_binaries
 from .pki import LocalCA, ServingCert, rsa_key_pair
 from .procs import PortInUse, Proc, child_env, free_port, poll_until, terminate
@@ -123,17 +123,7 @@ class Cluster:
         if data is not None:
             req.add_header("Content-Type", content_type)
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
-        try:
-            with opener.open(req, timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        text = raw.decode(errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        return https_json(req, ctx, timeout)
 
     def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
         """Create namespace ``name`` (if missing) with its ``default`` ServiceAccount.

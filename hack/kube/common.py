@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
+import ssl
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from collections.abc import Iterator, Sequence
 
@@ -170,3 +174,19 @@ def write_private(p: Path, data: bytes) -> None:
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+def https_json(req: urllib.request.Request, ctx: ssl.SSLContext, timeout: float) -> tuple[int, object]:
+    """Send ``req`` over TLS with ``ctx``, never through a proxy: (status, the JSON body,
+    or its text when it is not JSON). An HTTP error status is an answer, not an exception."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    text = raw.decode(errors="replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text

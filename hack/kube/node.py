@@ -40,7 +40,7 @@ from . import images
 from .clients import KubeClients, ensure_kube_clients
 import urllib.error
 
-from .common import KubeToolsError, log, tail
+from .common import https_json, KubeToolsError, log, tail
 from .gobuild import ensure_kube_binaries, ensure_node_binaries
 from .pki import LocalCA, rsa_key_pair
 from .procs import Proc, free_port, pid_alive, poll_until, terminate
@@ -552,17 +552,7 @@ class NodeCluster:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         pki = self.root / "pki"
         ctx.load_cert_chain(pki / "client-admin.crt", pki / "client-admin.key")
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
-        try:
-            with opener.open(req, timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        text = raw.decode(errors="replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        return https_json(req, ctx, timeout)
 
     def log_tail(self, name: str, n: int = 50) -> str:
         return tail(self.root / "logs" / f"{name}.log", n)
