@@ -26,8 +26,7 @@ from aiohttp import web
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError
-from switchyard.sidecar.pipeline.exchange import Exchange
-from switchyard.sidecar.pipeline.intake import DRAIN_MESSAGE
+from switchyard.sidecar.pipeline.exchange import DRAIN_MESSAGE, Exchange, uncancel
 from switchyard.sidecar.routing import classify
 from switchyard.sidecar.routing.classify import Failure
 from switchyard.sidecar.routing.profile import Decision
@@ -435,7 +434,7 @@ async def _stream(at: Attempt, resp: aiohttp.ClientResponse) -> web.StreamRespon
     except asyncio.CancelledError:
         if not at.rt.drain_expired:
             raise  # the client went away: nobody to tell
-        _uncancel()
+        uncancel()
         return await _end_stream_early(at, out, relay, ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, "drained")
     except Exception:  # a bug of ours mid-stream: still end the stream with an error event
         log.exception("stream relay failed for binding %s tier %d", at.binding.name, at.tier.index)
@@ -494,10 +493,3 @@ def _stream_error_failure(err: n.StreamError) -> Failure:
 async def _write(out: web.StreamResponse | None, data: bytes) -> None:
     if out is not None and data:
         await out.write(data)
-
-
-def _uncancel() -> None:
-    """A cancellation we answer instead of propagating: let the task run on cleanly."""
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()

@@ -30,9 +30,8 @@ from switchyard.sidecar.contract.config import CompiledBinding, CompiledKey, Com
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.pipeline import conversation, limits
 from switchyard.sidecar.pipeline.attempt import Attempt, Miss, attempt
-from switchyard.sidecar.pipeline.exchange import Exchange, account, error_response
+from switchyard.sidecar.pipeline.exchange import Exchange, account, drained, error_response, refused
 from switchyard.sidecar.pipeline.intake import (
-    DRAIN_MESSAGE,
     MIN_ATTEMPT_SECONDS,
     first_content_patience,
     read_json,
@@ -65,18 +64,10 @@ async def handle(
     try:
         return await _serve(request, rt, ex, path_model, stream)
     except GatewayError as err:
-        ex.status = err.status
-        ex.error = err.full_message()
-        if ex.outcome not in ("all-tiers-failed", "upstream-error", "limited"):
-            ex.outcome = "rejected"
-        return error_response(ex, err)
+        return refused(ex, err)
     except asyncio.CancelledError:
         if rt.drain_expired and ex.status != 200:
-            # Sidecar.stop cancelled us at the drain deadline: answer, do not vanish.
-            _uncancel()
-            err = GatewayError(ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, code="draining", retry_after=1)
-            ex.status, ex.outcome, ex.error = err.status, "drained", err.message
-            return error_response(ex, err)
+            return drained(ex)  # Sidecar.stop cancelled us at the drain deadline: answer, do not vanish
         ex.outcome = "client-gone"
         raise
     except (RecursionError, orjson.JSONEncodeError) as exc:
@@ -93,13 +84,6 @@ async def handle(
         account(rt, ex)
         if ex.trace is not None:
             ex.trace.end(ex)
-
-
-def _uncancel() -> None:
-    """A cancellation we answer instead of propagating: let the task run on cleanly."""
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
 
 
 async def _serve(

@@ -37,9 +37,8 @@ from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
 from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.pipeline import limits
-from switchyard.sidecar.pipeline.exchange import Exchange, account, error_response
+from switchyard.sidecar.pipeline.exchange import Exchange, account, drained, refused
 from switchyard.sidecar.pipeline.intake import (
-    DRAIN_MESSAGE,
     MIN_ATTEMPT_SECONDS,
     read_json,
     request_deadline,
@@ -74,20 +73,10 @@ async def embed(request: web.Request, ingress: Adapter, *, path_model: str | Non
     try:
         return await _serve(request, rt, ex, path_model)
     except GatewayError as err:
-        ex.status = err.status
-        ex.error = err.full_message()
-        if ex.outcome not in ("all-tiers-failed", "upstream-error", "limited"):
-            ex.outcome = "rejected"
-        return error_response(ex, err)
+        return refused(ex, err)
     except asyncio.CancelledError:
         if rt.drain_expired and ex.status != 200:
-            # Sidecar.stop cancelled us at the drain deadline: answer, do not vanish (as chain.py).
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            err = GatewayError(ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, code="draining", retry_after=1)
-            ex.status, ex.outcome, ex.error = err.status, "drained", err.message
-            return error_response(ex, err)
+            return drained(ex)  # Sidecar.stop cancelled us at the drain deadline: answer, do not vanish
         ex.outcome = "client-gone"
         raise
     finally:

@@ -8,6 +8,7 @@ log line when it ends, however it ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ from aiohttp import web
 from switchyard.logs import RequestLog
 from switchyard.sidecar import errors
 from switchyard.sidecar.contract.config import CompiledBinding, CompiledTier
-from switchyard.sidecar.errors import GatewayError, TierTrail
+from switchyard.sidecar.errors import ErrorKind, GatewayError, TierTrail
 from switchyard.sidecar.metrics import PICOS
 from switchyard.sidecar.routing.caller import metric_label
 from switchyard.sidecar.routing.profile import degraded_header
@@ -100,6 +101,35 @@ def header_safe(text: str) -> str:
         return text
     return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
+
+
+DRAIN_MESSAGE = "the gateway is shutting down; retry"
+
+
+def refused(ex: Exchange, err: GatewayError) -> web.Response:
+    """A ``GatewayError`` that ends the request (generation and embeddings alike): told on
+    the exchange and answered in the caller's protocol."""
+    ex.status = err.status
+    ex.error = err.full_message()
+    if ex.outcome not in ("all-tiers-failed", "upstream-error", "limited"):
+        ex.outcome = "rejected"
+    return error_response(ex, err)
+
+
+def drained(ex: Exchange) -> web.Response:
+    """``Sidecar.stop`` cancelled the request at the drain deadline: a retryable error in
+    the caller's protocol instead of a cut connection (the cancellation taken back)."""
+    uncancel()
+    err = GatewayError(ErrorKind.UNAVAILABLE, DRAIN_MESSAGE, code="draining", retry_after=1)
+    ex.status, ex.outcome, ex.error = err.status, "drained", err.message
+    return error_response(ex, err)
+
+
+def uncancel() -> None:
+    """A cancellation we answer instead of propagating: let the task run on cleanly."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 def error_response(ex: Exchange, err: GatewayError) -> web.Response:

@@ -14,11 +14,10 @@ from aiohttp import web
 
 from switchyard.sidecar.contract.config import CompiledBinding
 from switchyard.sidecar.errors import ErrorKind, GatewayError
-from switchyard.sidecar.pipeline.exchange import H_BINDING
+from switchyard.sidecar.pipeline.exchange import DRAIN_MESSAGE, H_BINDING
 from switchyard.sidecar.state import RUNTIME, Runtime, Snapshot
 from switchyard.sidecar.translate.base import Adapter
 
-DRAIN_MESSAGE = "the gateway is shutting down; retry"
 
 
 def serving_snapshot(rt: Runtime) -> Snapshot:
